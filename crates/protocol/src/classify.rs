@@ -1,0 +1,225 @@
+//! What tenantry does with each command: forward it (with its keys rewritten),
+//! handle it in the session, or refuse it with a reason. One lookup per
+//! command; everything here is decided from Redis's own table.
+
+use crate::command::{self, acl, flags, key_positions, CommandSpec, KeyError, KeyPositions};
+use crate::request::Request;
+use crate::strip::ReplyKeys;
+use std::fmt;
+
+/// Commands that act on the client's connection, answered by the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnCommand {
+    Auth,
+    Hello,
+    Quit,
+    Reset,
+    Select,
+    ClientSetName,
+    ClientGetName,
+    ClientId,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Send to the tenant's backend with the argument indices in the key
+    /// positions prefixed; strip keys from the reply as `reply` says.
+    Forward {
+        spec: &'static CommandSpec,
+        reply: ReplyKeys,
+    },
+    Connection(ConnCommand),
+    Reject(Rejection),
+}
+
+/// An error reply; the connection stays open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejection {
+    UnknownCommand {
+        name: Vec<u8>,
+        args: Vec<Vec<u8>>,
+    },
+    UnknownSubcommand {
+        container: &'static str,
+        sub: Vec<u8>,
+    },
+    WrongArity(&'static str),
+    Keys(KeyError),
+    /// A command tenantry does not let a tenant run, and why.
+    Refused {
+        name: &'static str,
+        reason: &'static str,
+    },
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            // Redis: at most 128 bytes of name, args while the list is under 128 bytes.
+            Rejection::UnknownCommand { name, args } => {
+                write!(
+                    f,
+                    "ERR unknown command '{}', with args beginning with: ",
+                    lossy(name, 128)
+                )?;
+                let mut written = 0;
+                for arg in args {
+                    if written >= 128 {
+                        break;
+                    }
+                    let s = format!("'{}' ", lossy(arg, 128 - written));
+                    written += s.len();
+                    f.write_str(&s)?;
+                }
+                Ok(())
+            }
+            Rejection::UnknownSubcommand { container, sub } => write!(
+                f,
+                "ERR unknown subcommand '{}'. Try {} HELP.",
+                lossy(sub, 128),
+                container.to_ascii_uppercase()
+            ),
+            Rejection::WrongArity(name) => {
+                write!(f, "ERR wrong number of arguments for '{name}' command")
+            }
+            Rejection::Keys(e) => write!(f, "{e}"),
+            Rejection::Refused { name, reason } => write!(
+                f,
+                "ERR command '{name}' is not allowed through tenantry: {reason}"
+            ),
+        }
+    }
+}
+
+fn lossy(raw: &[u8], max: usize) -> String {
+    String::from_utf8_lossy(&raw[..raw.len().min(max)]).into_owned()
+}
+
+const NOT_YET_TX: &str = "transactions (MULTI/EXEC/WATCH) are not supported yet";
+const NOT_YET_BLOCKING: &str = "blocking commands are not supported yet";
+const NOT_YET_PUBSUB: &str = "Pub/Sub is not supported yet";
+const NOT_YET_SCRIPTS: &str = "scripts and functions are not supported yet";
+const KEYSPACE_WIDE: &str =
+    "it would act on every tenant's keys (tenant-scoped keyspace commands are not supported yet)";
+const OTHER_DB: &str = "it reaches another database, outside the tenant's namespace";
+const SERVER_WIDE: &str = "it reaches beyond one tenant (server administration)";
+
+/// Classifies a request and fills `keys` with the argument positions to prefix.
+pub fn classify(req: &Request, keys: &mut KeyPositions) -> Action {
+    keys.clear();
+    let args = &req.args;
+    let Some(top) = command::lookup(&args[0]) else {
+        return Action::Reject(Rejection::UnknownCommand {
+            name: args[0].to_vec(),
+            args: args[1..].iter().map(|a| a.to_vec()).collect(),
+        });
+    };
+    if !top.arity_ok(args.len()) {
+        return Action::Reject(Rejection::WrongArity(top.name));
+    }
+    let spec = if top.subcommands.is_empty() {
+        top
+    } else {
+        match command::lookup_subcommand(top, &args[1]) {
+            Some(sub) => sub,
+            None => {
+                return Action::Reject(Rejection::UnknownSubcommand {
+                    container: top.name,
+                    sub: args[1].to_vec(),
+                })
+            }
+        }
+    };
+    if !spec.arity_ok(args.len()) {
+        return Action::Reject(Rejection::WrongArity(spec.name));
+    }
+    if let Some(conn) = connection_command(spec.name) {
+        return Action::Connection(conn);
+    }
+    if let Some(reason) = refusal(spec, args) {
+        return Action::Reject(Rejection::Refused {
+            name: spec.name,
+            reason,
+        });
+    }
+    if let Err(e) = key_positions(spec, args, keys) {
+        return Action::Reject(Rejection::Keys(e));
+    }
+    let reply = match spec.name {
+        "lmpop" | "zmpop" => ReplyKeys::FirstOfPair,
+        "xread" | "xreadgroup" => ReplyKeys::StreamKeys,
+        _ => ReplyKeys::None,
+    };
+    Action::Forward { spec, reply }
+}
+
+fn connection_command(name: &str) -> Option<ConnCommand> {
+    Some(match name {
+        "auth" => ConnCommand::Auth,
+        "hello" => ConnCommand::Hello,
+        "quit" => ConnCommand::Quit,
+        "reset" => ConnCommand::Reset,
+        "select" => ConnCommand::Select,
+        "client|setname" => ConnCommand::ClientSetName,
+        "client|getname" => ConnCommand::ClientGetName,
+        "client|id" => ConnCommand::ClientId,
+        _ => return None,
+    })
+}
+
+/// Keyless commands that touch nothing of any tenant.
+fn keyless_allowed(name: &str) -> bool {
+    matches!(name, "ping" | "echo" | "time" | "lolwut")
+        || name.starts_with("command|")
+        || name.ends_with("|help")
+}
+
+fn refusal<A: AsRef<[u8]>>(spec: &CommandSpec, args: &[A]) -> Option<&'static str> {
+    let name = spec.name;
+    if spec.in_category(acl::TRANSACTION) {
+        return Some(NOT_YET_TX);
+    }
+    if spec.in_category(acl::SCRIPTING) {
+        return Some(NOT_YET_SCRIPTS);
+    }
+    if spec.has_flag(flags::PUBSUB) {
+        return Some(NOT_YET_PUBSUB);
+    }
+    if spec.has_flag(flags::BLOCKING) {
+        // XREAD and XREADGROUP only block with BLOCK.
+        let blocks = !matches!(name, "xread" | "xreadgroup")
+            || args
+                .iter()
+                .skip(1)
+                .any(|a| a.as_ref().eq_ignore_ascii_case(b"block"));
+        if blocks {
+            return Some(NOT_YET_BLOCKING);
+        }
+    }
+    if matches!(
+        name,
+        "scan" | "keys" | "randomkey" | "dbsize" | "flushdb" | "flushall"
+    ) {
+        return Some(KEYSPACE_WIDE);
+    }
+    if matches!(name, "move" | "swapdb" | "migrate")
+        || (name == "copy"
+            && args
+                .iter()
+                .skip(3)
+                .any(|a| a.as_ref().eq_ignore_ascii_case(b"db")))
+    {
+        return Some(OTHER_DB);
+    }
+    if spec.has_flag(flags::ADMIN) || spec.has_flag(flags::ASKING) {
+        return Some(SERVER_WIDE);
+    }
+    if spec.key_specs.is_empty() && !keyless_allowed(name) {
+        return Some(SERVER_WIDE);
+    }
+    None
+}
+
+#[cfg(test)]
+#[path = "classify_tests.rs"]
+mod tests;

@@ -1,0 +1,19 @@
+//! The pure core of tenantry: RESP requests and replies, Redis's command
+//! table, key rewriting and reply stripping. No I/O happens here, so all of it
+//! can be property-tested and fuzzed.
+#![forbid(unsafe_code)]
+
+pub mod classify;
+pub mod command;
+pub mod encode;
+pub mod namespace;
+pub mod num;
+pub mod reply;
+pub mod request;
+pub mod strip;
+
+pub use classify::{classify, Action, ConnCommand, Rejection};
+pub use encode::Protocol;
+pub use namespace::{Namespace, NamespaceError};
+pub use request::{Limits, ParseError, Request, RequestParser};
+pub use strip::ReplyKeys;

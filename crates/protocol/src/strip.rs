@@ -1,0 +1,151 @@
+//! Taking the tenant's namespace back off key names inside replies.
+
+use crate::namespace::Namespace;
+use crate::num::parse_i64;
+use crate::reply::{reply_len, ReplyError};
+use bytes::BytesMut;
+
+/// Where key names sit in a command's reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyKeys {
+    /// No key names in the reply: it passes through untouched.
+    None,
+    /// `[key, value]` or null (LMPOP, ZMPOP; later BLPOP and friends).
+    FirstOfPair,
+    /// XREAD / XREADGROUP: RESP2 `[[key, entries], ...]`, RESP3 `{key: entries}`.
+    StreamKeys,
+}
+
+/// Rewrites one complete reply, appending the client's view to `out`.
+/// Keys that do not carry the namespace (which a correct backend never
+/// returns) are passed unchanged rather than guessed at.
+pub fn strip_reply(
+    kind: ReplyKeys,
+    reply: &[u8],
+    ns: &Namespace,
+    out: &mut BytesMut,
+) -> Result<(), ReplyError> {
+    match kind {
+        ReplyKeys::None => out.extend_from_slice(reply),
+        ReplyKeys::FirstOfPair => match aggregate_header(reply)? {
+            Some((b'*', 2, body)) => {
+                out.extend_from_slice(&reply[..body]);
+                let key_len = strip_bulk(&reply[body..], ns, out)?;
+                out.extend_from_slice(&reply[body + key_len..]);
+            }
+            _ => out.extend_from_slice(reply),
+        },
+        ReplyKeys::StreamKeys => match aggregate_header(reply)? {
+            Some((kind @ (b'*' | b'%'), n, body)) => {
+                out.extend_from_slice(&reply[..body]);
+                let mut pos = body;
+                for _ in 0..n {
+                    if kind == b'*' {
+                        // Each element is `*2 key entries`.
+                        let (_, _, inner) =
+                            aggregate_header(&reply[pos..])?.ok_or(ReplyError::BadLength)?;
+                        out.extend_from_slice(&reply[pos..pos + inner]);
+                        pos += inner;
+                    }
+                    pos += strip_bulk(&reply[pos..], ns, out)?;
+                    let entries = element_len(&reply[pos..])?;
+                    out.extend_from_slice(&reply[pos..pos + entries]);
+                    pos += entries;
+                }
+                out.extend_from_slice(&reply[pos..]);
+            }
+            _ => out.extend_from_slice(reply),
+        },
+    }
+    Ok(())
+}
+
+/// `(type, count, header length)` of an aggregate at the front, or `None` for
+/// anything else (null, error, scalar).
+fn aggregate_header(buf: &[u8]) -> Result<Option<(u8, usize, usize)>, ReplyError> {
+    let kind = *buf.first().ok_or(ReplyError::BadLength)?;
+    if !matches!(kind, b'*' | b'%' | b'~') {
+        return Ok(None);
+    }
+    let end = buf
+        .windows(2)
+        .position(|w| w == b"\r\n")
+        .ok_or(ReplyError::BadLength)?;
+    let n = parse_i64(&buf[1..end]).ok_or(ReplyError::BadLength)?;
+    Ok(usize::try_from(n).ok().map(|n| (kind, n, end + 2)))
+}
+
+fn element_len(buf: &[u8]) -> Result<usize, ReplyError> {
+    reply_len(buf)?.ok_or(ReplyError::BadLength)
+}
+
+/// Copies the bulk string (or simple string) at the front of `buf` to `out`
+/// without the namespace; returns how many bytes of `buf` it took.
+fn strip_bulk(buf: &[u8], ns: &Namespace, out: &mut BytesMut) -> Result<usize, ReplyError> {
+    let len = element_len(buf)?;
+    if buf[0] != b'$' {
+        out.extend_from_slice(&buf[..len]);
+        return Ok(len);
+    }
+    let header = buf
+        .iter()
+        .position(|&b| b == b'\r')
+        .ok_or(ReplyError::BadLength)?
+        + 2;
+    let key = &buf[header..len - 2];
+    match ns.strip(key) {
+        Some(client_key) => {
+            out.extend_from_slice(format!("${}\r\n", client_key.len()).as_bytes());
+            out.extend_from_slice(client_key);
+            out.extend_from_slice(b"\r\n");
+        }
+        None => out.extend_from_slice(&buf[..len]),
+    }
+    Ok(len)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strip(kind: ReplyKeys, reply: &[u8]) -> Vec<u8> {
+        let ns = Namespace::new("t:").unwrap();
+        let mut out = BytesMut::new();
+        strip_reply(kind, reply, &ns, &mut out).unwrap();
+        out.to_vec()
+    }
+
+    #[test]
+    fn strips_pair_keys() {
+        assert_eq!(
+            strip(
+                ReplyKeys::FirstOfPair,
+                b"*2\r\n$3\r\nt:k\r\n*1\r\n$1\r\nv\r\n"
+            ),
+            b"*2\r\n$1\r\nk\r\n*1\r\n$1\r\nv\r\n"
+        );
+        assert_eq!(strip(ReplyKeys::FirstOfPair, b"*-1\r\n"), b"*-1\r\n");
+        assert_eq!(strip(ReplyKeys::FirstOfPair, b"_\r\n"), b"_\r\n");
+    }
+
+    #[test]
+    fn strips_stream_keys_in_both_protocols() {
+        let entries = b"*1\r\n*2\r\n$3\r\n1-0\r\n*2\r\n$1\r\nf\r\n$1\r\nv\r\n";
+        let mut resp2 = b"*2\r\n*2\r\n$4\r\nt:s1\r\n".to_vec();
+        resp2.extend_from_slice(entries);
+        resp2.extend_from_slice(b"*2\r\n$4\r\nt:s2\r\n");
+        resp2.extend_from_slice(entries);
+        let mut want = b"*2\r\n*2\r\n$2\r\ns1\r\n".to_vec();
+        want.extend_from_slice(entries);
+        want.extend_from_slice(b"*2\r\n$2\r\ns2\r\n");
+        want.extend_from_slice(entries);
+        assert_eq!(strip(ReplyKeys::StreamKeys, &resp2), want);
+
+        let mut resp3 = b"%1\r\n$4\r\nt:s1\r\n".to_vec();
+        resp3.extend_from_slice(entries);
+        let mut want = b"%1\r\n$2\r\ns1\r\n".to_vec();
+        want.extend_from_slice(entries);
+        assert_eq!(strip(ReplyKeys::StreamKeys, &resp3), want);
+        assert_eq!(strip(ReplyKeys::StreamKeys, b"*-1\r\n"), b"*-1\r\n");
+    }
+}
