@@ -1,0 +1,108 @@
+//! The YAML as written: serde types that reject unknown fields. Values are
+//! checked and resolved into `crate::Config` by `crate::validate`.
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub listen: Spanned<OneOrMany>,
+    #[serde(default)]
+    pub admin: Option<Spanned<String>>,
+    #[serde(default)]
+    pub limits: Option<Spanned<RawLimits>>,
+    pub backends: BTreeMap<String, Spanned<RawBackend>>,
+    pub tenants: BTreeMap<String, Spanned<RawTenant>>,
+    #[serde(default)]
+    pub default_tenant: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub max_bulk_bytes: Option<Spanned<String>>,
+    pub max_args: Option<Spanned<u64>>,
+    pub max_inline_bytes: Option<Spanned<String>>,
+    pub max_clients: Option<Spanned<u64>>,
+    pub max_pipeline: Option<Spanned<u64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBackend {
+    pub kind: Spanned<String>,
+    pub nodes: Spanned<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub connections: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<Spanned<String>>,
+    #[serde(default)]
+    pub password_file: Option<Spanned<String>>,
+    #[serde(default)]
+    pub password_env: Option<Spanned<String>>,
+    #[serde(default)]
+    pub connect_timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    pub request_timeout: Option<Spanned<String>>,
+}
+
+/// A password given inline (`password`), in a file (`password_file`) or in an
+/// environment variable (`password_env`). serde cannot combine `flatten` with
+/// `deny_unknown_fields`, so the three fields are repeated where a secret goes.
+pub struct RawSecret<'a> {
+    pub password: &'a Option<Spanned<String>>,
+    pub password_file: &'a Option<Spanned<String>>,
+    pub password_env: &'a Option<Spanned<String>>,
+}
+
+impl RawBackend {
+    pub fn secret(&self) -> RawSecret<'_> {
+        RawSecret {
+            password: &self.password,
+            password_file: &self.password_file,
+            password_env: &self.password_env,
+        }
+    }
+}
+
+impl RawTenantAuth {
+    pub fn secret(&self) -> RawSecret<'_> {
+        RawSecret {
+            password: &self.password,
+            password_file: &self.password_file,
+            password_env: &self.password_env,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTenant {
+    pub backend: Spanned<String>,
+    pub namespace: Spanned<String>,
+    #[serde(default)]
+    pub auth: Option<Spanned<RawTenantAuth>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTenantAuth {
+    pub username: Spanned<String>,
+    #[serde(default)]
+    pub password: Option<Spanned<String>>,
+    #[serde(default)]
+    pub password_file: Option<Spanned<String>>,
+    #[serde(default)]
+    pub password_env: Option<Spanned<String>>,
+}

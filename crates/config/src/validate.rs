@@ -1,0 +1,432 @@
+//! Raw YAML values to a checked `Config`, collecting every error with its location.
+
+use crate::error::{ConfigError, ConfigErrors};
+use crate::model::*;
+use crate::raw::*;
+use serde_saphyr::{Location, Spanned};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tenantry_protocol::{Limits, Namespace};
+
+struct Checker<'a> {
+    file: &'a Path,
+    /// Relative `password_file` paths are relative to the config's directory.
+    dir: PathBuf,
+    env: &'a dyn Fn(&str) -> Option<String>,
+    errors: Vec<ConfigError>,
+}
+
+impl Checker<'_> {
+    fn error(&mut self, at: Location, field: &str, message: impl Into<String>) {
+        self.errors.push(ConfigError {
+            file: self.file.to_path_buf(),
+            line: at.line(),
+            column: at.column(),
+            field: field.to_string(),
+            message: message.into(),
+        });
+    }
+
+    fn addr(&mut self, raw: &Spanned<String>, field: &str) -> Option<SocketAddr> {
+        match raw.value.parse() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.error(
+                    raw.referenced,
+                    field,
+                    format!("{:?} is not an IP:port address", raw.value),
+                );
+                None
+            }
+        }
+    }
+
+    fn size(&mut self, raw: &Option<Spanned<String>>, field: &str, default: usize) -> usize {
+        let Some(raw) = raw else { return default };
+        match parse_size(&raw.value) {
+            Some(n) => n,
+            None => {
+                self.error(
+                    raw.referenced,
+                    field,
+                    format!("{:?} is not a size (e.g. 512MiB, 64KiB, 1000)", raw.value),
+                );
+                default
+            }
+        }
+    }
+
+    fn duration(
+        &mut self,
+        raw: &Option<Spanned<String>>,
+        field: &str,
+        default: Duration,
+    ) -> Duration {
+        let Some(raw) = raw else { return default };
+        match humantime::parse_duration(&raw.value) {
+            Ok(d) if !d.is_zero() => d,
+            _ => {
+                self.error(
+                    raw.referenced,
+                    field,
+                    format!(
+                        "{:?} is not a positive duration (e.g. 500ms, 5s)",
+                        raw.value
+                    ),
+                );
+                default
+            }
+        }
+    }
+
+    fn count(&mut self, raw: &Option<Spanned<u64>>, field: &str, default: usize) -> usize {
+        match raw {
+            None => default,
+            Some(n) if n.value > 0 => n.value as usize,
+            Some(n) => {
+                self.error(n.referenced, field, "must be at least 1");
+                default
+            }
+        }
+    }
+
+    fn secret(&mut self, raw: RawSecret<'_>, at: Location, field: &str) -> Option<Secret> {
+        let given = [
+            raw.password.is_some(),
+            raw.password_file.is_some(),
+            raw.password_env.is_some(),
+        ];
+        if given.iter().filter(|g| **g).count() > 1 {
+            self.error(
+                at,
+                field,
+                "give only one of password, password_file, password_env",
+            );
+            return None;
+        }
+        if let Some(p) = raw.password {
+            return Some(Secret::new(p.value.as_bytes()));
+        }
+        if let Some(p) = raw.password_file {
+            let path = self.dir.join(&p.value);
+            return match std::fs::read(&path) {
+                // A trailing newline in a secret file is almost never part of the password.
+                Ok(bytes) => Some(Secret::new(bytes.strip_suffix(b"\n").unwrap_or(&bytes))),
+                Err(e) => {
+                    self.error(
+                        p.referenced,
+                        &format!("{field}.password_file"),
+                        format!("cannot read {}: {e}", path.display()),
+                    );
+                    None
+                }
+            };
+        }
+        if let Some(v) = raw.password_env {
+            return match (self.env)(&v.value) {
+                Some(val) => Some(Secret::new(val.as_bytes())),
+                None => {
+                    self.error(
+                        v.referenced,
+                        &format!("{field}.password_env"),
+                        format!("environment variable {} is not set", v.value),
+                    );
+                    None
+                }
+            };
+        }
+        None
+    }
+}
+
+/// Sizes as `123`, `64KiB`, `512MiB`, `1GiB` (also `KB`/`MB`/`GB`, powers of 1000).
+pub fn parse_size(s: &str) -> Option<usize> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: usize = digits.parse().ok()?;
+    let mult: usize = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+pub(crate) fn validate(
+    raw: RawConfig,
+    file: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigErrors> {
+    let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut c = Checker {
+        file,
+        dir,
+        env,
+        errors: Vec::new(),
+    };
+
+    let listen_raw: Vec<String> = match &raw.listen.value {
+        OneOrMany::One(a) => vec![a.clone()],
+        OneOrMany::Many(v) => v.clone(),
+    };
+    if listen_raw.is_empty() {
+        c.error(
+            raw.listen.referenced,
+            "listen",
+            "at least one address is needed",
+        );
+    }
+    let listen = listen_raw
+        .iter()
+        .filter_map(|a| {
+            c.addr(
+                &Spanned::new(a.clone(), raw.listen.referenced, raw.listen.defined),
+                "listen",
+            )
+        })
+        .collect();
+    let admin = raw.admin.as_ref().and_then(|a| c.addr(a, "admin"));
+
+    let mut limits = ClientLimits::default();
+    if let Some(l) = &raw.limits {
+        let l = &l.value;
+        let d = Limits::default();
+        limits.protocol = Limits {
+            max_bulk_bytes: c.size(&l.max_bulk_bytes, "limits.max_bulk_bytes", d.max_bulk_bytes),
+            max_args: c.count(&l.max_args, "limits.max_args", d.max_args),
+            max_inline_bytes: c.size(
+                &l.max_inline_bytes,
+                "limits.max_inline_bytes",
+                d.max_inline_bytes,
+            ),
+        };
+        for (value, name, most) in [
+            (
+                limits.protocol.max_bulk_bytes,
+                "max_bulk_bytes",
+                d.max_bulk_bytes,
+            ),
+            (limits.protocol.max_args, "max_args", d.max_args),
+            (
+                limits.protocol.max_inline_bytes,
+                "max_inline_bytes",
+                d.max_inline_bytes,
+            ),
+        ] {
+            if value > most {
+                c.error(
+                    l_loc(&raw),
+                    &format!("limits.{name}"),
+                    format!("{value} is above Redis's own limit of {most}"),
+                );
+            }
+        }
+        limits.max_clients = c.count(&l.max_clients, "limits.max_clients", limits.max_clients);
+        limits.max_pipeline = c.count(&l.max_pipeline, "limits.max_pipeline", limits.max_pipeline);
+    }
+
+    let mut backends = BTreeMap::new();
+    for (name, b) in &raw.backends {
+        let field = format!("backends.{name}");
+        let at = b.referenced;
+        let b = &b.value;
+        let kind = match b.kind.value.as_str() {
+            "standalone" => BackendKind::Standalone,
+            other => {
+                c.error(
+                    b.kind.referenced,
+                    &format!("{field}.kind"),
+                    format!("unknown kind {other:?} (supported: standalone)"),
+                );
+                BackendKind::Standalone
+            }
+        };
+        let mut nodes = Vec::new();
+        for n in &b.nodes.value {
+            if valid_host_port(&n.value) {
+                nodes.push(BackendAddr::new(&n.value));
+            } else {
+                c.error(
+                    n.referenced,
+                    &format!("{field}.nodes"),
+                    format!("{:?} is not host:port", n.value),
+                );
+            }
+        }
+        if b.nodes.value.is_empty() {
+            c.error(
+                b.nodes.referenced,
+                &format!("{field}.nodes"),
+                "at least one node is needed",
+            );
+        }
+        if kind == BackendKind::Standalone && b.nodes.value.len() > 1 {
+            c.error(
+                b.nodes.referenced,
+                &format!("{field}.nodes"),
+                "a standalone backend has exactly one node",
+            );
+        }
+        let password = c.secret(b.secret(), at, &field);
+        if b.username.is_some() && password.is_none() {
+            c.error(
+                at,
+                &format!("{field}.username"),
+                "a username needs a password",
+            );
+        }
+        let backend = Backend {
+            name: BackendName::new(name),
+            kind,
+            nodes,
+            connections: c.count(&b.connections, &format!("{field}.connections"), 2),
+            auth: password.map(|password| BackendAuth {
+                username: b.username.clone(),
+                password,
+            }),
+            connect_timeout: c.duration(
+                &b.connect_timeout,
+                &format!("{field}.connect_timeout"),
+                Duration::from_secs(1),
+            ),
+            request_timeout: c.duration(
+                &b.request_timeout,
+                &format!("{field}.request_timeout"),
+                Duration::from_secs(5),
+            ),
+        };
+        backends.insert(backend.name.clone(), backend);
+    }
+
+    let mut tenants: BTreeMap<TenantId, Tenant> = BTreeMap::new();
+    let mut usernames: BTreeMap<String, TenantId> = BTreeMap::new();
+    for (name, t) in &raw.tenants {
+        let field = format!("tenants.{name}");
+        let t = &t.value;
+        let backend = BackendName::new(&t.backend.value);
+        if !backends.contains_key(&backend) {
+            c.error(
+                t.backend.referenced,
+                &format!("{field}.backend"),
+                format!("no backend named {:?}", t.backend.value),
+            );
+        }
+        let namespace = match Namespace::new(&t.namespace.value) {
+            Ok(ns) => Some(ns),
+            Err(e) => {
+                c.error(
+                    t.namespace.referenced,
+                    &format!("{field}.namespace"),
+                    format!("{:?} {e}", t.namespace.value),
+                );
+                None
+            }
+        };
+        if let Some(ns) = &namespace {
+            for other in tenants.values().filter(|o| o.backend == backend) {
+                if other.namespace.overlaps(ns) {
+                    c.error(
+                        t.namespace.referenced,
+                        &format!("{field}.namespace"),
+                        format!("{:?} overlaps tenant {}'s {:?} on the same backend: one could read the other's keys", t.namespace.value, other.id, other.namespace.to_string()),
+                    );
+                }
+            }
+        }
+        let auth = t.auth.as_ref().and_then(|a| {
+            let user = a.value.username.value.clone();
+            if let Some(owner) = usernames.get(&user) {
+                c.error(
+                    a.value.username.referenced,
+                    &format!("{field}.auth.username"),
+                    format!("{user:?} is already tenant {owner}'s username"),
+                );
+            }
+            usernames.insert(user.clone(), TenantId::new(name));
+            match c.secret(a.value.secret(), a.referenced, &format!("{field}.auth")) {
+                Some(password) => Some(TenantAuth {
+                    username: user,
+                    password,
+                }),
+                None => {
+                    if a.value.password.is_none()
+                        && a.value.password_file.is_none()
+                        && a.value.password_env.is_none()
+                    {
+                        c.error(
+                            a.referenced,
+                            &format!("{field}.auth"),
+                            "a password is needed (password, password_file or password_env)",
+                        );
+                    }
+                    None
+                }
+            }
+        });
+        if let Some(namespace) = namespace {
+            let id = TenantId::new(name);
+            tenants.insert(
+                id.clone(),
+                Tenant {
+                    id,
+                    backend,
+                    namespace,
+                    auth,
+                },
+            );
+        }
+    }
+    if raw.tenants.is_empty() {
+        c.error(
+            Location::UNKNOWN,
+            "tenants",
+            "at least one tenant is needed",
+        );
+    }
+
+    let default_tenant = raw.default_tenant.as_ref().map(|d| {
+        if !raw.tenants.contains_key(&d.value) {
+            c.error(
+                d.referenced,
+                "default_tenant",
+                format!("no tenant named {:?}", d.value),
+            );
+        }
+        TenantId::new(&d.value)
+    });
+
+    if c.errors.is_empty() {
+        Ok(Config {
+            listen,
+            admin,
+            limits,
+            backends,
+            tenants,
+            default_tenant,
+        })
+    } else {
+        Err(ConfigErrors(c.errors))
+    }
+}
+
+fn l_loc(raw: &RawConfig) -> Location {
+    raw.limits
+        .as_ref()
+        .map(|l| l.referenced)
+        .unwrap_or(Location::UNKNOWN)
+}
+
+fn valid_host_port(s: &str) -> bool {
+    match s.rsplit_once(':') {
+        Some((host, port)) => !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0),
+        None => false,
+    }
+}
