@@ -20,6 +20,16 @@ pub enum ConnCommand {
     ClientId,
 }
 
+impl ConnCommand {
+    /// What a client may send before it has a tenant (Redis: AUTH, HELLO, QUIT, RESET).
+    pub fn allowed_before_auth(self) -> bool {
+        matches!(
+            self,
+            ConnCommand::Auth | ConnCommand::Hello | ConnCommand::Quit | ConnCommand::Reset
+        )
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Send to the tenant's backend with the argument indices in the key

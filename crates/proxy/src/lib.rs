@@ -1,1 +1,10 @@
+//! The proxy: client sessions, tenant identification, backend pools.
+#![forbid(unsafe_code)]
 
+pub mod backend;
+mod runtime;
+mod server;
+mod session;
+
+pub use runtime::{Runtime, TenantRt};
+pub use server::Proxy;

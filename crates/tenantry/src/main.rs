@@ -1,1 +1,118 @@
-fn main() {}
+//! The `tenantry` binary: `run` the proxy, or `check` a config file.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+use tenantry_proxy::Proxy;
+
+#[derive(Parser)]
+#[command(name = "tenantry", version, about = "A multi-tenant Redis proxy")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve clients with the tenants and backends of a config file.
+    Run {
+        #[arg(long, short, env = "TENANTRY_CONFIG")]
+        config: PathBuf,
+        /// Log format on stderr.
+        #[arg(long, value_enum, default_value = "text", env = "TENANTRY_LOG_FORMAT")]
+        log_format: LogFormat,
+        /// How long to let clients finish on SIGTERM before closing them.
+        #[arg(long, default_value = "10s", value_parser = humantime_duration)]
+        drain: Duration,
+    },
+    /// Validate a config file: prints every error with file, line and field;
+    /// exits with status 1 if there is any.
+    Check { file: PathBuf },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn humantime_duration(s: &str) -> Result<Duration, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 10s or 500ms"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" | "" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        _ => Err(format!("{s:?} is not a duration like 10s or 500ms")),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { file } => match tenantry_config::load(&file) {
+            Ok(config) => {
+                println!(
+                    "{}: ok ({} tenants, {} backends)",
+                    file.display(),
+                    config.tenants.len(),
+                    config.backends.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                for e in &errors.0 {
+                    eprintln!("{e}");
+                }
+                ExitCode::FAILURE
+            }
+        },
+        Command::Run {
+            config,
+            log_format,
+            drain,
+        } => {
+            init_logging(log_format);
+            match run(config, drain) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TENANTRY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+#[tokio::main]
+async fn run(path: PathBuf, drain: Duration) -> anyhow::Result<()> {
+    let config =
+        tenantry_config::load(&path).map_err(|e| anyhow::anyhow!("invalid config:\n{e}"))?;
+    let proxy = Proxy::start(&config)
+        .await
+        .context("cannot start listening")?;
+    tracing::info!(config = %path.display(), tenants = config.tenants.len(), "tenantry started");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: draining"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: draining"),
+    }
+    proxy.shutdown(drain).await;
+    Ok(())
+}

@@ -1,0 +1,368 @@
+//! One multiplexed, pipelined connection to a Redis node.
+//!
+//! Invariants: batches are written in the order they are queued, and each
+//! batch receives exactly its own `count` replies, in order, or an error.
+//! When the connection breaks, every batch in flight gets an error (its reply
+//! sender is dropped or answered); no reply can reach another batch, because
+//! a broken connection is never reused: a new one starts with an empty queue.
+
+use bytes::{Bytes, BytesMut};
+use std::collections::VecDeque;
+use std::io::IoSlice;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use tenantry_config::{Backend, BackendAddr, BackendAuth, BackendName};
+use tenantry_protocol::reply::ReplyScanner;
+use tenantry_protocol::Protocol;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+/// Commands from one client, encoded back to back, answered together.
+pub struct Batch {
+    pub bytes: Bytes,
+    pub count: usize,
+    pub reply: oneshot::Sender<BatchReply>,
+}
+
+/// The `count` replies of a batch, back to back, or why there are none.
+pub type BatchReply = Result<Bytes, BackendError>;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BackendError {
+    #[error("backend '{backend}' ({addr}) is unavailable: {reason}")]
+    Unavailable {
+        backend: BackendName,
+        addr: BackendAddr,
+        reason: String,
+    },
+    #[error("backend '{backend}' ({addr}) connection lost before the reply")]
+    Lost {
+        backend: BackendName,
+        addr: BackendAddr,
+    },
+}
+
+#[derive(Debug)]
+pub struct ConnSettings {
+    pub backend: BackendName,
+    pub addr: BackendAddr,
+    auth: Option<BackendAuth>,
+    connect_timeout: Duration,
+    request_timeout: Duration,
+    pub version: OnceLock<String>,
+}
+
+impl ConnSettings {
+    pub fn new(backend: &Backend, addr: &BackendAddr) -> Self {
+        ConnSettings {
+            backend: backend.name.clone(),
+            addr: addr.clone(),
+            auth: backend.auth.clone(),
+            connect_timeout: backend.connect_timeout,
+            request_timeout: backend.request_timeout,
+            version: OnceLock::new(),
+        }
+    }
+
+    fn unavailable(&self, reason: impl ToString) -> BackendError {
+        BackendError::Unavailable {
+            backend: self.backend.clone(),
+            addr: self.addr.clone(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct ConnHandle {
+    tx: mpsc::Sender<Batch>,
+    up: Arc<AtomicBool>,
+}
+
+impl ConnHandle {
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
+    }
+
+    pub async fn send(&self, batch: Batch) {
+        // The task only ends when every handle is gone, so this cannot fail
+        // while `self` lives; if it did, dropping the batch errors its client.
+        let _ = self.tx.send(batch).await;
+    }
+}
+
+/// Batches queued per connection before clients wait.
+const QUEUE: usize = 1024;
+/// Bytes gathered into one write to the backend.
+const WRITE_GATHER: usize = 256 * 1024;
+
+pub fn spawn_connection(settings: Arc<ConnSettings>, proto: Protocol) -> ConnHandle {
+    let (tx, rx) = mpsc::channel(QUEUE);
+    let up = Arc::new(AtomicBool::new(false));
+    tokio::spawn(manage(settings, proto, rx, up.clone()));
+    ConnHandle { tx, up }
+}
+
+/// Connects, serves until the connection breaks, then reconnects with
+/// exponential backoff, answering batches with a fast error meanwhile.
+async fn manage(
+    settings: Arc<ConnSettings>,
+    proto: Protocol,
+    mut rx: mpsc::Receiver<Batch>,
+    up: Arc<AtomicBool>,
+) {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let reason = match connect(&settings, proto).await {
+            Ok(stream) => {
+                backoff = Duration::from_millis(50);
+                up.store(true, Ordering::Relaxed);
+                tracing::info!(backend = %settings.backend, addr = %settings.addr, ?proto, "backend connected");
+                let result = serve(&settings, stream, &mut rx).await;
+                up.store(false, Ordering::Relaxed);
+                match result {
+                    Ok(()) => return,
+                    Err(e) => e,
+                }
+            }
+            Err(e) => e,
+        };
+        tracing::warn!(backend = %settings.backend, addr = %settings.addr, error = %reason, retry_in = ?backoff, "backend connection failed");
+        let error = settings.unavailable(&reason);
+        let retry = tokio::time::sleep(backoff);
+        tokio::pin!(retry);
+        loop {
+            tokio::select! {
+                _ = &mut retry => break,
+                batch = rx.recv() => match batch {
+                    Some(b) => { let _ = b.reply.send(Err(error.clone())); }
+                    None => return,
+                },
+            }
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
+
+async fn connect(settings: &ConnSettings, proto: Protocol) -> Result<TcpStream, String> {
+    let mut stream = tokio::time::timeout(
+        settings.connect_timeout,
+        TcpStream::connect(settings.addr.as_str()),
+    )
+    .await
+    .map_err(|_| format!("connect timed out after {:?}", settings.connect_timeout))?
+    .map_err(|e| e.to_string())?;
+    stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    let mut hello: Vec<&[u8]> = vec![b"HELLO", if proto == Protocol::Resp3 { b"3" } else { b"2" }];
+    if let Some(auth) = &settings.auth {
+        hello.push(b"AUTH");
+        hello.push(auth.username.as_deref().unwrap_or("default").as_bytes());
+        hello.push(auth.password.expose());
+    }
+    hello.extend_from_slice(&[b"SETNAME", b"tenantry"]);
+    let mut out = BytesMut::new();
+    tenantry_protocol::encode::command(
+        &mut out,
+        &hello,
+        &[],
+        &tenantry_protocol::Namespace::new("-").expect("valid"),
+    );
+    let reply = tokio::time::timeout(settings.connect_timeout, async {
+        stream.write_all(&out).await?;
+        let mut buf = BytesMut::with_capacity(1024);
+        let mut scanner = ReplyScanner::new();
+        loop {
+            if stream.read_buf(&mut buf).await? == 0 {
+                return Err(std::io::Error::other("closed during handshake"));
+            }
+            if let Some(n) = scanner.scan(&buf).map_err(std::io::Error::other)? {
+                return Ok(buf.split_to(n));
+            }
+        }
+    })
+    .await
+    .map_err(|_| "handshake timed out".to_string())?
+    .map_err(|e| e.to_string())?;
+    if reply.first() == Some(&b'-') {
+        return Err(format!(
+            "HELLO failed: {}",
+            String::from_utf8_lossy(&reply[1..]).trim_end()
+        ));
+    }
+    if let Some(v) = hello_field(&reply, b"version") {
+        let _ = settings.version.set(v);
+    }
+    Ok(stream)
+}
+
+/// Finds `name` followed by a bulk or simple string in a HELLO reply.
+fn hello_field(reply: &[u8], name: &[u8]) -> Option<String> {
+    let mut needle = format!("${}\r\n", name.len()).into_bytes();
+    needle.extend_from_slice(name);
+    needle.extend_from_slice(b"\r\n");
+    let at = reply.windows(needle.len()).position(|w| w == needle)? + needle.len();
+    let rest = &reply[at..];
+    let line_end = rest.windows(2).position(|w| w == b"\r\n")?;
+    match rest.first()? {
+        b'+' => Some(String::from_utf8_lossy(&rest[1..line_end]).into_owned()),
+        b'$' => {
+            let body = &rest[line_end + 2..];
+            let len: usize = std::str::from_utf8(&rest[1..line_end]).ok()?.parse().ok()?;
+            Some(String::from_utf8_lossy(body.get(..len)?).into_owned())
+        }
+        _ => None,
+    }
+}
+
+struct InFlight {
+    count: usize,
+    reply: oneshot::Sender<BatchReply>,
+}
+
+/// Writes batches as they come; a reader task matches replies. Returns
+/// `Ok(())` when the pool is gone, `Err` when the connection broke.
+async fn serve(
+    settings: &Arc<ConnSettings>,
+    stream: TcpStream,
+    rx: &mut mpsc::Receiver<Batch>,
+) -> Result<(), String> {
+    let (rd, mut wr) = stream.into_split();
+    let (inflight_tx, inflight_rx) = mpsc::unbounded_channel();
+    let mut reader = tokio::spawn(read_replies(rd, inflight_rx, settings.request_timeout));
+    let mut pending: VecDeque<Bytes> = VecDeque::new();
+    let result = loop {
+        tokio::select! {
+            biased;
+            res = &mut reader => break Err(res.unwrap_or_else(|e| format!("reader failed: {e}"))),
+            batch = rx.recv() => {
+                let Some(batch) = batch else { break Ok(()) };
+                let mut gathered = 0;
+                let mut next = Some(batch);
+                let mut reader_gone = false;
+                while let Some(b) = next.take() {
+                    // Registered before it is written, so its replies have a place to go.
+                    if inflight_tx.send(InFlight { count: b.count, reply: b.reply }).is_err() {
+                        reader_gone = true;
+                        break;
+                    }
+                    gathered += b.bytes.len();
+                    pending.push_back(b.bytes);
+                    if gathered < WRITE_GATHER {
+                        next = rx.try_recv().ok();
+                    }
+                }
+                if reader_gone {
+                    continue; // the select! picks up the reader's error
+                }
+                if let Err(e) = write_all(&mut wr, &mut pending).await {
+                    break Err(format!("write failed: {e}"));
+                }
+            }
+        }
+    };
+    // Dropping the reader drops its queue: every batch in flight gets an error.
+    reader.abort();
+    result
+}
+
+async fn write_all(wr: &mut OwnedWriteHalf, bufs: &mut VecDeque<Bytes>) -> std::io::Result<()> {
+    use bytes::Buf;
+    while !bufs.is_empty() {
+        let slices: Vec<IoSlice<'_>> = bufs.iter().take(64).map(|b| IoSlice::new(b)).collect();
+        let mut n = wr.write_vectored(&slices).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while n > 0 {
+            let front = bufs.front_mut().expect("wrote more than queued");
+            let take = n.min(front.len());
+            front.advance(take);
+            n -= take;
+            if front.is_empty() {
+                bufs.pop_front();
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn read_replies(
+    mut rd: OwnedReadHalf,
+    mut inflight_rx: mpsc::UnboundedReceiver<InFlight>,
+    timeout: Duration,
+) -> String {
+    let mut queue: VecDeque<InFlight> = VecDeque::new();
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let mut scanner = ReplyScanner::new();
+    // Bytes and replies already complete for the batch at the head.
+    let (mut head_len, mut head_done) = (0usize, 0usize);
+    let mut deadline = Instant::now() + timeout;
+    loop {
+        // Hand out every batch whose replies are all here.
+        while let Some(head) = queue.front() {
+            let start = head_len;
+            let len = match scanner.scan(&buf[start..]) {
+                Ok(Some(len)) => len,
+                Ok(None) => break,
+                Err(e) => return format!("invalid reply: {e}"),
+            };
+            if buf[start] == b'>' {
+                // An out-of-band push (none are expected on shared connections): drop it.
+                let mut tail = buf.split_off(start);
+                bytes::Buf::advance(&mut tail, len);
+                buf.unsplit(tail);
+                continue;
+            }
+            head_len += len;
+            head_done += 1;
+            if head_done == head.count {
+                let head = queue.pop_front().expect("checked");
+                let _ = head.reply.send(Ok(buf.split_to(head_len).freeze()));
+                head_len = 0;
+                head_done = 0;
+            }
+        }
+        if queue.is_empty() && !buf.is_empty() {
+            return "reply without a request (protocol out of sync)".into();
+        }
+        if buf.capacity() - buf.len() < 16 * 1024 {
+            buf.reserve(64 * 1024);
+        }
+        tokio::select! {
+            item = inflight_rx.recv() => match item {
+                Some(item) => {
+                    if queue.is_empty() {
+                        deadline = Instant::now() + timeout;
+                    }
+                    queue.push_back(item);
+                }
+                None => return "connection closed".into(),
+            },
+            read = rd.read_buf(&mut buf) => match read {
+                Ok(0) => return "connection closed by the backend".into(),
+                Ok(_) => deadline = Instant::now() + timeout,
+                Err(e) => return format!("read failed: {e}"),
+            },
+            _ = tokio::time::sleep_until(deadline), if !queue.is_empty() => {
+                return format!("no reply within {timeout:?}");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hello_field;
+
+    #[test]
+    fn reads_version_from_hello_replies() {
+        let resp2 = b"*14\r\n$6\r\nserver\r\n$5\r\nredis\r\n$7\r\nversion\r\n$6\r\n7.0.15\r\n";
+        assert_eq!(hello_field(resp2, b"version").as_deref(), Some("7.0.15"));
+        let resp3 = b"%7\r\n$6\r\nserver\r\n$5\r\nredis\r\n$7\r\nversion\r\n+7.2.4\r\n";
+        assert_eq!(hello_field(resp3, b"version").as_deref(), Some("7.2.4"));
+    }
+}

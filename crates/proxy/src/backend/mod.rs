@@ -1,0 +1,50 @@
+//! Backends: where a tenant's commands go.
+//!
+//! A [`Router`] picks the node for each command. Standalone backends have one
+//! node; Redis Cluster (slot routing, split multi-key commands) will be another
+//! variant of the same enum, so sessions never care which kind they talk to.
+
+mod conn;
+mod pool;
+
+pub use conn::{BackendError, Batch, BatchReply};
+pub use pool::NodePool;
+
+use std::sync::Arc;
+use tenantry_config::{Backend, BackendKind, BackendName};
+
+/// Routes commands of one backend to its nodes.
+#[derive(Debug)]
+pub enum Router {
+    Standalone(Arc<NodePool>),
+}
+
+impl Router {
+    pub fn new(backend: &Backend) -> Self {
+        match backend.kind {
+            BackendKind::Standalone => {
+                Router::Standalone(Arc::new(NodePool::new(backend, &backend.nodes[0])))
+            }
+        }
+    }
+
+    pub fn name(&self) -> &BackendName {
+        match self {
+            Router::Standalone(pool) => pool.backend_name(),
+        }
+    }
+
+    /// The node a command with these (already prefixed) keys goes to.
+    pub fn node(&self) -> &Arc<NodePool> {
+        match self {
+            Router::Standalone(pool) => pool,
+        }
+    }
+
+    /// True when every node has a live connection.
+    pub fn is_up(&self) -> bool {
+        match self {
+            Router::Standalone(pool) => pool.is_up(),
+        }
+    }
+}
