@@ -1,1 +1,8 @@
+//! End-to-end tests: real redis-server processes, tenantry in-process, real clients.
 
+mod auth;
+mod backend_failure;
+mod command_table;
+mod errors;
+mod isolation;
+mod pipeline;

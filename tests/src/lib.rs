@@ -1,1 +1,294 @@
+//! Test kit: real `redis-server` processes on free loopback ports, tenantry
+//! in-process on port 0, and a raw RESP client for byte-exact assertions.
+//! Every process started here is killed when its handle drops.
 
+use anyhow::{bail, Context};
+use bytes::BytesMut;
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tenantry_protocol::reply::reply_len;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// A redis-server child process on a free loopback port.
+pub struct RedisServer {
+    port: u16,
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    extra: Vec<String>,
+}
+
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+    l.local_addr().expect("local addr").port()
+}
+
+impl RedisServer {
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts with extra `redis-server` arguments (e.g. `["--requirepass", "x"]`).
+    pub fn start_with(extra: &[&str]) -> Self {
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        for _ in 0..5 {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let mut server = RedisServer {
+                port: free_port(),
+                child: None,
+                dir,
+                extra: extra.clone(),
+            };
+            // Another process may take the port between our probe and redis binding it.
+            if server.spawn().is_ok() {
+                return server;
+            }
+        }
+        panic!("could not start redis-server on a free port (is redis-server installed?)");
+    }
+
+    fn spawn(&mut self) -> anyhow::Result<()> {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .args(&self.extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("spawn redis-server")?;
+        self.child = Some(child);
+        wait_for_port(
+            self.port,
+            Duration::from_secs(5),
+            self.child.as_mut().expect("set"),
+        )
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// Kills the server (SIGKILL): clients see the connection drop.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Freezes the process (SIGSTOP): connections stay open, nothing answers.
+    pub fn freeze(&self) {
+        self.signal("STOP");
+    }
+
+    /// Lets a frozen process run again (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &pid])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill -{sig} {pid} failed");
+    }
+
+    /// Starts the server again on the same port.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn().expect("restart redis-server on its port");
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            self.signal("CONT");
+        }
+        self.stop();
+    }
+}
+
+fn wait_for_port(port: u16, limit: Duration, child: &mut Child) -> anyhow::Result<()> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if let Ok(Some(status)) = child.try_wait() {
+            bail!("redis-server exited: {status}");
+        }
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            use std::io::{Read, Write};
+            s.set_read_timeout(Some(Duration::from_millis(500)))?;
+            let mut buf = [0u8; 64];
+            if s.write_all(b"PING\r\n").is_ok()
+                && s.read(&mut buf)
+                    .is_ok_and(|n| buf[..n].starts_with(b"+PONG"))
+            {
+                return Ok(());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    bail!("redis-server on port {port} did not answer PING within {limit:?}")
+}
+
+/// tenantry running in this test's tokio runtime, listening on a free port.
+pub struct TestProxy {
+    pub addr: SocketAddr,
+    proxy: Option<tenantry_proxy::Proxy>,
+}
+
+impl TestProxy {
+    /// Starts tenantry from YAML; `listen` is forced to 127.0.0.1:0.
+    pub async fn start(yaml: &str) -> Self {
+        let yaml = format!("listen: 127.0.0.1:0\n{yaml}");
+        let config = tenantry_config::parse(&yaml, Path::new("test.yaml"), &|_| None)
+            .unwrap_or_else(|e| panic!("test config is invalid:\n{e}"));
+        let proxy = tenantry_proxy::Proxy::start(&config)
+            .await
+            .expect("start proxy");
+        let addr = proxy.addrs[0];
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !proxy.ready() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        TestProxy {
+            addr,
+            proxy: Some(proxy),
+        }
+    }
+
+    /// Two tenants on one backend: `app` (default, namespace `app:`) and
+    /// `demo` (`AUTH demo demo-pw`, namespace `demo:`).
+    pub async fn two_tenants(redis: &RedisServer) -> Self {
+        Self::start(&format!(
+            "backends:\n  local: {{ kind: standalone, nodes: [\"{}\"] }}\n\
+             tenants:\n  app: {{ backend: local, namespace: \"app:\" }}\n  \
+             demo: {{ backend: local, namespace: \"demo:\", auth: {{ username: demo, password: demo-pw }} }}\n\
+             default_tenant: app\n",
+            redis.addr()
+        ))
+        .await
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://{}/", self.addr)
+    }
+
+    pub async fn client(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.url())
+            .expect("url")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connect")
+    }
+
+    pub async fn raw(&self) -> RawClient {
+        RawClient::connect(self.addr).await
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(p) = self.proxy.take() {
+            p.shutdown(Duration::from_secs(1)).await;
+        }
+    }
+}
+
+/// Sends raw bytes and reads whole RESP replies, for byte-exact assertions.
+pub struct RawClient {
+    stream: TcpStream,
+    buf: BytesMut,
+}
+
+impl RawClient {
+    pub async fn connect(addr: impl tokio::net::ToSocketAddrs) -> Self {
+        let stream = TcpStream::connect(addr).await.expect("connect");
+        RawClient {
+            stream,
+            buf: BytesMut::new(),
+        }
+    }
+
+    pub async fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.expect("write");
+    }
+
+    /// Sends a command as a RESP array.
+    pub async fn cmd(&mut self, args: &[&[u8]]) -> Vec<u8> {
+        self.send(&encode(args)).await;
+        self.reply().await
+    }
+
+    /// Reads one complete reply (any RESP2/RESP3 type); panics after 10 s.
+    pub async fn reply(&mut self) -> Vec<u8> {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                if let Some(n) = reply_len(&self.buf).expect("valid RESP") {
+                    return self.buf.split_to(n).to_vec();
+                }
+                if self.stream.read_buf(&mut self.buf).await.expect("read") == 0 {
+                    panic!(
+                        "connection closed; unread: {:?}",
+                        String::from_utf8_lossy(&self.buf)
+                    );
+                }
+            }
+        })
+        .await
+        .expect("reply within 10 s")
+    }
+
+    /// True if the server closes the connection (after any pending bytes).
+    pub async fn closed(&mut self) -> bool {
+        let mut b = [0u8; 1];
+        matches!(
+            tokio::time::timeout(Duration::from_secs(5), self.stream.read(&mut b)).await,
+            Ok(Ok(0)) | Ok(Err(_))
+        )
+    }
+}
+
+/// RESP array of bulk strings.
+pub fn encode(args: &[&[u8]]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        out.extend_from_slice(a);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+/// A direct connection to a redis-server, bypassing tenantry.
+pub async fn direct(redis: &RedisServer) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(redis.url())
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect direct")
+}

@@ -326,8 +326,15 @@ async fn read_replies(
                 head_done = 0;
             }
         }
-        if queue.is_empty() && !buf.is_empty() {
-            return "reply without a request (protocol out of sync)".into();
+        if !buf.is_empty() && queue.is_empty() {
+            // The batch may be registered but not yet taken off the channel.
+            match inflight_rx.try_recv() {
+                Ok(item) => {
+                    queue.push_back(item);
+                    continue;
+                }
+                Err(_) => return "reply without a request (protocol out of sync)".into(),
+            }
         }
         if buf.capacity() - buf.len() < 16 * 1024 {
             buf.reserve(64 * 1024);

@@ -1,7 +1,6 @@
 //! The multiplexed connections to one Redis node, shared by every client.
 
 use super::conn::{spawn_connection, BackendError, Batch, ConnHandle, ConnSettings};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use tenantry_config::{Backend, BackendAddr, BackendName};
 use tenantry_protocol::Protocol;
@@ -15,7 +14,6 @@ pub struct NodePool {
     count: usize,
     resp2: Vec<ConnHandle>,
     resp3: OnceLock<Vec<ConnHandle>>,
-    next: AtomicUsize,
 }
 
 impl NodePool {
@@ -29,7 +27,6 @@ impl NodePool {
             count: backend.connections,
             resp2,
             resp3: OnceLock::new(),
-            next: AtomicUsize::new(0),
         }
     }
 
@@ -58,9 +55,11 @@ impl NodePool {
         self.resp2.iter().any(ConnHandle::is_up)
     }
 
-    /// Queues a batch on the next connection of the right protocol. Waits
-    /// when that connection's queue is full (backpressure to the client).
-    pub async fn send(&self, proto: Protocol, batch: Batch) {
+    /// Queues a batch on the connection `client` always uses for this node and
+    /// protocol: one client's batches share a connection, so the backend runs
+    /// them in the order the client sent them. Waits when that connection's
+    /// queue is full (backpressure to the client).
+    pub async fn send(&self, client: u64, proto: Protocol, batch: Batch) {
         let conns = match proto {
             Protocol::Resp2 => &self.resp2,
             Protocol::Resp3 => self.resp3.get_or_init(|| {
@@ -69,7 +68,8 @@ impl NodePool {
                     .collect()
             }),
         };
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % conns.len();
-        conns[i].send(batch).await;
+        conns[(client % conns.len() as u64) as usize]
+            .send(batch)
+            .await;
     }
 }

@@ -70,16 +70,18 @@ pub async fn serve(stream: TcpStream, runtime: Arc<ArcSwap<Runtime>>, shutdown: 
     let permits = Arc::new(Semaphore::new(limits.max_pipeline));
     let (tx, rx) = mpsc::unbounded_channel();
     let writer = tokio::spawn(writer::write_replies(wr, rx, permits.clone()));
+    let state = State::new(runtime);
     let mut session = Reader {
-        state: State::new(runtime),
-        parser: RequestParser::new(limits.protocol),
-        keys: Vec::new(),
         out: Out {
+            client: state.id,
             tx,
             local: BytesMut::new(),
             local_count: 0,
             batch: None,
         },
+        state,
+        parser: RequestParser::new(limits.protocol),
+        keys: Vec::new(),
         permits,
     };
     let mut buf = BytesMut::with_capacity(16 * 1024);
@@ -196,6 +198,7 @@ impl Reader {
 /// Builds the reply queue: local replies are gathered, forwarded requests
 /// are packed into batches per backend node; the order between them is kept.
 struct Out {
+    client: u64,
     tx: mpsc::UnboundedSender<Pending>,
     local: BytesMut,
     local_count: usize,
@@ -274,7 +277,7 @@ impl Out {
             let node = b.node.clone();
             let (batch, pending) = b.into_parts();
             let _ = self.tx.send(Pending::Backend(pending));
-            node.send(proto, batch).await;
+            node.send(self.client, proto, batch).await;
         }
     }
 }

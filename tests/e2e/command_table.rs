@@ -1,0 +1,169 @@
+//! The command table in the protocol crate is generated from Redis's own
+//! `COMMAND` reply; this test compares it with the redis-server the tests run,
+//! so any drift (a Redis upgrade, a hand edit) fails here.
+
+use redis::Value;
+use std::collections::BTreeMap;
+use tenantry_protocol::command::{
+    acl, flags, keyspec_flags, BeginSearch, CommandSpec, FindKeys, COMMANDS,
+};
+use tenantry_tests::{direct, RedisServer};
+
+#[derive(Debug, PartialEq)]
+struct Entry {
+    arity: i64,
+    flags: Vec<String>,
+    acl: Vec<String>,
+    key_specs: Vec<String>,
+    subcommands: BTreeMap<String, Entry>,
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+        Value::SimpleString(s) => s.clone(),
+        Value::Int(i) => i.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+fn list(v: &Value) -> &[Value] {
+    match v {
+        Value::Array(a) | Value::Set(a) => a,
+        Value::Nil => &[],
+        other => panic!("expected an array, got {other:?}"),
+    }
+}
+
+fn pairs(v: &Value) -> BTreeMap<String, Value> {
+    match v {
+        Value::Map(m) => m.iter().map(|(k, v)| (text(k), v.clone())).collect(),
+        other => list(other)
+            .chunks(2)
+            .map(|p| (text(&p[0]), p[1].clone()))
+            .collect(),
+    }
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+fn from_redis(v: &Value) -> (String, Entry) {
+    let f = list(v);
+    let key_specs = list(&f[8])
+        .iter()
+        .map(|ks| {
+            let ks = pairs(ks);
+            let flags = sorted(list(&ks["flags"]).iter().map(text).collect());
+            let bs = pairs(&ks["begin_search"]);
+            let fk = pairs(&ks["find_keys"]);
+            let spec = |m: &BTreeMap<String, Value>| {
+                pairs(&m["spec"])
+                    .iter()
+                    .map(|(k, v)| format!("{k}={}", text(v)))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            };
+            format!(
+                "{flags:?} {}({}) {}({})",
+                text(&bs["type"]),
+                spec(&bs),
+                text(&fk["type"]),
+                spec(&fk)
+            )
+        })
+        .collect();
+    let entry = Entry {
+        arity: text(&f[1]).parse().unwrap(),
+        flags: sorted(list(&f[2]).iter().map(text).collect()),
+        acl: sorted(
+            list(&f[6])
+                .iter()
+                .map(|a| text(a).trim_start_matches('@').to_string())
+                .collect(),
+        ),
+        key_specs,
+        subcommands: list(&f[9]).iter().map(from_redis).collect(),
+    };
+    (text(&f[0]), entry)
+}
+
+fn names(bits: u32, table: &[&str]) -> Vec<String> {
+    sorted(
+        table
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| bits & (1 << i) != 0)
+            .map(|(_, n)| n.to_string())
+            .collect(),
+    )
+}
+
+fn from_table(c: &CommandSpec) -> (String, Entry) {
+    let key_specs = c
+        .key_specs
+        .iter()
+        .map(|ks| {
+            let flags = names(ks.flags as u32, &keyspec_flags::NAMES);
+            let begin = match ks.begin {
+                BeginSearch::Index(i) => format!("index(index={i})"),
+                BeginSearch::Keyword { keyword, startfrom } => {
+                    format!(
+                        "keyword(keyword={},startfrom={startfrom})",
+                        String::from_utf8_lossy(keyword)
+                    )
+                }
+                BeginSearch::Unknown => "unknown()".into(),
+            };
+            let find = match ks.find {
+                FindKeys::Range {
+                    lastkey,
+                    keystep,
+                    limit,
+                } => {
+                    format!("range(keystep={keystep},lastkey={lastkey},limit={limit})")
+                }
+                FindKeys::Keynum {
+                    keynumidx,
+                    firstkey,
+                    keystep,
+                } => {
+                    format!("keynum(firstkey={firstkey},keynumidx={keynumidx},keystep={keystep})")
+                }
+                FindKeys::Unknown => "unknown()".into(),
+            };
+            format!("{flags:?} {begin} {find}")
+        })
+        .collect();
+    let entry = Entry {
+        arity: c.arity as i64,
+        flags: names(c.flags, &flags::NAMES),
+        acl: names(c.acl, &acl::NAMES),
+        key_specs,
+        subcommands: c.subcommands.iter().map(from_table).collect(),
+    };
+    (c.name.to_string(), entry)
+}
+
+#[tokio::test]
+async fn command_table_matches_redis() {
+    let redis = RedisServer::start();
+    let mut c = direct(&redis).await;
+    let reply: Value = redis::cmd("COMMAND").query_async(&mut c).await.unwrap();
+    let live: BTreeMap<String, Entry> = list(&reply).iter().map(from_redis).collect();
+    let ours: BTreeMap<String, Entry> = COMMANDS.iter().map(from_table).collect();
+    let live_names: Vec<&String> = live.keys().collect();
+    let our_names: Vec<&String> = ours.keys().collect();
+    assert_eq!(
+        our_names, live_names,
+        "command sets differ: regenerate with tools/gen-command-table.py"
+    );
+    for (name, entry) in &live {
+        assert_eq!(
+            &ours[name], entry,
+            "{name} differs: regenerate with tools/gen-command-table.py"
+        );
+    }
+}

@@ -1,0 +1,101 @@
+use tenantry_tests::{RedisServer, TestProxy};
+
+#[tokio::test]
+async fn bad_and_refused_commands_get_errors_and_the_connection_goes_on() {
+    let redis = RedisServer::start();
+    let proxy = TestProxy::two_tenants(&redis).await;
+    let mut c = proxy.raw().await;
+    assert_eq!(
+        c.cmd(&[b"GETT", b"a"]).await,
+        b"-ERR unknown command 'GETT', with args beginning with: 'a' \r\n"
+    );
+    assert_eq!(
+        c.cmd(&[b"SET", b"a"]).await,
+        b"-ERR wrong number of arguments for 'set' command\r\n"
+    );
+    assert_eq!(
+        c.cmd(&[b"OBJECT", b"NOPE"]).await,
+        b"-ERR unknown subcommand 'NOPE'. Try OBJECT HELP.\r\n"
+    );
+    for cmd in [
+        &[&b"KEYS"[..], b"*"][..],
+        &[b"FLUSHALL"],
+        &[b"CONFIG", b"SET", b"maxmemory", b"1"],
+        &[b"MULTI"],
+        &[b"BLPOP", b"l", b"0"],
+        &[b"SUBSCRIBE", b"c"],
+        &[b"EVAL", b"return 1", b"0"],
+        &[b"SHUTDOWN"],
+        &[b"MOVE", b"k", b"1"],
+    ] {
+        let reply = c.cmd(cmd).await;
+        let text = String::from_utf8_lossy(&reply);
+        assert!(
+            text.starts_with("-ERR command '")
+                && text.contains("is not allowed through tenantry: "),
+            "{text}"
+        );
+    }
+    // Backend errors pass through unchanged.
+    assert_eq!(c.cmd(&[b"SET", b"s", b"x"]).await, b"+OK\r\n");
+    assert_eq!(
+        c.cmd(&[b"INCR", b"s"]).await,
+        b"-ERR value is not an integer or out of range\r\n"
+    );
+    assert_eq!(
+        c.cmd(&[b"LPUSH", b"s", b"x"]).await,
+        b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n"
+    );
+    assert_eq!(c.cmd(&[b"PING"]).await, b"+PONG\r\n");
+}
+
+#[tokio::test]
+async fn a_broken_frame_gets_a_protocol_error_then_the_connection_closes() {
+    let redis = RedisServer::start();
+    let proxy = TestProxy::two_tenants(&redis).await;
+    let mut c = proxy.raw().await;
+    c.send(b"*1\r\n$4\r\nPING\r\n*1\r\n+PING\r\n").await;
+    assert_eq!(c.reply().await, b"+PONG\r\n");
+    assert_eq!(
+        c.reply().await,
+        b"-ERR Protocol error: expected '$', got '+'\r\n"
+    );
+    assert!(c.closed().await);
+}
+
+#[tokio::test]
+async fn oversized_requests_are_refused_before_they_are_buffered() {
+    let redis = RedisServer::start();
+    let proxy = TestProxy::start(&format!(
+        "limits: {{ max_bulk_bytes: 1KiB, max_inline_bytes: 100, max_args: 8 }}\n\
+         backends:\n  local: {{ kind: standalone, nodes: [\"{}\"] }}\n\
+         tenants:\n  app: {{ backend: local, namespace: \"app:\" }}\ndefault_tenant: app\n",
+        redis.addr()
+    ))
+    .await;
+    let mut c = proxy.raw().await;
+    let ok = vec![b'x'; 1024];
+    assert_eq!(c.cmd(&[b"SET", b"k", &ok]).await, b"+OK\r\n");
+    c.send(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1025\r\n").await;
+    assert_eq!(
+        c.reply().await,
+        b"-ERR Protocol error: invalid bulk length\r\n"
+    );
+    assert!(c.closed().await);
+
+    let mut c = proxy.raw().await;
+    c.send(b"*9\r\n").await;
+    assert_eq!(
+        c.reply().await,
+        b"-ERR Protocol error: invalid multibulk length\r\n"
+    );
+    assert!(c.closed().await);
+
+    let mut c = proxy.raw().await;
+    c.send(&[b'a'; 200]).await;
+    assert_eq!(
+        c.reply().await,
+        b"-ERR Protocol error: too big inline request\r\n"
+    );
+    assert!(c.closed().await);
+}
