@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 pub mod backend;
+mod out_queue;
 mod runtime;
 mod server;
 mod session;

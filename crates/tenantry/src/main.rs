@@ -100,7 +100,7 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn run(path: PathBuf, drain: Duration) -> anyhow::Result<()> {
     let config =
         tenantry_config::load(&path).map_err(|e| anyhow::anyhow!("invalid config:\n{e}"))?;

@@ -6,9 +6,9 @@
 //! sender is dropped or answered); no reply can reach another batch, because
 //! a broken connection is never reused: a new one starts with an empty queue.
 
+use crate::out_queue::OutQueue;
 use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
-use std::io::IoSlice;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -16,7 +16,6 @@ use tenantry_config::{Backend, BackendAddr, BackendAuth, BackendName};
 use tenantry_protocol::reply::ReplyScanner;
 use tenantry_protocol::Protocol;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -79,7 +78,7 @@ impl ConnSettings {
 
 #[derive(Debug)]
 pub struct ConnHandle {
-    tx: mpsc::Sender<Batch>,
+    tx: mpsc::UnboundedSender<Batch>,
     up: Arc<AtomicBool>,
 }
 
@@ -88,20 +87,20 @@ impl ConnHandle {
         self.up.load(Ordering::Relaxed)
     }
 
-    pub async fn send(&self, batch: Batch) {
+    /// Queues a batch. The queue is not bounded here: each client bounds the
+    /// requests it has in flight (`max_pipeline`), which bounds this queue.
+    pub fn send(&self, batch: Batch) {
         // The task only ends when every handle is gone, so this cannot fail
         // while `self` lives; if it did, dropping the batch errors its client.
-        let _ = self.tx.send(batch).await;
+        let _ = self.tx.send(batch);
     }
 }
 
-/// Batches queued per connection before clients wait.
-const QUEUE: usize = 1024;
 /// Bytes gathered into one write to the backend.
 const WRITE_GATHER: usize = 256 * 1024;
 
 pub fn spawn_connection(settings: Arc<ConnSettings>, proto: Protocol) -> ConnHandle {
-    let (tx, rx) = mpsc::channel(QUEUE);
+    let (tx, rx) = mpsc::unbounded_channel();
     let up = Arc::new(AtomicBool::new(false));
     tokio::spawn(manage(settings, proto, rx, up.clone()));
     ConnHandle { tx, up }
@@ -112,7 +111,7 @@ pub fn spawn_connection(settings: Arc<ConnSettings>, proto: Protocol) -> ConnHan
 async fn manage(
     settings: Arc<ConnSettings>,
     proto: Protocol,
-    mut rx: mpsc::Receiver<Batch>,
+    mut rx: mpsc::UnboundedReceiver<Batch>,
     up: Arc<AtomicBool>,
 ) {
     let mut backoff = Duration::from_millis(50);
@@ -223,142 +222,107 @@ struct InFlight {
     reply: oneshot::Sender<BatchReply>,
 }
 
-/// Writes batches as they come; a reader task matches replies. Returns
-/// `Ok(())` when the pool is gone, `Err` when the connection broke.
+/// Replies read so far for the batch at the head of the queue.
+#[derive(Default)]
+struct Head {
+    len: usize,
+    done: usize,
+}
+
+/// Serves one connection in one task: writes batches as they come (gathered
+/// into vectored writes), matches replies to batches in order. Returns
+/// `Ok(())` when the pool is gone, `Err` when the connection broke; batches
+/// still queued are dropped with it, which answers their clients with an error.
 async fn serve(
     settings: &Arc<ConnSettings>,
     stream: TcpStream,
-    rx: &mut mpsc::Receiver<Batch>,
+    rx: &mut mpsc::UnboundedReceiver<Batch>,
 ) -> Result<(), String> {
-    let (rd, mut wr) = stream.into_split();
-    let (inflight_tx, inflight_rx) = mpsc::unbounded_channel();
-    let mut reader = tokio::spawn(read_replies(rd, inflight_rx, settings.request_timeout));
-    let mut pending: VecDeque<Bytes> = VecDeque::new();
-    let result = loop {
-        tokio::select! {
-            biased;
-            res = &mut reader => break Err(res.unwrap_or_else(|e| format!("reader failed: {e}"))),
-            batch = rx.recv() => {
-                let Some(batch) = batch else { break Ok(()) };
-                let mut gathered = 0;
-                let mut next = Some(batch);
-                let mut reader_gone = false;
-                while let Some(b) = next.take() {
-                    // Registered before it is written, so its replies have a place to go.
-                    if inflight_tx.send(InFlight { count: b.count, reply: b.reply }).is_err() {
-                        reader_gone = true;
-                        break;
-                    }
-                    gathered += b.bytes.len();
-                    pending.push_back(b.bytes);
-                    if gathered < WRITE_GATHER {
-                        next = rx.try_recv().ok();
-                    }
-                }
-                if reader_gone {
-                    continue; // the select! picks up the reader's error
-                }
-                if let Err(e) = write_all(&mut wr, &mut pending).await {
-                    break Err(format!("write failed: {e}"));
-                }
-            }
-        }
-    };
-    // Dropping the reader drops its queue: every batch in flight gets an error.
-    reader.abort();
-    result
-}
-
-async fn write_all(wr: &mut OwnedWriteHalf, bufs: &mut VecDeque<Bytes>) -> std::io::Result<()> {
-    use bytes::Buf;
-    while !bufs.is_empty() {
-        let slices: Vec<IoSlice<'_>> = bufs.iter().take(64).map(|b| IoSlice::new(b)).collect();
-        let mut n = wr.write_vectored(&slices).await?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
-        }
-        while n > 0 {
-            let front = bufs.front_mut().expect("wrote more than queued");
-            let take = n.min(front.len());
-            front.advance(take);
-            n -= take;
-            if front.is_empty() {
-                bufs.pop_front();
-            }
-        }
-    }
-    Ok(())
-}
-
-async fn read_replies(
-    mut rd: OwnedReadHalf,
-    mut inflight_rx: mpsc::UnboundedReceiver<InFlight>,
-    timeout: Duration,
-) -> String {
+    let timeout = settings.request_timeout;
+    let mut out = OutQueue::default();
     let mut queue: VecDeque<InFlight> = VecDeque::new();
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let mut scanner = ReplyScanner::new();
-    // Bytes and replies already complete for the batch at the head.
-    let (mut head_len, mut head_done) = (0usize, 0usize);
-    let mut deadline = Instant::now() + timeout;
+    let mut head = Head::default();
+    let mut last_progress = Instant::now();
+    let mut tick = tokio::time::interval(timeout / 4);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        // Hand out every batch whose replies are all here.
-        while let Some(head) = queue.front() {
-            let start = head_len;
-            let len = match scanner.scan(&buf[start..]) {
-                Ok(Some(len)) => len,
-                Ok(None) => break,
-                Err(e) => return format!("invalid reply: {e}"),
-            };
-            if buf[start] == b'>' {
-                // An out-of-band push (none are expected on shared connections): drop it.
-                let mut tail = buf.split_off(start);
-                bytes::Buf::advance(&mut tail, len);
-                buf.unsplit(tail);
-                continue;
-            }
-            head_len += len;
-            head_done += 1;
-            if head_done == head.count {
-                let head = queue.pop_front().expect("checked");
-                let _ = head.reply.send(Ok(buf.split_to(head_len).freeze()));
-                head_len = 0;
-                head_done = 0;
-            }
-        }
-        if !buf.is_empty() && queue.is_empty() {
-            // The batch may be registered but not yet taken off the channel.
-            match inflight_rx.try_recv() {
-                Ok(item) => {
-                    queue.push_back(item);
-                    continue;
-                }
-                Err(_) => return "reply without a request (protocol out of sync)".into(),
-            }
-        }
-        if buf.capacity() - buf.len() < 16 * 1024 {
-            buf.reserve(64 * 1024);
-        }
         tokio::select! {
-            item = inflight_rx.recv() => match item {
-                Some(item) => {
-                    if queue.is_empty() {
-                        deadline = Instant::now() + timeout;
-                    }
-                    queue.push_back(item);
+            biased;
+            ready = stream.readable() => {
+                ready.map_err(|e| format!("read failed: {e}"))?;
+                if buf.capacity() - buf.len() < 16 * 1024 {
+                    buf.reserve(64 * 1024);
                 }
-                None => return "connection closed".into(),
-            },
-            read = rd.read_buf(&mut buf) => match read {
-                Ok(0) => return "connection closed by the backend".into(),
-                Ok(_) => deadline = Instant::now() + timeout,
-                Err(e) => return format!("read failed: {e}"),
-            },
-            _ = tokio::time::sleep_until(deadline), if !queue.is_empty() => {
-                return format!("no reply within {timeout:?}");
+                match stream.try_read_buf(&mut buf) {
+                    Ok(0) => return Err("connection closed by the backend".into()),
+                    Ok(_) => last_progress = Instant::now(),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                    Err(e) => return Err(format!("read failed: {e}")),
+                }
+                deliver(&mut buf, &mut scanner, &mut head, &mut queue)?;
+            }
+            batch = rx.recv() => {
+                let Some(batch) = batch else { return Ok(()) };
+                if queue.is_empty() {
+                    last_progress = Instant::now();
+                }
+                let mut next = Some(batch);
+                while let Some(b) = next.take() {
+                    out.push(b.bytes);
+                    queue.push_back(InFlight { count: b.count, reply: b.reply });
+                    if out.len() < WRITE_GATHER {
+                        next = rx.try_recv().ok();
+                    }
+                }
+                out.try_write(&stream).map_err(|e| format!("write failed: {e}"))?;
+            }
+            ready = stream.writable(), if !out.is_empty() => {
+                ready.map_err(|e| format!("write failed: {e}"))?;
+                out.try_write(&stream).map_err(|e| format!("write failed: {e}"))?;
+            }
+            _ = tick.tick() => {
+                if !queue.is_empty() && last_progress.elapsed() > timeout {
+                    return Err(format!("no reply within {timeout:?}"));
+                }
             }
         }
     }
+}
+
+/// Hands every batch whose replies have all arrived to its client.
+fn deliver(
+    buf: &mut BytesMut,
+    scanner: &mut ReplyScanner,
+    head: &mut Head,
+    queue: &mut VecDeque<InFlight>,
+) -> Result<(), String> {
+    while head.len < buf.len() {
+        let len = match scanner.scan(&buf[head.len..]) {
+            Ok(Some(len)) => len,
+            Ok(None) => return Ok(()),
+            Err(e) => return Err(format!("invalid reply: {e}")),
+        };
+        if buf[head.len] == b'>' {
+            // An out-of-band push (none are expected on shared connections): drop it.
+            let mut tail = buf.split_off(head.len);
+            bytes::Buf::advance(&mut tail, len);
+            buf.unsplit(tail);
+            continue;
+        }
+        let Some(front) = queue.front() else {
+            return Err("reply without a request (protocol out of sync)".into());
+        };
+        head.len += len;
+        head.done += 1;
+        if head.done == front.count {
+            let front = queue.pop_front().expect("checked");
+            let _ = front.reply.send(Ok(buf.split_to(head.len).freeze()));
+            *head = Head::default();
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -57,9 +57,8 @@ impl NodePool {
 
     /// Queues a batch on the connection `client` always uses for this node and
     /// protocol: one client's batches share a connection, so the backend runs
-    /// them in the order the client sent them. Waits when that connection's
-    /// queue is full (backpressure to the client).
-    pub async fn send(&self, client: u64, proto: Protocol, batch: Batch) {
+    /// them in the order the client sent them.
+    pub fn send(&self, client: u64, proto: Protocol, batch: Batch) {
         let conns = match proto {
             Protocol::Resp2 => &self.resp2,
             Protocol::Resp3 => self.resp3.get_or_init(|| {
@@ -68,8 +67,6 @@ impl NodePool {
                     .collect()
             }),
         };
-        conns[(client % conns.len() as u64) as usize]
-            .send(batch)
-            .await;
+        conns[(client % conns.len() as u64) as usize].send(batch);
     }
 }

@@ -7,23 +7,23 @@
 //! its error reply, as Redis does.
 
 mod connection;
-mod writer;
+mod replies;
 
-use crate::backend::{Batch, NodePool};
+use crate::backend::{Batch, BatchReply, NodePool};
+use crate::out_queue::OutQueue;
 use crate::runtime::{Runtime, TenantRt};
 use arc_swap::ArcSwap;
 use bytes::{Bytes, BytesMut};
 use connection::After;
+use replies::{BackendReplies, Pending, ReplyQueue};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tenantry_protocol::classify::{classify, Action};
 use tenantry_protocol::encode::{self, Reply};
 use tenantry_protocol::{Protocol, ReplyKeys, Request, RequestParser};
-use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
-use writer::{BackendReplies, Pending};
 
 static NEXT_CLIENT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -62,19 +62,16 @@ impl State {
 }
 
 /// Serves one client until it disconnects, sends QUIT, breaks the protocol,
-/// or `shutdown` fires (then replies in flight are still delivered).
+/// or `shutdown` fires; replies already owed are delivered first. One task
+/// does everything for the connection, so a request costs no task switch
+/// on the client side.
 pub async fn serve(stream: TcpStream, runtime: Arc<ArcSwap<Runtime>>, shutdown: CancellationToken) {
     let _ = stream.set_nodelay(true);
     let limits = runtime.load().limits;
-    let (mut rd, wr) = stream.into_split();
-    let permits = Arc::new(Semaphore::new(limits.max_pipeline));
-    let (tx, rx) = mpsc::unbounded_channel();
-    let writer = tokio::spawn(writer::write_replies(wr, rx, permits.clone()));
     let state = State::new(runtime);
-    let mut session = Reader {
-        out: Out {
+    let mut s = Session {
+        batcher: Batcher {
             client: state.id,
-            tx,
             local: BytesMut::new(),
             local_count: 0,
             batch: None,
@@ -82,87 +79,121 @@ pub async fn serve(stream: TcpStream, runtime: Arc<ArcSwap<Runtime>>, shutdown: 
         state,
         parser: RequestParser::new(limits.protocol),
         keys: Vec::new(),
-        permits,
+        replies: ReplyQueue::default(),
+        out: OutQueue::default(),
     };
-    let mut buf = BytesMut::with_capacity(16 * 1024);
-    'read: loop {
-        loop {
-            match session.parser.parse(&mut buf) {
-                Ok(Some(req)) => {
-                    if session.handle(req).await == After::Close {
-                        break 'read;
-                    }
+    let mut inbuf = BytesMut::with_capacity(16 * 1024);
+    let (mut closing, mut eof) = (false, false);
+    loop {
+        if !closing {
+            closing = s.handle_buffered(&mut inbuf, limits.max_pipeline);
+        }
+        s.batcher.flush(&mut s.replies);
+        s.replies.drain_ready(&mut s.out, None);
+        if s.out.try_write(&stream).is_err() {
+            return;
+        }
+        if (closing || eof) && s.replies.is_empty() && s.out.is_empty() {
+            return;
+        }
+        // Backpressure: a client with `max_pipeline` requests in flight is not read.
+        let can_read = !closing && !eof && s.replies.in_flight < limits.max_pipeline;
+        let want_write = !s.out.is_empty();
+        let event = {
+            let head = s.replies.head_rx();
+            let has_head = head.is_some();
+            tokio::select! {
+                r = stream.readable(), if can_read => Event::Readable(r.is_ok()),
+                r = async { head.expect("guarded").await }, if has_head => Event::Reply(r.map_err(|_| ())),
+                r = stream.writable(), if want_write => Event::Writable(r.is_ok()),
+                _ = shutdown.cancelled(), if !closing => Event::Shutdown,
+            }
+        };
+        match event {
+            Event::Readable(false) | Event::Writable(false) => return,
+            Event::Readable(true) => {
+                if inbuf.capacity() - inbuf.len() < 4096 {
+                    inbuf.reserve(16 * 1024);
                 }
-                Ok(None) => break,
-                Err(e) => {
-                    session
-                        .out
-                        .local(1, |out| {
-                            Reply {
-                                out,
-                                proto: session.state.proto,
-                            }
-                            .error(&e.to_string())
-                        })
-                        .await;
-                    break 'read;
+                match stream.try_read_buf(&mut inbuf) {
+                    Ok(0) => eof = true,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(_) => return,
                 }
             }
-        }
-        session.out.flush().await;
-        if buf.capacity() - buf.len() < 4096 {
-            buf.reserve(16 * 1024);
-        }
-        tokio::select! {
-            read = rd.read_buf(&mut buf) => match read {
-                Ok(0) | Err(_) => break 'read,
-                Ok(_) => {}
-            },
-            _ = shutdown.cancelled() => break 'read,
+            Event::Reply(r) => s.replies.drain_ready(&mut s.out, Some(r)),
+            Event::Writable(true) => {}
+            Event::Shutdown => closing = true,
         }
     }
-    session.out.flush().await;
-    let _ = session.out.tx.send(Pending::Close);
-    let _ = writer.await;
 }
 
-struct Reader {
+enum Event {
+    Readable(bool),
+    Reply(Result<BatchReply, ()>),
+    Writable(bool),
+    Shutdown,
+}
+
+struct Session {
     state: State,
     parser: RequestParser,
     /// Scratch for key positions, reused across requests.
     keys: Vec<usize>,
-    out: Out,
-    permits: Arc<Semaphore>,
+    batcher: Batcher,
+    replies: ReplyQueue,
+    out: OutQueue,
 }
 
-impl Reader {
-    async fn handle(&mut self, req: Request) -> After {
-        self.take_permit().await;
-        let proto = self.state.proto;
-        match classify(&req, &mut self.keys) {
-            Action::Forward { reply, .. } => {
-                let Some(tenant) = self.state.tenant.clone() else {
-                    self.out
-                        .local(1, |out| Reply { out, proto }.error(NOAUTH))
-                        .await;
-                    return After::Continue;
-                };
-                self.out
-                    .forward(&tenant, proto, &req.args, &self.keys, reply)
-                    .await;
+impl Session {
+    /// Handles every complete request in `inbuf` while fewer than
+    /// `max_pipeline` are in flight. Returns true when the connection is to
+    /// close once its replies are written (QUIT, protocol error).
+    fn handle_buffered(&mut self, inbuf: &mut BytesMut, max_pipeline: usize) -> bool {
+        while self.replies.in_flight + self.batcher.pending() < max_pipeline {
+            match self.parser.parse(inbuf) {
+                Ok(Some(req)) => {
+                    if self.handle(req) == After::Close {
+                        return true;
+                    }
+                }
+                Ok(None) => return false,
+                Err(e) => {
+                    let proto = self.state.proto;
+                    self.batcher.local(&mut self.replies, |out| {
+                        Reply { out, proto }.error(&e.to_string())
+                    });
+                    return true;
+                }
             }
+        }
+        false
+    }
+
+    fn handle(&mut self, req: Request) -> After {
+        let proto = self.state.proto;
+        let replies = &mut self.replies;
+        match classify(&req, &mut self.keys) {
+            Action::Forward { reply, .. } => match self.state.tenant.clone() {
+                Some(tenant) => self
+                    .batcher
+                    .forward(replies, &tenant, proto, &req.args, &self.keys, reply),
+                None => self
+                    .batcher
+                    .local(replies, |out| Reply { out, proto }.error(NOAUTH)),
+            },
             Action::Connection(cmd) => {
                 if self.state.tenant.is_none() && !cmd.allowed_before_auth() {
-                    self.out
-                        .local(1, |out| Reply { out, proto }.error(NOAUTH))
-                        .await;
+                    self.batcher
+                        .local(replies, |out| Reply { out, proto }.error(NOAUTH));
                     return After::Continue;
                 }
                 let state = &mut self.state;
                 let mut after = After::Continue;
-                self.out
-                    .local(1, |out| after = connection::handle(state, cmd, &req, out))
-                    .await;
+                self.batcher.local(replies, |out| {
+                    after = connection::handle(state, cmd, &req, out)
+                });
                 return after;
             }
             Action::Reject(why) => {
@@ -171,35 +202,18 @@ impl Reader {
                 } else {
                     why.to_string()
                 };
-                self.out
-                    .local(1, |out| Reply { out, proto }.error(&msg))
-                    .await;
+                self.batcher
+                    .local(replies, |out| Reply { out, proto }.error(&msg));
             }
         }
         After::Continue
     }
-
-    /// One permit per request in flight; when none is left the client has
-    /// pipelined `max_pipeline` requests without reading replies: send what
-    /// is batched and stop reading until replies drain.
-    async fn take_permit(&mut self) {
-        match self.permits.try_acquire() {
-            Ok(p) => p.forget(),
-            Err(_) => {
-                self.out.flush().await;
-                if let Ok(p) = self.permits.acquire().await {
-                    p.forget();
-                }
-            }
-        }
-    }
 }
 
-/// Builds the reply queue: local replies are gathered, forwarded requests
-/// are packed into batches per backend node; the order between them is kept.
-struct Out {
+/// Gathers consecutive local replies, and packs consecutive forwarded
+/// requests into one batch per backend node; keeps the order between them.
+struct Batcher {
     client: u64,
-    tx: mpsc::UnboundedSender<Pending>,
     local: BytesMut,
     local_count: usize,
     batch: Option<OpenBatch>,
@@ -214,36 +228,40 @@ struct OpenBatch {
     strip: Vec<(usize, ReplyKeys)>,
 }
 
-impl Out {
-    async fn local(&mut self, count: usize, write: impl FnOnce(&mut BytesMut)) {
-        if self.batch.is_some() {
-            // The batch goes first: a later request must not overtake it.
-            self.flush().await;
-        }
-        write(&mut self.local);
-        self.local_count += count;
+impl Batcher {
+    /// Requests handled but not yet in the reply queue.
+    fn pending(&self) -> usize {
+        self.local_count + self.batch.as_ref().map_or(0, |b| b.count)
     }
 
-    async fn forward(
+    fn local(&mut self, replies: &mut ReplyQueue, write: impl FnOnce(&mut BytesMut)) {
+        // The open batch goes first: a later request must not overtake it.
+        self.flush_batch(replies);
+        write(&mut self.local);
+        self.local_count += 1;
+    }
+
+    fn forward(
         &mut self,
+        replies: &mut ReplyQueue,
         tenant: &Arc<TenantRt>,
         proto: Protocol,
         args: &[Bytes],
         keys: &[usize],
         reply: ReplyKeys,
     ) {
-        self.flush_local();
+        self.flush_local(replies);
         let node = tenant.backend.node();
         let same = self.batch.as_ref().is_some_and(|b| {
             Arc::ptr_eq(&b.tenant, tenant) && Arc::ptr_eq(&b.node, node) && b.proto == proto
         });
         if !same {
-            self.flush().await;
+            self.flush_batch(replies);
             self.batch = Some(OpenBatch {
                 tenant: tenant.clone(),
                 node: node.clone(),
                 proto,
-                bytes: BytesMut::with_capacity(4096),
+                bytes: BytesMut::new(),
                 count: 0,
                 strip: Vec::new(),
             });
@@ -255,14 +273,19 @@ impl Out {
         }
         b.count += 1;
         if b.count >= MAX_BATCH {
-            self.flush().await;
+            self.flush_batch(replies);
         }
     }
 
-    fn flush_local(&mut self) {
+    fn flush(&mut self, replies: &mut ReplyQueue) {
+        self.flush_local(replies);
+        self.flush_batch(replies);
+    }
+
+    fn flush_local(&mut self, replies: &mut ReplyQueue) {
         if self.local_count > 0 {
             let bytes = self.local.split().freeze();
-            let _ = self.tx.send(Pending::Local {
+            replies.push(Pending::Local {
                 bytes,
                 count: self.local_count,
             });
@@ -270,14 +293,12 @@ impl Out {
         }
     }
 
-    async fn flush(&mut self) {
-        self.flush_local();
+    fn flush_batch(&mut self, replies: &mut ReplyQueue) {
         if let Some(b) = self.batch.take() {
-            let proto = b.proto;
-            let node = b.node.clone();
+            let (proto, node) = (b.proto, b.node.clone());
             let (batch, pending) = b.into_parts();
-            let _ = self.tx.send(Pending::Backend(pending));
-            node.send(self.client, proto, batch).await;
+            replies.push(Pending::Backend(pending));
+            node.send(self.client, proto, batch);
         }
     }
 }

@@ -1,0 +1,42 @@
+# tenantry — `make help` lists the targets.
+SHELL := /bin/bash
+CARGO ?= cargo
+REDIS_PORT ?= 6390
+
+.PHONY: help run test test-unit test-e2e lint deps deps-bench bench fuzz check-config
+
+help: ## Show this help
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+run: deps ## Start redis-server on 127.0.0.1:$(REDIS_PORT) and tenantry on 127.0.0.1:6379 (config/example.yaml)
+	$(CARGO) build --release --bin tenantry
+	scripts/run-local.sh $(REDIS_PORT) config/example.yaml
+
+test: deps lint ## Install what the tests need, then run every test
+	$(CARGO) test --workspace --all-targets
+
+test-unit: ## Unit and property tests of the pure crates only (no redis-server needed)
+	$(CARGO) test -p tenantry-protocol -p tenantry-config
+
+test-e2e: deps ## End-to-end tests against real redis-server processes
+	$(CARGO) test -p tenantry-tests
+
+lint: ## cargo fmt --check and clippy with warnings as errors
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+check-config: ## Validate config/*.yaml with `tenantry check`
+	for f in config/*.yaml; do $(CARGO) run -q --bin tenantry -- check $$f || exit 1; done
+
+deps: ## Install redis-server and redis-tools (Debian packages) if absent
+	@scripts/install-deps.sh redis-server:redis-server redis-cli:redis-tools
+
+deps-bench: ## Also install redis-benchmark and twemproxy (nutcracker)
+	@scripts/install-deps.sh redis-server:redis-server redis-benchmark:redis-tools nutcracker:nutcracker
+
+bench: deps-bench ## Side-by-side load benchmark: tenantry vs Redis directly vs twemproxy
+	$(CARGO) build --release --bin tenantry
+	python3 benches/side_by_side.py --tenantry target/release/tenantry
+
+fuzz: ## Fuzz the request parser and rewriter for FUZZ_SECONDS (default 60)
+	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run request -- -max_total_time=$${FUZZ_SECONDS:-60}

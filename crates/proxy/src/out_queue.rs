@@ -1,0 +1,112 @@
+//! Bytes waiting to be written to a socket: small pieces are gathered into
+//! one buffer, large ones are kept as they are (never copied), and all of it
+//! goes out in vectored, non-blocking writes.
+
+use bytes::{Buf, Bytes, BytesMut};
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use tokio::net::TcpStream;
+
+/// Pieces at least this large are queued without copying.
+const NO_COPY: usize = 16 * 1024;
+/// At most this many slices per `writev`.
+const MAX_SLICES: usize = 64;
+
+#[derive(Default)]
+pub struct OutQueue {
+    chunks: VecDeque<Bytes>,
+    tail: BytesMut,
+    len: usize,
+}
+
+impl OutQueue {
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The buffer small writes are gathered in; call `commit` after writing to it.
+    pub fn tail(&mut self) -> &mut BytesMut {
+        &mut self.tail
+    }
+
+    /// Accounts for bytes appended through `tail()`.
+    pub fn commit(&mut self, before: usize) {
+        self.len += self.tail.len() - before;
+    }
+
+    pub fn extend(&mut self, data: &[u8]) {
+        self.tail.extend_from_slice(data);
+        self.len += data.len();
+    }
+
+    pub fn push(&mut self, data: Bytes) {
+        if data.len() < NO_COPY {
+            return self.extend(&data);
+        }
+        self.seal_tail();
+        self.len += data.len();
+        self.chunks.push_back(data);
+    }
+
+    fn seal_tail(&mut self) {
+        if !self.tail.is_empty() {
+            self.chunks.push_back(self.tail.split().freeze());
+        }
+    }
+
+    /// Writes as much as the socket takes now. `Ok(())` with bytes left means
+    /// the socket is full: wait for `writable()` and call again.
+    pub fn try_write(&mut self, stream: &TcpStream) -> io::Result<()> {
+        while !self.is_empty() {
+            let n = {
+                let mut slices: Vec<IoSlice<'_>> =
+                    Vec::with_capacity(MAX_SLICES.min(self.chunks.len() + 1));
+                slices.extend(
+                    self.chunks
+                        .iter()
+                        .take(MAX_SLICES - 1)
+                        .map(|c| IoSlice::new(c)),
+                );
+                if slices.len() == self.chunks.len() && !self.tail.is_empty() {
+                    slices.push(IoSlice::new(&self.tail));
+                }
+                match stream.try_write_vectored(&slices) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                    Err(e) => return Err(e),
+                }
+            };
+            self.advance(n);
+        }
+        Ok(())
+    }
+
+    fn advance(&mut self, mut n: usize) {
+        self.len -= n;
+        while n > 0 {
+            match self.chunks.front_mut() {
+                Some(front) => {
+                    let take = n.min(front.len());
+                    front.advance(take);
+                    n -= take;
+                    if front.is_empty() {
+                        self.chunks.pop_front();
+                    }
+                }
+                None => {
+                    self.tail.advance(n);
+                    n = 0;
+                }
+            }
+        }
+        if self.tail.is_empty() && self.tail.capacity() > 4 * NO_COPY {
+            // Do not keep a huge buffer around after a burst.
+            self.tail = BytesMut::new();
+        }
+    }
+}

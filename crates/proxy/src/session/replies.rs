@@ -1,0 +1,128 @@
+//! A client's replies in request order: tenantry's own, and those a backend
+//! owes for a batch. Ready replies move to the output queue in order.
+
+use crate::backend::{BackendError, BatchReply, NodePool};
+use crate::out_queue::OutQueue;
+use bytes::Bytes;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use tenantry_protocol::reply::reply_len;
+use tenantry_protocol::strip::strip_reply;
+use tenantry_protocol::{Namespace, ReplyKeys};
+use tokio::sync::oneshot;
+
+/// One entry of a client's reply queue.
+pub enum Pending {
+    /// Replies tenantry made itself, for `count` requests.
+    Local { bytes: Bytes, count: usize },
+    /// Replies a backend will send for a batch of `count` requests.
+    Backend(BackendReplies),
+}
+
+pub struct BackendReplies {
+    pub rx: oneshot::Receiver<BatchReply>,
+    pub count: usize,
+    /// (index in the batch, where its reply holds keys to strip)
+    pub strip: Vec<(usize, ReplyKeys)>,
+    pub namespace: Namespace,
+    pub node: Arc<NodePool>,
+}
+
+#[derive(Default)]
+pub struct ReplyQueue {
+    queue: VecDeque<Pending>,
+    /// Requests whose replies are not yet in the output queue.
+    pub in_flight: usize,
+}
+
+impl ReplyQueue {
+    pub fn push(&mut self, p: Pending) {
+        self.in_flight += match &p {
+            Pending::Local { count, .. } => *count,
+            Pending::Backend(b) => b.count,
+        };
+        self.queue.push_back(p);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// The receiver the head waits on, if the head is a backend batch.
+    pub fn head_rx(&mut self) -> Option<&mut oneshot::Receiver<BatchReply>> {
+        match self.queue.front_mut() {
+            Some(Pending::Backend(b)) => Some(&mut b.rx),
+            _ => None,
+        }
+    }
+
+    /// Moves every ready reply at the head to `out`, stopping at the first
+    /// batch still waiting on its backend. `head_result` is the head's reply
+    /// if it was just received by awaiting `head_rx`.
+    pub fn drain_ready(
+        &mut self,
+        out: &mut OutQueue,
+        mut head_result: Option<Result<BatchReply, ()>>,
+    ) {
+        while let Some(front) = self.queue.front_mut() {
+            match front {
+                Pending::Local { bytes, count } => {
+                    self.in_flight -= *count;
+                    out.push(std::mem::take(bytes));
+                }
+                Pending::Backend(b) => {
+                    let reply = match head_result.take() {
+                        Some(r) => r,
+                        None => match b.rx.try_recv() {
+                            Ok(r) => Ok(r),
+                            Err(oneshot::error::TryRecvError::Empty) => return,
+                            Err(oneshot::error::TryRecvError::Closed) => Err(()),
+                        },
+                    };
+                    self.in_flight -= b.count;
+                    match reply {
+                        Ok(Ok(bytes)) if b.strip.is_empty() => out.push(bytes),
+                        Ok(Ok(bytes)) => strip_batch(&bytes, b, out),
+                        Ok(Err(e)) => errors(out, &e, b.count),
+                        Err(()) => errors(out, &b.node.lost(), b.count),
+                    }
+                }
+            }
+            self.queue.pop_front();
+        }
+    }
+}
+
+fn errors(out: &mut OutQueue, e: &BackendError, count: usize) {
+    let line = format!("-ERR {e}\r\n");
+    for _ in 0..count {
+        out.extend(line.as_bytes());
+    }
+}
+
+fn strip_batch(bytes: &[u8], b: &BackendReplies, out: &mut OutQueue) {
+    let mut pos = 0;
+    let mut fixes = b.strip.iter().peekable();
+    for i in 0..b.count {
+        // The backend connection framed exactly `count` replies.
+        let Ok(Some(len)) = reply_len(&bytes[pos..]) else {
+            out.extend(&bytes[pos..]);
+            return;
+        };
+        let reply = &bytes[pos..pos + len];
+        match fixes.peek() {
+            Some((at, kind)) if *at == i => {
+                let tail = out.tail();
+                let mark = tail.len();
+                if strip_reply(*kind, reply, &b.namespace, tail).is_err() {
+                    tail.truncate(mark);
+                    tail.extend_from_slice(reply);
+                }
+                out.commit(mark);
+                fixes.next();
+            }
+            _ => out.extend(reply),
+        }
+        pos += len;
+    }
+}
