@@ -235,7 +235,7 @@ struct Head {
 /// still queued are dropped with it, which answers their clients with an error.
 async fn serve(
     settings: &Arc<ConnSettings>,
-    stream: TcpStream,
+    mut stream: TcpStream,
     rx: &mut mpsc::UnboundedReceiver<Batch>,
 ) -> Result<(), String> {
     let timeout = settings.request_timeout;
@@ -247,18 +247,19 @@ async fn serve(
     let mut last_progress = Instant::now();
     let mut tick = tokio::time::interval(timeout / 4);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let (mut rd, wr) = stream.split();
+    let sock: &TcpStream = wr.as_ref();
     loop {
+        if buf.capacity() - buf.len() < 16 * 1024 {
+            buf.reserve(64 * 1024);
+        }
         tokio::select! {
             biased;
-            ready = stream.readable() => {
-                ready.map_err(|e| format!("read failed: {e}"))?;
-                if buf.capacity() - buf.len() < 16 * 1024 {
-                    buf.reserve(64 * 1024);
-                }
-                match stream.try_read_buf(&mut buf) {
+            // `read_buf` clears readiness on a short read: no extra EAGAIN read.
+            read = rd.read_buf(&mut buf) => {
+                match read {
                     Ok(0) => return Err("connection closed by the backend".into()),
                     Ok(_) => last_progress = Instant::now(),
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
                     Err(e) => return Err(format!("read failed: {e}")),
                 }
                 deliver(&mut buf, &mut scanner, &mut head, &mut queue)?;
@@ -276,11 +277,11 @@ async fn serve(
                         next = rx.try_recv().ok();
                     }
                 }
-                out.try_write(&stream).map_err(|e| format!("write failed: {e}"))?;
+                out.try_write(sock).map_err(|e| format!("write failed: {e}"))?;
             }
-            ready = stream.writable(), if !out.is_empty() => {
+            ready = sock.writable(), if !out.is_empty() => {
                 ready.map_err(|e| format!("write failed: {e}"))?;
-                out.try_write(&stream).map_err(|e| format!("write failed: {e}"))?;
+                out.try_write(sock).map_err(|e| format!("write failed: {e}"))?;
             }
             _ = tick.tick() => {
                 if !queue.is_empty() && last_progress.elapsed() > timeout {

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use tenantry_protocol::classify::{classify, Action};
 use tenantry_protocol::encode::{self, Reply};
 use tenantry_protocol::{Protocol, ReplyKeys, Request, RequestParser};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
@@ -65,7 +66,11 @@ impl State {
 /// or `shutdown` fires; replies already owed are delivered first. One task
 /// does everything for the connection, so a request costs no task switch
 /// on the client side.
-pub async fn serve(stream: TcpStream, runtime: Arc<ArcSwap<Runtime>>, shutdown: CancellationToken) {
+pub async fn serve(
+    mut stream: TcpStream,
+    runtime: Arc<ArcSwap<Runtime>>,
+    shutdown: CancellationToken,
+) {
     let _ = stream.set_nodelay(true);
     let limits = runtime.load().limits;
     let state = State::new(runtime);
@@ -84,13 +89,17 @@ pub async fn serve(stream: TcpStream, runtime: Arc<ArcSwap<Runtime>>, shutdown: 
     };
     let mut inbuf = BytesMut::with_capacity(16 * 1024);
     let (mut closing, mut eof) = (false, false);
+    // `read_buf` on the read half (not `try_read` on the stream) so a short
+    // read clears readiness: no extra read that only returns EAGAIN.
+    let (mut rd, wr) = stream.split();
+    let sock: &TcpStream = wr.as_ref();
     loop {
         if !closing {
             closing = s.handle_buffered(&mut inbuf, limits.max_pipeline);
         }
         s.batcher.flush(&mut s.replies);
         s.replies.drain_ready(&mut s.out, None);
-        if s.out.try_write(&stream).is_err() {
+        if s.out.try_write(sock).is_err() {
             return;
         }
         if (closing || eof) && s.replies.is_empty() && s.out.is_empty() {
@@ -99,38 +108,31 @@ pub async fn serve(stream: TcpStream, runtime: Arc<ArcSwap<Runtime>>, shutdown: 
         // Backpressure: a client with `max_pipeline` requests in flight is not read.
         let can_read = !closing && !eof && s.replies.in_flight < limits.max_pipeline;
         let want_write = !s.out.is_empty();
+        if can_read && inbuf.capacity() - inbuf.len() < 4096 {
+            inbuf.reserve(16 * 1024);
+        }
         let event = {
             let head = s.replies.head_rx();
             let has_head = head.is_some();
             tokio::select! {
-                r = stream.readable(), if can_read => Event::Readable(r.is_ok()),
+                r = rd.read_buf(&mut inbuf), if can_read => Event::Read(r),
                 r = async { head.expect("guarded").await }, if has_head => Event::Reply(r.map_err(|_| ())),
-                r = stream.writable(), if want_write => Event::Writable(r.is_ok()),
+                r = sock.writable(), if want_write => Event::Writable(r.is_ok()),
                 _ = shutdown.cancelled(), if !closing => Event::Shutdown,
             }
         };
         match event {
-            Event::Readable(false) | Event::Writable(false) => return,
-            Event::Readable(true) => {
-                if inbuf.capacity() - inbuf.len() < 4096 {
-                    inbuf.reserve(16 * 1024);
-                }
-                match stream.try_read_buf(&mut inbuf) {
-                    Ok(0) => eof = true,
-                    Ok(_) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                    Err(_) => return,
-                }
-            }
+            Event::Read(Ok(0)) => eof = true,
+            Event::Read(Ok(_)) | Event::Writable(true) => {}
+            Event::Read(Err(_)) | Event::Writable(false) => return,
             Event::Reply(r) => s.replies.drain_ready(&mut s.out, Some(r)),
-            Event::Writable(true) => {}
             Event::Shutdown => closing = true,
         }
     }
 }
 
 enum Event {
-    Readable(bool),
+    Read(std::io::Result<usize>),
     Reply(Result<BatchReply, ()>),
     Writable(bool),
     Shutdown,
