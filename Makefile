@@ -38,5 +38,6 @@ bench: deps-bench ## Side-by-side load benchmark: tenantry vs Redis directly vs 
 	$(CARGO) build --release --bin tenantry
 	python3 benches/side_by_side.py --tenantry target/release/tenantry
 
-fuzz: ## Fuzz the request parser and rewriter for FUZZ_SECONDS (default 60)
-	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run request -- -max_total_time=$${FUZZ_SECONDS:-60}
+fuzz: ## Fuzz requests and replies for FUZZ_SECONDS each (default 60); needs cargo-fuzz
+	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz
+	cd fuzz && for t in request reply; do RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $$t -- -max_total_time=$${FUZZ_SECONDS:-60} || exit 1; done

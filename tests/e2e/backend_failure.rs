@@ -74,3 +74,45 @@ async fn a_stalled_backend_times_out_instead_of_hanging() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn admin_reports_live_and_ready_as_the_backend_comes_and_goes() {
+    let mut redis = RedisServer::start();
+    let proxy = TestProxy::start(&format!(
+        "admin: 127.0.0.1:0\nbackends:\n  local: {{ kind: standalone, nodes: [\"{}\"] }}\n\
+         tenants:\n  app: {{ backend: local, namespace: \"app:\" }}\ndefault_tenant: app\n",
+        redis.addr()
+    ))
+    .await;
+    let admin = proxy.admin_addr().expect("admin configured");
+    assert_eq!(http_get(admin, "/live").await.0, 200);
+    assert_eq!(http_get(admin, "/ready").await.0, 200);
+    redis.stop();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, body) = http_get(admin, "/ready").await;
+        if status == 503 {
+            assert!(body.contains("backends down: local"), "{body}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still ready with the backend dead"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(http_get(admin, "/live").await.0, 200);
+}
+
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).await.unwrap();
+    let status = resp[9..12].parse().unwrap();
+    let body = resp.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (status, body)
+}

@@ -200,6 +200,10 @@ impl TestProxy {
         format!("redis://{}/", self.addr)
     }
 
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.proxy.as_ref().and_then(|p| p.admin_addr)
+    }
+
     pub async fn client(&self) -> redis::aio::MultiplexedConnection {
         redis::Client::open(self.url())
             .expect("url")

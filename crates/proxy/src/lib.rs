@@ -1,6 +1,7 @@
 //! The proxy: client sessions, tenant identification, backend pools.
 #![forbid(unsafe_code)]
 
+mod admin;
 pub mod backend;
 mod out_queue;
 mod runtime;

@@ -16,6 +16,8 @@ use tokio_util::task::TaskTracker;
 /// A running proxy: its listening addresses and how to stop it.
 pub struct Proxy {
     pub addrs: Vec<SocketAddr>,
+    /// Where the admin server listens, if the config has one.
+    pub admin_addr: Option<SocketAddr>,
     runtime: Arc<ArcSwap<Runtime>>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
@@ -43,8 +45,23 @@ impl Proxy {
                 permits.clone(),
             ));
         }
+        let admin_addr = match config.admin {
+            Some(addr) => {
+                let listener = crate::admin::bind(addr).await?;
+                let bound = listener.local_addr()?;
+                tracing::info!(addr = %bound, "admin listening");
+                tasks.spawn(crate::admin::serve(
+                    listener,
+                    runtime.clone(),
+                    shutdown.clone(),
+                ));
+                Some(bound)
+            }
+            None => None,
+        };
         Ok(Proxy {
             addrs,
+            admin_addr,
             runtime,
             shutdown,
             tasks,
