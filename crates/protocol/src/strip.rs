@@ -83,7 +83,8 @@ fn element_len(buf: &[u8]) -> Result<usize, ReplyError> {
 /// without the namespace; returns how many bytes of `buf` it took.
 fn strip_bulk(buf: &[u8], ns: &Namespace, out: &mut BytesMut) -> Result<usize, ReplyError> {
     let len = element_len(buf)?;
-    if buf[0] != b'$' {
+    // Anything but a non-null bulk string (a null, a simple string) is copied as is.
+    if buf[0] != b'$' || buf.get(1) == Some(&b'-') {
         out.extend_from_slice(&buf[..len]);
         return Ok(len);
     }
@@ -126,6 +127,15 @@ mod tests {
         );
         assert_eq!(strip(ReplyKeys::FirstOfPair, b"*-1\r\n"), b"*-1\r\n");
         assert_eq!(strip(ReplyKeys::FirstOfPair, b"_\r\n"), b"_\r\n");
+        // Found by the fuzzer: a null where the key would be.
+        assert_eq!(
+            strip(ReplyKeys::FirstOfPair, b"*2\r\n$-1\r\n:1\r\n"),
+            b"*2\r\n$-1\r\n:1\r\n"
+        );
+        assert_eq!(
+            strip(ReplyKeys::StreamKeys, b"*1\r\n*2\r\n$-1\r\n*0\r\n"),
+            b"*1\r\n*2\r\n$-1\r\n*0\r\n"
+        );
     }
 
     #[test]
