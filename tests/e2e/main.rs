@@ -6,3 +6,4 @@ mod command_table;
 mod errors;
 mod isolation;
 mod pipeline;
+mod transparency;

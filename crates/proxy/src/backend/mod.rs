@@ -10,6 +10,7 @@ mod pool;
 pub use conn::{BackendError, Batch, BatchReply};
 pub use pool::NodePool;
 
+use bytes::Bytes;
 use std::sync::Arc;
 use tenantry_config::{Backend, BackendKind, BackendName};
 
@@ -34,8 +35,17 @@ impl Router {
         }
     }
 
-    /// The node a command with these (already prefixed) keys goes to.
-    pub fn node(&self) -> &Arc<NodePool> {
+    /// The node that serves a command, given its arguments and the positions
+    /// of its keys (prefixed on the wire). A standalone backend has one node;
+    /// Redis Cluster will route by the slot of the keys here.
+    pub fn route(&self, _args: &[Bytes], _keys: &[usize]) -> &Arc<NodePool> {
+        match self {
+            Router::Standalone(pool) => pool,
+        }
+    }
+
+    /// A node that speaks for the backend (its server version, for HELLO).
+    pub fn any_node(&self) -> &Arc<NodePool> {
         match self {
             Router::Standalone(pool) => pool,
         }

@@ -149,7 +149,7 @@ fn hello(state: &mut State, args: &[Bytes], out: &mut BytesMut) -> After {
     let version = state
         .tenant
         .as_ref()
-        .and_then(|t| t.backend.node().server_version())
+        .and_then(|t| t.backend.any_node().server_version())
         .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_string());
     let mut r = reply(state, out);
     r.map(7);

@@ -253,7 +253,7 @@ impl Batcher {
         reply: ReplyKeys,
     ) {
         self.flush_local(replies);
-        let node = tenant.backend.node();
+        let node = tenant.backend.route(args, keys);
         let same = self.batch.as_ref().is_some_and(|b| {
             Arc::ptr_eq(&b.tenant, tenant) && Arc::ptr_eq(&b.node, node) && b.proto == proto
         });
