@@ -116,3 +116,48 @@ async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     let body = resp.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
     (status, body)
 }
+
+#[tokio::test]
+async fn backend_auth_with_an_acl_user_and_with_requirepass() {
+    let redis = RedisServer::start_with(&["--requirepass", "admin-pw"]);
+    let mut admin = tenantry_tests::RawClient::connect(redis.addr()).await;
+    assert_eq!(admin.cmd(&[b"AUTH", b"admin-pw"]).await, b"+OK\r\n");
+    let acl = [
+        &b"ACL"[..],
+        b"SETUSER",
+        b"proxy",
+        b"on",
+        b">proxy-pw",
+        b"~*",
+        b"+@all",
+    ];
+    assert_eq!(admin.cmd(&acl).await, b"+OK\r\n");
+
+    for (user, pw) in [("username: proxy, ", "proxy-pw"), ("", "admin-pw")] {
+        let proxy = TestProxy::start(&format!(
+            "backends:\n  local: {{ kind: standalone, nodes: [\"{}\"], {user}password: {pw} }}\n\
+             tenants:\n  app: {{ backend: local, namespace: \"app:\" }}\ndefault_tenant: app\n",
+            redis.addr()
+        ))
+        .await;
+        let mut c = proxy.raw().await;
+        assert_eq!(
+            c.cmd(&[b"SET", b"k", pw.as_bytes()]).await,
+            b"+OK\r\n",
+            "{user}"
+        );
+    }
+
+    let proxy = TestProxy::start(&format!(
+        "backends:\n  local: {{ kind: standalone, nodes: [\"{}\"], password: wrong }}\n\
+         tenants:\n  app: {{ backend: local, namespace: \"app:\" }}\ndefault_tenant: app\n",
+        redis.addr()
+    ))
+    .await;
+    let reply = proxy.raw().await.cmd(&[b"GET", b"k"]).await;
+    let text = String::from_utf8_lossy(&reply);
+    assert!(
+        text.starts_with("-ERR backend 'local'") && text.contains("WRONGPASS"),
+        "{text}"
+    );
+}

@@ -99,3 +99,63 @@ async fn concurrent_clients_never_get_each_others_replies() {
         t.await.unwrap();
     }
 }
+
+/// A client that pipelines without reading its replies stops being read once
+/// `max_pipeline` requests are in flight and its output buffer is full,
+/// instead of having its replies buffered without bound; when it reads again,
+/// every reply arrives, in order.
+#[tokio::test]
+async fn a_client_that_does_not_read_is_not_read_either() {
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let redis = RedisServer::start();
+    let proxy = TestProxy::start(&format!(
+        "limits: {{ max_pipeline: 64 }}\nbackends:\n  local: {{ kind: standalone, nodes: [\"{}\"] }}\n\
+         tenants:\n  app: {{ backend: local, namespace: \"app:\" }}\ndefault_tenant: app\n",
+        redis.addr()
+    ))
+    .await;
+    // 2,000 ECHOs of 64 KiB: 128 MiB of replies if tenantry buffered them all.
+    let payload = vec![b'e'; 64 * 1024];
+    let one = encode(&[b"ECHO", &payload]);
+    let total = 2_000;
+    let request: Vec<u8> = one
+        .iter()
+        .copied()
+        .cycle()
+        .take(one.len() * total)
+        .collect();
+    let mut stream = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let (mut rd, mut wr) = stream.split();
+
+    let mut written = 0;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(1), wr.write(&request[written..])).await {
+            Ok(Ok(n)) => written += n,
+            Ok(Err(e)) => panic!("write failed: {e}"),
+            Err(_) => break, // no progress for a second: tenantry stopped reading
+        }
+        assert!(
+            written < request.len(),
+            "tenantry read all 128 MiB from a client that reads nothing"
+        );
+    }
+    assert!(
+        written < request.len() / 4,
+        "tenantry read {written} bytes before pushing back"
+    );
+
+    let mut header = format!("${}\r\n", payload.len()).into_bytes();
+    header.extend_from_slice(&payload);
+    header.extend_from_slice(b"\r\n");
+    let expected = header;
+    let reader = async {
+        let mut buf = vec![0u8; expected.len()];
+        for i in 0..total {
+            rd.read_exact(&mut buf).await.unwrap();
+            assert!(buf == expected, "reply {i} differs");
+        }
+    };
+    let writer = async { wr.write_all(&request[written..]).await.unwrap() };
+    tokio::join!(reader, writer);
+}

@@ -30,6 +30,10 @@ static NEXT_CLIENT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Commands packed into one backend batch at most.
 const MAX_BATCH: usize = 256;
+/// Replies waiting for a slow client beyond this stop the reading of its
+/// requests (with `max_pipeline`, this bounds what one client can make
+/// tenantry hold, where Redis would buffer without limit).
+const MAX_OUTPUT: usize = 1024 * 1024;
 const NOAUTH: &str = "NOAUTH Authentication required.";
 
 /// Per-connection state that connection commands change.
@@ -94,7 +98,7 @@ pub async fn serve(
     let (mut rd, wr) = stream.split();
     let sock: &TcpStream = wr.as_ref();
     loop {
-        if !closing {
+        if !closing && s.out.len() < MAX_OUTPUT {
             closing = s.handle_buffered(&mut inbuf, limits.max_pipeline);
         }
         s.batcher.flush(&mut s.replies);
@@ -105,8 +109,12 @@ pub async fn serve(
         if (closing || eof) && s.replies.is_empty() && s.out.is_empty() {
             return;
         }
-        // Backpressure: a client with `max_pipeline` requests in flight is not read.
-        let can_read = !closing && !eof && s.replies.in_flight < limits.max_pipeline;
+        // Backpressure: a client with `max_pipeline` requests in flight, or
+        // with `MAX_OUTPUT` of replies it has not read, is not read.
+        let can_read = !closing
+            && !eof
+            && s.replies.in_flight < limits.max_pipeline
+            && s.out.len() < MAX_OUTPUT;
         let want_write = !s.out.is_empty();
         if can_read && inbuf.capacity() - inbuf.len() < 4096 {
             inbuf.reserve(16 * 1024);
