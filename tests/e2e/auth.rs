@@ -14,14 +14,8 @@ async fn unauthenticated_clients_get_noauth_and_wrong_credentials_wrongpass() {
     let redis = RedisServer::start();
     let proxy = no_default_tenant(&redis).await;
     let mut c = proxy.raw().await;
-    assert_eq!(
-        c.cmd(&[b"GET", b"k"]).await,
-        b"-NOAUTH Authentication required.\r\n"
-    );
-    assert_eq!(
-        c.cmd(&[b"NOSUCH"]).await,
-        b"-NOAUTH Authentication required.\r\n"
-    );
+    assert_eq!(c.cmd(&[b"GET", b"k"]).await, b"-NOAUTH Authentication required.\r\n");
+    assert_eq!(c.cmd(&[b"NOSUCH"]).await, b"-NOAUTH Authentication required.\r\n");
     assert_eq!(
         c.cmd(&[b"AUTH", b"demo", b"nope"]).await,
         b"-WRONGPASS invalid username-password pair or user is disabled.\r\n"
@@ -48,48 +42,29 @@ async fn hello_switches_protocol_and_authenticates() {
     let redis = RedisServer::start();
     let proxy = no_default_tenant(&redis).await;
     let mut c = proxy.raw().await;
-    assert_eq!(
-        c.cmd(&[b"HELLO", b"4"]).await,
-        b"-NOPROTO unsupported protocol version\r\n"
-    );
+    assert_eq!(c.cmd(&[b"HELLO", b"4"]).await, b"-NOPROTO unsupported protocol version\r\n");
     assert_eq!(
         c.cmd(&[b"HELLO", b"3", b"AUTH", b"demo", b"bad"]).await,
         b"-WRONGPASS invalid username-password pair or user is disabled.\r\n"
     );
-    let hello = c
-        .cmd(&[
-            b"HELLO", b"3", b"AUTH", b"demo", b"demo-pw", b"SETNAME", b"me",
-        ])
-        .await;
+    let hello = c.cmd(&[b"HELLO", b"3", b"AUTH", b"demo", b"demo-pw", b"SETNAME", b"me"]).await;
     let text = String::from_utf8_lossy(&hello);
-    assert!(
-        text.starts_with("%7\r\n$6\r\nserver\r\n$5\r\nredis\r\n$7\r\nversion\r\n"),
-        "{text}"
-    );
+    assert!(text.starts_with("%7\r\n$6\r\nserver\r\n$5\r\nredis\r\n$7\r\nversion\r\n"), "{text}");
     assert!(text.contains("$5\r\nproto\r\n:3\r\n"), "{text}");
     assert_eq!(c.cmd(&[b"CLIENT", b"GETNAME"]).await, b"$2\r\nme\r\n");
     // RESP3 replies from the backend: a map, a null, a double.
     assert_eq!(c.cmd(&[b"HSET", b"h", b"f", b"v"]).await, b":1\r\n");
-    assert_eq!(
-        c.cmd(&[b"HGETALL", b"h"]).await,
-        b"%1\r\n$1\r\nf\r\n$1\r\nv\r\n"
-    );
+    assert_eq!(c.cmd(&[b"HGETALL", b"h"]).await, b"%1\r\n$1\r\nf\r\n$1\r\nv\r\n");
     assert_eq!(c.cmd(&[b"GET", b"missing"]).await, b"_\r\n");
     assert_eq!(c.cmd(&[b"ZADD", b"z", b"1.5", b"m"]).await, b":1\r\n");
     assert_eq!(c.cmd(&[b"ZSCORE", b"z", b"m"]).await, b",1.5\r\n");
     // Back to RESP2 on the same connection.
     let hello2 = c.cmd(&[b"HELLO", b"2"]).await;
     assert!(hello2.starts_with(b"*14\r\n"));
-    assert_eq!(
-        c.cmd(&[b"HGETALL", b"h"]).await,
-        b"*2\r\n$1\r\nf\r\n$1\r\nv\r\n"
-    );
+    assert_eq!(c.cmd(&[b"HGETALL", b"h"]).await, b"*2\r\n$1\r\nf\r\n$1\r\nv\r\n");
     assert_eq!(c.cmd(&[b"GET", b"missing"]).await, b"$-1\r\n");
     assert_eq!(c.cmd(&[b"RESET"]).await, b"+RESET\r\n");
-    assert_eq!(
-        c.cmd(&[b"GET", b"k"]).await,
-        b"-NOAUTH Authentication required.\r\n"
-    );
+    assert_eq!(c.cmd(&[b"GET", b"k"]).await, b"-NOAUTH Authentication required.\r\n");
 }
 
 #[tokio::test]
@@ -97,22 +72,9 @@ async fn redis_crate_authenticates_with_resp3() {
     let redis = RedisServer::start();
     let proxy = no_default_tenant(&redis).await;
     let url = format!("redis://demo:demo-pw@{}/?protocol=resp3", proxy.addr);
-    let mut c = redis::Client::open(url)
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    let _: () = redis::cmd("SET")
-        .arg("x")
-        .arg(42)
-        .query_async(&mut c)
-        .await
-        .unwrap();
-    let v: i64 = redis::cmd("GET")
-        .arg("x")
-        .query_async(&mut c)
-        .await
-        .unwrap();
+    let mut c = redis::Client::open(url).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("SET").arg("x").arg(42).query_async(&mut c).await.unwrap();
+    let v: i64 = redis::cmd("GET").arg("x").query_async(&mut c).await.unwrap();
     assert_eq!(v, 42);
 }
 
@@ -121,16 +83,12 @@ async fn inline_commands_and_connection_commands() {
     let redis = RedisServer::start();
     let proxy = TestProxy::two_tenants(&redis).await;
     let mut c = proxy.raw().await;
-    c.send(b"PING\r\n\r\nset greeting \"hello world\"\nGET greeting\r\n")
-        .await;
+    c.send(b"PING\r\n\r\nset greeting \"hello world\"\nGET greeting\r\n").await;
     assert_eq!(c.reply().await, b"+PONG\r\n");
     assert_eq!(c.reply().await, b"+OK\r\n");
     assert_eq!(c.reply().await, b"$11\r\nhello world\r\n");
     assert_eq!(c.cmd(&[b"SELECT", b"0"]).await, b"+OK\r\n");
-    assert!(c
-        .cmd(&[b"SELECT", b"1"])
-        .await
-        .starts_with(b"-ERR SELECT is not allowed through tenantry"));
+    assert!(c.cmd(&[b"SELECT", b"1"]).await.starts_with(b"-ERR SELECT is not allowed through tenantry"));
     assert_eq!(
         c.cmd(&[b"CLIENT", b"SETNAME", b"a b"]).await,
         b"-ERR Client names cannot contain spaces, newlines or special characters.\r\n"

@@ -14,15 +14,8 @@ async fn a_killed_backend_gives_fast_errors_then_recovers() {
         let start = Instant::now();
         let reply = c.cmd(&[b"GET", b"k"]).await;
         let text = String::from_utf8_lossy(&reply);
-        assert!(
-            text.starts_with("-ERR backend 'local' (127.0.0.1:"),
-            "{text}"
-        );
-        assert!(
-            start.elapsed() < Duration::from_secs(1),
-            "took {:?}",
-            start.elapsed()
-        );
+        assert!(text.starts_with("-ERR backend 'local' (127.0.0.1:"), "{text}");
+        assert!(start.elapsed() < Duration::from_secs(1), "took {:?}", start.elapsed());
     }
 
     redis.restart();
@@ -32,11 +25,7 @@ async fn a_killed_backend_gives_fast_errors_then_recovers() {
         if reply == b"+OK\r\n" {
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "no recovery: {:?}",
-            String::from_utf8_lossy(&reply)
-        );
+        assert!(Instant::now() < deadline, "no recovery: {:?}", String::from_utf8_lossy(&reply));
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(c.cmd(&[b"GET", b"k"]).await, b"$5\r\nagain\r\n");
@@ -56,16 +45,8 @@ async fn a_stalled_backend_times_out_instead_of_hanging() {
     redis.freeze();
     let start = Instant::now();
     let reply = c.cmd(&[b"GET", b"k"]).await;
-    assert!(
-        reply.starts_with(b"-ERR backend 'local'"),
-        "{:?}",
-        String::from_utf8_lossy(&reply)
-    );
-    assert!(
-        start.elapsed() < Duration::from_millis(1500),
-        "took {:?}",
-        start.elapsed()
-    );
+    assert!(reply.starts_with(b"-ERR backend 'local'"), "{:?}", String::from_utf8_lossy(&reply));
+    assert!(start.elapsed() < Duration::from_millis(1500), "took {:?}", start.elapsed());
     redis.thaw();
     // Once the backend answers again, so does tenantry (on a new connection).
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -95,10 +76,7 @@ async fn admin_reports_live_and_ready_as_the_backend_comes_and_goes() {
             assert!(body.contains("backends down: local"), "{body}");
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "still ready with the backend dead"
-        );
+        assert!(Instant::now() < deadline, "still ready with the backend dead");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(http_get(admin, "/live").await.0, 200);
@@ -107,9 +85,7 @@ async fn admin_reports_live_and_ready_as_the_backend_comes_and_goes() {
 async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
     let mut resp = String::new();
     s.read_to_string(&mut resp).await.unwrap();
     let status = resp[9..12].parse().unwrap();
@@ -122,15 +98,7 @@ async fn backend_auth_with_an_acl_user_and_with_requirepass() {
     let redis = RedisServer::start_with(&["--requirepass", "admin-pw"]);
     let mut admin = tenantry_tests::RawClient::connect(redis.addr()).await;
     assert_eq!(admin.cmd(&[b"AUTH", b"admin-pw"]).await, b"+OK\r\n");
-    let acl = [
-        &b"ACL"[..],
-        b"SETUSER",
-        b"proxy",
-        b"on",
-        b">proxy-pw",
-        b"~*",
-        b"+@all",
-    ];
+    let acl = [&b"ACL"[..], b"SETUSER", b"proxy", b"on", b">proxy-pw", b"~*", b"+@all"];
     assert_eq!(admin.cmd(&acl).await, b"+OK\r\n");
 
     for (user, pw) in [("username: proxy, ", "proxy-pw"), ("", "admin-pw")] {
@@ -141,11 +109,7 @@ async fn backend_auth_with_an_acl_user_and_with_requirepass() {
         ))
         .await;
         let mut c = proxy.raw().await;
-        assert_eq!(
-            c.cmd(&[b"SET", b"k", pw.as_bytes()]).await,
-            b"+OK\r\n",
-            "{user}"
-        );
+        assert_eq!(c.cmd(&[b"SET", b"k", pw.as_bytes()]).await, b"+OK\r\n", "{user}");
     }
 
     let proxy = TestProxy::start(&format!(
@@ -156,8 +120,5 @@ async fn backend_auth_with_an_acl_user_and_with_requirepass() {
     .await;
     let reply = proxy.raw().await.cmd(&[b"GET", b"k"]).await;
     let text = String::from_utf8_lossy(&reply);
-    assert!(
-        text.starts_with("-ERR backend 'local'") && text.contains("WRONGPASS"),
-        "{text}"
-    );
+    assert!(text.starts_with("-ERR backend 'local'") && text.contains("WRONGPASS"), "{text}");
 }

@@ -4,9 +4,7 @@
 
 use redis::Value;
 use std::collections::BTreeMap;
-use tenantry_protocol::command::{
-    acl, flags, keyspec_flags, BeginSearch, CommandSpec, FindKeys, COMMANDS,
-};
+use tenantry_protocol::command::{acl, flags, keyspec_flags, BeginSearch, CommandSpec, FindKeys, COMMANDS};
 use tenantry_tests::{direct, RedisServer};
 
 #[derive(Debug, PartialEq)]
@@ -38,10 +36,7 @@ fn list(v: &Value) -> &[Value] {
 fn pairs(v: &Value) -> BTreeMap<String, Value> {
     match v {
         Value::Map(m) => m.iter().map(|(k, v)| (text(k), v.clone())).collect(),
-        other => list(other)
-            .chunks(2)
-            .map(|p| (text(&p[0]), p[1].clone()))
-            .collect(),
+        other => list(other).chunks(2).map(|p| (text(&p[0]), p[1].clone())).collect(),
     }
 }
 
@@ -60,30 +55,15 @@ fn from_redis(v: &Value) -> (String, Entry) {
             let bs = pairs(&ks["begin_search"]);
             let fk = pairs(&ks["find_keys"]);
             let spec = |m: &BTreeMap<String, Value>| {
-                pairs(&m["spec"])
-                    .iter()
-                    .map(|(k, v)| format!("{k}={}", text(v)))
-                    .collect::<Vec<_>>()
-                    .join(",")
+                pairs(&m["spec"]).iter().map(|(k, v)| format!("{k}={}", text(v))).collect::<Vec<_>>().join(",")
             };
-            format!(
-                "{flags:?} {}({}) {}({})",
-                text(&bs["type"]),
-                spec(&bs),
-                text(&fk["type"]),
-                spec(&fk)
-            )
+            format!("{flags:?} {}({}) {}({})", text(&bs["type"]), spec(&bs), text(&fk["type"]), spec(&fk))
         })
         .collect();
     let entry = Entry {
         arity: text(&f[1]).parse().unwrap(),
         flags: sorted(list(&f[2]).iter().map(text).collect()),
-        acl: sorted(
-            list(&f[6])
-                .iter()
-                .map(|a| text(a).trim_start_matches('@').to_string())
-                .collect(),
-        ),
+        acl: sorted(list(&f[6]).iter().map(|a| text(a).trim_start_matches('@').to_string()).collect()),
         key_specs,
         subcommands: list(&f[9]).iter().map(from_redis).collect(),
     };
@@ -91,14 +71,7 @@ fn from_redis(v: &Value) -> (String, Entry) {
 }
 
 fn names(bits: u32, table: &[&str]) -> Vec<String> {
-    sorted(
-        table
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| bits & (1 << i) != 0)
-            .map(|(_, n)| n.to_string())
-            .collect(),
-    )
+    sorted(table.iter().enumerate().filter(|(i, _)| bits & (1 << i) != 0).map(|(_, n)| n.to_string()).collect())
 }
 
 fn from_table(c: &CommandSpec) -> (String, Entry) {
@@ -110,26 +83,15 @@ fn from_table(c: &CommandSpec) -> (String, Entry) {
             let begin = match ks.begin {
                 BeginSearch::Index(i) => format!("index(index={i})"),
                 BeginSearch::Keyword { keyword, startfrom } => {
-                    format!(
-                        "keyword(keyword={},startfrom={startfrom})",
-                        String::from_utf8_lossy(keyword)
-                    )
+                    format!("keyword(keyword={},startfrom={startfrom})", String::from_utf8_lossy(keyword))
                 }
                 BeginSearch::Unknown => "unknown()".into(),
             };
             let find = match ks.find {
-                FindKeys::Range {
-                    lastkey,
-                    keystep,
-                    limit,
-                } => {
+                FindKeys::Range { lastkey, keystep, limit } => {
                     format!("range(keystep={keystep},lastkey={lastkey},limit={limit})")
                 }
-                FindKeys::Keynum {
-                    keynumidx,
-                    firstkey,
-                    keystep,
-                } => {
+                FindKeys::Keynum { keynumidx, firstkey, keystep } => {
                     format!("keynum(firstkey={firstkey},keynumidx={keynumidx},keystep={keystep})")
                 }
                 FindKeys::Unknown => "unknown()".into(),
@@ -156,15 +118,9 @@ async fn command_table_matches_redis() {
     let ours: BTreeMap<String, Entry> = COMMANDS.iter().map(from_table).collect();
     let live_names: Vec<&String> = live.keys().collect();
     let our_names: Vec<&String> = ours.keys().collect();
-    assert_eq!(
-        our_names, live_names,
-        "command sets differ: regenerate with tools/gen-command-table.py"
-    );
+    assert_eq!(our_names, live_names, "command sets differ: regenerate with tools/gen-command-table.py");
     for (name, entry) in &live {
-        assert_eq!(
-            &ours[name], entry,
-            "{name} differs: regenerate with tools/gen-command-table.py"
-        );
+        assert_eq!(&ours[name], entry, "{name} differs: regenerate with tools/gen-command-table.py");
     }
 }
 
@@ -175,42 +131,22 @@ async fn key_positions_match_command_getkeys() {
     use tenantry_protocol::command::{key_positions, lookup, lookup_subcommand};
     let redis = RedisServer::start();
     let mut c = direct(&redis).await;
-    let words: [&[u8]; 12] = [
-        b"STREAMS",
-        b"STORE",
-        b"STOREDIST",
-        b"KEYS",
-        b"BY",
-        b"GET",
-        b"LIMIT",
-        b"0",
-        b"1",
-        b"2",
-        b"$",
-        b"*",
-    ];
+    let words: [&[u8]; 12] =
+        [b"STREAMS", b"STORE", b"STOREDIST", b"KEYS", b"BY", b"GET", b"LIMIT", b"0", b"1", b"2", b"$", b"*"];
     let mut seed: u64 = 0x5eed;
     let mut rand = move |n: usize| {
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         ((seed >> 33) as usize) % n.max(1)
     };
     let (mut compared, mut commands_compared) = (0, 0);
     for top in COMMANDS {
-        let specs: Vec<&CommandSpec> = if top.subcommands.is_empty() {
-            vec![top]
-        } else {
-            top.subcommands.iter().collect()
-        };
+        let specs: Vec<&CommandSpec> =
+            if top.subcommands.is_empty() { vec![top] } else { top.subcommands.iter().collect() };
         // MIGRATE's key spec is marked incomplete and tenantry refuses it; SORT's
         // keys come from its grammar (BY/GET patterns are prefixed too), which
         // its own unit tests cover.
         let skip = |s: &CommandSpec| matches!(s.name, "migrate" | "sort" | "sort_ro");
-        for spec in specs
-            .into_iter()
-            .filter(|s| !s.key_specs.is_empty() && !skip(s))
-        {
+        for spec in specs.into_iter().filter(|s| !s.key_specs.is_empty() && !skip(s)) {
             let mut any = false;
             for attempt in 0..40 {
                 let min = spec.arity.unsigned_abs() as usize;
@@ -230,15 +166,7 @@ async fn key_positions_match_command_getkeys() {
                     args[1] = sub.as_bytes().to_vec();
                 }
                 for ks in spec.key_specs {
-                    if let (
-                        BeginSearch::Index(i),
-                        FindKeys::Keynum {
-                            keynumidx,
-                            firstkey,
-                            ..
-                        },
-                    ) = (ks.begin, ks.find)
-                    {
+                    if let (BeginSearch::Index(i), FindKeys::Keynum { keynumidx, firstkey, .. }) = (ks.begin, ks.find) {
                         let idx = i as usize + keynumidx as usize;
                         let room = argc.saturating_sub(i as usize + firstkey as usize);
                         if idx < argc {
@@ -246,11 +174,8 @@ async fn key_positions_match_command_getkeys() {
                         }
                     }
                 }
-                let redis_keys: redis::RedisResult<Vec<Vec<u8>>> = redis::cmd("COMMAND")
-                    .arg("GETKEYS")
-                    .arg(&args)
-                    .query_async(&mut c)
-                    .await;
+                let redis_keys: redis::RedisResult<Vec<Vec<u8>>> =
+                    redis::cmd("COMMAND").arg("GETKEYS").arg(&args).query_async(&mut c).await;
                 let Ok(mut redis_keys) = redis_keys else {
                     continue;
                 };
@@ -261,25 +186,16 @@ async fn key_positions_match_command_getkeys() {
                     lookup_subcommand(looked_up, &args[1]).unwrap()
                 };
                 let mut positions = Vec::new();
-                key_positions(looked_up, &args, &mut positions)
-                    .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+                key_positions(looked_up, &args, &mut positions).unwrap_or_else(|e| panic!("{args:?}: {e}"));
                 let mut ours: Vec<Vec<u8>> = positions.iter().map(|&i| args[i].clone()).collect();
                 ours.sort();
                 redis_keys.sort();
-                assert_eq!(
-                    ours,
-                    redis_keys,
-                    "{}",
-                    String::from_utf8_lossy(&args.join(&b' '))
-                );
+                assert_eq!(ours, redis_keys, "{}", String::from_utf8_lossy(&args.join(&b' ')));
                 compared += 1;
                 any = true;
             }
             commands_compared += usize::from(any);
         }
     }
-    assert!(
-        commands_compared > 120,
-        "only {commands_compared} keyed commands compared ({compared} invocations)"
-    );
+    assert!(commands_compared > 120, "only {commands_compared} keyed commands compared ({compared} invocations)");
 }

@@ -5,18 +5,9 @@ async fn bad_and_refused_commands_get_errors_and_the_connection_goes_on() {
     let redis = RedisServer::start();
     let proxy = TestProxy::two_tenants(&redis).await;
     let mut c = proxy.raw().await;
-    assert_eq!(
-        c.cmd(&[b"GETT", b"a"]).await,
-        b"-ERR unknown command 'GETT', with args beginning with: 'a' \r\n"
-    );
-    assert_eq!(
-        c.cmd(&[b"SET", b"a"]).await,
-        b"-ERR wrong number of arguments for 'set' command\r\n"
-    );
-    assert_eq!(
-        c.cmd(&[b"OBJECT", b"NOPE"]).await,
-        b"-ERR unknown subcommand 'NOPE'. Try OBJECT HELP.\r\n"
-    );
+    assert_eq!(c.cmd(&[b"GETT", b"a"]).await, b"-ERR unknown command 'GETT', with args beginning with: 'a' \r\n");
+    assert_eq!(c.cmd(&[b"SET", b"a"]).await, b"-ERR wrong number of arguments for 'set' command\r\n");
+    assert_eq!(c.cmd(&[b"OBJECT", b"NOPE"]).await, b"-ERR unknown subcommand 'NOPE'. Try OBJECT HELP.\r\n");
     for cmd in [
         &[&b"KEYS"[..], b"*"][..],
         &[b"FLUSHALL"],
@@ -30,18 +21,11 @@ async fn bad_and_refused_commands_get_errors_and_the_connection_goes_on() {
     ] {
         let reply = c.cmd(cmd).await;
         let text = String::from_utf8_lossy(&reply);
-        assert!(
-            text.starts_with("-ERR command '")
-                && text.contains("is not allowed through tenantry: "),
-            "{text}"
-        );
+        assert!(text.starts_with("-ERR command '") && text.contains("is not allowed through tenantry: "), "{text}");
     }
     // Backend errors pass through unchanged.
     assert_eq!(c.cmd(&[b"SET", b"s", b"x"]).await, b"+OK\r\n");
-    assert_eq!(
-        c.cmd(&[b"INCR", b"s"]).await,
-        b"-ERR value is not an integer or out of range\r\n"
-    );
+    assert_eq!(c.cmd(&[b"INCR", b"s"]).await, b"-ERR value is not an integer or out of range\r\n");
     assert_eq!(
         c.cmd(&[b"LPUSH", b"s", b"x"]).await,
         b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n"
@@ -56,10 +40,7 @@ async fn a_broken_frame_gets_a_protocol_error_then_the_connection_closes() {
     let mut c = proxy.raw().await;
     c.send(b"*1\r\n$4\r\nPING\r\n*1\r\n+PING\r\n").await;
     assert_eq!(c.reply().await, b"+PONG\r\n");
-    assert_eq!(
-        c.reply().await,
-        b"-ERR Protocol error: expected '$', got '+'\r\n"
-    );
+    assert_eq!(c.reply().await, b"-ERR Protocol error: expected '$', got '+'\r\n");
     assert!(c.closed().await);
 }
 
@@ -77,25 +58,16 @@ async fn oversized_requests_are_refused_before_they_are_buffered() {
     let ok = vec![b'x'; 1024];
     assert_eq!(c.cmd(&[b"SET", b"k", &ok]).await, b"+OK\r\n");
     c.send(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1025\r\n").await;
-    assert_eq!(
-        c.reply().await,
-        b"-ERR Protocol error: invalid bulk length\r\n"
-    );
+    assert_eq!(c.reply().await, b"-ERR Protocol error: invalid bulk length\r\n");
     assert!(c.closed().await);
 
     let mut c = proxy.raw().await;
     c.send(b"*9\r\n").await;
-    assert_eq!(
-        c.reply().await,
-        b"-ERR Protocol error: invalid multibulk length\r\n"
-    );
+    assert_eq!(c.reply().await, b"-ERR Protocol error: invalid multibulk length\r\n");
     assert!(c.closed().await);
 
     let mut c = proxy.raw().await;
     c.send(&[b'a'; 200]).await;
-    assert_eq!(
-        c.reply().await,
-        b"-ERR Protocol error: too big inline request\r\n"
-    );
+    assert_eq!(c.reply().await, b"-ERR Protocol error: too big inline request\r\n");
     assert!(c.closed().await);
 }

@@ -38,59 +38,22 @@ async fn multi_key_commands_and_key_returning_replies_are_namespaced() {
     let redis = RedisServer::start();
     let proxy = TestProxy::two_tenants(&redis).await;
     let mut c = proxy.client().await;
-    let _: () = redis::cmd("MSET")
-        .arg("a")
-        .arg(1)
-        .arg("b")
-        .arg(2)
-        .query_async(&mut c)
-        .await
-        .unwrap();
+    let _: () = redis::cmd("MSET").arg("a").arg(1).arg("b").arg(2).query_async(&mut c).await.unwrap();
     let v: Vec<Option<i64>> = c.mget(&["a", "b", "zz"]).await.unwrap();
     assert_eq!(v, vec![Some(1), Some(2), None]);
-    let _: () = redis::cmd("RENAME")
-        .arg("a")
-        .arg("c")
-        .query_async(&mut c)
-        .await
-        .unwrap();
-    let n: i64 = redis::cmd("EXISTS")
-        .arg("a")
-        .arg("b")
-        .arg("c")
-        .query_async(&mut c)
-        .await
-        .unwrap();
+    let _: () = redis::cmd("RENAME").arg("a").arg("c").query_async(&mut c).await.unwrap();
+    let n: i64 = redis::cmd("EXISTS").arg("a").arg("b").arg("c").query_async(&mut c).await.unwrap();
     assert_eq!(n, 2);
 
     // LMPOP names the key it popped from: the client sees its own name.
     let _: () = c.rpush("list", &["x", "y"]).await.unwrap();
-    let popped: (String, Vec<String>) = redis::cmd("LMPOP")
-        .arg(2)
-        .arg("nolist")
-        .arg("list")
-        .arg("LEFT")
-        .query_async(&mut c)
-        .await
-        .unwrap();
+    let popped: (String, Vec<String>) =
+        redis::cmd("LMPOP").arg(2).arg("nolist").arg("list").arg("LEFT").query_async(&mut c).await.unwrap();
     assert_eq!(popped, ("list".to_string(), vec!["x".to_string()]));
 
     // XREAD replies name streams.
-    let _: String = redis::cmd("XADD")
-        .arg("s1")
-        .arg("1-1")
-        .arg("f")
-        .arg("v")
-        .query_async(&mut c)
-        .await
-        .unwrap();
-    let reply: redis::Value = redis::cmd("XREAD")
-        .arg("STREAMS")
-        .arg("s1")
-        .arg("0")
-        .query_async(&mut c)
-        .await
-        .unwrap();
+    let _: String = redis::cmd("XADD").arg("s1").arg("1-1").arg("f").arg("v").query_async(&mut c).await.unwrap();
+    let reply: redis::Value = redis::cmd("XREAD").arg("STREAMS").arg("s1").arg("0").query_async(&mut c).await.unwrap();
     let text = format!("{reply:?}");
     assert!(text.contains("s1") && !text.contains("app:"), "{text}");
 
@@ -114,15 +77,8 @@ async fn multi_key_commands_and_key_returning_replies_are_namespaced() {
     assert_eq!(sorted, vec!["one", "1", "two", "2"]);
     let mut backend = direct(&redis).await;
     let _: () = backend.set("w_1", "999").await.unwrap(); // outside every namespace: must not be read
-    let stored: i64 = redis::cmd("SORT")
-        .arg("ids")
-        .arg("BY")
-        .arg("w_*")
-        .arg("STORE")
-        .arg("out")
-        .query_async(&mut c)
-        .await
-        .unwrap();
+    let stored: i64 =
+        redis::cmd("SORT").arg("ids").arg("BY").arg("w_*").arg("STORE").arg("out").query_async(&mut c).await.unwrap();
     assert_eq!(stored, 2);
     let out: Vec<String> = backend.lrange("app:out", 0, -1).await.unwrap();
     assert_eq!(out, vec!["1", "2"]);
@@ -144,10 +100,7 @@ async fn binary_keys_and_values_round_trip() {
     let raw: Vec<u8> = backend.get(&prefixed).await.unwrap();
     assert_eq!(raw, value);
     // A key containing CRLF and a hash tag.
-    let _: () = c
-        .set(b"a\r\n{tag}b".as_slice(), b"\r\n".as_slice())
-        .await
-        .unwrap();
+    let _: () = c.set(b"a\r\n{tag}b".as_slice(), b"\r\n".as_slice()).await.unwrap();
     let got: Vec<u8> = c.get(b"a\r\n{tag}b".as_slice()).await.unwrap();
     assert_eq!(got, b"\r\n");
 }

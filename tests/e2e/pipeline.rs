@@ -32,10 +32,7 @@ async fn ten_thousand_pipelined_commands_reply_in_order() {
             3 => {
                 request.extend(encode(&[b"NOSUCH", key.as_bytes()]));
                 expected.push(
-                    format!(
-                        "-ERR unknown command 'NOSUCH', with args beginning with: '{key}' \r\n"
-                    )
-                    .into_bytes(),
+                    format!("-ERR unknown command 'NOSUCH', with args beginning with: '{key}' \r\n").into_bytes(),
                 );
             }
             4 => {
@@ -55,11 +52,7 @@ async fn ten_thousand_pipelined_commands_reply_in_order() {
     raw.send(&request).await;
     for (i, want) in expected.iter().enumerate() {
         let got = raw.reply().await;
-        assert_eq!(
-            String::from_utf8_lossy(&got),
-            String::from_utf8_lossy(want),
-            "reply {i}"
-        );
+        assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(want), "reply {i}");
     }
 }
 
@@ -77,21 +70,14 @@ async fn concurrent_clients_never_get_each_others_replies() {
             let mut request = Vec::new();
             for i in 0..500 {
                 let v = format!("c{c}-{i}");
-                request.extend(encode(&[
-                    b"SET",
-                    format!("key{c}").as_bytes(),
-                    v.as_bytes(),
-                ]));
+                request.extend(encode(&[b"SET", format!("key{c}").as_bytes(), v.as_bytes()]));
                 request.extend(encode(&[b"GET", format!("key{c}").as_bytes()]));
             }
             raw.send(&request).await;
             for i in 0..500 {
                 assert_eq!(raw.reply().await, b"+OK\r\n");
                 let v = format!("c{c}-{i}");
-                assert_eq!(
-                    raw.reply().await,
-                    format!("${}\r\n{v}\r\n", v.len()).into_bytes()
-                );
+                assert_eq!(raw.reply().await, format!("${}\r\n{v}\r\n", v.len()).into_bytes());
             }
         }));
     }
@@ -119,12 +105,7 @@ async fn a_client_that_does_not_read_is_not_read_either() {
     let payload = vec![b'e'; 64 * 1024];
     let one = encode(&[b"ECHO", &payload]);
     let total = 2_000;
-    let request: Vec<u8> = one
-        .iter()
-        .copied()
-        .cycle()
-        .take(one.len() * total)
-        .collect();
+    let request: Vec<u8> = one.iter().copied().cycle().take(one.len() * total).collect();
     let mut stream = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
     let (mut rd, mut wr) = stream.split();
 
@@ -135,15 +116,9 @@ async fn a_client_that_does_not_read_is_not_read_either() {
             Ok(Err(e)) => panic!("write failed: {e}"),
             Err(_) => break, // no progress for a second: tenantry stopped reading
         }
-        assert!(
-            written < request.len(),
-            "tenantry read all 128 MiB from a client that reads nothing"
-        );
+        assert!(written < request.len(), "tenantry read all 128 MiB from a client that reads nothing");
     }
-    assert!(
-        written < request.len() / 4,
-        "tenantry read {written} bytes before pushing back"
-    );
+    assert!(written < request.len() / 4, "tenantry read {written} bytes before pushing back");
 
     let mut header = format!("${}\r\n", payload.len()).into_bytes();
     header.extend_from_slice(&payload);

@@ -191,11 +191,7 @@ async fn compare(hello: Option<&[u8]>) {
     let want = run(&mut direct).await;
     let got = run(&mut proxied).await;
     for ((line, w), g) in SCRIPT.iter().zip(&want).zip(&got) {
-        assert_eq!(
-            String::from_utf8_lossy(g),
-            String::from_utf8_lossy(w),
-            "{line}"
-        );
+        assert_eq!(String::from_utf8_lossy(g), String::from_utf8_lossy(w), "{line}");
     }
 }
 

@@ -35,12 +35,7 @@ impl RedisServer {
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         for _ in 0..5 {
             let dir = tempfile::tempdir().expect("tempdir");
-            let mut server = RedisServer {
-                port: free_port(),
-                child: None,
-                dir,
-                extra: extra.clone(),
-            };
+            let mut server = RedisServer { port: free_port(), child: None, dir, extra: extra.clone() };
             // Another process may take the port between our probe and redis binding it.
             if server.spawn().is_ok() {
                 return server;
@@ -51,16 +46,7 @@ impl RedisServer {
 
     fn spawn(&mut self) -> anyhow::Result<()> {
         let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(self.dir.path())
             .args(&self.extra)
@@ -69,11 +55,7 @@ impl RedisServer {
             .spawn()
             .context("spawn redis-server")?;
         self.child = Some(child);
-        wait_for_port(
-            self.port,
-            Duration::from_secs(5),
-            self.child.as_mut().expect("set"),
-        )
+        wait_for_port(self.port, Duration::from_secs(5), self.child.as_mut().expect("set"))
     }
 
     pub fn port(&self) -> u16 {
@@ -108,10 +90,7 @@ impl RedisServer {
 
     fn signal(&self, sig: &str) {
         let pid = self.child.as_ref().expect("running").id().to_string();
-        let ok = Command::new("kill")
-            .args([&format!("-{sig}"), &pid])
-            .status()
-            .is_ok_and(|s| s.success());
+        let ok = Command::new("kill").args([&format!("-{sig}"), &pid]).status().is_ok_and(|s| s.success());
         assert!(ok, "kill -{sig} {pid} failed");
     }
 
@@ -146,11 +125,7 @@ fn wait_for_port(port: u16, limit: Duration, child: &mut Child) -> anyhow::Resul
             s.set_read_timeout(Some(Duration::from_millis(500)))?;
             let mut buf = [0u8; 64];
             // A server with requirepass answers NOAUTH: it is up all the same.
-            let n = if s.write_all(b"PING\r\n").is_ok() {
-                s.read(&mut buf).unwrap_or(0)
-            } else {
-                0
-            };
+            let n = if s.write_all(b"PING\r\n").is_ok() { s.read(&mut buf).unwrap_or(0) } else { 0 };
             if buf[..n].starts_with(b"+PONG") || buf[..n].starts_with(b"-NOAUTH") {
                 return Ok(());
             }
@@ -172,18 +147,13 @@ impl TestProxy {
         let yaml = format!("listen: 127.0.0.1:0\n{yaml}");
         let config = tenantry_config::parse(&yaml, Path::new("test.yaml"), &|_| None)
             .unwrap_or_else(|e| panic!("test config is invalid:\n{e}"));
-        let proxy = tenantry_proxy::Proxy::start(&config)
-            .await
-            .expect("start proxy");
+        let proxy = tenantry_proxy::Proxy::start(&config).await.expect("start proxy");
         let addr = proxy.addrs[0];
         let deadline = Instant::now() + Duration::from_secs(5);
         while !proxy.ready() && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        TestProxy {
-            addr,
-            proxy: Some(proxy),
-        }
+        TestProxy { addr, proxy: Some(proxy) }
     }
 
     /// Two tenants on one backend: `app` (default, namespace `app:`) and
@@ -208,11 +178,7 @@ impl TestProxy {
     }
 
     pub async fn client(&self) -> redis::aio::MultiplexedConnection {
-        redis::Client::open(self.url())
-            .expect("url")
-            .get_multiplexed_async_connection()
-            .await
-            .expect("connect")
+        redis::Client::open(self.url()).expect("url").get_multiplexed_async_connection().await.expect("connect")
     }
 
     pub async fn raw(&self) -> RawClient {
@@ -235,10 +201,7 @@ pub struct RawClient {
 impl RawClient {
     pub async fn connect(addr: impl tokio::net::ToSocketAddrs) -> Self {
         let stream = TcpStream::connect(addr).await.expect("connect");
-        RawClient {
-            stream,
-            buf: BytesMut::new(),
-        }
+        RawClient { stream, buf: BytesMut::new() }
     }
 
     pub async fn send(&mut self, bytes: &[u8]) {
@@ -259,10 +222,7 @@ impl RawClient {
                     return self.buf.split_to(n).to_vec();
                 }
                 if self.stream.read_buf(&mut self.buf).await.expect("read") == 0 {
-                    panic!(
-                        "connection closed; unread: {:?}",
-                        String::from_utf8_lossy(&self.buf)
-                    );
+                    panic!("connection closed; unread: {:?}", String::from_utf8_lossy(&self.buf));
                 }
             }
         })
@@ -273,10 +233,7 @@ impl RawClient {
     /// True if the server closes the connection (after any pending bytes).
     pub async fn closed(&mut self) -> bool {
         let mut b = [0u8; 1];
-        matches!(
-            tokio::time::timeout(Duration::from_secs(5), self.stream.read(&mut b)).await,
-            Ok(Ok(0)) | Ok(Err(_))
-        )
+        matches!(tokio::time::timeout(Duration::from_secs(5), self.stream.read(&mut b)).await, Ok(Ok(0)) | Ok(Err(_)))
     }
 }
 
@@ -293,9 +250,5 @@ pub fn encode(args: &[&[u8]]) -> Vec<u8> {
 
 /// A direct connection to a redis-server, bypassing tenantry.
 pub async fn direct(redis: &RedisServer) -> redis::aio::MultiplexedConnection {
-    redis::Client::open(redis.url())
-        .expect("url")
-        .get_multiplexed_async_connection()
-        .await
-        .expect("connect direct")
+    redis::Client::open(redis.url()).expect("url").get_multiplexed_async_connection().await.expect("connect direct")
 }

@@ -4,6 +4,7 @@
 
 mod error;
 mod model;
+mod policy;
 mod raw;
 mod validate;
 
@@ -30,16 +31,9 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 
 /// Validates config text; `file` names it in errors and anchors relative
 /// `password_file` paths; `env` looks up `password_env` variables.
-pub fn parse(
-    text: &str,
-    file: &Path,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Config, ConfigErrors> {
+pub fn parse(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigErrors> {
     let raw: raw::RawConfig = serde_saphyr::from_str(text).map_err(|e| {
-        let (line, column) = e
-            .location()
-            .map(|l| (l.line(), l.column()))
-            .unwrap_or((0, 0));
+        let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
         ConfigErrors(vec![ConfigError {
             file: file.to_path_buf(),
             line,
@@ -57,10 +51,7 @@ fn first_line(s: &str) -> String {
     let line = s.lines().find(|l| !l.trim().is_empty()).unwrap_or(s).trim();
     let line = line.strip_prefix("error: ").unwrap_or(line);
     // Drop serde-saphyr's own "line N column M: " since the location is printed already.
-    match line
-        .strip_prefix("line ")
-        .and_then(|rest| rest.split_once(": "))
-    {
+    match line.strip_prefix("line ").and_then(|rest| rest.split_once(": ")) {
         Some((pos, msg)) if pos.contains(" column ") => msg.to_string(),
         _ => line.to_string(),
     }

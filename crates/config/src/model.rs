@@ -70,6 +70,22 @@ pub struct Config {
     pub backends: BTreeMap<BackendName, Backend>,
     pub tenants: BTreeMap<TenantId, Tenant>,
     pub default_tenant: Option<TenantId>,
+    pub cleanup: Cleanup,
+}
+
+/// How fast the keys of an old namespace generation are deleted after a
+/// tenant's namespace changes (say `checkout:v3:` to `checkout:v4:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cleanup {
+    pub keys_per_sec: u32,
+    /// Keys asked for per SCAN and deleted per UNLINK.
+    pub batch: u32,
+}
+
+impl Default for Cleanup {
+    fn default() -> Self {
+        Cleanup { keys_per_sec: 5_000, batch: 500 }
+    }
 }
 
 /// Bounds on each client connection.
@@ -85,11 +101,7 @@ pub struct ClientLimits {
 
 impl Default for ClientLimits {
     fn default() -> Self {
-        ClientLimits {
-            protocol: Limits::default(),
-            max_clients: 10_000,
-            max_pipeline: 10_000,
-        }
+        ClientLimits { protocol: Limits::default(), max_clients: 10_000, max_pipeline: 10_000 }
     }
 }
 
@@ -124,6 +136,94 @@ pub struct Tenant {
     pub backend: BackendName,
     pub namespace: Namespace,
     pub auth: Option<TenantAuth>,
+    pub rate_limit: Option<RateLimit>,
+    pub commands: CommandRules,
+    pub limits: TenantLimits,
+    pub ttl: TtlPolicy,
+}
+
+/// A rate and the burst allowed above it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Quota {
+    pub per_sec: u32,
+    pub burst: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OnExceed {
+    Reject,
+    /// Wait up to this long for capacity, then reject.
+    Delay(Duration),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RateLimit {
+    pub ops: Option<Quota>,
+    /// Request bytes (all arguments) per second.
+    pub bytes: Option<Quota>,
+    pub on_exceed: OnExceed,
+    /// Each connection's own share, so one connection cannot take the whole tenant's rate.
+    pub per_connection_ops: Option<Quota>,
+}
+
+/// A command name (`get`, `config`) or an ACL category (`@dangerous`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommandRule {
+    Command(String),
+    Category { name: String, bit: u32 },
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CommandRules {
+    /// Empty: every command tenantry supports is allowed.
+    pub allow: Vec<CommandRule>,
+    pub deny: Vec<CommandRule>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TenantLimits {
+    pub max_key_bytes: Option<usize>,
+    pub max_value_bytes: Option<usize>,
+    pub max_connections: Option<usize>,
+    pub max_pipeline: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TtlRule {
+    /// Given to keys written without a TTL.
+    pub default: Option<Duration>,
+    /// Longer TTLs are clamped to this.
+    pub max: Option<Duration>,
+    /// Every TTL set through tenantry is shortened by a random 0..jitter percent.
+    pub jitter_percent: u8,
+}
+
+impl TtlRule {
+    pub fn is_noop(&self) -> bool {
+        self.default.is_none() && self.max.is_none() && self.jitter_percent == 0
+    }
+}
+
+/// TTL rules of a tenant, and per keyspace (the client key up to its first `:`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TtlPolicy {
+    pub tenant: TtlRule,
+    pub keyspaces: BTreeMap<Vec<u8>, TtlRule>,
+}
+
+impl TtlPolicy {
+    pub fn is_noop(&self) -> bool {
+        self.tenant.is_noop() && self.keyspaces.values().all(TtlRule::is_noop)
+    }
+
+    /// The rule for a client key: its keyspace's, else the tenant's.
+    pub fn rule_for(&self, key: &[u8]) -> &TtlRule {
+        if self.keyspaces.is_empty() {
+            return &self.tenant;
+        }
+        let keyspace = key.split(|&b| b == b':').next().unwrap_or(key);
+        self.keyspaces.get(keyspace).unwrap_or(&self.tenant)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

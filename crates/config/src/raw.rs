@@ -17,6 +17,15 @@ pub struct RawConfig {
     pub tenants: BTreeMap<String, Spanned<RawTenant>>,
     #[serde(default)]
     pub default_tenant: Option<Spanned<String>>,
+    #[serde(default)]
+    pub cleanup: Option<Spanned<RawCleanup>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCleanup {
+    pub keys_per_sec: Option<Spanned<u64>>,
+    pub batch: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -68,21 +77,13 @@ pub struct RawSecret<'a> {
 
 impl RawBackend {
     pub fn secret(&self) -> RawSecret<'_> {
-        RawSecret {
-            password: &self.password,
-            password_file: &self.password_file,
-            password_env: &self.password_env,
-        }
+        RawSecret { password: &self.password, password_file: &self.password_file, password_env: &self.password_env }
     }
 }
 
 impl RawTenantAuth {
     pub fn secret(&self) -> RawSecret<'_> {
-        RawSecret {
-            password: &self.password,
-            password_file: &self.password_file,
-            password_env: &self.password_env,
-        }
+        RawSecret { password: &self.password, password_file: &self.password_file, password_env: &self.password_env }
     }
 }
 
@@ -93,6 +94,62 @@ pub struct RawTenant {
     pub namespace: Spanned<String>,
     #[serde(default)]
     pub auth: Option<Spanned<RawTenantAuth>>,
+    #[serde(default)]
+    pub rate_limit: Option<Spanned<RawRateLimit>>,
+    #[serde(default)]
+    pub commands: Option<Spanned<RawCommands>>,
+    #[serde(default)]
+    pub limits: Option<Spanned<RawTenantLimits>>,
+    #[serde(default)]
+    pub ttl: Option<Spanned<RawTtl>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimit {
+    pub ops_per_sec: Option<Spanned<u64>>,
+    pub burst: Option<Spanned<u64>>,
+    pub bytes_per_sec: Option<Spanned<String>>,
+    pub bytes_burst: Option<Spanned<String>>,
+    pub on_exceed: Option<Spanned<String>>,
+    pub max_delay: Option<Spanned<String>>,
+    pub per_connection_ops_per_sec: Option<Spanned<u64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCommands {
+    #[serde(default)]
+    pub allow: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub deny: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTenantLimits {
+    pub max_key_bytes: Option<Spanned<String>>,
+    pub max_value_bytes: Option<Spanned<String>>,
+    pub max_connections: Option<Spanned<u64>>,
+    pub max_pipeline: Option<Spanned<u64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTtl {
+    pub default: Option<Spanned<String>>,
+    pub max: Option<Spanned<String>>,
+    pub jitter: Option<Spanned<String>>,
+    #[serde(default)]
+    pub keyspaces: BTreeMap<String, Spanned<RawTtlRule>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTtlRule {
+    pub default: Option<Spanned<String>>,
+    pub max: Option<Spanned<String>>,
+    pub jitter: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

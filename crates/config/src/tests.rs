@@ -40,59 +40,35 @@ fn a_good_config_resolves_everything() {
     assert_eq!(b.connections, 2);
     let demo = &c.tenants[&TenantId::new("demo")];
     assert_eq!(demo.namespace.as_bytes(), b"demo:");
-    assert_eq!(
-        demo.auth.as_ref().unwrap().password.expose(),
-        b"demo-password"
-    );
+    assert_eq!(demo.auth.as_ref().unwrap().password.expose(), b"demo-password");
     assert_eq!(c.default_tenant, Some(TenantId::new("app")));
 }
 
 #[test]
 fn unknown_fields_are_errors_with_a_line() {
-    let text = GOOD.replace(
-        "    namespace: \"app:\"",
-        "    namespace: \"app:\"\n    namespaec: x",
-    );
+    let text = GOOD.replace("    namespace: \"app:\"", "    namespace: \"app:\"\n    namespaec: x");
     let errs = errors(&text);
     assert_eq!(errs.len(), 1, "{errs:?}");
-    assert!(
-        errs[0].starts_with("t.yaml:13:5: unknown field `namespaec`"),
-        "{errs:?}"
-    );
+    assert!(errs[0].starts_with("t.yaml:13:5: unknown field `namespaec`"), "{errs:?}");
 }
 
 #[test]
 fn every_semantic_error_is_reported_with_file_line_and_field() {
     let text = GOOD
         .replace("namespace: \"app:\"", "namespace: \"a{pp:\"")
-        .replace(
-            "backend: local\n    namespace: \"demo:\"",
-            "backend: nowhere\n    namespace: \"demo:\"",
-        )
+        .replace("backend: local\n    namespace: \"demo:\"", "backend: nowhere\n    namespace: \"demo:\"")
         .replace("default_tenant: app", "default_tenant: ghost");
     let errs = errors(&text);
     assert_eq!(errs.len(), 3, "{errs:?}");
-    assert!(
-        errs[0].starts_with("t.yaml:12:16: tenants.app.namespace") && errs[0].contains("hash tag"),
-        "{errs:?}"
-    );
-    assert!(
-        errs[1].starts_with("t.yaml:14:14:") && errs[1].contains("tenants.demo.backend"),
-        "{errs:?}"
-    );
-    assert!(
-        errs[2].contains("default_tenant") && errs[2].contains("ghost"),
-        "{errs:?}"
-    );
+    assert!(errs[0].starts_with("t.yaml:12:16: tenants.app.namespace") && errs[0].contains("hash tag"), "{errs:?}");
+    assert!(errs[1].starts_with("t.yaml:14:14:") && errs[1].contains("tenants.demo.backend"), "{errs:?}");
+    assert!(errs[2].contains("default_tenant") && errs[2].contains("ghost"), "{errs:?}");
 }
 
 #[test]
 fn overlapping_namespaces_on_one_backend_are_refused() {
     let errs = errors(&GOOD.replace("namespace: \"demo:\"", "namespace: \"app:x:\""));
-    assert!(
-        errs.iter().any(|e| e.contains("overlaps tenant app")),
-        "{errs:?}"
-    );
+    assert!(errs.iter().any(|e| e.contains("overlaps tenant app")), "{errs:?}");
 }
 
 #[test]
@@ -102,25 +78,11 @@ fn secrets_come_from_files_and_missing_env_is_an_error() {
     let file = dir.path().join("c.yaml");
     let text = GOOD.replace("password: demo-password", "password_file: pw");
     let c = parse(&text, &file, &env).unwrap();
-    assert_eq!(
-        c.tenants[&TenantId::new("demo")]
-            .auth
-            .as_ref()
-            .unwrap()
-            .password
-            .expose(),
-        b"from-file"
-    );
+    assert_eq!(c.tenants[&TenantId::new("demo")].auth.as_ref().unwrap().password.expose(), b"from-file");
 
     let errs = errors(&GOOD.replace("BACKEND_PW", "NOPE"));
-    assert!(
-        errs[0].contains("backends.local.password_env") && errs[0].contains("NOPE is not set"),
-        "{errs:?}"
-    );
-    let errs = errors(&GOOD.replace(
-        "password: demo-password",
-        "password: a, password_env: BACKEND_PW",
-    ));
+    assert!(errs[0].contains("backends.local.password_env") && errs[0].contains("NOPE is not set"), "{errs:?}");
+    let errs = errors(&GOOD.replace("password: demo-password", "password: a, password_env: BACKEND_PW"));
     assert!(errs[0].contains("only one of"), "{errs:?}");
 }
 
@@ -131,8 +93,68 @@ fn sizes_and_limits() {
     assert_eq!(parse_size("1 MiB"), Some(1 << 20));
     assert_eq!(parse_size("12XB"), None);
     let errs = errors(&format!("{GOOD}limits: {{ max_bulk_bytes: 1GiB }}\n"));
-    assert!(
-        errs[0].contains("limits.max_bulk_bytes") && errs[0].contains("above Redis's own limit"),
-        "{errs:?}"
-    );
+    assert!(errs[0].contains("limits.max_bulk_bytes") && errs[0].contains("above Redis's own limit"), "{errs:?}");
+}
+
+const POLICY: &str = r#"
+listen: 127.0.0.1:6379
+backends:
+  local: { kind: standalone, nodes: ["127.0.0.1:7000"] }
+tenants:
+  app:
+    backend: local
+    namespace: "app:"
+    rate_limit: { ops_per_sec: 100, burst: 200, bytes_per_sec: 1MiB, on_exceed: delay, max_delay: 20ms, per_connection_ops_per_sec: 50 }
+    commands: { allow: ["@read", "@write", "SET"], deny: [KEYS, "@dangerous"] }
+    limits: { max_key_bytes: 1KiB, max_value_bytes: 1MiB, max_connections: 10, max_pipeline: 100 }
+    ttl:
+      default: 10m
+      max: 24h
+      jitter: 10%
+      keyspaces:
+        session: { default: 30m, jitter: 5% }
+cleanup: { keys_per_sec: 1000, batch: 100 }
+"#;
+
+#[test]
+fn tenant_policy_is_parsed() {
+    let c = parse(POLICY, &PathBuf::from("t.yaml"), &env).unwrap();
+    let t = &c.tenants[&TenantId::new("app")];
+    let r = t.rate_limit.unwrap();
+    assert_eq!(r.ops, Some(Quota { per_sec: 100, burst: 200 }));
+    assert_eq!(r.bytes, Some(Quota { per_sec: 1 << 20, burst: 1 << 20 }));
+    assert_eq!(r.on_exceed, OnExceed::Delay(std::time::Duration::from_millis(20)));
+    assert_eq!(r.per_connection_ops, Some(Quota { per_sec: 50, burst: 50 }));
+    assert_eq!(t.commands.allow.len(), 3);
+    assert!(matches!(&t.commands.deny[1], CommandRule::Category { name, .. } if name == "dangerous"));
+    assert_eq!(t.limits.max_key_bytes, Some(1024));
+    assert_eq!(t.limits.max_connections, Some(10));
+    assert_eq!(t.ttl.tenant.jitter_percent, 10);
+    let session = t.ttl.rule_for(b"session:42");
+    assert_eq!(session.default, Some(std::time::Duration::from_secs(1800)));
+    assert_eq!(session.max, Some(std::time::Duration::from_secs(86400)), "inherited from the tenant");
+    assert_eq!(session.jitter_percent, 5);
+    assert_eq!(t.ttl.rule_for(b"other:1").jitter_percent, 10);
+    assert_eq!(c.cleanup, Cleanup { keys_per_sec: 1000, batch: 100 });
+}
+
+#[test]
+fn bad_policy_values_are_reported() {
+    let text = POLICY
+        .replace("on_exceed: delay", "on_exceed: wait")
+        .replace("deny: [KEYS,", "deny: [NOPE,")
+        .replace("\"@read\"", "\"@reading\"")
+        .replace("jitter: 10%", "jitter: 150%")
+        .replace("default: 10m", "default: 48h");
+    let errs = errors(&text);
+    assert_eq!(errs.len(), 5, "{errs:?}");
+    for needle in [
+        "on_exceed",
+        "\"NOPE\" is not a Redis command",
+        "unknown ACL category \"@reading\"",
+        "jitter",
+        "default is longer than max",
+    ] {
+        assert!(errs.iter().any(|e| e.contains(needle)), "{needle}: {errs:?}");
+    }
 }

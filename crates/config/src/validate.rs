@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tenantry_protocol::{Limits, Namespace};
 
-struct Checker<'a> {
+pub(crate) struct Checker<'a> {
     file: &'a Path,
     /// Relative `password_file` paths are relative to the config's directory.
     dir: PathBuf,
@@ -19,7 +19,7 @@ struct Checker<'a> {
 }
 
 impl Checker<'_> {
-    fn error(&mut self, at: Location, field: &str, message: impl Into<String>) {
+    pub(crate) fn error(&mut self, at: Location, field: &str, message: impl Into<String>) {
         self.errors.push(ConfigError {
             file: self.file.to_path_buf(),
             line: at.line(),
@@ -29,41 +29,28 @@ impl Checker<'_> {
         });
     }
 
-    fn addr(&mut self, raw: &Spanned<String>, field: &str) -> Option<SocketAddr> {
+    pub(crate) fn addr(&mut self, raw: &Spanned<String>, field: &str) -> Option<SocketAddr> {
         match raw.value.parse() {
             Ok(a) => Some(a),
             Err(_) => {
-                self.error(
-                    raw.referenced,
-                    field,
-                    format!("{:?} is not an IP:port address", raw.value),
-                );
+                self.error(raw.referenced, field, format!("{:?} is not an IP:port address", raw.value));
                 None
             }
         }
     }
 
-    fn size(&mut self, raw: &Option<Spanned<String>>, field: &str, default: usize) -> usize {
+    pub(crate) fn size(&mut self, raw: &Option<Spanned<String>>, field: &str, default: usize) -> usize {
         let Some(raw) = raw else { return default };
         match parse_size(&raw.value) {
             Some(n) => n,
             None => {
-                self.error(
-                    raw.referenced,
-                    field,
-                    format!("{:?} is not a size (e.g. 512MiB, 64KiB, 1000)", raw.value),
-                );
+                self.error(raw.referenced, field, format!("{:?} is not a size (e.g. 512MiB, 64KiB, 1000)", raw.value));
                 default
             }
         }
     }
 
-    fn duration(
-        &mut self,
-        raw: &Option<Spanned<String>>,
-        field: &str,
-        default: Duration,
-    ) -> Duration {
+    pub(crate) fn duration(&mut self, raw: &Option<Spanned<String>>, field: &str, default: Duration) -> Duration {
         let Some(raw) = raw else { return default };
         match humantime::parse_duration(&raw.value) {
             Ok(d) if !d.is_zero() => d,
@@ -71,17 +58,14 @@ impl Checker<'_> {
                 self.error(
                     raw.referenced,
                     field,
-                    format!(
-                        "{:?} is not a positive duration (e.g. 500ms, 5s)",
-                        raw.value
-                    ),
+                    format!("{:?} is not a positive duration (e.g. 500ms, 5s)", raw.value),
                 );
                 default
             }
         }
     }
 
-    fn count(&mut self, raw: &Option<Spanned<u64>>, field: &str, default: usize) -> usize {
+    pub(crate) fn count(&mut self, raw: &Option<Spanned<u64>>, field: &str, default: usize) -> usize {
         match raw {
             None => default,
             Some(n) if n.value > 0 => n.value as usize,
@@ -92,18 +76,10 @@ impl Checker<'_> {
         }
     }
 
-    fn secret(&mut self, raw: RawSecret<'_>, at: Location, field: &str) -> Option<Secret> {
-        let given = [
-            raw.password.is_some(),
-            raw.password_file.is_some(),
-            raw.password_env.is_some(),
-        ];
+    pub(crate) fn secret(&mut self, raw: RawSecret<'_>, at: Location, field: &str) -> Option<Secret> {
+        let given = [raw.password.is_some(), raw.password_file.is_some(), raw.password_env.is_some()];
         if given.iter().filter(|g| **g).count() > 1 {
-            self.error(
-                at,
-                field,
-                "give only one of password, password_file, password_env",
-            );
+            self.error(at, field, "give only one of password, password_file, password_env");
             return None;
         }
         if let Some(p) = raw.password {
@@ -166,32 +142,18 @@ pub(crate) fn validate(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigErrors> {
     let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
-    let mut c = Checker {
-        file,
-        dir,
-        env,
-        errors: Vec::new(),
-    };
+    let mut c = Checker { file, dir, env, errors: Vec::new() };
 
     let listen_raw: Vec<String> = match &raw.listen.value {
         OneOrMany::One(a) => vec![a.clone()],
         OneOrMany::Many(v) => v.clone(),
     };
     if listen_raw.is_empty() {
-        c.error(
-            raw.listen.referenced,
-            "listen",
-            "at least one address is needed",
-        );
+        c.error(raw.listen.referenced, "listen", "at least one address is needed");
     }
     let listen = listen_raw
         .iter()
-        .filter_map(|a| {
-            c.addr(
-                &Spanned::new(a.clone(), raw.listen.referenced, raw.listen.defined),
-                "listen",
-            )
-        })
+        .filter_map(|a| c.addr(&Spanned::new(a.clone(), raw.listen.referenced, raw.listen.defined), "listen"))
         .collect();
     let admin = raw.admin.as_ref().and_then(|a| c.addr(a, "admin"));
 
@@ -202,24 +164,12 @@ pub(crate) fn validate(
         limits.protocol = Limits {
             max_bulk_bytes: c.size(&l.max_bulk_bytes, "limits.max_bulk_bytes", d.max_bulk_bytes),
             max_args: c.count(&l.max_args, "limits.max_args", d.max_args),
-            max_inline_bytes: c.size(
-                &l.max_inline_bytes,
-                "limits.max_inline_bytes",
-                d.max_inline_bytes,
-            ),
+            max_inline_bytes: c.size(&l.max_inline_bytes, "limits.max_inline_bytes", d.max_inline_bytes),
         };
         for (value, name, most) in [
-            (
-                limits.protocol.max_bulk_bytes,
-                "max_bulk_bytes",
-                d.max_bulk_bytes,
-            ),
+            (limits.protocol.max_bulk_bytes, "max_bulk_bytes", d.max_bulk_bytes),
             (limits.protocol.max_args, "max_args", d.max_args),
-            (
-                limits.protocol.max_inline_bytes,
-                "max_inline_bytes",
-                d.max_inline_bytes,
-            ),
+            (limits.protocol.max_inline_bytes, "max_inline_bytes", d.max_inline_bytes),
         ] {
             if value > most {
                 c.error(
@@ -254,44 +204,25 @@ pub(crate) fn validate(
             if valid_host_port(&n.value) {
                 nodes.push(BackendAddr::new(&n.value));
             } else {
-                c.error(
-                    n.referenced,
-                    &format!("{field}.nodes"),
-                    format!("{:?} is not host:port", n.value),
-                );
+                c.error(n.referenced, &format!("{field}.nodes"), format!("{:?} is not host:port", n.value));
             }
         }
         if b.nodes.value.is_empty() {
-            c.error(
-                b.nodes.referenced,
-                &format!("{field}.nodes"),
-                "at least one node is needed",
-            );
+            c.error(b.nodes.referenced, &format!("{field}.nodes"), "at least one node is needed");
         }
         if kind == BackendKind::Standalone && b.nodes.value.len() > 1 {
-            c.error(
-                b.nodes.referenced,
-                &format!("{field}.nodes"),
-                "a standalone backend has exactly one node",
-            );
+            c.error(b.nodes.referenced, &format!("{field}.nodes"), "a standalone backend has exactly one node");
         }
         let password = c.secret(b.secret(), at, &field);
         if b.username.is_some() && password.is_none() {
-            c.error(
-                at,
-                &format!("{field}.username"),
-                "a username needs a password",
-            );
+            c.error(at, &format!("{field}.username"), "a username needs a password");
         }
         let backend = Backend {
             name: BackendName::new(name),
             kind,
             nodes,
             connections: c.count(&b.connections, &format!("{field}.connections"), 2),
-            auth: password.map(|password| BackendAuth {
-                username: b.username.clone(),
-                password,
-            }),
+            auth: password.map(|password| BackendAuth { username: b.username.clone(), password }),
             connect_timeout: c.duration(
                 &b.connect_timeout,
                 &format!("{field}.connect_timeout"),
@@ -322,11 +253,7 @@ pub(crate) fn validate(
         let namespace = match Namespace::new(&t.namespace.value) {
             Ok(ns) => Some(ns),
             Err(e) => {
-                c.error(
-                    t.namespace.referenced,
-                    &format!("{field}.namespace"),
-                    format!("{:?} {e}", t.namespace.value),
-                );
+                c.error(t.namespace.referenced, &format!("{field}.namespace"), format!("{:?} {e}", t.namespace.value));
                 None
             }
         };
@@ -336,7 +263,12 @@ pub(crate) fn validate(
                     c.error(
                         t.namespace.referenced,
                         &format!("{field}.namespace"),
-                        format!("{:?} overlaps tenant {}'s {:?} on the same backend: one could read the other's keys", t.namespace.value, other.id, other.namespace.to_string()),
+                        format!(
+                            "{:?} overlaps tenant {}'s {:?} on the same backend: one could read the other's keys",
+                            t.namespace.value,
+                            other.id,
+                            other.namespace.to_string()
+                        ),
                     );
                 }
             }
@@ -352,15 +284,9 @@ pub(crate) fn validate(
             }
             usernames.insert(user.clone(), TenantId::new(name));
             match c.secret(a.value.secret(), a.referenced, &format!("{field}.auth")) {
-                Some(password) => Some(TenantAuth {
-                    username: user,
-                    password,
-                }),
+                Some(password) => Some(TenantAuth { username: user, password }),
                 None => {
-                    if a.value.password.is_none()
-                        && a.value.password_file.is_none()
-                        && a.value.password_env.is_none()
-                    {
+                    if a.value.password.is_none() && a.value.password_file.is_none() && a.value.password_env.is_none() {
                         c.error(
                             a.referenced,
                             &format!("{field}.auth"),
@@ -371,57 +297,43 @@ pub(crate) fn validate(
                 }
             }
         });
+        let rate_limit = t.rate_limit.as_ref().and_then(|r| c.rate_limit(r, &format!("{field}.rate_limit")));
+        let commands = t.commands.as_ref().map(|r| c.commands(r, &format!("{field}.commands"))).unwrap_or_default();
+        let limits = t.limits.as_ref().map(|r| c.tenant_limits(r, &format!("{field}.limits"))).unwrap_or_default();
+        let ttl = t.ttl.as_ref().map(|r| c.ttl(r, &format!("{field}.ttl"))).unwrap_or_default();
         if let Some(namespace) = namespace {
             let id = TenantId::new(name);
-            tenants.insert(
-                id.clone(),
-                Tenant {
-                    id,
-                    backend,
-                    namespace,
-                    auth,
-                },
-            );
+            tenants.insert(id.clone(), Tenant { id, backend, namespace, auth, rate_limit, commands, limits, ttl });
         }
     }
     if raw.tenants.is_empty() {
-        c.error(
-            Location::UNKNOWN,
-            "tenants",
-            "at least one tenant is needed",
-        );
+        c.error(Location::UNKNOWN, "tenants", "at least one tenant is needed");
     }
 
     let default_tenant = raw.default_tenant.as_ref().map(|d| {
         if !raw.tenants.contains_key(&d.value) {
-            c.error(
-                d.referenced,
-                "default_tenant",
-                format!("no tenant named {:?}", d.value),
-            );
+            c.error(d.referenced, "default_tenant", format!("no tenant named {:?}", d.value));
         }
         TenantId::new(&d.value)
     });
 
+    let mut cleanup = Cleanup::default();
+    if let Some(raw_cleanup) = &raw.cleanup {
+        let r = &raw_cleanup.value;
+        let keys = c.count(&r.keys_per_sec, "cleanup.keys_per_sec", cleanup.keys_per_sec as usize);
+        cleanup.keys_per_sec = keys.min(u32::MAX as usize) as u32;
+        cleanup.batch = c.count(&r.batch, "cleanup.batch", cleanup.batch as usize).min(100_000) as u32;
+    }
+
     if c.errors.is_empty() {
-        Ok(Config {
-            listen,
-            admin,
-            limits,
-            backends,
-            tenants,
-            default_tenant,
-        })
+        Ok(Config { listen, admin, limits, backends, tenants, default_tenant, cleanup })
     } else {
         Err(ConfigErrors(c.errors))
     }
 }
 
 fn l_loc(raw: &RawConfig) -> Location {
-    raw.limits
-        .as_ref()
-        .map(|l| l.referenced)
-        .unwrap_or(Location::UNKNOWN)
+    raw.limits.as_ref().map(|l| l.referenced).unwrap_or(Location::UNKNOWN)
 }
 
 fn valid_host_port(s: &str) -> bool {

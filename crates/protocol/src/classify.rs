@@ -23,10 +23,7 @@ pub enum ConnCommand {
 impl ConnCommand {
     /// What a client may send before it has a tenant (Redis: AUTH, HELLO, QUIT, RESET).
     pub fn allowed_before_auth(self) -> bool {
-        matches!(
-            self,
-            ConnCommand::Auth | ConnCommand::Hello | ConnCommand::Quit | ConnCommand::Reset
-        )
+        matches!(self, ConnCommand::Auth | ConnCommand::Hello | ConnCommand::Quit | ConnCommand::Reset)
     }
 }
 
@@ -67,11 +64,7 @@ impl fmt::Display for Rejection {
         match self {
             // Redis: at most 128 bytes of name, args while the list is under 128 bytes.
             Rejection::UnknownCommand { name, args } => {
-                write!(
-                    f,
-                    "ERR unknown command '{}', with args beginning with: ",
-                    lossy(name, 128)
-                )?;
+                write!(f, "ERR unknown command '{}', with args beginning with: ", lossy(name, 128))?;
                 let mut written = 0;
                 for arg in args {
                     if written >= 128 {
@@ -83,20 +76,16 @@ impl fmt::Display for Rejection {
                 }
                 Ok(())
             }
-            Rejection::UnknownSubcommand { container, sub } => write!(
-                f,
-                "ERR unknown subcommand '{}'. Try {} HELP.",
-                lossy(sub, 128),
-                container.to_ascii_uppercase()
-            ),
+            Rejection::UnknownSubcommand { container, sub } => {
+                write!(f, "ERR unknown subcommand '{}'. Try {} HELP.", lossy(sub, 128), container.to_ascii_uppercase())
+            }
             Rejection::WrongArity(name) => {
                 write!(f, "ERR wrong number of arguments for '{name}' command")
             }
             Rejection::Keys(e) => write!(f, "{e}"),
-            Rejection::Refused { name, reason } => write!(
-                f,
-                "ERR command '{name}' is not allowed through tenantry: {reason}"
-            ),
+            Rejection::Refused { name, reason } => {
+                write!(f, "ERR command '{name}' is not allowed through tenantry: {reason}")
+            }
         }
     }
 }
@@ -132,12 +121,7 @@ pub fn classify(req: &Request, keys: &mut KeyPositions) -> Action {
     } else {
         match command::lookup_subcommand(top, &args[1]) {
             Some(sub) => sub,
-            None => {
-                return Action::Reject(Rejection::UnknownSubcommand {
-                    container: top.name,
-                    sub: args[1].to_vec(),
-                })
-            }
+            None => return Action::Reject(Rejection::UnknownSubcommand { container: top.name, sub: args[1].to_vec() }),
         }
     };
     if !spec.arity_ok(args.len()) {
@@ -147,10 +131,7 @@ pub fn classify(req: &Request, keys: &mut KeyPositions) -> Action {
         return Action::Connection(conn);
     }
     if let Some(reason) = refusal(spec, args) {
-        return Action::Reject(Rejection::Refused {
-            name: spec.name,
-            reason,
-        });
+        return Action::Reject(Rejection::Refused { name: spec.name, reason });
     }
     if let Err(e) = key_positions(spec, args, keys) {
         return Action::Reject(Rejection::Keys(e));
@@ -179,9 +160,7 @@ fn connection_command(name: &str) -> Option<ConnCommand> {
 
 /// Keyless commands that touch nothing of any tenant.
 fn keyless_allowed(name: &str) -> bool {
-    matches!(name, "ping" | "echo" | "time" | "lolwut")
-        || name.starts_with("command|")
-        || name.ends_with("|help")
+    matches!(name, "ping" | "echo" | "time" | "lolwut") || name.starts_with("command|") || name.ends_with("|help")
 }
 
 fn refusal<A: AsRef<[u8]>>(spec: &CommandSpec, args: &[A]) -> Option<&'static str> {
@@ -198,26 +177,16 @@ fn refusal<A: AsRef<[u8]>>(spec: &CommandSpec, args: &[A]) -> Option<&'static st
     if spec.has_flag(flags::BLOCKING) {
         // XREAD and XREADGROUP only block with BLOCK.
         let blocks = !matches!(name, "xread" | "xreadgroup")
-            || args
-                .iter()
-                .skip(1)
-                .any(|a| a.as_ref().eq_ignore_ascii_case(b"block"));
+            || args.iter().skip(1).any(|a| a.as_ref().eq_ignore_ascii_case(b"block"));
         if blocks {
             return Some(NOT_YET_BLOCKING);
         }
     }
-    if matches!(
-        name,
-        "scan" | "keys" | "randomkey" | "dbsize" | "flushdb" | "flushall"
-    ) {
+    if matches!(name, "scan" | "keys" | "randomkey" | "dbsize" | "flushdb" | "flushall") {
         return Some(KEYSPACE_WIDE);
     }
     if matches!(name, "move" | "swapdb" | "migrate")
-        || (name == "copy"
-            && args
-                .iter()
-                .skip(3)
-                .any(|a| a.as_ref().eq_ignore_ascii_case(b"db")))
+        || (name == "copy" && args.iter().skip(3).any(|a| a.as_ref().eq_ignore_ascii_case(b"db")))
     {
         return Some(OTHER_DB);
     }

@@ -2,12 +2,7 @@ use super::*;
 use bytes::Bytes;
 
 fn req(line: &str) -> Request {
-    Request {
-        args: line
-            .split(' ')
-            .map(|a| Bytes::copy_from_slice(a.as_bytes()))
-            .collect(),
-    }
+    Request { args: line.split(' ').map(|a| Bytes::copy_from_slice(a.as_bytes())).collect() }
 }
 
 fn action(line: &str) -> (Action, Vec<usize>) {
@@ -26,22 +21,10 @@ fn error(line: &str) -> String {
 #[test]
 fn keyed_commands_forward_with_positions() {
     let (a, keys) = action("set k v EX 10");
-    assert!(matches!(
-        a,
-        Action::Forward {
-            reply: ReplyKeys::None,
-            ..
-        }
-    ));
+    assert!(matches!(a, Action::Forward { reply: ReplyKeys::None, .. }));
     assert_eq!(keys, vec![1]);
     let (a, keys) = action("XREAD COUNT 1 STREAMS a b 0 0");
-    assert!(matches!(
-        a,
-        Action::Forward {
-            reply: ReplyKeys::StreamKeys,
-            ..
-        }
-    ));
+    assert!(matches!(a, Action::Forward { reply: ReplyKeys::StreamKeys, .. }));
     assert_eq!(keys, vec![4, 5]);
     assert!(matches!(action("ping").0, Action::Forward { .. }));
     assert!(matches!(action("OBJECT HELP").0, Action::Forward { .. }));
@@ -49,26 +32,11 @@ fn keyed_commands_forward_with_positions() {
 
 #[test]
 fn errors_match_redis_wording() {
-    assert_eq!(
-        error("get"),
-        "ERR wrong number of arguments for 'get' command"
-    );
-    assert_eq!(
-        error("object encoding"),
-        "ERR wrong number of arguments for 'object|encoding' command"
-    );
-    assert_eq!(
-        error("object foo"),
-        "ERR unknown subcommand 'foo'. Try OBJECT HELP."
-    );
-    assert_eq!(
-        error("foo a b"),
-        "ERR unknown command 'foo', with args beginning with: 'a' 'b' "
-    );
-    assert_eq!(
-        error("lmpop x a left"),
-        "ERR value is not an integer or out of range"
-    );
+    assert_eq!(error("get"), "ERR wrong number of arguments for 'get' command");
+    assert_eq!(error("object encoding"), "ERR wrong number of arguments for 'object|encoding' command");
+    assert_eq!(error("object foo"), "ERR unknown subcommand 'foo'. Try OBJECT HELP.");
+    assert_eq!(error("foo a b"), "ERR unknown command 'foo', with args beginning with: 'a' 'b' ");
+    assert_eq!(error("lmpop x a left"), "ERR value is not an integer or out of range");
 }
 
 #[test]
@@ -90,24 +58,15 @@ fn unsafe_commands_are_refused_with_a_reason() {
         ("MEMORY STATS", SERVER_WIDE),
     ] {
         let msg = error(line);
-        assert!(
-            msg.starts_with("ERR command '") && msg.ends_with(reason),
-            "{line}: {msg}"
-        );
+        assert!(msg.starts_with("ERR command '") && msg.ends_with(reason), "{line}: {msg}");
     }
-    assert!(matches!(
-        action("COPY a b REPLACE").0,
-        Action::Forward { .. }
-    ));
+    assert!(matches!(action("COPY a b REPLACE").0, Action::Forward { .. }));
 }
 
 #[test]
 fn connection_commands_stay_in_the_session() {
     assert_eq!(action("AUTH u p").0, Action::Connection(ConnCommand::Auth));
-    assert_eq!(
-        action("client setname x").0,
-        Action::Connection(ConnCommand::ClientSetName)
-    );
+    assert_eq!(action("client setname x").0, Action::Connection(ConnCommand::ClientSetName));
     assert_eq!(action("HELLO 3").0, Action::Connection(ConnCommand::Hello));
 }
 
@@ -116,19 +75,12 @@ fn connection_commands_stay_in_the_session() {
 #[test]
 fn no_keyed_command_is_forwarded_without_its_keys() {
     for top in command::COMMANDS {
-        let specs: Vec<&CommandSpec> = if top.subcommands.is_empty() {
-            vec![top]
-        } else {
-            top.subcommands.iter().collect()
-        };
+        let specs: Vec<&CommandSpec> =
+            if top.subcommands.is_empty() { vec![top] } else { top.subcommands.iter().collect() };
         for spec in specs {
             for ks in spec.key_specs {
                 if matches!(ks.begin, command::BeginSearch::Unknown) {
-                    assert!(
-                        matches!(spec.name, "sort" | "sort_ro"),
-                        "{} has keys tenantry cannot locate",
-                        spec.name
-                    );
+                    assert!(matches!(spec.name, "sort" | "sort_ro"), "{} has keys tenantry cannot locate", spec.name);
                 }
             }
         }

@@ -55,8 +55,7 @@ fn itoa_buf(mut n: i64) -> SmallBuf {
 /// Encodes a command as a RESP array, prefixing the arguments at `keys`
 /// (sorted argument indices) with the namespace.
 pub fn command<A: AsRef<[u8]>>(out: &mut BytesMut, args: &[A], keys: &[usize], ns: &Namespace) {
-    let extra: usize =
-        args.iter().map(|a| a.as_ref().len() + 16).sum::<usize>() + keys.len() * ns.len();
+    let extra: usize = args.iter().map(|a| a.as_ref().len() + 16).sum::<usize>() + keys.len() * ns.len();
     out.reserve(extra + 16);
     put_len(out, b'*', args.len());
     let mut next_key = keys.iter().copied().peekable();
@@ -92,8 +91,7 @@ impl Reply<'_> {
     pub fn error(&mut self, msg: &str) {
         self.out.put_u8(b'-');
         for b in msg.bytes() {
-            self.out
-                .put_u8(if b == b'\r' || b == b'\n' { b' ' } else { b });
+            self.out.put_u8(if b == b'\r' || b == b'\n' { b' ' } else { b });
         }
         self.out.extend_from_slice(b"\r\n");
     }
@@ -138,35 +136,21 @@ mod tests {
     fn command_prefixes_only_key_positions() {
         let ns = Namespace::new("t:").unwrap();
         let mut out = BytesMut::new();
-        command(
-            &mut out,
-            &[&b"MSET"[..], b"a", b"1", b"b", b"22"],
-            &[1, 3],
-            &ns,
-        );
-        assert_eq!(
-            &out[..],
-            &b"*5\r\n$4\r\nMSET\r\n$3\r\nt:a\r\n$1\r\n1\r\n$3\r\nt:b\r\n$2\r\n22\r\n"[..]
-        );
+        command(&mut out, &[&b"MSET"[..], b"a", b"1", b"b", b"22"], &[1, 3], &ns);
+        assert_eq!(&out[..], &b"*5\r\n$4\r\nMSET\r\n$3\r\nt:a\r\n$1\r\n1\r\n$3\r\nt:b\r\n$2\r\n22\r\n"[..]);
     }
 
     #[test]
     fn integers_and_maps_follow_the_protocol() {
         let mut out = BytesMut::new();
-        let mut r = Reply {
-            out: &mut out,
-            proto: Protocol::Resp3,
-        };
+        let mut r = Reply { out: &mut out, proto: Protocol::Resp3 };
         r.integer(-1230);
         r.integer(0);
         r.map(2);
         r.null();
         assert_eq!(&out[..], b":-1230\r\n:0\r\n%2\r\n_\r\n");
         let mut out = BytesMut::new();
-        let mut r = Reply {
-            out: &mut out,
-            proto: Protocol::Resp2,
-        };
+        let mut r = Reply { out: &mut out, proto: Protocol::Resp2 };
         r.map(2);
         r.null();
         r.error("ERR a\r\nb");

@@ -37,17 +37,9 @@ impl Namespace {
         }
         for c in prefix.chars() {
             match c {
-                '{' | '}' => {
-                    return Err(NamespaceError::Forbidden(
-                        c,
-                        "it would change the keys' cluster hash tag",
-                    ))
-                }
+                '{' | '}' => return Err(NamespaceError::Forbidden(c, "it would change the keys' cluster hash tag")),
                 '*' | '?' | '[' | ']' | '\\' => {
-                    return Err(NamespaceError::Forbidden(
-                        c,
-                        "it would turn patterns into wider globs",
-                    ))
+                    return Err(NamespaceError::Forbidden(c, "it would turn patterns into wider globs"))
                 }
                 '!'..='~' => {}
                 _ => return Err(NamespaceError::NotPrintable),
@@ -107,14 +99,8 @@ mod tests {
     fn validation_protects_hash_tags_and_patterns() {
         assert!(Namespace::new("checkout:v3:").is_ok());
         assert_eq!(Namespace::new(""), Err(NamespaceError::Empty));
-        assert!(matches!(
-            Namespace::new("a{b"),
-            Err(NamespaceError::Forbidden('{', _))
-        ));
-        assert!(matches!(
-            Namespace::new("a*"),
-            Err(NamespaceError::Forbidden('*', _))
-        ));
+        assert!(matches!(Namespace::new("a{b"), Err(NamespaceError::Forbidden('{', _))));
+        assert!(matches!(Namespace::new("a*"), Err(NamespaceError::Forbidden('*', _))));
         assert_eq!(Namespace::new("a b"), Err(NamespaceError::NotPrintable));
         assert_eq!(Namespace::new("é"), Err(NamespaceError::NotPrintable));
     }

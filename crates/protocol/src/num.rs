@@ -22,16 +22,7 @@ mod tests {
         assert_eq!(parse_i64(b"0"), Some(0));
         assert_eq!(parse_i64(b"-12"), Some(-12));
         assert_eq!(parse_i64(b"9223372036854775807"), Some(i64::MAX));
-        for bad in [
-            &b""[..],
-            b"+1",
-            b" 1",
-            b"1 ",
-            b"01",
-            b"-",
-            b"1e3",
-            b"99999999999999999999",
-        ] {
+        for bad in [&b""[..], b"+1", b" 1", b"1 ", b"01", b"-", b"1e3", b"99999999999999999999"] {
             assert_eq!(parse_i64(bad), None, "{:?}", bad);
         }
     }

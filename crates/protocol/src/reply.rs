@@ -84,9 +84,7 @@ impl ReplyScanner {
                 }
                 other => return Err(ReplyError::BadType(other)),
             }
-            self.pending = (self.pending - 1)
-                .checked_add(add)
-                .ok_or(ReplyError::BadLength)?;
+            self.pending = (self.pending - 1).checked_add(add).ok_or(ReplyError::BadLength)?;
             self.pos = next;
         }
         Ok(Some(self.pos))
@@ -136,12 +134,7 @@ mod tests {
         for case in cases {
             let mut buf = case.to_vec();
             buf.extend_from_slice(b"+NEXT\r\n");
-            assert_eq!(
-                reply_len(&buf),
-                Ok(Some(case.len())),
-                "{:?}",
-                String::from_utf8_lossy(case)
-            );
+            assert_eq!(reply_len(&buf), Ok(Some(case.len())), "{:?}", String::from_utf8_lossy(case));
             for cut in 0..case.len() {
                 assert_eq!(reply_len(&case[..cut]), Ok(None));
             }

@@ -15,11 +15,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            max_bulk_bytes: 512 * 1024 * 1024,
-            max_args: 1024 * 1024,
-            max_inline_bytes: 64 * 1024,
-        }
+        Limits { max_bulk_bytes: 512 * 1024 * 1024, max_args: 1024 * 1024, max_inline_bytes: 64 * 1024 }
     }
 }
 
@@ -71,10 +67,7 @@ struct Partial {
 
 impl RequestParser {
     pub fn new(limits: Limits) -> Self {
-        RequestParser {
-            limits,
-            partial: None,
-        }
+        RequestParser { limits, partial: None }
     }
 
     pub fn set_limits(&mut self, limits: Limits) {
@@ -105,10 +98,7 @@ impl RequestParser {
     }
 
     /// `Some(None)`: an empty request was consumed.
-    fn parse_multibulk(
-        &mut self,
-        buf: &mut BytesMut,
-    ) -> Result<Option<Option<Request>>, ParseError> {
+    fn parse_multibulk(&mut self, buf: &mut BytesMut) -> Result<Option<Option<Request>>, ParseError> {
         if self.partial.is_none() {
             let Some(end) = find_crlf(buf, 1, self.limits.max_inline_bytes) else {
                 if buf.len() > self.limits.max_inline_bytes {
@@ -125,11 +115,7 @@ impl RequestParser {
                 return Ok(Some(None));
             }
             let argc = n as usize;
-            self.partial = Some(Partial {
-                argc,
-                args: Vec::with_capacity(argc.min(1024)),
-                pos: end + 2,
-            });
+            self.partial = Some(Partial { argc, args: Vec::with_capacity(argc.min(1024)), pos: end + 2 });
         }
         let limits = self.limits;
         let p = self.partial.as_mut().expect("set above");
@@ -170,11 +156,7 @@ impl RequestParser {
     }
 
     fn parse_inline(&mut self, buf: &mut BytesMut) -> Result<Option<Option<Request>>, ParseError> {
-        let Some(nl) = buf
-            .iter()
-            .take(self.limits.max_inline_bytes + 1)
-            .position(|&b| b == b'\n')
-        else {
+        let Some(nl) = buf.iter().take(self.limits.max_inline_bytes + 1).position(|&b| b == b'\n') else {
             if buf.len() > self.limits.max_inline_bytes {
                 return Err(ParseError::TooBigInline);
             }
@@ -192,9 +174,7 @@ impl RequestParser {
         if args.len() > self.limits.max_args {
             return Err(ParseError::InvalidMultibulkLength);
         }
-        Ok(Some(Some(Request {
-            args: args.into_iter().map(Bytes::from).collect(),
-        })))
+        Ok(Some(Some(Request { args: args.into_iter().map(Bytes::from).collect() })))
     }
 }
 
@@ -229,10 +209,7 @@ pub fn split_inline(line: &[u8]) -> Result<Vec<Vec<u8>>, ParseError> {
                 let Some(&c) = line.get(i) else {
                     return Err(ParseError::UnbalancedQuotes);
                 };
-                if c == b'\\'
-                    && line.get(i + 1) == Some(&b'x')
-                    && hex_pair(line.get(i + 2..i + 4)).is_some()
-                {
+                if c == b'\\' && line.get(i + 1) == Some(&b'x') && hex_pair(line.get(i + 2..i + 4)).is_some() {
                     cur.push(hex_pair(line.get(i + 2..i + 4)).unwrap_or(0));
                     i += 3;
                 } else if c == b'\\' && i + 1 < line.len() {

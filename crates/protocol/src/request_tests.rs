@@ -16,12 +16,8 @@ fn v(args: &[&str]) -> Vec<Vec<u8>> {
 
 #[test]
 fn parses_pipelined_multibulk_and_inline() {
-    let got =
-        parse_all(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\nPING\r\n*0\r\n\r\nset a \"b c\"\n").unwrap();
-    assert_eq!(
-        got,
-        vec![v(&["GET", "k"]), v(&["PING"]), v(&["set", "a", "b c"])]
-    );
+    let got = parse_all(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\nPING\r\n*0\r\n\r\nset a \"b c\"\n").unwrap();
+    assert_eq!(got, vec![v(&["GET", "k"]), v(&["PING"]), v(&["set", "a", "b c"])]);
 }
 
 #[test]
@@ -40,36 +36,17 @@ fn partial_frames_wait_for_more_bytes_at_every_split() {
 
 #[test]
 fn protocol_errors_use_redis_wording() {
-    assert_eq!(
-        parse_all(b"*x\r\n"),
-        Err(ParseError::InvalidMultibulkLength)
-    );
-    assert_eq!(
-        parse_all(b"*1\r\n+GET\r\n"),
-        Err(ParseError::ExpectedDollar(b'+'))
-    );
-    assert_eq!(
-        parse_all(b"*1\r\n$-1\r\n"),
-        Err(ParseError::InvalidBulkLength)
-    );
-    assert_eq!(
-        parse_all(b"*1\r\n$3\r\nGETXX"),
-        Err(ParseError::InvalidBulkLength)
-    );
+    assert_eq!(parse_all(b"*x\r\n"), Err(ParseError::InvalidMultibulkLength));
+    assert_eq!(parse_all(b"*1\r\n+GET\r\n"), Err(ParseError::ExpectedDollar(b'+')));
+    assert_eq!(parse_all(b"*1\r\n$-1\r\n"), Err(ParseError::InvalidBulkLength));
+    assert_eq!(parse_all(b"*1\r\n$3\r\nGETXX"), Err(ParseError::InvalidBulkLength));
     assert_eq!(parse_all(b"SET a \"b\n"), Err(ParseError::UnbalancedQuotes));
-    assert_eq!(
-        ParseError::ExpectedDollar(b'+').to_string(),
-        "ERR Protocol error: expected '$', got '+'"
-    );
+    assert_eq!(ParseError::ExpectedDollar(b'+').to_string(), "ERR Protocol error: expected '$', got '+'");
 }
 
 #[test]
 fn limits_are_enforced_before_buffering() {
-    let limits = Limits {
-        max_bulk_bytes: 10,
-        max_args: 3,
-        max_inline_bytes: 16,
-    };
+    let limits = Limits { max_bulk_bytes: 10, max_args: 3, max_inline_bytes: 16 };
     let mut p = RequestParser::new(limits);
     let mut buf = BytesMut::from(&b"*1\r\n$11\r\n"[..]);
     assert_eq!(p.parse(&mut buf), Err(ParseError::InvalidBulkLength));
@@ -83,10 +60,7 @@ fn limits_are_enforced_before_buffering() {
 
 #[test]
 fn inline_quoting_follows_sdssplitargs() {
-    assert_eq!(
-        split_inline(br#"a "\x41\n" 'it\'s'"#).unwrap(),
-        v(&["a", "A\n", "it's"])
-    );
+    assert_eq!(split_inline(br#"a "\x41\n" 'it\'s'"#).unwrap(), v(&["a", "A\n", "it's"]));
     assert_eq!(split_inline(b"  ").unwrap(), Vec::<Vec<u8>>::new());
     assert_eq!(split_inline(br#""a"b"#), Err(ParseError::UnbalancedQuotes));
 }

@@ -19,12 +19,7 @@ pub enum ReplyKeys {
 /// Rewrites one complete reply, appending the client's view to `out`.
 /// Keys that do not carry the namespace (which a correct backend never
 /// returns) are passed unchanged rather than guessed at.
-pub fn strip_reply(
-    kind: ReplyKeys,
-    reply: &[u8],
-    ns: &Namespace,
-    out: &mut BytesMut,
-) -> Result<(), ReplyError> {
+pub fn strip_reply(kind: ReplyKeys, reply: &[u8], ns: &Namespace, out: &mut BytesMut) -> Result<(), ReplyError> {
     match kind {
         ReplyKeys::None => out.extend_from_slice(reply),
         ReplyKeys::FirstOfPair => match aggregate_header(reply)? {
@@ -42,8 +37,7 @@ pub fn strip_reply(
                 for _ in 0..n {
                     if kind == b'*' {
                         // Each element is `*2 key entries`.
-                        let (_, _, inner) =
-                            aggregate_header(&reply[pos..])?.ok_or(ReplyError::BadLength)?;
+                        let (_, _, inner) = aggregate_header(&reply[pos..])?.ok_or(ReplyError::BadLength)?;
                         out.extend_from_slice(&reply[pos..pos + inner]);
                         pos += inner;
                     }
@@ -67,10 +61,7 @@ fn aggregate_header(buf: &[u8]) -> Result<Option<(u8, usize, usize)>, ReplyError
     if !matches!(kind, b'*' | b'%' | b'~') {
         return Ok(None);
     }
-    let end = buf
-        .windows(2)
-        .position(|w| w == b"\r\n")
-        .ok_or(ReplyError::BadLength)?;
+    let end = buf.windows(2).position(|w| w == b"\r\n").ok_or(ReplyError::BadLength)?;
     let n = parse_i64(&buf[1..end]).ok_or(ReplyError::BadLength)?;
     Ok(usize::try_from(n).ok().map(|n| (kind, n, end + 2)))
 }
@@ -88,11 +79,7 @@ fn strip_bulk(buf: &[u8], ns: &Namespace, out: &mut BytesMut) -> Result<usize, R
         out.extend_from_slice(&buf[..len]);
         return Ok(len);
     }
-    let header = buf
-        .iter()
-        .position(|&b| b == b'\r')
-        .ok_or(ReplyError::BadLength)?
-        + 2;
+    let header = buf.iter().position(|&b| b == b'\r').ok_or(ReplyError::BadLength)? + 2;
     let key = &buf[header..len - 2];
     match ns.strip(key) {
         Some(client_key) => {
@@ -119,23 +106,14 @@ mod tests {
     #[test]
     fn strips_pair_keys() {
         assert_eq!(
-            strip(
-                ReplyKeys::FirstOfPair,
-                b"*2\r\n$3\r\nt:k\r\n*1\r\n$1\r\nv\r\n"
-            ),
+            strip(ReplyKeys::FirstOfPair, b"*2\r\n$3\r\nt:k\r\n*1\r\n$1\r\nv\r\n"),
             b"*2\r\n$1\r\nk\r\n*1\r\n$1\r\nv\r\n"
         );
         assert_eq!(strip(ReplyKeys::FirstOfPair, b"*-1\r\n"), b"*-1\r\n");
         assert_eq!(strip(ReplyKeys::FirstOfPair, b"_\r\n"), b"_\r\n");
         // Found by the fuzzer: a null where the key would be.
-        assert_eq!(
-            strip(ReplyKeys::FirstOfPair, b"*2\r\n$-1\r\n:1\r\n"),
-            b"*2\r\n$-1\r\n:1\r\n"
-        );
-        assert_eq!(
-            strip(ReplyKeys::StreamKeys, b"*1\r\n*2\r\n$-1\r\n*0\r\n"),
-            b"*1\r\n*2\r\n$-1\r\n*0\r\n"
-        );
+        assert_eq!(strip(ReplyKeys::FirstOfPair, b"*2\r\n$-1\r\n:1\r\n"), b"*2\r\n$-1\r\n:1\r\n");
+        assert_eq!(strip(ReplyKeys::StreamKeys, b"*1\r\n*2\r\n$-1\r\n*0\r\n"), b"*1\r\n*2\r\n$-1\r\n*0\r\n");
     }
 
     #[test]

@@ -11,13 +11,7 @@ use tenantry_protocol::{classify, encode, Action, Limits, Namespace, Request, Re
 fn all_specs() -> Vec<&'static CommandSpec> {
     COMMANDS
         .iter()
-        .flat_map(|c| {
-            if c.subcommands.is_empty() {
-                vec![c]
-            } else {
-                c.subcommands.iter().collect()
-            }
-        })
+        .flat_map(|c| if c.subcommands.is_empty() { vec![c] } else { c.subcommands.iter().collect() })
         .collect()
 }
 
@@ -38,40 +32,28 @@ fn word() -> impl Strategy<Value = Vec<u8>> {
 fn invocation(spec: &'static CommandSpec) -> impl Strategy<Value = Vec<Vec<u8>>> {
     let min = spec.arity.unsigned_abs() as usize;
     let max = if spec.arity > 0 { min } else { min + 6 };
-    (min..=max)
-        .prop_flat_map(|n| proptest::collection::vec(word(), n))
-        .prop_flat_map(move |mut args| {
-            let mut name = spec.name.split('|');
-            args[0] = name.next().unwrap().as_bytes().to_vec();
-            if let Some(sub) = name.next() {
-                args[1] = sub.as_bytes().to_vec();
-            }
-            let argc = args.len();
-            (
-                Just(args),
-                proptest::collection::vec(0usize..8, spec.key_specs.len()),
-            )
-                .prop_map(move |(mut args, picks)| {
-                    for (ks, pick) in spec.key_specs.iter().zip(picks) {
-                        if let (
-                            command::BeginSearch::Index(i),
-                            FindKeys::Keynum {
-                                keynumidx,
-                                firstkey,
-                                ..
-                            },
-                        ) = (ks.begin, ks.find)
-                        {
-                            let idx = i as usize + keynumidx as usize;
-                            let room = argc.saturating_sub(i as usize + firstkey as usize);
-                            if idx < argc {
-                                args[idx] = (pick % (room + 1)).to_string().into_bytes();
-                            }
-                        }
+    (min..=max).prop_flat_map(|n| proptest::collection::vec(word(), n)).prop_flat_map(move |mut args| {
+        let mut name = spec.name.split('|');
+        args[0] = name.next().unwrap().as_bytes().to_vec();
+        if let Some(sub) = name.next() {
+            args[1] = sub.as_bytes().to_vec();
+        }
+        let argc = args.len();
+        (Just(args), proptest::collection::vec(0usize..8, spec.key_specs.len())).prop_map(move |(mut args, picks)| {
+            for (ks, pick) in spec.key_specs.iter().zip(picks) {
+                if let (command::BeginSearch::Index(i), FindKeys::Keynum { keynumidx, firstkey, .. }) =
+                    (ks.begin, ks.find)
+                {
+                    let idx = i as usize + keynumidx as usize;
+                    let room = argc.saturating_sub(i as usize + firstkey as usize);
+                    if idx < argc {
+                        args[idx] = (pick % (room + 1)).to_string().into_bytes();
                     }
-                    args
-                })
+                }
+            }
+            args
         })
+    })
 }
 
 fn any_invocation() -> impl Strategy<Value = Vec<Vec<u8>>> {

@@ -18,11 +18,7 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
-pub async fn serve(
-    listener: TcpListener,
-    runtime: Arc<ArcSwap<Runtime>>,
-    shutdown: CancellationToken,
-) {
+pub async fn serve(listener: TcpListener, runtime: Arc<ArcSwap<Runtime>>, shutdown: CancellationToken) {
     loop {
         let (stream, _) = tokio::select! {
             r = listener.accept() => match r {
@@ -38,40 +34,25 @@ pub async fn serve(
         let runtime = runtime.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| respond(req, runtime.clone()));
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
         });
     }
 }
 
-async fn respond(
-    req: Request<Incoming>,
-    runtime: Arc<ArcSwap<Runtime>>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn respond(req: Request<Incoming>, runtime: Arc<ArcSwap<Runtime>>) -> Result<Response<Full<Bytes>>, Infallible> {
     let (status, body) = match (req.method(), req.uri().path()) {
         (&Method::GET, "/live") => (StatusCode::OK, "live\n".to_string()),
         (&Method::GET, "/ready") => {
             let rt = runtime.load();
-            let down: Vec<String> = rt
-                .backends
-                .iter()
-                .filter(|(_, b)| !b.is_up())
-                .map(|(n, _)| n.to_string())
-                .collect();
+            let down: Vec<String> =
+                rt.backends.iter().filter(|(_, b)| !b.is_up()).map(|(n, _)| n.to_string()).collect();
             if down.is_empty() {
                 (StatusCode::OK, "ready\n".to_string())
             } else {
-                (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!("not ready: backends down: {}\n", down.join(", ")),
-                )
+                (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: backends down: {}\n", down.join(", ")))
             }
         }
-        (&Method::GET, _) => (
-            StatusCode::NOT_FOUND,
-            "not found: try /live or /ready\n".to_string(),
-        ),
+        (&Method::GET, _) => (StatusCode::NOT_FOUND, "not found: try /live or /ready\n".to_string()),
         _ => (StatusCode::METHOD_NOT_ALLOWED, "GET only\n".to_string()),
     };
     let mut resp = Response::new(Full::new(Bytes::from(body)));

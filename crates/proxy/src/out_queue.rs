@@ -63,14 +63,8 @@ impl OutQueue {
     pub fn try_write(&mut self, stream: &TcpStream) -> io::Result<()> {
         while !self.is_empty() {
             let n = {
-                let mut slices: Vec<IoSlice<'_>> =
-                    Vec::with_capacity(MAX_SLICES.min(self.chunks.len() + 1));
-                slices.extend(
-                    self.chunks
-                        .iter()
-                        .take(MAX_SLICES - 1)
-                        .map(|c| IoSlice::new(c)),
-                );
+                let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(MAX_SLICES.min(self.chunks.len() + 1));
+                slices.extend(self.chunks.iter().take(MAX_SLICES - 1).map(|c| IoSlice::new(c)));
                 if slices.len() == self.chunks.len() && !self.tail.is_empty() {
                     slices.push(IoSlice::new(&self.tail));
                 }

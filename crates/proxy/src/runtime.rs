@@ -41,11 +41,8 @@ impl Runtime {
     /// Builds routers (which start connecting) for every backend. Call from
     /// inside the tokio runtime.
     pub fn new(config: &Config) -> Self {
-        let backends: HashMap<BackendName, Arc<Router>> = config
-            .backends
-            .iter()
-            .map(|(name, b)| (name.clone(), Arc::new(Router::new(b))))
-            .collect();
+        let backends: HashMap<BackendName, Arc<Router>> =
+            config.backends.iter().map(|(name, b)| (name.clone(), Arc::new(Router::new(b)))).collect();
         let mut tenants = HashMap::new();
         let mut by_username = HashMap::new();
         for (id, t) in &config.tenants {
@@ -57,22 +54,13 @@ impl Runtime {
             if let Some(auth) = &t.auth {
                 by_username.insert(
                     auth.username.clone(),
-                    Credential {
-                        tenant: rt.clone(),
-                        password_sha256: Sha256::digest(auth.password.expose()).into(),
-                    },
+                    Credential { tenant: rt.clone(), password_sha256: Sha256::digest(auth.password.expose()).into() },
                 );
             }
             tenants.insert(id.clone(), rt);
         }
         let default_tenant = config.default_tenant.as_ref().map(|id| tenants[id].clone());
-        Runtime {
-            limits: config.limits,
-            tenants,
-            default_tenant,
-            backends,
-            by_username,
-        }
+        Runtime { limits: config.limits, tenants, default_tenant, backends, by_username }
     }
 
     /// Whether any tenant authenticates as `username`.
@@ -85,9 +73,7 @@ impl Runtime {
     /// timing; an unknown user costs the same digest.
     pub fn authenticate(&self, username: &[u8], password: &[u8]) -> AuthOutcome {
         let given: [u8; 32] = Sha256::digest(password).into();
-        let cred = std::str::from_utf8(username)
-            .ok()
-            .and_then(|u| self.by_username.get(u));
+        let cred = std::str::from_utf8(username).ok().and_then(|u| self.by_username.get(u));
         let expected = cred.map(|c| c.password_sha256).unwrap_or([0u8; 32]);
         let matches: bool = given.ct_eq(&expected).into();
         match cred {

@@ -37,35 +37,19 @@ impl Proxy {
             let listener = TcpListener::bind(addr).await?;
             addrs.push(listener.local_addr()?);
             tracing::info!(addr = %listener.local_addr()?, "listening");
-            tasks.spawn(accept(
-                listener,
-                runtime.clone(),
-                shutdown.clone(),
-                tasks.clone(),
-                permits.clone(),
-            ));
+            tasks.spawn(accept(listener, runtime.clone(), shutdown.clone(), tasks.clone(), permits.clone()));
         }
         let admin_addr = match config.admin {
             Some(addr) => {
                 let listener = crate::admin::bind(addr).await?;
                 let bound = listener.local_addr()?;
                 tracing::info!(addr = %bound, "admin listening");
-                tasks.spawn(crate::admin::serve(
-                    listener,
-                    runtime.clone(),
-                    shutdown.clone(),
-                ));
+                tasks.spawn(crate::admin::serve(listener, runtime.clone(), shutdown.clone()));
                 Some(bound)
             }
             None => None,
         };
-        Ok(Proxy {
-            addrs,
-            admin_addr,
-            runtime,
-            shutdown,
-            tasks,
-        })
+        Ok(Proxy { addrs, admin_addr, runtime, shutdown, tasks })
     }
 
     /// True once every backend has a live connection.
@@ -78,14 +62,8 @@ impl Proxy {
     pub async fn shutdown(self, grace: Duration) {
         self.shutdown.cancel();
         self.tasks.close();
-        if tokio::time::timeout(grace, self.tasks.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                ?grace,
-                "shutdown grace period over with sessions still open"
-            );
+        if tokio::time::timeout(grace, self.tasks.wait()).await.is_err() {
+            tracing::warn!(?grace, "shutdown grace period over with sessions still open");
         }
     }
 }

@@ -40,9 +40,7 @@ enum LogFormat {
 
 fn humantime_duration(s: &str) -> Result<Duration, String> {
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration like 10s or 500ms"))?;
+    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a duration like 10s or 500ms"))?;
     match unit {
         "ms" => Ok(Duration::from_millis(n)),
         "s" | "" => Ok(Duration::from_secs(n)),
@@ -71,11 +69,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Run {
-            config,
-            log_format,
-            drain,
-        } => {
+        Command::Run { config, log_format, drain } => {
             init_logging(log_format);
             match run(config, drain) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -91,9 +85,7 @@ fn main() -> ExitCode {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("TENANTRY_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -102,11 +94,8 @@ fn init_logging(format: LogFormat) {
 
 #[tokio::main(flavor = "current_thread")]
 async fn run(path: PathBuf, drain: Duration) -> anyhow::Result<()> {
-    let config =
-        tenantry_config::load(&path).map_err(|e| anyhow::anyhow!("invalid config:\n{e}"))?;
-    let proxy = Proxy::start(&config)
-        .await
-        .context("cannot start listening")?;
+    let config = tenantry_config::load(&path).map_err(|e| anyhow::anyhow!("invalid config:\n{e}"))?;
+    let proxy = Proxy::start(&config).await.context("cannot start listening")?;
     tracing::info!(config = %path.display(), tenants = config.tenants.len(), "tenantry started");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {

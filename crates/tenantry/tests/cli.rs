@@ -3,11 +3,7 @@
 use std::process::Command;
 
 fn check(path: &std::path::Path) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_tenantry"))
-        .arg("check")
-        .arg(path)
-        .output()
-        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tenantry")).arg("check").arg(path).output().unwrap();
     (
         out.status.code().unwrap(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -41,26 +37,14 @@ fn every_error_is_printed_with_file_line_and_field_and_exit_status_1() {
     let lines: Vec<&str> = stderr.lines().collect();
     assert_eq!(lines.len(), 3, "{stderr}");
     let file = path.display().to_string();
-    assert!(
-        lines[0].starts_with(&format!("{file}:3:")) && lines[0].contains("backends.b.nodes"),
-        "{stderr}"
-    );
-    assert!(
-        lines[1].starts_with(&format!("{file}:5:")) && lines[1].contains("tenants.t.namespace"),
-        "{stderr}"
-    );
-    assert!(
-        lines[2].starts_with(&format!("{file}:6:")) && lines[2].contains("tenants.u.backend"),
-        "{stderr}"
-    );
+    assert!(lines[0].starts_with(&format!("{file}:3:")) && lines[0].contains("backends.b.nodes"), "{stderr}");
+    assert!(lines[1].starts_with(&format!("{file}:5:")) && lines[1].contains("tenants.t.namespace"), "{stderr}");
+    assert!(lines[2].starts_with(&format!("{file}:6:")) && lines[2].contains("tenants.u.backend"), "{stderr}");
 }
 
 #[test]
 fn an_unreadable_file_is_an_error() {
     let (code, _, stderr) = check(std::path::Path::new("/nonexistent/tenants.yaml"));
     assert_eq!(code, 1);
-    assert!(
-        stderr.starts_with("/nonexistent/tenants.yaml: cannot read"),
-        "{stderr}"
-    );
+    assert!(stderr.starts_with("/nonexistent/tenants.yaml: cannot read"), "{stderr}");
 }

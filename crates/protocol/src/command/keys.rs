@@ -23,11 +23,7 @@ pub enum KeyError {
 /// Specs whose begin search is `Unknown` (SORT's BY/GET/STORE) are skipped:
 /// the caller must rewrite those commands by their own grammar. Specs marked
 /// `not_key` name channels, not keys, and are skipped too.
-pub fn key_positions<A: AsRef<[u8]>>(
-    spec: &CommandSpec,
-    args: &[A],
-    out: &mut KeyPositions,
-) -> Result<(), KeyError> {
+pub fn key_positions<A: AsRef<[u8]>>(spec: &CommandSpec, args: &[A], out: &mut KeyPositions) -> Result<(), KeyError> {
     out.clear();
     if matches!(spec.name, "sort" | "sort_ro") {
         return sort_positions(args, out);
@@ -39,20 +35,14 @@ pub fn key_positions<A: AsRef<[u8]>>(
         }
         let first = match ks.begin {
             BeginSearch::Index(i) => i as i64,
-            BeginSearch::Keyword { keyword, startfrom } => {
-                match find_keyword(args, keyword, startfrom as i64) {
-                    Some(i) => i + 1,
-                    None => continue,
-                }
-            }
+            BeginSearch::Keyword { keyword, startfrom } => match find_keyword(args, keyword, startfrom as i64) {
+                Some(i) => i + 1,
+                None => continue,
+            },
             BeginSearch::Unknown => continue,
         };
         let (first, last, step) = match ks.find {
-            FindKeys::Range {
-                lastkey,
-                keystep,
-                limit,
-            } => {
+            FindKeys::Range { lastkey, keystep, limit } => {
                 let (lastkey, limit) = (lastkey as i64, limit as i64);
                 let last = if lastkey >= 0 {
                     first + lastkey
@@ -63,11 +53,7 @@ pub fn key_positions<A: AsRef<[u8]>>(
                 };
                 (first, last, keystep as i64)
             }
-            FindKeys::Keynum {
-                keynumidx,
-                firstkey,
-                keystep,
-            } => {
+            FindKeys::Keynum { keynumidx, firstkey, keystep } => {
                 let idx = first + keynumidx as i64;
                 let raw = usize::try_from(idx).ok().and_then(|i| args.get(i));
                 let Some(raw) = raw else { continue };
@@ -114,16 +100,11 @@ fn sort_positions<A: AsRef<[u8]>>(args: &[A], out: &mut KeyPositions) -> Result<
     while i < args.len() {
         let arg = args[i].as_ref();
         let has_value = i + 1 < args.len();
-        if arg.eq_ignore_ascii_case(b"asc")
-            || arg.eq_ignore_ascii_case(b"desc")
-            || arg.eq_ignore_ascii_case(b"alpha")
-        {
+        if arg.eq_ignore_ascii_case(b"asc") || arg.eq_ignore_ascii_case(b"desc") || arg.eq_ignore_ascii_case(b"alpha") {
             i += 1;
         } else if arg.eq_ignore_ascii_case(b"limit") && i + 2 < args.len() {
             i += 3;
-        } else if (arg.eq_ignore_ascii_case(b"by") || arg.eq_ignore_ascii_case(b"store"))
-            && has_value
-        {
+        } else if (arg.eq_ignore_ascii_case(b"by") || arg.eq_ignore_ascii_case(b"store")) && has_value {
             out.push(i + 1);
             i += 2;
         } else if arg.eq_ignore_ascii_case(b"get") && has_value {
@@ -140,11 +121,7 @@ fn sort_positions<A: AsRef<[u8]>>(args: &[A], out: &mut KeyPositions) -> Result<
 
 fn find_keyword<A: AsRef<[u8]>>(args: &[A], keyword: &[u8], startfrom: i64) -> Option<i64> {
     let argc = args.len() as i64;
-    let (mut i, end, step) = if startfrom >= 0 {
-        (startfrom, argc - 1, 1)
-    } else {
-        (argc + startfrom, 1, -1)
-    };
+    let (mut i, end, step) = if startfrom >= 0 { (startfrom, argc - 1, 1) } else { (argc + startfrom, 1, -1) };
     while (step > 0 && i <= end) || (step < 0 && i >= end) {
         if i >= 1 && i < argc && args[i as usize].as_ref().eq_ignore_ascii_case(keyword) {
             return Some(i);
@@ -162,11 +139,8 @@ mod tests {
     fn keys(cmd: &str) -> Result<Vec<usize>, KeyError> {
         let args: Vec<&[u8]> = cmd.split(' ').map(str::as_bytes).collect();
         let spec = lookup(args[0]).unwrap();
-        let spec = if spec.subcommands.is_empty() {
-            spec
-        } else {
-            crate::command::lookup_subcommand(spec, args[1]).unwrap()
-        };
+        let spec =
+            if spec.subcommands.is_empty() { spec } else { crate::command::lookup_subcommand(spec, args[1]).unwrap() };
         let mut out = Vec::new();
         key_positions(spec, &args, &mut out).map(|_| out)
     }
@@ -177,20 +151,14 @@ mod tests {
         assert_eq!(keys("MSET a 1 b 2").unwrap(), vec![1, 3]);
         assert_eq!(keys("DEL a b c").unwrap(), vec![1, 2, 3]);
         assert_eq!(keys("LMPOP 2 a b LEFT COUNT 2").unwrap(), vec![2, 3]);
-        assert_eq!(
-            keys("ZUNIONSTORE d 2 a b WEIGHTS 1 2").unwrap(),
-            vec![1, 3, 4]
-        );
+        assert_eq!(keys("ZUNIONSTORE d 2 a b WEIGHTS 1 2").unwrap(), vec![1, 3, 4]);
         assert_eq!(keys("XREAD COUNT 2 STREAMS s1 s2 0 0").unwrap(), vec![4, 5]);
         assert_eq!(keys("GEORADIUS g 0 0 1 km STORE dst").unwrap(), vec![1, 7]);
         assert_eq!(keys("OBJECT ENCODING k").unwrap(), vec![2]);
         assert_eq!(keys("EVAL s 0").unwrap(), Vec::<usize>::new());
         assert_eq!(keys("BITOP AND d a b").unwrap(), vec![2, 3, 4]);
         assert_eq!(keys("SPUBLISH ch msg").unwrap(), Vec::<usize>::new());
-        assert_eq!(
-            keys("SORT l BY w_* LIMIT 0 5 GET # GET o_*->f ALPHA STORE d").unwrap(),
-            vec![1, 3, 10, 13]
-        );
+        assert_eq!(keys("SORT l BY w_* LIMIT 0 5 GET # GET o_*->f ALPHA STORE d").unwrap(), vec![1, 3, 10, 13]);
         assert_eq!(keys("SORT_RO l GET x"), Ok(vec![1, 3]));
         assert_eq!(keys("SORT l BY"), Err(KeyError::Syntax));
     }

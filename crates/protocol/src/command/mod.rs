@@ -17,19 +17,12 @@ pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
 }
 
 /// Finds `container|sub` among a container's subcommands.
-pub fn lookup_subcommand(
-    container: &'static CommandSpec,
-    sub: &[u8],
-) -> Option<&'static CommandSpec> {
+pub fn lookup_subcommand(container: &'static CommandSpec, sub: &[u8]) -> Option<&'static CommandSpec> {
     let prefix = container.name.as_bytes();
     find_in(container.subcommands, sub, prefix)
 }
 
-fn find_in(
-    table: &'static [CommandSpec],
-    name: &[u8],
-    prefix: &[u8],
-) -> Option<&'static CommandSpec> {
+fn find_in(table: &'static [CommandSpec], name: &[u8], prefix: &[u8]) -> Option<&'static CommandSpec> {
     let total = prefix.len() + usize::from(!prefix.is_empty()) + name.len();
     if total > MAX_NAME || name.is_empty() {
         return None;
@@ -46,10 +39,7 @@ fn find_in(
         len += 1;
     }
     let wanted = &buf[..len];
-    table
-        .binary_search_by(|c| c.name.as_bytes().cmp(wanted))
-        .ok()
-        .map(|i| &table[i])
+    table.binary_search_by(|c| c.name.as_bytes().cmp(wanted)).ok().map(|i| &table[i])
 }
 
 #[cfg(test)]
@@ -60,10 +50,7 @@ mod tests {
     fn lookup_ignores_case_and_finds_subcommands() {
         assert_eq!(lookup(b"GeT").unwrap().name, "get");
         let object = lookup(b"OBJECT").unwrap();
-        assert_eq!(
-            lookup_subcommand(object, b"Encoding").unwrap().name,
-            "object|encoding"
-        );
+        assert_eq!(lookup_subcommand(object, b"Encoding").unwrap().name, "object|encoding");
         assert!(lookup(b"nosuchcommand").is_none());
         assert!(lookup(b"").is_none());
         assert!(lookup(&[b'a'; 200]).is_none());

@@ -123,19 +123,8 @@ pub mod keyspec_flags {
     pub const INCOMPLETE: u16 = 1 << 9;
     pub const VARIABLE_FLAGS: u16 = 1 << 10;
 
-    pub const NAMES: [&str; 11] = [
-        "RO",
-        "RW",
-        "OW",
-        "RM",
-        "access",
-        "update",
-        "insert",
-        "delete",
-        "not_key",
-        "incomplete",
-        "variable_flags",
-    ];
+    pub const NAMES: [&str; 11] =
+        ["RO", "RW", "OW", "RM", "access", "update", "insert", "delete", "not_key", "incomplete", "variable_flags"];
 }
 
 /// One command (or subcommand, named `container|sub`) of Redis's table.

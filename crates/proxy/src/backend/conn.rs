@@ -33,16 +33,9 @@ pub type BatchReply = Result<Bytes, BackendError>;
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum BackendError {
     #[error("backend '{backend}' ({addr}) is unavailable: {reason}")]
-    Unavailable {
-        backend: BackendName,
-        addr: BackendAddr,
-        reason: String,
-    },
+    Unavailable { backend: BackendName, addr: BackendAddr, reason: String },
     #[error("backend '{backend}' ({addr}) connection lost before the reply")]
-    Lost {
-        backend: BackendName,
-        addr: BackendAddr,
-    },
+    Lost { backend: BackendName, addr: BackendAddr },
 }
 
 #[derive(Debug)]
@@ -68,11 +61,7 @@ impl ConnSettings {
     }
 
     fn unavailable(&self, reason: impl ToString) -> BackendError {
-        BackendError::Unavailable {
-            backend: self.backend.clone(),
-            addr: self.addr.clone(),
-            reason: reason.to_string(),
-        }
+        BackendError::Unavailable { backend: self.backend.clone(), addr: self.addr.clone(), reason: reason.to_string() }
     }
 }
 
@@ -148,13 +137,10 @@ async fn manage(
 }
 
 async fn connect(settings: &ConnSettings, proto: Protocol) -> Result<TcpStream, String> {
-    let mut stream = tokio::time::timeout(
-        settings.connect_timeout,
-        TcpStream::connect(settings.addr.as_str()),
-    )
-    .await
-    .map_err(|_| format!("connect timed out after {:?}", settings.connect_timeout))?
-    .map_err(|e| e.to_string())?;
+    let mut stream = tokio::time::timeout(settings.connect_timeout, TcpStream::connect(settings.addr.as_str()))
+        .await
+        .map_err(|_| format!("connect timed out after {:?}", settings.connect_timeout))?
+        .map_err(|e| e.to_string())?;
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
     let mut hello: Vec<&[u8]> = vec![b"HELLO", if proto == Protocol::Resp3 { b"3" } else { b"2" }];
     if let Some(auth) = &settings.auth {
@@ -164,12 +150,7 @@ async fn connect(settings: &ConnSettings, proto: Protocol) -> Result<TcpStream, 
     }
     hello.extend_from_slice(&[b"SETNAME", b"tenantry"]);
     let mut out = BytesMut::new();
-    tenantry_protocol::encode::command(
-        &mut out,
-        &hello,
-        &[],
-        &tenantry_protocol::Namespace::new("-").expect("valid"),
-    );
+    tenantry_protocol::encode::command(&mut out, &hello, &[], &tenantry_protocol::Namespace::new("-").expect("valid"));
     let reply = tokio::time::timeout(settings.connect_timeout, async {
         stream.write_all(&out).await?;
         let mut buf = BytesMut::with_capacity(1024);
@@ -187,10 +168,7 @@ async fn connect(settings: &ConnSettings, proto: Protocol) -> Result<TcpStream, 
     .map_err(|_| "handshake timed out".to_string())?
     .map_err(|e| e.to_string())?;
     if reply.first() == Some(&b'-') {
-        return Err(format!(
-            "HELLO failed: {}",
-            String::from_utf8_lossy(&reply[1..]).trim_end()
-        ));
+        return Err(format!("HELLO failed: {}", String::from_utf8_lossy(&reply[1..]).trim_end()));
     }
     if let Some(v) = hello_field(&reply, b"version") {
         let _ = settings.version.set(v);

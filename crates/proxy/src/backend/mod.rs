@@ -23,9 +23,7 @@ pub enum Router {
 impl Router {
     pub fn new(backend: &Backend) -> Self {
         match backend.kind {
-            BackendKind::Standalone => {
-                Router::Standalone(Arc::new(NodePool::new(backend, &backend.nodes[0])))
-            }
+            BackendKind::Standalone => Router::Standalone(Arc::new(NodePool::new(backend, &backend.nodes[0]))),
         }
     }
 

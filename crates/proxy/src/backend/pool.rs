@@ -19,15 +19,8 @@ pub struct NodePool {
 impl NodePool {
     pub fn new(backend: &Backend, addr: &BackendAddr) -> Self {
         let settings = Arc::new(ConnSettings::new(backend, addr));
-        let resp2 = (0..backend.connections)
-            .map(|_| spawn_connection(settings.clone(), Protocol::Resp2))
-            .collect();
-        NodePool {
-            settings,
-            count: backend.connections,
-            resp2,
-            resp3: OnceLock::new(),
-        }
+        let resp2 = (0..backend.connections).map(|_| spawn_connection(settings.clone(), Protocol::Resp2)).collect();
+        NodePool { settings, count: backend.connections, resp2, resp3: OnceLock::new() }
     }
 
     pub fn backend_name(&self) -> &BackendName {
@@ -45,10 +38,7 @@ impl NodePool {
 
     /// The error for requests whose connection broke before their replies came.
     pub fn lost(&self) -> BackendError {
-        BackendError::Lost {
-            backend: self.settings.backend.clone(),
-            addr: self.settings.addr.clone(),
-        }
+        BackendError::Lost { backend: self.settings.backend.clone(), addr: self.settings.addr.clone() }
     }
 
     pub fn is_up(&self) -> bool {
@@ -62,9 +52,7 @@ impl NodePool {
         let conns = match proto {
             Protocol::Resp2 => &self.resp2,
             Protocol::Resp3 => self.resp3.get_or_init(|| {
-                (0..self.count)
-                    .map(|_| spawn_connection(self.settings.clone(), Protocol::Resp3))
-                    .collect()
+                (0..self.count).map(|_| spawn_connection(self.settings.clone(), Protocol::Resp3)).collect()
             }),
         };
         conns[(client % conns.len() as u64) as usize].send(batch);

@@ -48,9 +48,9 @@ pub fn handle(state: &mut State, cmd: ConnCommand, req: &Request, out: &mut Byte
         }
         ConnCommand::Select => match parse_i64(&args[1]) {
             Some(0) => reply(state, out).simple("OK"),
-            Some(_) => reply(state, out).error(
-                "ERR SELECT is not allowed through tenantry: each tenant has database 0 only",
-            ),
+            Some(_) => {
+                reply(state, out).error("ERR SELECT is not allowed through tenantry: each tenant has database 0 only")
+            }
             None => reply(state, out).error("ERR value is not an integer or out of range"),
         },
         ConnCommand::ClientSetName => {
@@ -70,10 +70,7 @@ pub fn handle(state: &mut State, cmd: ConnCommand, req: &Request, out: &mut Byte
 }
 
 fn reply<'a>(state: &State, out: &'a mut BytesMut) -> Reply<'a> {
-    Reply {
-        out,
-        proto: state.proto,
-    }
+    Reply { out, proto: state.proto }
 }
 
 fn error(state: &State, out: &mut BytesMut, msg: &str) -> After {
@@ -104,13 +101,7 @@ fn hello(state: &mut State, args: &[Bytes], out: &mut BytesMut) -> After {
             Some(2) => Protocol::Resp2,
             Some(3) => Protocol::Resp3,
             Some(_) => return error(state, out, "NOPROTO unsupported protocol version"),
-            None => {
-                return error(
-                    state,
-                    out,
-                    "ERR Protocol version is not an integer or out of range",
-                )
-            }
+            None => return error(state, out, "ERR Protocol version is not an integer or out of range"),
         };
     }
     let (mut auth, mut name) = (None, None);
@@ -124,10 +115,7 @@ fn hello(state: &mut State, args: &[Bytes], out: &mut BytesMut) -> After {
             name = Some(&args[i + 1]);
             i += 2;
         } else {
-            let msg = format!(
-                "ERR Syntax error in HELLO option '{}'",
-                String::from_utf8_lossy(&args[i])
-            );
+            let msg = format!("ERR Syntax error in HELLO option '{}'", String::from_utf8_lossy(&args[i]));
             return error(state, out, &msg);
         }
     }

@@ -70,21 +70,12 @@ impl State {
 /// or `shutdown` fires; replies already owed are delivered first. One task
 /// does everything for the connection, so a request costs no task switch
 /// on the client side.
-pub async fn serve(
-    mut stream: TcpStream,
-    runtime: Arc<ArcSwap<Runtime>>,
-    shutdown: CancellationToken,
-) {
+pub async fn serve(mut stream: TcpStream, runtime: Arc<ArcSwap<Runtime>>, shutdown: CancellationToken) {
     let _ = stream.set_nodelay(true);
     let limits = runtime.load().limits;
     let state = State::new(runtime);
     let mut s = Session {
-        batcher: Batcher {
-            client: state.id,
-            local: BytesMut::new(),
-            local_count: 0,
-            batch: None,
-        },
+        batcher: Batcher { client: state.id, local: BytesMut::new(), local_count: 0, batch: None },
         state,
         parser: RequestParser::new(limits.protocol),
         keys: Vec::new(),
@@ -111,10 +102,7 @@ pub async fn serve(
         }
         // Backpressure: a client with `max_pipeline` requests in flight, or
         // with `MAX_OUTPUT` of replies it has not read, is not read.
-        let can_read = !closing
-            && !eof
-            && s.replies.in_flight < limits.max_pipeline
-            && s.out.len() < MAX_OUTPUT;
+        let can_read = !closing && !eof && s.replies.in_flight < limits.max_pipeline && s.out.len() < MAX_OUTPUT;
         let want_write = !s.out.is_empty();
         if can_read && inbuf.capacity() - inbuf.len() < 4096 {
             inbuf.reserve(16 * 1024);
@@ -171,9 +159,7 @@ impl Session {
                 Ok(None) => return false,
                 Err(e) => {
                     let proto = self.state.proto;
-                    self.batcher.local(&mut self.replies, |out| {
-                        Reply { out, proto }.error(&e.to_string())
-                    });
+                    self.batcher.local(&mut self.replies, |out| Reply { out, proto }.error(&e.to_string()));
                     return true;
                 }
             }
@@ -186,34 +172,22 @@ impl Session {
         let replies = &mut self.replies;
         match classify(&req, &mut self.keys) {
             Action::Forward { reply, .. } => match self.state.tenant.clone() {
-                Some(tenant) => self
-                    .batcher
-                    .forward(replies, &tenant, proto, &req.args, &self.keys, reply),
-                None => self
-                    .batcher
-                    .local(replies, |out| Reply { out, proto }.error(NOAUTH)),
+                Some(tenant) => self.batcher.forward(replies, &tenant, proto, &req.args, &self.keys, reply),
+                None => self.batcher.local(replies, |out| Reply { out, proto }.error(NOAUTH)),
             },
             Action::Connection(cmd) => {
                 if self.state.tenant.is_none() && !cmd.allowed_before_auth() {
-                    self.batcher
-                        .local(replies, |out| Reply { out, proto }.error(NOAUTH));
+                    self.batcher.local(replies, |out| Reply { out, proto }.error(NOAUTH));
                     return After::Continue;
                 }
                 let state = &mut self.state;
                 let mut after = After::Continue;
-                self.batcher.local(replies, |out| {
-                    after = connection::handle(state, cmd, &req, out)
-                });
+                self.batcher.local(replies, |out| after = connection::handle(state, cmd, &req, out));
                 return after;
             }
             Action::Reject(why) => {
-                let msg = if self.state.tenant.is_none() {
-                    NOAUTH.to_string()
-                } else {
-                    why.to_string()
-                };
-                self.batcher
-                    .local(replies, |out| Reply { out, proto }.error(&msg));
+                let msg = if self.state.tenant.is_none() { NOAUTH.to_string() } else { why.to_string() };
+                self.batcher.local(replies, |out| Reply { out, proto }.error(&msg));
             }
         }
         After::Continue
@@ -262,9 +236,10 @@ impl Batcher {
     ) {
         self.flush_local(replies);
         let node = tenant.backend.route(args, keys);
-        let same = self.batch.as_ref().is_some_and(|b| {
-            Arc::ptr_eq(&b.tenant, tenant) && Arc::ptr_eq(&b.node, node) && b.proto == proto
-        });
+        let same = self
+            .batch
+            .as_ref()
+            .is_some_and(|b| Arc::ptr_eq(&b.tenant, tenant) && Arc::ptr_eq(&b.node, node) && b.proto == proto);
         if !same {
             self.flush_batch(replies);
             self.batch = Some(OpenBatch {
@@ -295,10 +270,7 @@ impl Batcher {
     fn flush_local(&mut self, replies: &mut ReplyQueue) {
         if self.local_count > 0 {
             let bytes = self.local.split().freeze();
-            replies.push(Pending::Local {
-                bytes,
-                count: self.local_count,
-            });
+            replies.push(Pending::Local { bytes, count: self.local_count });
             self.local_count = 0;
         }
     }
@@ -316,11 +288,7 @@ impl Batcher {
 impl OpenBatch {
     fn into_parts(self) -> (Batch, BackendReplies) {
         let (tx, rx) = oneshot::channel();
-        let batch = Batch {
-            bytes: self.bytes.freeze(),
-            count: self.count,
-            reply: tx,
-        };
+        let batch = Batch { bytes: self.bytes.freeze(), count: self.count, reply: tx };
         let pending = BackendReplies {
             rx,
             count: self.count,

@@ -59,11 +59,7 @@ impl ReplyQueue {
     /// Moves every ready reply at the head to `out`, stopping at the first
     /// batch still waiting on its backend. `head_result` is the head's reply
     /// if it was just received by awaiting `head_rx`.
-    pub fn drain_ready(
-        &mut self,
-        out: &mut OutQueue,
-        mut head_result: Option<Result<BatchReply, ()>>,
-    ) {
+    pub fn drain_ready(&mut self, out: &mut OutQueue, mut head_result: Option<Result<BatchReply, ()>>) {
         while let Some(front) = self.queue.front_mut() {
             match front {
                 Pending::Local { bytes, count } => {
