@@ -5,6 +5,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+pub use tenantry_protocol::ttl::TtlRule;
 use tenantry_protocol::{Limits, Namespace};
 
 macro_rules! name_type {
@@ -186,22 +187,6 @@ pub struct TenantLimits {
     pub max_value_bytes: Option<usize>,
     pub max_connections: Option<usize>,
     pub max_pipeline: Option<usize>,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct TtlRule {
-    /// Given to keys written without a TTL.
-    pub default: Option<Duration>,
-    /// Longer TTLs are clamped to this.
-    pub max: Option<Duration>,
-    /// Every TTL set through tenantry is shortened by a random 0..jitter percent.
-    pub jitter_percent: u8,
-}
-
-impl TtlRule {
-    pub fn is_noop(&self) -> bool {
-        self.default.is_none() && self.max.is_none() && self.jitter_percent == 0
-    }
 }
 
 /// TTL rules of a tenant, and per keyspace (the client key up to its first `:`).

@@ -11,6 +11,7 @@ pub mod num;
 pub mod reply;
 pub mod request;
 pub mod strip;
+pub mod ttl;
 
 pub use classify::{classify, Action, ConnCommand, Rejection};
 pub use encode::Protocol;

@@ -128,7 +128,7 @@ pub mod keyspec_flags {
 }
 
 /// One command (or subcommand, named `container|sub`) of Redis's table.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CommandSpec {
     /// Lower case, as `COMMAND INFO` names it.
     pub name: &'static str,
