@@ -4,6 +4,7 @@
 mod admin;
 pub mod backend;
 mod out_queue;
+mod policy;
 mod runtime;
 mod server;
 mod session;

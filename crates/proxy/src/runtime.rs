@@ -1,12 +1,14 @@
-//! The running form of a config: tenants with their backends' routers and
-//! credential digests, swapped as one value.
+//! The running form of a config: tenants with their backends' routers,
+//! limiters and credential digests, swapped as one value on reload.
 
 use crate::backend::Router;
+use crate::policy::TenantLimiter;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
-use tenantry_config::{BackendName, ClientLimits, Config, TenantId};
+use tenantry_config::{Backend, BackendName, ClientLimits, Config, Tenant, TenantId};
 use tenantry_protocol::Namespace;
 
 /// What a session needs to know about its tenant.
@@ -15,6 +17,11 @@ pub struct TenantRt {
     pub id: TenantId,
     pub namespace: Namespace,
     pub backend: Arc<Router>,
+    /// The tenant's settings as configured (rules, limits, TTLs).
+    pub config: Tenant,
+    pub limiter: Option<Arc<TenantLimiter>>,
+    /// Open connections of this tenant; shared by every generation of the config.
+    pub connections: Arc<AtomicUsize>,
 }
 
 #[derive(Debug)]
@@ -25,6 +32,11 @@ struct Credential {
 
 #[derive(Debug)]
 pub struct Runtime {
+    /// Increases with every applied config; sessions re-resolve their tenant when it changes.
+    pub generation: u64,
+    /// Hash of the config file, as operators see it.
+    pub version: String,
+    pub config: Arc<Config>,
     pub limits: ClientLimits,
     pub tenants: HashMap<TenantId, Arc<TenantRt>>,
     pub default_tenant: Option<Arc<TenantRt>>,
@@ -38,18 +50,35 @@ pub enum AuthOutcome {
 }
 
 impl Runtime {
-    /// Builds routers (which start connecting) for every backend. Call from
-    /// inside the tokio runtime.
-    pub fn new(config: &Config) -> Self {
-        let backends: HashMap<BackendName, Arc<Router>> =
-            config.backends.iter().map(|(name, b)| (name.clone(), Arc::new(Router::new(b)))).collect();
+    /// Builds the runtime for `config`. Routers (and their connections) of
+    /// backends whose settings did not change are taken over from
+    /// `previous`, as are limiters whose settings did not change and every
+    /// tenant's connection count. Call from inside the tokio runtime: new
+    /// routers start connecting at once.
+    pub fn new(config: Arc<Config>, version: String, previous: Option<&Runtime>) -> Self {
+        let backends: HashMap<BackendName, Arc<Router>> = config
+            .backends
+            .iter()
+            .map(|(name, b)| {
+                let kept = previous.and_then(|p| same_backend(p, name, b));
+                (name.clone(), kept.unwrap_or_else(|| Arc::new(Router::new(b))))
+            })
+            .collect();
         let mut tenants = HashMap::new();
         let mut by_username = HashMap::new();
         for (id, t) in &config.tenants {
+            let old = previous.and_then(|p| p.tenants.get(id));
+            let limiter = t.rate_limit.map(|rl| match old.and_then(|o| o.limiter.clone()) {
+                Some(l) if l.config == rl => l,
+                _ => Arc::new(TenantLimiter::new(rl)),
+            });
             let rt = Arc::new(TenantRt {
                 id: id.clone(),
                 namespace: t.namespace.clone(),
                 backend: backends[&t.backend].clone(),
+                config: t.clone(),
+                limiter,
+                connections: old.map(|o| o.connections.clone()).unwrap_or_default(),
             });
             if let Some(auth) = &t.auth {
                 by_username.insert(
@@ -60,7 +89,16 @@ impl Runtime {
             tenants.insert(id.clone(), rt);
         }
         let default_tenant = config.default_tenant.as_ref().map(|id| tenants[id].clone());
-        Runtime { limits: config.limits, tenants, default_tenant, backends, by_username }
+        Runtime {
+            generation: previous.map_or(1, |p| p.generation + 1),
+            version,
+            limits: config.limits,
+            config,
+            tenants,
+            default_tenant,
+            backends,
+            by_username,
+        }
     }
 
     /// Whether any tenant authenticates as `username`.
@@ -85,4 +123,8 @@ impl Runtime {
     pub fn all_backends_up(&self) -> bool {
         self.backends.values().all(|b| b.is_up())
     }
+}
+
+fn same_backend(previous: &Runtime, name: &BackendName, b: &Backend) -> Option<Arc<Router>> {
+    (previous.config.backends.get(name) == Some(b)).then(|| previous.backends.get(name).cloned()).flatten()
 }

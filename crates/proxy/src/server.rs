@@ -28,7 +28,7 @@ impl Proxy {
     /// start connecting at once; clients are accepted immediately and get
     /// fast errors from a backend that is not up yet.
     pub async fn start(config: &Config) -> std::io::Result<Proxy> {
-        let runtime = Arc::new(ArcSwap::from_pointee(Runtime::new(config)));
+        let runtime = Arc::new(ArcSwap::from_pointee(Runtime::new(Arc::new(config.clone()), String::new(), None)));
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
         let permits = Arc::new(Semaphore::new(config.limits.max_clients));

@@ -1,7 +1,7 @@
 //! Commands about the client's own connection, answered by tenantry:
 //! AUTH, HELLO, SELECT, CLIENT SETNAME/GETNAME/ID, RESET, QUIT.
 
-use super::State;
+use super::state::State;
 use crate::runtime::AuthOutcome;
 use bytes::{Bytes, BytesMut};
 use tenantry_protocol::encode::Reply;
@@ -34,7 +34,7 @@ pub fn handle(state: &mut State, cmd: ConnCommand, req: &Request, out: &mut Byte
             }
             match authenticate(state, user, pass) {
                 Ok(()) => reply(state, out).simple("OK"),
-                Err(msg) => reply(state, out).error(msg),
+                Err(msg) => reply(state, out).error(&msg),
             }
         }
         ConnCommand::Hello => return hello(state, args, out),
@@ -78,14 +78,15 @@ fn error(state: &State, out: &mut BytesMut, msg: &str) -> After {
     After::Continue
 }
 
-fn authenticate(state: &mut State, user: &[u8], pass: &[u8]) -> Result<(), &'static str> {
-    match state.runtime.load().authenticate(user, pass) {
+fn authenticate(state: &mut State, user: &[u8], pass: &[u8]) -> Result<(), String> {
+    state.refresh();
+    let outcome = state.runtime.load().authenticate(user, pass);
+    match outcome {
         AuthOutcome::Ok(tenant) => {
             tracing::debug!(client = state.id, tenant = %tenant.id, "authenticated");
-            state.tenant = Some(tenant);
-            Ok(())
+            state.select(Some(tenant), true)
         }
-        AuthOutcome::WrongPass => Err(WRONGPASS),
+        AuthOutcome::WrongPass => Err(WRONGPASS.to_string()),
     }
 }
 
@@ -121,7 +122,7 @@ fn hello(state: &mut State, args: &[Bytes], out: &mut BytesMut) -> After {
     }
     if let Some((user, pass)) = auth {
         if let Err(msg) = authenticate(state, user, pass) {
-            return error(state, out, msg);
+            return error(state, out, &msg);
         }
     }
     if state.tenant.is_none() {

@@ -19,11 +19,22 @@ pub enum Pending {
     Backend(BackendReplies),
 }
 
+/// What to do with one reply of a batch before the client sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fix {
+    /// Strip the namespace from the key names it holds.
+    Strip(ReplyKeys),
+    /// A command tenantry added (a default TTL): the client never sees its reply.
+    Drop,
+}
+
 pub struct BackendReplies {
     pub rx: oneshot::Receiver<BatchReply>,
+    /// Replies the backend owes, including `hidden` ones.
     pub count: usize,
-    /// (index in the batch, where its reply holds keys to strip)
-    pub strip: Vec<(usize, ReplyKeys)>,
+    pub hidden: usize,
+    /// (index in the batch, fix), in index order.
+    pub fixes: Vec<(usize, Fix)>,
     pub namespace: Namespace,
     pub node: Arc<NodePool>,
 }
@@ -77,10 +88,10 @@ impl ReplyQueue {
                     };
                     self.in_flight -= b.count;
                     match reply {
-                        Ok(Ok(bytes)) if b.strip.is_empty() => out.push(bytes),
-                        Ok(Ok(bytes)) => strip_batch(&bytes, b, out),
-                        Ok(Err(e)) => errors(out, &e, b.count),
-                        Err(()) => errors(out, &b.node.lost(), b.count),
+                        Ok(Ok(bytes)) if b.fixes.is_empty() => out.push(bytes),
+                        Ok(Ok(bytes)) => fix_batch(&bytes, b, out),
+                        Ok(Err(e)) => errors(out, &e, b.count - b.hidden),
+                        Err(()) => errors(out, &b.node.lost(), b.count - b.hidden),
                     }
                 }
             }
@@ -96,9 +107,9 @@ fn errors(out: &mut OutQueue, e: &BackendError, count: usize) {
     }
 }
 
-fn strip_batch(bytes: &[u8], b: &BackendReplies, out: &mut OutQueue) {
+fn fix_batch(bytes: &[u8], b: &BackendReplies, out: &mut OutQueue) {
     let mut pos = 0;
-    let mut fixes = b.strip.iter().peekable();
+    let mut fixes = b.fixes.iter().peekable();
     for i in 0..b.count {
         // The backend connection framed exactly `count` replies.
         let Ok(Some(len)) = reply_len(&bytes[pos..]) else {
@@ -107,7 +118,10 @@ fn strip_batch(bytes: &[u8], b: &BackendReplies, out: &mut OutQueue) {
         };
         let reply = &bytes[pos..pos + len];
         match fixes.peek() {
-            Some((at, kind)) if *at == i => {
+            Some((at, Fix::Drop)) if *at == i => {
+                fixes.next();
+            }
+            Some((at, Fix::Strip(kind))) if *at == i => {
                 let tail = out.tail();
                 let mark = tail.len();
                 if strip_reply(*kind, reply, &b.namespace, tail).is_err() {
