@@ -6,4 +6,5 @@ mod command_table;
 mod errors;
 mod isolation;
 mod pipeline;
+mod reload;
 mod transparency;

@@ -169,6 +169,31 @@ impl TestProxy {
         .await
     }
 
+    /// Starts tenantry from a config file it keeps following (reloads).
+    pub async fn start_file(path: &Path) -> Self {
+        let proxy = tenantry_proxy::Proxy::start_file(path).await.unwrap_or_else(|e| panic!("start: {e}"));
+        let addr = proxy.addrs[0];
+        TestProxy { addr, proxy: Some(proxy) }
+    }
+
+    /// The active config's version.
+    pub fn config_version(&self) -> String {
+        self.proxy.as_ref().expect("running").config_version()
+    }
+
+    /// Waits until the proxy runs the config with `version` (a reload applied).
+    pub async fn wait_for_version(&self, version: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.config_version() != version {
+            assert!(
+                Instant::now() < deadline,
+                "config version {version} not applied (still {})",
+                self.config_version()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     pub fn url(&self) -> String {
         format!("redis://{}/", self.addr)
     }

@@ -3,11 +3,15 @@
 
 mod admin;
 pub mod backend;
+mod cleanup;
 mod out_queue;
 mod policy;
+mod reload;
 mod runtime;
 mod server;
 mod session;
+mod status;
 
+pub use reload::version_of;
 pub use runtime::{Runtime, TenantRt};
-pub use server::Proxy;
+pub use server::{Proxy, StartError};

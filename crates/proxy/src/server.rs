@@ -1,13 +1,17 @@
-//! The listener: accepts clients, bounds how many are served at once, and
-//! drains them on shutdown.
+//! The listener: accepts clients, bounds how many are served at once, drains
+//! them on shutdown; and the entry points that start tenantry from a config
+//! value or from a watched file.
 
+use crate::reload::{self, Shared};
 use crate::runtime::Runtime;
 use crate::session;
+use crate::status::Status;
 use arc_swap::ArcSwap;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use tenantry_config::Config;
+use tenantry_config::{Config, ConfigErrors};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -18,49 +22,94 @@ pub struct Proxy {
     pub addrs: Vec<SocketAddr>,
     /// Where the admin server listens, if the config has one.
     pub admin_addr: Option<SocketAddr>,
-    runtime: Arc<ArcSwap<Runtime>>,
-    shutdown: CancellationToken,
+    shared: Arc<Shared>,
     tasks: TaskTracker,
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("invalid config:\n{0}")]
+    Config(#[from] ConfigErrors),
+    #[error("cannot listen: {0}")]
+    Bind(#[from] std::io::Error),
+}
+
 impl Proxy {
-    /// Binds every listen address of `config` and starts serving. Backends
-    /// start connecting at once; clients are accepted immediately and get
-    /// fast errors from a backend that is not up yet.
+    /// Starts from a config value (no file to watch). Backends start
+    /// connecting at once; clients are accepted immediately and get fast
+    /// errors from a backend that is not up yet.
     pub async fn start(config: &Config) -> std::io::Result<Proxy> {
-        let runtime = Arc::new(ArcSwap::from_pointee(Runtime::new(Arc::new(config.clone()), String::new(), None)));
+        Self::start_versioned(config.clone(), "inline".to_string()).await
+    }
+
+    /// Starts from a config file and keeps following it: file changes (and
+    /// ConfigMap symlink swaps) and SIGHUP apply the new file live.
+    pub async fn start_file(path: &Path) -> Result<Proxy, StartError> {
+        let bytes = std::fs::read(path).map_err(|e| {
+            ConfigErrors(vec![tenantry_config::ConfigError {
+                file: path.to_path_buf(),
+                line: 0,
+                column: 0,
+                field: String::new(),
+                message: format!("cannot read: {e}"),
+            }])
+        })?;
+        let config = tenantry_config::load(path)?;
+        let proxy = Self::start_versioned(config, reload::version_of(&bytes)).await?;
+        let hup = reload::hangups();
+        proxy.tasks.spawn(reload::watch(path.to_path_buf(), proxy.shared.clone(), hup));
+        Ok(proxy)
+    }
+
+    async fn start_versioned(config: Config, version: String) -> std::io::Result<Proxy> {
+        let status = Arc::new(Status::new(&version));
+        let listen = config.listen.clone();
+        let admin = config.admin;
+        let max_clients = config.limits.max_clients;
+        let runtime = Arc::new(ArcSwap::from_pointee(Runtime::new(Arc::new(config), version, None)));
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
-        let permits = Arc::new(Semaphore::new(config.limits.max_clients));
+        let permits = Arc::new(Semaphore::new(max_clients));
         let mut addrs = Vec::new();
-        for addr in &config.listen {
+        for addr in &listen {
             let listener = TcpListener::bind(addr).await?;
             addrs.push(listener.local_addr()?);
             tracing::info!(addr = %listener.local_addr()?, "listening");
             tasks.spawn(accept(listener, runtime.clone(), shutdown.clone(), tasks.clone(), permits.clone()));
         }
-        let admin_addr = match config.admin {
+        let admin_addr = match admin {
             Some(addr) => {
-                let listener = crate::admin::bind(addr).await?;
+                let listener = TcpListener::bind(addr).await?;
                 let bound = listener.local_addr()?;
                 tracing::info!(addr = %bound, "admin listening");
-                tasks.spawn(crate::admin::serve(listener, runtime.clone(), shutdown.clone()));
+                tasks.spawn(crate::admin::serve(listener, runtime.clone(), status.clone(), shutdown.clone()));
                 Some(bound)
             }
             None => None,
         };
-        Ok(Proxy { addrs, admin_addr, runtime, shutdown, tasks })
+        let shared = Arc::new(Shared { runtime, status, listen, admin, shutdown });
+        Ok(Proxy { addrs, admin_addr, shared, tasks })
     }
 
     /// True once every backend has a live connection.
     pub fn ready(&self) -> bool {
-        self.runtime.load().all_backends_up()
+        self.shared.runtime.load().all_backends_up()
+    }
+
+    /// The active config's version (first 12 hex digits of the file's SHA-256).
+    pub fn config_version(&self) -> String {
+        self.shared.status.version()
+    }
+
+    /// Applies a new config value as a reload would.
+    pub fn apply(&self, config: Config, version: String) {
+        reload::apply(&self.shared, config, version);
     }
 
     /// Stops accepting, lets sessions deliver the replies they owe, and waits
     /// up to `grace` for them to finish.
     pub async fn shutdown(self, grace: Duration) {
-        self.shutdown.cancel();
+        self.shared.shutdown.cancel();
         self.tasks.close();
         if tokio::time::timeout(grace, self.tasks.wait()).await.is_err() {
             tracing::warn!(?grace, "shutdown grace period over with sessions still open");
