@@ -33,6 +33,7 @@ async fn a_killed_backend_gives_fast_errors_then_recovers() {
 
 #[tokio::test]
 async fn a_stalled_backend_times_out_instead_of_hanging() {
+    let _heavy = tenantry_tests::heavy().await;
     let redis = RedisServer::start();
     let proxy = TestProxy::start(&format!(
         "backends:\n  local: {{ kind: standalone, nodes: [\"{}\"], request_timeout: 300ms }}\n\

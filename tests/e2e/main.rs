@@ -6,5 +6,6 @@ mod command_table;
 mod errors;
 mod isolation;
 mod pipeline;
+mod policy;
 mod reload;
 mod transparency;

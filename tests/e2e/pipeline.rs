@@ -4,6 +4,7 @@ use tenantry_tests::{encode, RedisServer, TestProxy};
 /// replies and errors interleave, and every reply comes back in order.
 #[tokio::test]
 async fn ten_thousand_pipelined_commands_reply_in_order() {
+    let _heavy = tenantry_tests::heavy().await;
     let redis = RedisServer::start();
     let proxy = TestProxy::two_tenants(&redis).await;
     let mut raw = proxy.raw().await;
@@ -60,6 +61,7 @@ async fn ten_thousand_pipelined_commands_reply_in_order() {
 /// each gets its own replies, never another client's.
 #[tokio::test]
 async fn concurrent_clients_never_get_each_others_replies() {
+    let _heavy = tenantry_tests::heavy().await;
     let redis = RedisServer::start();
     let proxy = TestProxy::two_tenants(&redis).await;
     let mut tasks = Vec::new();
@@ -92,6 +94,7 @@ async fn concurrent_clients_never_get_each_others_replies() {
 /// every reply arrives, in order.
 #[tokio::test]
 async fn a_client_that_does_not_read_is_not_read_either() {
+    let _heavy = tenantry_tests::heavy().await;
     use std::time::Duration;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let redis = RedisServer::start();

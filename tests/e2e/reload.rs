@@ -27,6 +27,7 @@ fn write_atomic(path: &Path, text: &str) -> String {
 
 #[tokio::test]
 async fn a_pipelining_client_sees_no_error_through_50_reloads() {
+    let _heavy = tenantry_tests::heavy().await;
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tenants.yaml");

@@ -179,6 +179,7 @@ async fn run(c: &mut RawClient) -> Vec<Vec<u8>> {
 }
 
 async fn compare(hello: Option<&[u8]>) {
+    let _heavy = tenantry_tests::heavy().await;
     let direct_redis = RedisServer::start();
     let proxied_redis = RedisServer::start();
     let proxy = TestProxy::two_tenants(&proxied_redis).await;

@@ -12,6 +12,14 @@ use tenantry_protocol::reply::reply_len;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// Held by tests that load the machine or measure time, so they do not run
+/// at the same moment as each other (the suite runs tests in parallel, and
+/// CI has two cores).
+pub async fn heavy() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
+}
+
 /// A redis-server child process on a free loopback port.
 pub struct RedisServer {
     port: u16,

@@ -55,6 +55,7 @@ pub async fn serve(mut stream: TcpStream, runtime: Arc<ArcSwap<Runtime>>, shutdo
         replies: ReplyQueue::default(),
         out: OutQueue::default(),
         delayed: None,
+        read_at: Instant::now(),
     };
     let mut inbuf = BytesMut::with_capacity(16 * 1024);
     let (mut closing, mut eof) = (false, false);
@@ -110,7 +111,8 @@ pub async fn serve(mut stream: TcpStream, runtime: Arc<ArcSwap<Runtime>>, shutdo
         };
         match event {
             Event::Read(Ok(0)) => eof = true,
-            Event::Read(Ok(_)) | Event::Writable(true) | Event::Wake => {}
+            Event::Read(Ok(_)) => s.read_at = Instant::now(),
+            Event::Writable(true) | Event::Wake => {}
             Event::Read(Err(_)) | Event::Writable(false) => return,
             Event::Reply(r) => s.replies.drain_ready(&mut s.out, Some(r)),
             Event::Shutdown => closing = true,
@@ -150,6 +152,9 @@ struct Session {
     replies: ReplyQueue,
     out: OutQueue,
     delayed: Option<Delayed>,
+    /// When the last bytes came in: a rate-limit delay is bounded from the
+    /// time a request arrived, not from when its turn came in a pipeline.
+    read_at: Instant,
 }
 
 impl Session {
@@ -241,7 +246,7 @@ impl Session {
             if let Err(wait) = limiter.check(bytes, self.state.conn_limiter.as_ref()) {
                 let now = Instant::now();
                 let deadline = match limiter.config.on_exceed {
-                    OnExceed::Delay(max) => Some(deadline.unwrap_or(now + max)),
+                    OnExceed::Delay(max) => Some(deadline.unwrap_or(self.read_at + max)),
                     OnExceed::Reject => None,
                 };
                 match deadline {

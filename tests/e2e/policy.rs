@@ -1,0 +1,221 @@
+//! Per-tenant policy: rate limits, command rules, size and connection limits, TTLs.
+
+use std::time::{Duration, Instant};
+use tenantry_tests::{encode, RawClient, RedisServer, TestProxy};
+
+async fn proxy_with(redis: &RedisServer, tenants: &str) -> TestProxy {
+    TestProxy::start(&format!(
+        "backends:\n  local: {{ kind: standalone, nodes: [\"{}\"] }}\ntenants:\n{tenants}",
+        redis.addr()
+    ))
+    .await
+}
+
+async fn login(proxy: &TestProxy, user: &str) -> RawClient {
+    let mut c = proxy.raw().await;
+    assert_eq!(c.cmd(&[b"AUTH", user.as_bytes(), b"pw"]).await, b"+OK\r\n");
+    c
+}
+
+/// Sends pipelines of 50 INCRs for `secs`, one every `pace` if given (else
+/// as fast as replies come); returns (ok replies, rate-limit errors, other errors).
+async fn hammer(mut c: RawClient, secs: f64, pace: Option<Duration>) -> (u64, u64, u64) {
+    let start = Instant::now();
+    let (mut ok, mut limited, mut other) = (0, 0, 0);
+    let req: Vec<u8> = (0..50).flat_map(|_| encode(&[b"INCR", b"n"])).collect();
+    let mut tick = pace.map(tokio::time::interval);
+    while start.elapsed().as_secs_f64() < secs {
+        if let Some(t) = tick.as_mut() {
+            t.tick().await;
+        }
+        c.send(&req).await;
+        for _ in 0..50 {
+            let r = c.reply().await;
+            if r.starts_with(b":") {
+                ok += 1;
+            } else if r.starts_with(b"-ERR rate limit exceeded") {
+                limited += 1;
+            } else {
+                other += 1;
+            }
+        }
+    }
+    (ok, limited, other)
+}
+
+#[tokio::test]
+async fn a_rate_limit_holds_within_10_percent_and_other_tenants_are_unaffected() {
+    let redis = RedisServer::start();
+    let proxy = proxy_with(
+        &redis,
+        "  a: { backend: local, namespace: \"a:\", auth: { username: a, password: pw }, rate_limit: { ops_per_sec: 400, burst: 40 } }\n  \
+           b: { backend: local, namespace: \"b:\", auth: { username: b, password: pw } }\n",
+    )
+    .await;
+    let _heavy = tenantry_tests::heavy().await;
+    let (b_before, _, _) = hammer(login(&proxy, "b").await, 1.0, None).await;
+
+    // a asks for 2,000 ops/s, five times its limit; b goes as fast as it can.
+    let a = tokio::spawn(hammer(login(&proxy, "a").await, 5.0, Some(Duration::from_millis(25))));
+    let b = tokio::spawn(hammer(login(&proxy, "b").await, 5.0, None));
+    let (a_ok, a_limited, a_other) = a.await.unwrap();
+    let (b_ok, b_limited, b_other) = b.await.unwrap();
+    let (b_after, _, _) = hammer(login(&proxy, "b").await, 1.0, None).await;
+    let b_alone = (b_before + b_after) / 2;
+
+    let expected = 400.0 * 5.0 + 40.0;
+    let ratio = a_ok as f64 / expected;
+    assert!((0.9..=1.1).contains(&ratio), "tenant a got {a_ok} ops in 5 s, expected about {expected}");
+    assert!(a_limited > 0 && a_other == 0, "a: {a_limited} limited, {a_other} other errors");
+    assert_eq!((b_limited, b_other), (0, 0), "tenant b was limited");
+    // b is not held back by a's limit: its rate stays near what it had alone.
+    let b_rate = b_ok as f64 / 5.0;
+    assert!(
+        b_rate >= 0.6 * b_alone as f64,
+        "b: {b_rate:.0} ops/s with a limited, {b_alone} ops/s alone (mean of before and after)"
+    );
+}
+
+#[tokio::test]
+async fn a_delayed_rate_limit_waits_instead_of_failing_up_to_its_bound() {
+    let redis = RedisServer::start();
+    let proxy = proxy_with(
+        &redis,
+        "  d: { backend: local, namespace: \"d:\", auth: { username: d, password: pw }, \
+           rate_limit: { ops_per_sec: 100, burst: 1, on_exceed: delay, max_delay: 50ms } }\n",
+    )
+    .await;
+    let _heavy = tenantry_tests::heavy().await;
+    let mut c = login(&proxy, "d").await;
+    // One at a time: each waits about 10 ms for its turn, well within 50 ms.
+    let start = Instant::now();
+    for i in 1..=50 {
+        assert_eq!(c.cmd(&[b"INCR", b"n"]).await, format!(":{i}\r\n").into_bytes());
+    }
+    let took = start.elapsed();
+    assert!(took >= Duration::from_millis(400), "50 ops at 100/s took only {took:?}");
+    // A pipeline of 50: the first few wait, the rest would wait past 50 ms and are refused.
+    let req: Vec<u8> = (0..50).flat_map(|_| encode(&[b"INCR", b"n"])).collect();
+    c.send(&req).await;
+    let mut refused = 0;
+    for _ in 0..50 {
+        let r = c.reply().await;
+        if r.starts_with(b"-ERR rate limit exceeded for tenant 'd' (100 ops/s, burst 1)") {
+            refused += 1;
+        } else {
+            assert!(r.starts_with(b":"), "{:?}", String::from_utf8_lossy(&r));
+        }
+    }
+    assert!(refused > 30, "only {refused} of 50 refused");
+}
+
+#[tokio::test]
+async fn command_rules_and_size_limits_give_their_own_errors() {
+    let redis = RedisServer::start();
+    let proxy = proxy_with(
+        &redis,
+        "  r: { backend: local, namespace: \"r:\", auth: { username: r, password: pw },\n      \
+           commands: { deny: [SORT, \"@hyperloglog\"] }, limits: { max_key_bytes: 8, max_value_bytes: 16 } }\n  \
+           ro: { backend: local, namespace: \"ro:\", auth: { username: ro, password: pw }, commands: { allow: [\"@read\"] } }\n",
+    )
+    .await;
+    let mut c = login(&proxy, "r").await;
+    assert_eq!(
+        c.cmd(&[b"SORT", b"l"]).await,
+        b"-NOPERM tenant 'r' may not run 'sort': denied by commands.deny SORT\r\n"
+    );
+    assert_eq!(
+        c.cmd(&[b"PFADD", b"h", b"x"]).await,
+        b"-NOPERM tenant 'r' may not run 'pfadd': denied by commands.deny @hyperloglog\r\n"
+    );
+    assert_eq!(
+        c.cmd(&[b"GET", b"123456789"]).await,
+        b"-ERR key too large for tenant 'r': 9 bytes, limits.max_key_bytes is 8\r\n"
+    );
+    assert_eq!(
+        c.cmd(&[b"SET", b"k", &[b'x'; 17]]).await,
+        b"-ERR value too large for tenant 'r': 17 bytes, limits.max_value_bytes is 16\r\n"
+    );
+    assert_eq!(c.cmd(&[b"SET", b"k", &[b'x'; 16]]).await, b"+OK\r\n");
+
+    let mut ro = login(&proxy, "ro").await;
+    assert_eq!(ro.cmd(&[b"GET", b"k"]).await, b"$-1\r\n");
+    assert_eq!(
+        ro.cmd(&[b"SET", b"k", b"v"]).await,
+        b"-NOPERM tenant 'ro' may not run 'set': not in commands.allow\r\n"
+    );
+}
+
+#[tokio::test]
+async fn connections_per_tenant_are_capped() {
+    let redis = RedisServer::start();
+    let proxy = proxy_with(
+        &redis,
+        "  c: { backend: local, namespace: \"c:\", auth: { username: c, password: pw }, limits: { max_connections: 2 } }\n",
+    )
+    .await;
+    let first = login(&proxy, "c").await;
+    let _second = login(&proxy, "c").await;
+    let mut third = proxy.raw().await;
+    assert_eq!(
+        third.cmd(&[b"AUTH", b"c", b"pw"]).await,
+        b"-ERR too many connections for tenant 'c': limits.max_connections is 2\r\n"
+    );
+    drop(first);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while third.cmd(&[b"AUTH", b"c", b"pw"]).await != b"+OK\r\n" {
+        assert!(Instant::now() < deadline, "the closed connection's place was not given back");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn ttls_are_clamped_jittered_within_bounds_and_defaulted() {
+    let redis = RedisServer::start();
+    let proxy = proxy_with(
+        &redis,
+        "  t: { backend: local, namespace: \"t:\", auth: { username: t, password: pw },\n      \
+           ttl: { default: 50s, max: 100s, jitter: 20%, keyspaces: { session: { default: 10s, jitter: 0% } } } }\n",
+    )
+    .await;
+    let mut c = login(&proxy, "t").await;
+    let mut req = Vec::new();
+    for i in 0..200 {
+        req.extend(encode(&[b"SET", format!("long{i}").as_bytes(), b"v", b"EX", b"1000"]));
+        req.extend(encode(&[b"SET", format!("plain{i}").as_bytes(), b"v"]));
+        req.extend(encode(&[b"HSET", format!("hash{i}").as_bytes(), b"f", b"v"]));
+    }
+    c.send(&req).await;
+    for _ in 0..200 {
+        assert_eq!(c.reply().await, b"+OK\r\n");
+        assert_eq!(c.reply().await, b"+OK\r\n");
+        assert_eq!(c.reply().await, b":1\r\n", "the hidden PEXPIRE's reply must not show");
+    }
+    let pttl = |r: Vec<u8>| -> i64 { String::from_utf8_lossy(&r[1..r.len() - 2]).parse().unwrap() };
+    let mut check = async |prefix: &str, lo: i64, hi: i64| {
+        let mut seen = std::collections::BTreeSet::new();
+        for i in 0..200 {
+            let t = pttl(c.cmd(&[b"PTTL", format!("{prefix}{i}").as_bytes()]).await);
+            assert!((lo..=hi).contains(&t), "{prefix}{i}: pttl {t} outside {lo}..={hi}");
+            seen.insert(t / 100);
+        }
+        assert!(seen.len() > 50, "{prefix}: TTLs not spread ({} distinct)", seen.len());
+    };
+    // Clamped to 100 s, then shortened by up to 20 %.
+    check("long", 79_000, 100_000).await;
+    // The 50 s default, shortened by up to 20 %.
+    check("plain", 39_000, 50_000).await;
+    check("hash", 39_000, 50_000).await;
+    // Keyspace `session`: its own default, no jitter.
+    assert_eq!(c.cmd(&[b"SET", b"session:1", b"v"]).await, b"+OK\r\n");
+    let t = pttl(c.cmd(&[b"PTTL", b"session:1"]).await);
+    assert!((9_000..=10_000).contains(&t), "session:1 pttl {t}");
+    // An explicit short TTL is kept (only jittered), and a write to a key
+    // that already has a TTL does not replace it with the default.
+    assert_eq!(c.cmd(&[b"SETEX", b"short", b"10", b"v"]).await, b"+OK\r\n");
+    let t = pttl(c.cmd(&[b"PTTL", b"short"]).await);
+    assert!((7_900..=10_000).contains(&t), "short pttl {t}");
+    assert_eq!(c.cmd(&[b"HSET", b"hash0", b"g", b"w"]).await, b":1\r\n");
+    let t = pttl(c.cmd(&[b"PTTL", b"hash0"]).await);
+    assert!(t <= 50_000, "hash0 pttl {t}");
+}
