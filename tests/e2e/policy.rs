@@ -219,3 +219,101 @@ async fn ttls_are_clamped_jittered_within_bounds_and_defaulted() {
     let t = pttl(c.cmd(&[b"PTTL", b"hash0"]).await);
     assert!(t <= 50_000, "hash0 pttl {t}");
 }
+
+#[tokio::test]
+async fn per_connection_shares_and_byte_rates_are_enforced() {
+    let redis = RedisServer::start();
+    let proxy = proxy_with(
+        &redis,
+        "  f: { backend: local, namespace: \"f:\", auth: { username: f, password: pw },\n      \
+           rate_limit: { per_connection_ops_per_sec: 5, bytes_per_sec: 1000, bytes_burst: 1000 } }\n",
+    )
+    .await;
+    // Each connection has its own 5 ops (its burst): a second connection is not starved by the first.
+    let mut one = login(&proxy, "f").await;
+    let mut two = login(&proxy, "f").await;
+    let limited = |r: &[u8]| r.starts_with(b"-ERR rate limit exceeded for tenant 'f'");
+    for _ in 0..5 {
+        assert_eq!(one.cmd(&[b"PING"]).await, b"+PONG\r\n");
+    }
+    assert!(limited(&one.cmd(&[b"PING"]).await));
+    assert_eq!(two.cmd(&[b"PING"]).await, b"+PONG\r\n");
+    // Bytes: 1,000 per second for the tenant; a 900-byte SET passes, the next does not.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(two.cmd(&[b"SET", b"k", &[b'x'; 890]]).await, b"+OK\r\n");
+    let r = two.cmd(&[b"SET", b"k", &[b'x'; 890]]).await;
+    assert!(limited(&r), "{:?}", String::from_utf8_lossy(&r));
+}
+
+#[tokio::test]
+async fn a_reload_that_keeps_a_limit_keeps_its_state() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tenants.yaml");
+    let text = |extra: &str| {
+        format!(
+            "listen: 127.0.0.1:0\nbackends:\n  local: {{ kind: standalone, nodes: [\"{}\"] }}\n\
+             tenants:\n  l: {{ backend: local, namespace: \"l:\", rate_limit: {{ ops_per_sec: 1, burst: 3 }} }}\n{extra}\
+             default_tenant: l\n",
+            redis.addr()
+        )
+    };
+    std::fs::write(&path, text("")).unwrap();
+    let proxy = TestProxy::start_file(&path).await;
+    let mut c = proxy.raw().await;
+    for _ in 0..3 {
+        assert_eq!(c.cmd(&[b"PING"]).await, b"+PONG\r\n");
+    }
+    assert!(c.cmd(&[b"PING"]).await.starts_with(b"-ERR rate limit exceeded"));
+    // Another tenant is added: `l`'s limiter is the same one, still empty.
+    let next = text("  other: { backend: local, namespace: \"o:\" }\n");
+    std::fs::write(&path, &next).unwrap();
+    proxy.wait_for_version(&tenantry_proxy::version_of(next.as_bytes())).await;
+    // A fresh limiter would pass all three (burst 3); the kept one has at
+    // most the token or two that came back while the reload happened.
+    let mut limited = 0;
+    for _ in 0..3 {
+        limited += usize::from(c.cmd(&[b"PING"]).await.starts_with(b"-ERR rate limit exceeded"));
+    }
+    assert!(limited >= 1, "the limiter was reset by a reload that did not change it");
+}
+
+#[tokio::test]
+async fn settings_that_cannot_change_live_are_reported_not_applied() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tenants.yaml");
+    let text = |listen: &str| {
+        format!(
+            "listen: {listen}\nadmin: 127.0.0.1:0\nbackends:\n  local: {{ kind: standalone, nodes: [\"{}\"] }}\n\
+             tenants:\n  a: {{ backend: local, namespace: \"a:\" }}\ndefault_tenant: a\n",
+            redis.addr()
+        )
+    };
+    std::fs::write(&path, text("127.0.0.1:0")).unwrap();
+    let proxy = TestProxy::start_file(&path).await;
+    let moved = text("127.0.0.1:1");
+    std::fs::write(&path, &moved).unwrap();
+    proxy.wait_for_version(&tenantry_proxy::version_of(moved.as_bytes())).await;
+    let (_, body) = crate::reload::http_get(proxy.admin_addr().unwrap(), "/config").await;
+    assert!(body.contains("listen: running on") && body.contains("127.0.0.1:1"), "{body}");
+    // Still serving where it was.
+    assert_eq!(proxy.raw().await.cmd(&[b"PING"]).await, b"+PONG\r\n");
+}
+
+#[tokio::test]
+async fn a_tenant_pipeline_limit_applies_backpressure_not_errors() {
+    let _heavy = tenantry_tests::heavy().await;
+    let redis = RedisServer::start();
+    let proxy = proxy_with(
+        &redis,
+        "  p: { backend: local, namespace: \"p:\", auth: { username: p, password: pw }, limits: { max_pipeline: 4 } }\n",
+    )
+    .await;
+    let mut c = login(&proxy, "p").await;
+    let req: Vec<u8> = (0..1000).flat_map(|_| encode(&[b"INCR", b"n"])).collect();
+    c.send(&req).await;
+    for i in 1..=1000 {
+        assert_eq!(c.reply().await, format!(":{i}\r\n").into_bytes());
+    }
+}
