@@ -16,6 +16,23 @@ static NEXT_CLIENT_ID: AtomicU64 = AtomicU64::new(1);
 /// One place in a tenant's connection count, given back on drop.
 struct Slot(Arc<AtomicUsize>);
 
+impl Slot {
+    fn take(tenant: &TenantRt, enforce: bool) -> Result<Slot, String> {
+        let count = &tenant.connections;
+        let before = count.fetch_add(1, Ordering::Relaxed);
+        if let (true, Some(max)) = (enforce, tenant.config.limits.max_connections) {
+            if before >= max {
+                count.fetch_sub(1, Ordering::Relaxed);
+                return Err(format!(
+                    "ERR too many connections for tenant '{}': limits.max_connections is {max}",
+                    tenant.id
+                ));
+            }
+        }
+        Ok(Slot(count.clone()))
+    }
+}
+
 impl Drop for Slot {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
@@ -59,45 +76,40 @@ impl State {
         (state, admitted)
     }
 
-    /// Switches to `tenant`, taking a place in its connection count.
+    /// AUTH/HELLO: switches to `tenant`, refused if it is at its connection limit.
     pub fn select(&mut self, tenant: Option<Arc<TenantRt>>, explicit: bool) -> Result<(), String> {
-        let same = matches!((&self.tenant, &tenant), (Some(a), Some(b)) if a.id == b.id);
-        if let (Some(t), false) = (&tenant, same) {
-            let count = &t.connections;
-            if let Some(max) = t.config.limits.max_connections {
-                if count.fetch_add(1, Ordering::Relaxed) >= max {
-                    count.fetch_sub(1, Ordering::Relaxed);
-                    return Err(format!(
-                        "ERR too many connections for tenant '{}': limits.max_connections is {max}",
-                        t.id
-                    ));
-                }
-            } else {
-                count.fetch_add(1, Ordering::Relaxed);
-            }
-            self.slot = Some(Slot(count.clone()));
+        self.switch(tenant, explicit, true)
+    }
+
+    /// Switches to `tenant`. Joining a tenant other than the one the
+    /// connection is counted in takes a place in its connection count;
+    /// `enforce` refuses that when the tenant is at `max_connections`.
+    fn switch(&mut self, tenant: Option<Arc<TenantRt>>, explicit: bool, enforce: bool) -> Result<(), String> {
+        let joining = match (&self.tenant, &tenant) {
+            (Some(a), Some(b)) => a.id != b.id,
+            (None, Some(_)) => true,
+            (_, None) => false,
+        };
+        if let (true, Some(t)) = (joining, &tenant) {
+            self.slot = Some(Slot::take(t, enforce)?);
         }
         if tenant.is_none() {
             self.slot = None;
         }
-        self.conn_limiter = tenant
-            .as_ref()
-            .and_then(|t| t.config.rate_limit)
-            .and_then(|rl| rl.per_connection_ops)
-            .map(connection_limiter);
+        let share = |t: &Option<Arc<TenantRt>>| t.as_ref().and_then(|t| t.config.rate_limit?.per_connection_ops);
+        if joining || share(&self.tenant) != share(&tenant) {
+            self.conn_limiter = share(&tenant).map(connection_limiter);
+        }
         self.tenant = tenant;
         self.explicit = explicit;
         Ok(())
     }
 
-    /// RESET: back to a new connection's state, keeping the id.
+    /// RESET: back to a new connection's state, keeping the id. The default
+    /// tenant's connection limit does not throw out a connection already open.
     pub fn reset(&mut self) {
         let default = self.runtime.load().default_tenant.clone();
-        // The default tenant's limit does not apply to a connection already counted.
-        if self.select(default.clone(), false).is_err() {
-            self.slot = None;
-            self.tenant = default;
-        }
+        let _ = self.switch(default, false, false);
         self.proto = Protocol::Resp2;
         self.name = None;
     }
@@ -105,9 +117,10 @@ impl State {
     /// Follows a reload: the same tenant (by name) in the new config, the new
     /// default tenant for connections that never authenticated, and the new
     /// client limits. A tenant removed from the config leaves the connection
-    /// unauthenticated.
+    /// unauthenticated. An open connection is never thrown out by a lower
+    /// connection limit.
     pub fn refresh(&mut self) {
-        let rt = self.runtime.load();
+        let rt = self.runtime.load_full();
         if rt.generation == self.generation {
             return;
         }
@@ -118,33 +131,7 @@ impl State {
         } else {
             rt.default_tenant.clone()
         };
-        let same = matches!((&self.tenant, &next), (Some(a), Some(b)) if a.id == b.id);
-        if same {
-            let keep_limiter =
-                self.tenant.as_ref().map(|t| t.config.rate_limit) == next.as_ref().map(|t| t.config.rate_limit);
-            let limiter = self.conn_limiter.take();
-            let explicit = self.explicit;
-            let slot = self.slot.take();
-            self.tenant = next;
-            self.slot = slot;
-            self.explicit = explicit;
-            self.conn_limiter = if keep_limiter {
-                limiter
-            } else {
-                self.tenant
-                    .as_ref()
-                    .and_then(|t| t.config.rate_limit)
-                    .and_then(|rl| rl.per_connection_ops)
-                    .map(connection_limiter)
-            };
-        } else {
-            let explicit = self.explicit;
-            if self.select(next.clone(), explicit).is_err() {
-                // Over the new tenant's limit: keep serving it rather than cut the connection.
-                self.slot = None;
-                self.tenant = next;
-            }
-        }
+        let _ = self.switch(next, self.explicit, false);
     }
 
     /// Requests in flight before this connection stops being read: the
