@@ -1,5 +1,5 @@
 use std::time::{Duration, Instant};
-use tenantry_tests::{RedisServer, TestProxy};
+use tenantry_tests::{http_get, RedisServer, TestProxy};
 
 #[tokio::test]
 async fn a_killed_backend_gives_fast_errors_then_recovers() {
@@ -81,17 +81,6 @@ async fn admin_reports_live_and_ready_as_the_backend_comes_and_goes() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(http_get(admin, "/live").await.0, 200);
-}
-
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).await.unwrap();
-    let status = resp[9..12].parse().unwrap();
-    let body = resp.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
-    (status, body)
 }
 
 #[tokio::test]

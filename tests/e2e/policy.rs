@@ -295,7 +295,7 @@ async fn settings_that_cannot_change_live_are_reported_not_applied() {
     let moved = text("127.0.0.1:1");
     std::fs::write(&path, &moved).unwrap();
     proxy.wait_for_version(&tenantry_proxy::version_of(moved.as_bytes())).await;
-    let (_, body) = crate::reload::http_get(proxy.admin_addr().unwrap(), "/config").await;
+    let (_, body) = tenantry_tests::http_get(proxy.admin_addr().unwrap(), "/config").await;
     assert!(body.contains("listen: running on") && body.contains("127.0.0.1:1"), "{body}");
     // Still serving where it was.
     assert_eq!(proxy.raw().await.cmd(&[b"PING"]).await, b"+PONG\r\n");

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tenantry_proxy::version_of;
-use tenantry_tests::{direct, encode, RawClient, RedisServer, TestProxy};
+use tenantry_tests::{direct, encode, http_get, RawClient, RedisServer, TestProxy};
 
 fn config(redis: &RedisServer, namespace: &str, extra: &str) -> String {
     format!(
@@ -175,15 +175,4 @@ async fn sighup_reloads_a_change_the_watcher_cannot_see() {
     proxy.wait_for_version(&version_of(text.as_bytes())).await;
     // Well before the 5 s poll would have found it.
     assert!(start.elapsed() < Duration::from_secs(3), "took {:?}", start.elapsed());
-}
-
-pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).await.unwrap();
-    let status = resp[9..12].parse().unwrap();
-    let body = resp.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
-    (status, body)
 }

@@ -285,3 +285,14 @@ pub fn encode(args: &[&[u8]]) -> Vec<u8> {
 pub async fn direct(redis: &RedisServer) -> redis::aio::MultiplexedConnection {
     redis::Client::open(redis.url()).expect("url").get_multiplexed_async_connection().await.expect("connect direct")
 }
+
+/// `GET path` on an HTTP/1.1 server: (status, body).
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await.expect("send");
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).await.expect("read");
+    let status = resp.get(9..12).and_then(|c| c.parse().ok()).expect("an HTTP status line");
+    let body = resp.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (status, body)
+}

@@ -17,16 +17,22 @@ use std::path::Path;
 /// Reads and validates a config file. Secrets come from the file, from files
 /// it names, or from the process environment.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        ConfigErrors(vec![ConfigError {
-            file: path.to_path_buf(),
-            line: 0,
-            column: 0,
-            field: String::new(),
-            message: format!("cannot read: {e}"),
-        }])
-    })?;
-    parse(&text, path, &|name| std::env::var(name).ok())
+    parse_bytes(&read(path)?, path, &|name| std::env::var(name).ok())
+}
+
+/// The file's bytes, or the error `load` would give.
+pub fn read(path: &Path) -> Result<Vec<u8>, ConfigErrors> {
+    std::fs::read(path).map_err(|e| file_error(path, format!("cannot read: {e}")))
+}
+
+/// Validates a file's bytes (see `parse`).
+pub fn parse_bytes(bytes: &[u8], file: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigErrors> {
+    let text = std::str::from_utf8(bytes).map_err(|e| file_error(file, format!("not UTF-8: {e}")))?;
+    parse(text, file, env)
+}
+
+fn file_error(file: &Path, message: String) -> ConfigErrors {
+    ConfigErrors(vec![ConfigError { file: file.to_path_buf(), line: 0, column: 0, field: String::new(), message }])
 }
 
 /// Validates config text; `file` names it in errors and anchors relative

@@ -84,12 +84,11 @@ pub(crate) async fn watch(path: PathBuf, shared: Arc<Shared>, mut hup: Option<to
 
 /// Reads, validates and applies the file if it changed (or always, if `forced`).
 pub(crate) fn reload_from(path: &Path, shared: &Shared, forced: bool) {
-    let bytes = match std::fs::read(path) {
+    let bytes = match tenantry_config::read(path) {
         Ok(b) => b,
         Err(e) => {
-            let msg = format!("{}: cannot read: {e}", path.display());
-            tracing::error!(error = %msg, "config reload failed; the previous config keeps serving");
-            shared.status.reload_failed(msg);
+            tracing::error!(error = %e, "config reload failed; the previous config keeps serving");
+            shared.status.reload_failed(e.to_string());
             return;
         }
     };
@@ -100,16 +99,7 @@ pub(crate) fn reload_from(path: &Path, shared: &Shared, forced: bool) {
         }
         return;
     }
-    let parsed = match String::from_utf8(bytes) {
-        Ok(text) => tenantry_config::parse(&text, path, &|name| std::env::var(name).ok()),
-        Err(_) => Err(tenantry_config::ConfigErrors(vec![tenantry_config::ConfigError {
-            file: path.to_path_buf(),
-            line: 0,
-            column: 0,
-            field: String::new(),
-            message: "not UTF-8".into(),
-        }])),
-    };
+    let parsed = tenantry_config::parse_bytes(&bytes, path, &|name| std::env::var(name).ok());
     match parsed {
         Ok(config) => apply(shared, config, version),
         Err(errors) => {

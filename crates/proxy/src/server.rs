@@ -45,16 +45,8 @@ impl Proxy {
     /// Starts from a config file and keeps following it: file changes (and
     /// ConfigMap symlink swaps) and SIGHUP apply the new file live.
     pub async fn start_file(path: &Path) -> Result<Proxy, StartError> {
-        let bytes = std::fs::read(path).map_err(|e| {
-            ConfigErrors(vec![tenantry_config::ConfigError {
-                file: path.to_path_buf(),
-                line: 0,
-                column: 0,
-                field: String::new(),
-                message: format!("cannot read: {e}"),
-            }])
-        })?;
-        let config = tenantry_config::load(path)?;
+        let bytes = tenantry_config::read(path)?;
+        let config = tenantry_config::parse_bytes(&bytes, path, &|name| std::env::var(name).ok())?;
         let proxy = Self::start_versioned(config, reload::version_of(&bytes)).await?;
         let hup = reload::hangups();
         proxy.tasks.spawn(reload::watch(path.to_path_buf(), proxy.shared.clone(), hup));
