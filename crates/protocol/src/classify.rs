@@ -59,6 +59,18 @@ pub enum Rejection {
     },
 }
 
+impl Rejection {
+    /// A short name for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Rejection::UnknownCommand { .. } | Rejection::UnknownSubcommand { .. } => "unknown_command",
+            Rejection::WrongArity(_) => "wrong_arity",
+            Rejection::Keys(_) => "syntax",
+            Rejection::Refused { .. } => "refused",
+        }
+    }
+}
+
 impl fmt::Display for Rejection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -11,6 +11,7 @@ mod runtime;
 mod server;
 mod session;
 mod status;
+mod telemetry;
 
 pub use reload::version_of;
 pub use runtime::{Runtime, TenantRt};

@@ -127,7 +127,7 @@ pub(crate) fn apply(shared: &Shared, config: Config, version: String) {
         tracing::warn!(change = %what, "this setting cannot change live: restart tenantry to apply it");
     }
     let config = Arc::new(config);
-    let new = Runtime::new(config.clone(), version.clone(), Some(&old));
+    let new = Runtime::new(config.clone(), version.clone(), Some(&old), &shared.status.families);
     let cleanups = cleanup::old_generations(&old, &new);
     log_changes(&old.config, &config);
     shared.runtime.store(Arc::new(new));

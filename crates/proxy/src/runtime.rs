@@ -3,6 +3,7 @@
 
 use crate::backend::Router;
 use crate::policy::TenantLimiter;
+use crate::telemetry::{Families, TenantMetrics};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::atomic::AtomicUsize;
@@ -22,6 +23,8 @@ pub struct TenantRt {
     pub limiter: Option<Arc<TenantLimiter>>,
     /// Open connections of this tenant; shared by every generation of the config.
     pub connections: Arc<AtomicUsize>,
+    /// Shared by every generation of the config, like `connections`.
+    pub metrics: Arc<TenantMetrics>,
 }
 
 #[derive(Debug)]
@@ -55,7 +58,7 @@ impl Runtime {
     /// `previous`, as are limiters whose settings did not change and every
     /// tenant's connection count. Call from inside the tokio runtime: new
     /// routers start connecting at once.
-    pub fn new(config: Arc<Config>, version: String, previous: Option<&Runtime>) -> Self {
+    pub fn new(config: Arc<Config>, version: String, previous: Option<&Runtime>, families: &Arc<Families>) -> Self {
         let backends: HashMap<BackendName, Arc<Router>> = config
             .backends
             .iter()
@@ -79,6 +82,9 @@ impl Runtime {
                 config: t.clone(),
                 limiter,
                 connections: old.map(|o| o.connections.clone()).unwrap_or_default(),
+                metrics: old
+                    .map(|o| o.metrics.clone())
+                    .unwrap_or_else(|| Arc::new(TenantMetrics::new(id.as_str(), families.clone()))),
             });
             if let Some(auth) = &t.auth {
                 by_username.insert(

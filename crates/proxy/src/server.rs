@@ -58,7 +58,7 @@ impl Proxy {
         let listen = config.listen.clone();
         let admin = config.admin;
         let max_clients = config.limits.max_clients;
-        let runtime = Arc::new(ArcSwap::from_pointee(Runtime::new(Arc::new(config), version, None)));
+        let runtime = Arc::new(ArcSwap::from_pointee(Runtime::new(Arc::new(config), version, None, &status.families)));
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
         let permits = Arc::new(Semaphore::new(max_clients));

@@ -1,12 +1,13 @@
 //! What operators can see of the running config: its version, the last
 //! reload's outcome, settings that need a restart, namespace cleanups.
 
+use crate::telemetry::Families;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -39,6 +40,7 @@ pub struct CleanupProgress {
 #[derive(Default)]
 pub struct Status {
     pub registry: Mutex<Registry>,
+    pub families: Arc<Families>,
     pub reloads: Family<ResultLabel, Counter>,
     pub config_info: Family<VersionLabel, Gauge>,
     pub cleanup_deleted: Family<CleanupLabel, Counter>,
@@ -57,9 +59,10 @@ struct Inner {
 
 impl Status {
     pub fn new(version: &str) -> Self {
-        let status = Status::default();
+        let status = Status { families: Arc::new(Families::new()), ..Default::default() };
         {
             let mut r = status.registry.lock().expect("not poisoned");
+            status.families.register(&mut r);
             r.register("tenantry_config_reloads", "Config reloads by result", status.reloads.clone());
             r.register("tenantry_config_info", "The active config's version (1 = active)", status.config_info.clone());
             r.register(

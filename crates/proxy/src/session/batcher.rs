@@ -5,12 +5,15 @@
 use super::replies::{BackendReplies, Fix, Pending, ReplyQueue};
 use crate::backend::{Batch, NodePool};
 use crate::runtime::TenantRt;
+use crate::telemetry::KeyspaceCounters;
 use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
 use tenantry_protocol::encode;
+use tenantry_protocol::hits::Tally;
 use tenantry_protocol::ttl::TtlRewrite;
 use tenantry_protocol::{Protocol, ReplyKeys};
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 
 /// Commands packed into one backend batch at most.
 const MAX_BATCH: usize = 256;
@@ -40,6 +43,8 @@ pub struct Forward<'a> {
     pub keys: &'a [usize],
     pub reply: ReplyKeys,
     pub ttl: Option<TtlRewrite>,
+    /// For reads: how the reply counts as hits and misses, and where.
+    pub tally: Option<(Tally, KeyspaceCounters)>,
 }
 
 impl Batcher {
@@ -96,6 +101,9 @@ impl Batcher {
         if f.reply != ReplyKeys::None {
             b.fixes.push((b.count, Fix::Strip(f.reply)));
         }
+        if let Some((t, counters)) = f.tally {
+            b.fixes.push((b.count, Fix::Tally(t, counters)));
+        }
         b.count += 1;
         // Default TTLs: `PEXPIRE key ms NX` after the write; the client never sees its reply.
         for (i, ms) in f.ttl.iter().flat_map(|rw| rw.default_for.iter()) {
@@ -135,6 +143,8 @@ impl Batcher {
                 fixes: b.fixes,
                 namespace: b.tenant.namespace.clone(),
                 node: b.node,
+                metrics: b.tenant.metrics.clone(),
+                sent_at: Instant::now(),
             }));
         }
     }

@@ -28,7 +28,7 @@ use tenantry_config::OnExceed;
 use tenantry_protocol::classify::{classify, Action};
 use tenantry_protocol::command::CommandSpec;
 use tenantry_protocol::encode::Reply;
-use tenantry_protocol::{ttl, ReplyKeys, Request, RequestParser};
+use tenantry_protocol::{hits, ttl, ReplyKeys, Request, RequestParser};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -220,10 +220,13 @@ impl Session {
                 self.batcher.local(&mut self.replies, |out| after = connection::handle(state, cmd, &req, out));
                 return after;
             }
-            Action::Reject(why) => {
-                let msg = if self.state.tenant.is_none() { NOAUTH.to_string() } else { why.to_string() };
-                self.error(&msg);
-            }
+            Action::Reject(why) => match &self.state.tenant {
+                Some(t) => {
+                    t.metrics.error(why.kind(), 1);
+                    self.error(&why.to_string());
+                }
+                None => self.error(NOAUTH),
+            },
         }
         After::Continue
     }
@@ -236,13 +239,20 @@ impl Session {
         req: Request,
         deadline: Option<Instant>,
     ) {
-        let checked = check_command(&tenant.id, &tenant.config.commands, spec)
-            .and_then(|()| check_sizes(&tenant.id, &tenant.config.limits, spec, &req.args, &self.keys));
-        if let Err(msg) = checked {
+        let metrics = &tenant.metrics;
+        if deadline.is_none() {
+            metrics.command(spec.name);
+        }
+        if let Err(msg) = check_command(&tenant.id, &tenant.config.commands, spec) {
+            metrics.error("noperm", 1);
             return self.error(&msg);
         }
+        if let Err(msg) = check_sizes(&tenant.id, &tenant.config.limits, spec, &req.args, &self.keys) {
+            metrics.error("too_large", 1);
+            return self.error(&msg);
+        }
+        let bytes: usize = req.args.iter().map(|a| a.len()).sum();
         if let Some(limiter) = &tenant.limiter {
-            let bytes = req.args.iter().map(|a| a.len()).sum();
             if let Err(wait) = limiter.check(bytes, self.state.conn_limiter.as_ref()) {
                 let now = Instant::now();
                 let deadline = match limiter.config.on_exceed {
@@ -255,11 +265,14 @@ impl Session {
                         let retry_at = now + wait.max(Duration::from_millis(1));
                         self.delayed = Some(Delayed { req, retry_at, deadline });
                     }
-                    _ => self.error(&format!(
-                        "ERR rate limit exceeded for tenant '{}' ({})",
-                        tenant.id,
-                        limiter.describe()
-                    )),
+                    _ => {
+                        metrics.error("rate_limited", 1);
+                        self.error(&format!(
+                            "ERR rate limit exceeded for tenant '{}' ({})",
+                            tenant.id,
+                            limiter.describe()
+                        ))
+                    }
                 }
                 return;
             }
@@ -269,7 +282,11 @@ impl Session {
             let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
             ttl::rewrite(spec, &req.args, &self.keys, |k| policy.rule_for(k), now_ms, fastrand::f64)
         });
-        let f = Forward { tenant: &tenant, proto: self.state.proto, args: &req.args, keys: &self.keys, reply, ttl };
+        metrics.bytes_in.inc_by(bytes as u64);
+        let tally = hits::tally(spec.name, req.args.len())
+            .and_then(|t| self.keys.first().map(|&k| (t, metrics.keyspace(&req.args[k]))));
+        let f =
+            Forward { tenant: &tenant, proto: self.state.proto, args: &req.args, keys: &self.keys, reply, ttl, tally };
         self.batcher.forward(&mut self.replies, f);
     }
 }

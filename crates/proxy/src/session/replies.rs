@@ -3,13 +3,16 @@
 
 use crate::backend::{BackendError, BatchReply, NodePool};
 use crate::out_queue::OutQueue;
+use crate::telemetry::{KeyspaceCounters, TenantMetrics};
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::sync::Arc;
+use tenantry_protocol::hits::{self, Tally};
 use tenantry_protocol::reply::reply_len;
 use tenantry_protocol::strip::strip_reply;
 use tenantry_protocol::{Namespace, ReplyKeys};
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 
 /// One entry of a client's reply queue.
 pub enum Pending {
@@ -20,12 +23,13 @@ pub enum Pending {
 }
 
 /// What to do with one reply of a batch before the client sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fix {
     /// Strip the namespace from the key names it holds.
     Strip(ReplyKeys),
     /// A command tenantry added (a default TTL): the client never sees its reply.
     Drop,
+    /// A read whose reply counts as hits and misses of a keyspace.
+    Tally(Tally, KeyspaceCounters),
 }
 
 pub struct BackendReplies {
@@ -37,6 +41,8 @@ pub struct BackendReplies {
     pub fixes: Vec<(usize, Fix)>,
     pub namespace: Namespace,
     pub node: Arc<NodePool>,
+    pub metrics: Arc<TenantMetrics>,
+    pub sent_at: Instant,
 }
 
 #[derive(Default)]
@@ -87,15 +93,54 @@ impl ReplyQueue {
                         },
                     };
                     self.in_flight -= b.count;
+                    let visible = b.count - b.hidden;
+                    let before = out.len();
                     match reply {
-                        Ok(Ok(bytes)) if b.fixes.is_empty() => out.push(bytes),
-                        Ok(Ok(bytes)) => fix_batch(&bytes, b, out),
-                        Ok(Err(e)) => errors(out, &e, b.count - b.hidden),
-                        Err(()) => errors(out, &b.node.lost(), b.count - b.hidden),
+                        Ok(Ok(bytes)) => {
+                            let seconds = b.sent_at.elapsed().as_secs_f64();
+                            for _ in 0..visible {
+                                b.metrics.latency.observe(seconds);
+                            }
+                            count_errors(&bytes, &b.metrics);
+                            if b.fixes.is_empty() {
+                                out.push(bytes);
+                            } else {
+                                fix_batch(&bytes, b, out);
+                            }
+                        }
+                        Ok(Err(e)) => {
+                            b.metrics.error("backend_unavailable", visible as u64);
+                            errors(out, &e, visible);
+                        }
+                        Err(()) => {
+                            b.metrics.error("backend_unavailable", visible as u64);
+                            errors(out, &b.node.lost(), visible);
+                        }
                     }
+                    b.metrics.bytes_out.inc_by((out.len() - before) as u64);
                 }
             }
             self.queue.pop_front();
+        }
+    }
+}
+
+/// Counts the backend's error replies in a batch by their code (`ERR`,
+/// `WRONGTYPE`, `OOM`, ...). Most batches have none: a byte search says so.
+fn count_errors(bytes: &[u8], metrics: &TenantMetrics) {
+    if bytes.first() != Some(&b'-') && memchr::memmem::find(bytes, b"\r\n-").is_none() {
+        return;
+    }
+    let mut pos = 0;
+    while let Ok(Some(len)) = reply_len(&bytes[pos..]) {
+        let reply = &bytes[pos..pos + len];
+        if reply[0] == b'-' {
+            let code = reply[1..].split(|&b| b == b' ' || b == b'\r').next().unwrap_or_default();
+            metrics.error(&String::from_utf8_lossy(code), 1);
+        }
+        pos += len;
+        if pos >= bytes.len() {
+            break;
         }
     }
 }
@@ -119,6 +164,14 @@ fn fix_batch(bytes: &[u8], b: &BackendReplies, out: &mut OutQueue) {
         let reply = &bytes[pos..pos + len];
         match fixes.peek() {
             Some((at, Fix::Drop)) if *at == i => {
+                fixes.next();
+            }
+            Some((at, Fix::Tally(t, counters))) if *at == i => {
+                if let Some((hits, misses)) = hits::count(*t, reply) {
+                    counters.hits.inc_by(hits);
+                    counters.misses.inc_by(misses);
+                }
+                out.extend(reply);
                 fixes.next();
             }
             Some((at, Fix::Strip(kind))) if *at == i => {

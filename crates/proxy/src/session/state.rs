@@ -14,7 +14,7 @@ use tenantry_protocol::Protocol;
 static NEXT_CLIENT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// One place in a tenant's connection count, given back on drop.
-struct Slot(Arc<AtomicUsize>);
+struct Slot(Arc<AtomicUsize>, prometheus_client::metrics::gauge::Gauge);
 
 impl Slot {
     fn take(tenant: &TenantRt, enforce: bool) -> Result<Slot, String> {
@@ -29,13 +29,15 @@ impl Slot {
                 ));
             }
         }
-        Ok(Slot(count.clone()))
+        tenant.metrics.connections.inc();
+        Ok(Slot(count.clone(), tenant.metrics.connections.clone()))
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
+        self.1.dec();
     }
 }
 

@@ -1,0 +1,264 @@
+//! Per-tenant metrics. Families live in one registry; each tenant keeps its
+//! own handles (looked up once, then cached), so counting a command costs an
+//! atomic add and, for a new label value, one map lookup.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TenantLabel {
+    pub tenant: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CommandLabels {
+    pub tenant: String,
+    pub command: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    pub tenant: String,
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KeyspaceLabels {
+    pub tenant: String,
+    pub keyspace: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NodeLabels {
+    pub backend: String,
+    pub node: String,
+}
+
+/// Keyspaces beyond this many per tenant are counted as `other`.
+pub const MAX_KEYSPACES: usize = 50;
+
+fn latency_histogram() -> Histogram {
+    // 25 µs to about 1.6 s: fine enough for sub-millisecond work.
+    Histogram::new(exponential_buckets(0.000_025, 2.0, 17))
+}
+
+/// Every metric family tenantry exports about tenants and backends.
+pub struct Families {
+    pub commands: Family<CommandLabels, Counter>,
+    pub errors: Family<ErrorLabels, Counter>,
+    pub latency: Family<TenantLabel, Histogram, fn() -> Histogram>,
+    pub hits: Family<KeyspaceLabels, Counter>,
+    pub misses: Family<KeyspaceLabels, Counter>,
+    pub evictions: Family<KeyspaceLabels, Counter>,
+    pub expirations: Family<KeyspaceLabels, Counter>,
+    pub bytes_in: Family<TenantLabel, Counter>,
+    pub bytes_out: Family<TenantLabel, Counter>,
+    pub connections: Family<TenantLabel, Gauge>,
+    pub backend_used_memory: Family<NodeLabels, Gauge>,
+    pub backend_maxmemory: Family<NodeLabels, Gauge>,
+    pub backend_evicted_keys: Family<NodeLabels, Gauge>,
+    pub backend_expired_keys: Family<NodeLabels, Gauge>,
+    pub backend_connected_clients: Family<NodeLabels, Gauge>,
+    pub backend_up: Family<NodeLabels, Gauge>,
+    /// 1 on the proxy that reports a node's evictions and expirations.
+    pub event_reporter: Family<NodeLabels, Gauge>,
+}
+
+impl Default for Families {
+    fn default() -> Self {
+        Families {
+            commands: Family::default(),
+            errors: Family::default(),
+            latency: Family::new_with_constructor(latency_histogram),
+            hits: Family::default(),
+            misses: Family::default(),
+            evictions: Family::default(),
+            expirations: Family::default(),
+            bytes_in: Family::default(),
+            bytes_out: Family::default(),
+            connections: Family::default(),
+            backend_used_memory: Family::default(),
+            backend_maxmemory: Family::default(),
+            backend_evicted_keys: Family::default(),
+            backend_expired_keys: Family::default(),
+            backend_connected_clients: Family::default(),
+            backend_up: Family::default(),
+            event_reporter: Family::default(),
+        }
+    }
+}
+
+impl Families {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn register(&self, r: &mut Registry) {
+        let p = r.sub_registry_with_prefix("tenantry");
+        p.register("commands", "Commands by tenant and command name", self.commands.clone());
+        p.register(
+            "command_errors",
+            "Error replies by tenant and kind (the error code, or refused, rate_limited, backend_unavailable)",
+            self.errors.clone(),
+        );
+        p.register(
+            "command_duration_seconds",
+            "Time from a command's batch being sent to its reply",
+            self.latency.clone(),
+        );
+        p.register("keyspace_hits", "Read commands that found their key, by keyspace", self.hits.clone());
+        p.register("keyspace_misses", "Read commands that did not find their key, by keyspace", self.misses.clone());
+        p.register(
+            "evictions",
+            "Keys evicted by the backend (maxmemory), by the tenant and keyspace they belonged to",
+            self.evictions.clone(),
+        );
+        p.register("expirations", "Keys expired by the backend, by tenant and keyspace", self.expirations.clone());
+        p.register("received_bytes", "Request bytes received from clients", self.bytes_in.clone());
+        p.register("sent_bytes", "Reply bytes sent to clients", self.bytes_out.clone());
+        p.register("connections", "Open client connections", self.connections.clone());
+        p.register("backend_used_memory_bytes", "used_memory from the node's INFO", self.backend_used_memory.clone());
+        p.register("backend_maxmemory_bytes", "maxmemory from the node's INFO", self.backend_maxmemory.clone());
+        p.register(
+            "backend_evicted_keys",
+            "evicted_keys from the node's INFO (all tenants)",
+            self.backend_evicted_keys.clone(),
+        );
+        p.register(
+            "backend_expired_keys",
+            "expired_keys from the node's INFO (all tenants)",
+            self.backend_expired_keys.clone(),
+        );
+        p.register(
+            "backend_connected_clients",
+            "connected_clients from the node's INFO",
+            self.backend_connected_clients.clone(),
+        );
+        p.register("backend_up", "1 if the node answered its last INFO", self.backend_up.clone());
+        p.register(
+            "event_reporter",
+            "1 if this proxy reports the node's evictions and expirations",
+            self.event_reporter.clone(),
+        );
+    }
+}
+
+/// One tenant's handles; kept across reloads, like its connection count.
+pub struct TenantMetrics {
+    tenant: String,
+    families: Arc<Families>,
+    commands: Mutex<HashMap<&'static str, Counter>>,
+    errors: Mutex<HashMap<String, Counter>>,
+    keyspaces: Mutex<HashMap<Vec<u8>, KeyspaceCounters>>,
+    pub latency: Histogram,
+    pub bytes_in: Counter,
+    pub bytes_out: Counter,
+    pub connections: Gauge,
+}
+
+#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
+pub struct Totals {
+    pub hits: u64,
+    pub misses: u64,
+    pub evictions: u64,
+    pub expirations: u64,
+}
+
+/// Hit, miss, eviction and expiration counters of one keyspace.
+#[derive(Clone, Debug)]
+pub struct KeyspaceCounters {
+    pub hits: Counter,
+    pub misses: Counter,
+    pub evictions: Counter,
+    pub expirations: Counter,
+}
+
+impl std::fmt::Debug for TenantMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TenantMetrics({})", self.tenant)
+    }
+}
+
+impl TenantMetrics {
+    pub fn new(tenant: &str, families: Arc<Families>) -> Self {
+        let t = TenantLabel { tenant: tenant.to_string() };
+        let latency = families.latency.get_or_create(&t).clone();
+        let bytes_in = families.bytes_in.get_or_create(&t).clone();
+        let bytes_out = families.bytes_out.get_or_create(&t).clone();
+        let connections = families.connections.get_or_create(&t).clone();
+        TenantMetrics {
+            latency,
+            bytes_in,
+            bytes_out,
+            connections,
+            tenant: tenant.to_string(),
+            families,
+            commands: Mutex::default(),
+            errors: Mutex::default(),
+            keyspaces: Mutex::default(),
+        }
+    }
+
+    pub fn command(&self, name: &'static str) {
+        let mut map = self.commands.lock().expect("not poisoned");
+        map.entry(name)
+            .or_insert_with(|| {
+                let labels = CommandLabels { tenant: self.tenant.clone(), command: name.to_string() };
+                self.families.commands.get_or_create(&labels).clone()
+            })
+            .inc();
+    }
+
+    pub fn error(&self, kind: &str, n: u64) {
+        let mut map = self.errors.lock().expect("not poisoned");
+        if let Some(c) = map.get(kind) {
+            c.inc_by(n);
+            return;
+        }
+        let labels = ErrorLabels { tenant: self.tenant.clone(), kind: kind.to_string() };
+        let c = self.families.errors.get_or_create(&labels).clone();
+        c.inc_by(n);
+        map.insert(kind.to_string(), c);
+    }
+
+    /// Counters of the keyspace of a client key (its first `:`-separated
+    /// segment); past `MAX_KEYSPACES` distinct ones, `other`.
+    pub fn keyspace(&self, key: &[u8]) -> KeyspaceCounters {
+        let ks = key.split(|&b| b == b':').next().unwrap_or(key);
+        let mut map = self.keyspaces.lock().expect("not poisoned");
+        if let Some(c) = map.get(ks) {
+            return c.clone();
+        }
+        let name = if map.len() < MAX_KEYSPACES { ks.to_vec() } else { b"other".to_vec() };
+        if let Some(c) = map.get(&name) {
+            return c.clone();
+        }
+        let labels =
+            KeyspaceLabels { tenant: self.tenant.clone(), keyspace: String::from_utf8_lossy(&name).into_owned() };
+        let c = KeyspaceCounters {
+            hits: self.families.hits.get_or_create(&labels).clone(),
+            misses: self.families.misses.get_or_create(&labels).clone(),
+            evictions: self.families.evictions.get_or_create(&labels).clone(),
+            expirations: self.families.expirations.get_or_create(&labels).clone(),
+        };
+        map.insert(name, c.clone());
+        c
+    }
+
+    /// Hits, misses, evictions and expirations summed over keyspaces, for `/tenants`.
+    pub fn totals(&self) -> Totals {
+        let map = self.keyspaces.lock().expect("not poisoned");
+        map.values().fold(Totals::default(), |t, c| Totals {
+            hits: t.hits + c.hits.get(),
+            misses: t.misses + c.misses.get(),
+            evictions: t.evictions + c.evictions.get(),
+            expirations: t.expirations + c.expirations.get(),
+        })
+    }
+}
