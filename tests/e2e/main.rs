@@ -8,4 +8,5 @@ mod isolation;
 mod pipeline;
 mod policy;
 mod reload;
+mod telemetry;
 mod transparency;

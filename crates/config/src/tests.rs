@@ -158,3 +158,11 @@ fn bad_policy_values_are_reported() {
         assert!(errs.iter().any(|e| e.contains(needle)), "{needle}: {errs:?}");
     }
 }
+
+#[test]
+fn namespaces_may_not_reach_tenantrys_own_keys() {
+    for bad in ["tenantry:", "tenantry:x:", "ten"] {
+        let errs = errors(&GOOD.replace("namespace: \"app:\"", &format!("namespace: \"{bad}\"")));
+        assert!(errs.iter().any(|e| e.contains("where tenantry keeps its own keys")), "{bad}: {errs:?}");
+    }
+}

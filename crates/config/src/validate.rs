@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tenantry_protocol::{Limits, Namespace};
 
+/// Keys tenantry itself keeps on backends (the event reporter's lease).
+pub const RESERVED_PREFIX: &str = "tenantry:";
+
 pub(crate) struct Checker<'a> {
     file: &'a Path,
     /// Relative `password_file` paths are relative to the config's directory.
@@ -258,6 +261,13 @@ pub(crate) fn validate(
             }
         };
         if let Some(ns) = &namespace {
+            if ns.overlaps(&Namespace::new(RESERVED_PREFIX).expect("valid")) {
+                c.error(
+                    t.namespace.referenced,
+                    &format!("{field}.namespace"),
+                    format!("{:?} overlaps {RESERVED_PREFIX:?}, where tenantry keeps its own keys", t.namespace.value),
+                );
+            }
             for other in tenants.values().filter(|o| o.backend == backend) {
                 if other.namespace.overlaps(ns) {
                     c.error(

@@ -54,17 +54,60 @@ async fn respond(
             let down: Vec<String> =
                 rt.backends.iter().filter(|(_, b)| !b.is_up()).map(|(n, _)| n.to_string()).collect();
             if down.is_empty() {
-                (StatusCode::OK, "ready\n".to_string())
+                let mut body = "ready\n".to_string();
+                for note in status.notes.all() {
+                    body.push_str(&format!("warning: {note}\n"));
+                }
+                (StatusCode::OK, body)
             } else {
                 (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: backends down: {}\n", down.join(", ")))
             }
         }
         (&Method::GET, "/config") => (StatusCode::OK, status.config_json()),
+        (&Method::GET, "/tenants") => (StatusCode::OK, tenants_json(&runtime.load())),
         (&Method::GET, "/metrics") => (StatusCode::OK, status.metrics_text()),
-        (&Method::GET, _) => (StatusCode::NOT_FOUND, "not found: try /live, /ready, /config or /metrics\n".to_string()),
+        (&Method::GET, _) => {
+            (StatusCode::NOT_FOUND, "not found: try /live, /ready, /config, /tenants or /metrics\n".to_string())
+        }
         _ => (StatusCode::METHOD_NOT_ALLOWED, "GET only\n".to_string()),
     };
     let mut resp = Response::new(Full::new(Bytes::from(body)));
+    if body_is_json(req.uri().path()) {
+        resp.headers_mut()
+            .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
+    }
     *resp.status_mut() = status;
     Ok(resp)
+}
+
+fn body_is_json(path: &str) -> bool {
+    matches!(path, "/config" | "/tenants")
+}
+
+/// Each tenant's backend, namespace and live figures.
+fn tenants_json(rt: &Runtime) -> String {
+    let mut tenants: Vec<serde_json::Value> = rt
+        .tenants
+        .values()
+        .map(|t| {
+            let totals = t.metrics.totals();
+            let reads = totals.hits + totals.misses;
+            serde_json::json!({
+                "tenant": t.id.as_str(),
+                "backend": t.config.backend.as_str(),
+                "namespace": t.namespace.to_string(),
+                "config_version": rt.version,
+                "connections": t.metrics.connections.get(),
+                "hits": totals.hits,
+                "misses": totals.misses,
+                "hit_rate": if reads > 0 { Some(totals.hits as f64 / reads as f64) } else { None },
+                "evictions": totals.evictions,
+                "expirations": totals.expirations,
+                "received_bytes": t.metrics.bytes_in.get(),
+                "sent_bytes": t.metrics.bytes_out.get(),
+            })
+        })
+        .collect();
+    tenants.sort_by(|a, b| a["tenant"].as_str().cmp(&b["tenant"].as_str()));
+    serde_json::to_string_pretty(&tenants).unwrap_or_default() + "\n"
 }

@@ -4,15 +4,14 @@
 //! removed with UNLINK in small batches, at a bounded rate, so the backend is
 //! never blocked for long. Progress is at the admin server's `/config`.
 
-use crate::backend::{Batch, NodePool, Router};
+use crate::backend::Router;
 use crate::runtime::Runtime;
 use crate::status::{CleanupLabel, CleanupProgress, Status};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use std::sync::Arc;
 use std::time::Duration;
 use tenantry_config::{BackendName, Cleanup, TenantId};
-use tenantry_protocol::{encode, Namespace, Protocol};
-use tokio::sync::oneshot;
+use tenantry_protocol::Namespace;
 use tokio_util::sync::CancellationToken;
 
 pub(crate) struct Job {
@@ -85,13 +84,13 @@ async fn run(job: &Job, rate: Cleanup, status: &Status, index: usize) -> Result<
         .clone();
     let mut cursor = Bytes::from_static(b"0");
     loop {
-        let reply = call(node, &[b"SCAN", &cursor, b"MATCH", &pattern, b"COUNT", count.as_bytes()]).await?;
+        let reply = node.call(&[b"SCAN", &cursor, b"MATCH", &pattern, b"COUNT", count.as_bytes()]).await?;
         let (next, keys) = parse_scan(&reply)
             .ok_or_else(|| format!("unexpected SCAN reply: {:?}", String::from_utf8_lossy(&reply)))?;
         if !keys.is_empty() {
             let mut args: Vec<&[u8]> = vec![b"UNLINK"];
             args.extend(keys.iter().map(|k| k.as_ref()));
-            let reply = call(node, &args).await?;
+            let reply = node.call(&args).await?;
             if reply.first() == Some(&b'-') {
                 return Err(format!("UNLINK failed: {}", String::from_utf8_lossy(&reply).trim_end()));
             }
@@ -104,19 +103,6 @@ async fn run(job: &Job, rate: Cleanup, status: &Status, index: usize) -> Result<
             return Ok(());
         }
         cursor = next;
-    }
-}
-
-/// Sends one command (its arguments as given, nothing prefixed) and waits for its reply.
-async fn call(node: &NodePool, args: &[&[u8]]) -> Result<Bytes, String> {
-    let mut bytes = BytesMut::new();
-    encode::command(&mut bytes, args, &[], &Namespace::new("-").expect("valid"));
-    let (tx, rx) = oneshot::channel();
-    node.send(0, Protocol::Resp2, Batch { bytes: bytes.freeze(), count: 1, reply: tx });
-    match rx.await {
-        Ok(Ok(reply)) => Ok(reply),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(node.lost().to_string()),
     }
 }
 

@@ -79,6 +79,12 @@ impl Proxy {
             }
             None => None,
         };
+        tasks.spawn(crate::telemetry::nodes::supervise(
+            runtime.clone(),
+            status.families.clone(),
+            status.notes.clone(),
+            shutdown.clone(),
+        ));
         let shared = Arc::new(Shared { runtime, status, listen, admin, shutdown });
         Ok(Proxy { addrs, admin_addr, shared, tasks })
     }

@@ -1,6 +1,7 @@
 //! What operators can see of the running config: its version, the last
 //! reload's outcome, settings that need a restart, namespace cleanups.
 
+use crate::telemetry::nodes::Notes;
 use crate::telemetry::Families;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -41,6 +42,7 @@ pub struct CleanupProgress {
 pub struct Status {
     pub registry: Mutex<Registry>,
     pub families: Arc<Families>,
+    pub notes: Arc<Notes>,
     pub reloads: Family<ResultLabel, Counter>,
     pub config_info: Family<VersionLabel, Gauge>,
     pub cleanup_deleted: Family<CleanupLabel, Counter>,

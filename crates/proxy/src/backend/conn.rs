@@ -136,7 +136,7 @@ async fn manage(
     }
 }
 
-async fn connect(settings: &ConnSettings, proto: Protocol) -> Result<TcpStream, String> {
+pub(crate) async fn connect(settings: &ConnSettings, proto: Protocol) -> Result<TcpStream, String> {
     let mut stream = tokio::time::timeout(settings.connect_timeout, TcpStream::connect(settings.addr.as_str()))
         .await
         .map_err(|_| format!("connect timed out after {:?}", settings.connect_timeout))?

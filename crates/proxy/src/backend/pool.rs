@@ -1,9 +1,12 @@
 //! The multiplexed connections to one Redis node, shared by every client.
 
-use super::conn::{spawn_connection, BackendError, Batch, ConnHandle, ConnSettings};
+use super::conn::{connect, spawn_connection, BackendError, Batch, ConnHandle, ConnSettings};
+use bytes::{Bytes, BytesMut};
 use std::sync::{Arc, OnceLock};
 use tenantry_config::{Backend, BackendAddr, BackendName};
 use tenantry_protocol::Protocol;
+use tenantry_protocol::{encode, Namespace};
+use tokio::sync::oneshot;
 
 /// Connections to one node, in two sets: replies differ between RESP2 and
 /// RESP3, so a client's commands go over connections speaking its protocol.
@@ -34,6 +37,25 @@ impl NodePool {
     /// The version the node reported in its HELLO reply, once connected.
     pub fn server_version(&self) -> Option<String> {
         self.settings.version.get().cloned()
+    }
+
+    /// Sends one command of tenantry's own (its arguments as given, nothing
+    /// prefixed) and waits for its reply.
+    pub async fn call(&self, args: &[&[u8]]) -> Result<Bytes, String> {
+        let mut bytes = BytesMut::new();
+        encode::command(&mut bytes, args, &[], &Namespace::new("-").expect("valid"));
+        let (tx, rx) = oneshot::channel();
+        self.send(0, Protocol::Resp2, Batch { bytes: bytes.freeze(), count: 1, reply: tx });
+        match rx.await {
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(self.lost().to_string()),
+        }
+    }
+
+    /// A new connection of its own to this node (for a subscriber).
+    pub(crate) async fn dedicated(&self) -> Result<tokio::net::TcpStream, String> {
+        connect(&self.settings, Protocol::Resp2).await
     }
 
     /// The error for requests whose connection broke before their replies came.

@@ -2,5 +2,6 @@
 //! attributed to the tenant whose key it was.
 
 pub mod metrics;
+pub mod nodes;
 
 pub use metrics::{Families, KeyspaceCounters, TenantMetrics};

@@ -1,0 +1,297 @@
+//! What tenantry learns from each backend node on its own: INFO figures, and
+//! evictions and expirations attributed to the tenant whose key it was.
+//!
+//! Redis evicts and expires keys without any client asking, so no request
+//! can count them: tenantry subscribes to the node's keyspace events
+//! (`evicted`, `expired`) and maps each key to its tenant by namespace. Many
+//! sidecars share one backend, and if each counted every event the fleet-wide
+//! sum would be multiplied by the number of proxies; so one proxy per node
+//! reports, chosen through the node itself: it holds a lease key
+//! (`tenantry:events:lease`, renewed every 2 s, expiring after 10 s), and when
+//! it dies another takes over. Events during a handover can be missed.
+
+use crate::backend::NodePool;
+use crate::runtime::Runtime;
+use crate::telemetry::metrics::{Families, NodeLabels};
+use arc_swap::ArcSwap;
+use bytes::{Buf, BytesMut};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tenantry_config::BackendName;
+use tenantry_protocol::reply::reply_len;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+
+pub const LEASE_KEY: &[u8] = b"tenantry:events:lease";
+const LEASE_MS: &str = "10000";
+const EVERY: Duration = Duration::from_secs(2);
+
+/// Takes or renews the lease if it is free or ours; 1 if we hold it.
+const LEASE_SCRIPT: &str = "if redis.call('get', KEYS[1]) == ARGV[1] then \
+     return redis.call('pexpire', KEYS[1], ARGV[2]) \
+   elseif redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 else return 0 end";
+
+/// Problems operators should know about, by node, for `/ready`.
+#[derive(Default)]
+pub struct Notes(Mutex<HashMap<String, String>>);
+
+impl Notes {
+    fn set(&self, node: &str, note: Option<String>) {
+        let mut map = self.0.lock().expect("not poisoned");
+        match note {
+            Some(n) => map.insert(node.to_string(), n),
+            None => map.remove(node),
+        };
+    }
+
+    pub fn all(&self) -> Vec<String> {
+        let map = self.0.lock().expect("not poisoned");
+        let mut v: Vec<String> = map.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+        v.sort();
+        v
+    }
+}
+
+/// Keeps one watcher per backend node of the running config.
+pub async fn supervise(
+    runtime: Arc<ArcSwap<Runtime>>,
+    families: Arc<Families>,
+    notes: Arc<Notes>,
+    shutdown: CancellationToken,
+) {
+    let proxy_id = format!("{}-{:016x}", std::process::id(), fastrand::u64(..));
+    let mut running: HashMap<(BackendName, String), (Arc<NodePool>, CancellationToken)> = HashMap::new();
+    let mut tick = tokio::time::interval(EVERY);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.cancelled() => return,
+        }
+        let rt = runtime.load_full();
+        let mut wanted = HashMap::new();
+        for (name, router) in &rt.backends {
+            let node = router.any_node().clone();
+            wanted.insert((name.clone(), node.addr().to_string()), node);
+        }
+        running.retain(|key, (node, stop)| {
+            let keep = wanted.get(key).is_some_and(|n| Arc::ptr_eq(n, node));
+            if !keep {
+                stop.cancel();
+            }
+            keep
+        });
+        for (key, node) in wanted {
+            if running.contains_key(&key) {
+                continue;
+            }
+            let stop = shutdown.child_token();
+            let watcher = NodeWatcher {
+                backend: key.0.clone(),
+                node: node.clone(),
+                labels: NodeLabels { backend: key.0.to_string(), node: key.1.clone() },
+                runtime: runtime.clone(),
+                families: families.clone(),
+                notes: notes.clone(),
+                proxy_id: proxy_id.clone(),
+            };
+            tokio::spawn(watcher.run(stop.clone()));
+            running.insert(key, (node, stop));
+        }
+    }
+}
+
+struct NodeWatcher {
+    backend: BackendName,
+    node: Arc<NodePool>,
+    labels: NodeLabels,
+    runtime: Arc<ArcSwap<Runtime>>,
+    families: Arc<Families>,
+    notes: Arc<Notes>,
+    proxy_id: String,
+}
+
+impl NodeWatcher {
+    async fn run(self, stop: CancellationToken) {
+        let me = Arc::new(self);
+        let mut subscriber: Option<CancellationToken> = None;
+        let mut tick = tokio::time::interval(EVERY);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.cancelled() => break,
+            }
+            me.poll_info().await;
+            let leader = me.hold_lease().await;
+            me.families.event_reporter.get_or_create(&me.labels).set(i64::from(leader));
+            let alive = subscriber.as_ref().is_some_and(|s| !s.is_cancelled());
+            match (leader, alive) {
+                (true, false) => {
+                    let token = stop.child_token();
+                    tokio::spawn(me.clone().subscribe(token.clone()));
+                    subscriber = Some(token);
+                }
+                (false, true) => {
+                    if let Some(s) = subscriber.take() {
+                        s.cancel();
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let Some(s) = subscriber {
+            s.cancel();
+        }
+    }
+
+    async fn poll_info(&self) {
+        let f = &self.families;
+        match self.node.call(&[b"INFO"]).await {
+            Ok(reply) if reply.first() == Some(&b'$') => {
+                let text = String::from_utf8_lossy(&reply);
+                for line in text.lines() {
+                    let Some((k, v)) = line.split_once(':') else { continue };
+                    let Ok(v) = v.trim().parse::<i64>() else { continue };
+                    let family = match k {
+                        "used_memory" => &f.backend_used_memory,
+                        "maxmemory" => &f.backend_maxmemory,
+                        "evicted_keys" => &f.backend_evicted_keys,
+                        "expired_keys" => &f.backend_expired_keys,
+                        "connected_clients" => &f.backend_connected_clients,
+                        _ => continue,
+                    };
+                    family.get_or_create(&self.labels).set(v);
+                }
+                f.backend_up.get_or_create(&self.labels).set(1);
+            }
+            _ => {
+                f.backend_up.get_or_create(&self.labels).set(0);
+            }
+        }
+    }
+
+    async fn hold_lease(&self) -> bool {
+        let args: [&[u8]; 6] =
+            [b"EVAL", LEASE_SCRIPT.as_bytes(), b"1", LEASE_KEY, self.proxy_id.as_bytes(), LEASE_MS.as_bytes()];
+        matches!(self.node.call(&args).await.as_deref(), Ok(b":1\r\n"))
+    }
+
+    /// Makes sure the node publishes evicted and expired key events.
+    async fn enable_events(&self) -> Result<(), String> {
+        let reply = self.node.call(&[b"CONFIG", b"GET", b"notify-keyspace-events"]).await?;
+        let text = String::from_utf8_lossy(&reply).into_owned();
+        let current = text.lines().nth(4).unwrap_or("").to_string();
+        let has = |c: char| current.contains(c) || (current.contains('A') && matches!(c, 'e' | 'x'));
+        if has('E') && has('e') && has('x') {
+            return Ok(());
+        }
+        let mut wanted = current.clone();
+        for c in ['E', 'e', 'x'] {
+            if !has(c) {
+                wanted.push(c);
+            }
+        }
+        let reply = self.node.call(&[b"CONFIG", b"SET", b"notify-keyspace-events", wanted.as_bytes()]).await?;
+        if reply.starts_with(b"+OK") {
+            tracing::info!(backend = %self.backend, node = %self.labels.node, flags = %wanted, "enabled keyspace events");
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&reply).trim().to_string())
+        }
+    }
+
+    async fn subscribe(self: Arc<Self>, stop: CancellationToken) {
+        let result = tokio::select! {
+            r = self.listen() => r,
+            _ = stop.cancelled() => Ok(()),
+        };
+        if let Err(e) = result {
+            tracing::warn!(backend = %self.backend, node = %self.labels.node, error = %e,
+                "evictions and expirations of this node are not attributed to tenants");
+            self.notes.set(&self.labels.node, Some(format!("evictions and expirations not attributed: {e}")));
+        }
+        stop.cancel();
+    }
+
+    async fn listen(&self) -> Result<(), String> {
+        if let Err(e) = self.enable_events().await {
+            return Err(format!(
+                "cannot enable notify-keyspace-events (CONFIG SET refused: {e}); set it to include Exe on the backend"
+            ));
+        }
+        self.notes.set(&self.labels.node, None);
+        let mut conn = self.node.dedicated().await?;
+        let mut req = BytesMut::new();
+        let args: [&[u8]; 3] = [b"PSUBSCRIBE", b"__keyevent@*__:evicted", b"__keyevent@*__:expired"];
+        tenantry_protocol::encode::command(
+            &mut req,
+            &args,
+            &[],
+            &tenantry_protocol::Namespace::new("-").expect("valid"),
+        );
+        conn.write_all(&req).await.map_err(|e| e.to_string())?;
+        let mut buf = BytesMut::with_capacity(16 * 1024);
+        loop {
+            while let Some(len) = reply_len(&buf).map_err(|e| e.to_string())? {
+                self.event(&buf[..len]);
+                buf.advance(len);
+            }
+            if conn.read_buf(&mut buf).await.map_err(|e| e.to_string())? == 0 {
+                return Err("subscriber connection closed".into());
+            }
+        }
+    }
+
+    /// `*4 pmessage <pattern> __keyevent@0__:evicted <key>`
+    fn event(&self, msg: &[u8]) {
+        let parts = bulk_strings(msg);
+        let [kind, _pattern, channel, key] = parts.as_slice() else { return };
+        if *kind != b"pmessage" {
+            return;
+        }
+        let evicted = channel.ends_with(b":evicted");
+        let rt = self.runtime.load();
+        let owner = rt
+            .tenants
+            .values()
+            .filter(|t| t.config.backend == self.backend)
+            .find_map(|t| t.namespace.strip(key).map(|client_key| (t, client_key)));
+        if let Some((tenant, client_key)) = owner {
+            let counters = tenant.metrics.keyspace(client_key);
+            if evicted {
+                counters.evictions.inc();
+            } else {
+                counters.expirations.inc();
+            }
+        }
+    }
+}
+
+/// The bulk strings of a flat RESP array (a Pub/Sub message).
+fn bulk_strings(msg: &[u8]) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    let Some(first_end) = memchr::memmem::find(msg, b"\r\n") else { return out };
+    let mut pos = first_end + 2;
+    while pos < msg.len() && msg[pos] == b'$' {
+        let Some(end) = memchr::memmem::find(&msg[pos..], b"\r\n") else { break };
+        let Some(n) = std::str::from_utf8(&msg[pos + 1..pos + end]).ok().and_then(|s| s.parse::<usize>().ok()) else {
+            break;
+        };
+        let start = pos + end + 2;
+        let Some(body) = msg.get(start..start + n) else { break };
+        out.push(body);
+        pos = start + n + 2;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bulk_strings;
+
+    #[test]
+    fn splits_pubsub_messages() {
+        let m = b"*4\r\n$8\r\npmessage\r\n$3\r\np*x\r\n$22\r\n__keyevent@0__:evicted\r\n$5\r\na:b:c\r\n";
+        assert_eq!(bulk_strings(m), vec![&b"pmessage"[..], b"p*x", b"__keyevent@0__:evicted", b"a:b:c"]);
+    }
+}

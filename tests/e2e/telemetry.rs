@@ -1,0 +1,173 @@
+//! Per-tenant telemetry: hits and misses as the client saw them, evictions
+//! and expirations attributed to the tenant whose key it was, once per fleet.
+
+use std::time::{Duration, Instant};
+use tenantry_tests::{direct, encode, http_get, metric, metric_sum, RawClient, RedisServer, TestProxy};
+
+fn two_tenants(redis: &RedisServer) -> String {
+    format!(
+        "admin: 127.0.0.1:0\nbackends:\n  local: {{ kind: standalone, nodes: [\"{}\"] }}\n\
+         tenants:\n  a: {{ backend: local, namespace: \"a:\", auth: {{ username: a, password: pw }} }}\n  \
+         b: {{ backend: local, namespace: \"b:\", auth: {{ username: b, password: pw }} }}\n",
+        redis.addr()
+    )
+}
+
+async fn login(proxy: &TestProxy, user: &str) -> RawClient {
+    let mut c = proxy.raw().await;
+    assert_eq!(c.cmd(&[b"AUTH", user.as_bytes(), b"pw"]).await, b"+OK\r\n");
+    c
+}
+
+async fn metrics(proxy: &TestProxy) -> String {
+    http_get(proxy.admin_addr().expect("admin"), "/metrics").await.1
+}
+
+/// Writes `n` 1 KiB keys `prefix0..` in pipelines.
+async fn fill(c: &mut RawClient, prefix: &str, n: usize) {
+    let value = vec![b'v'; 1024];
+    for chunk in (0..n).collect::<Vec<_>>().chunks(500) {
+        let req: Vec<u8> =
+            chunk.iter().flat_map(|i| encode(&[b"SET", format!("{prefix}{i}").as_bytes(), &value])).collect();
+        c.send(&req).await;
+        for _ in chunk {
+            let r = c.reply().await;
+            assert!(r == b"+OK\r\n" || r.starts_with(b"-OOM"), "{:?}", String::from_utf8_lossy(&r));
+        }
+    }
+}
+
+/// How many of `prefix0..prefix{n}` still exist.
+async fn surviving(c: &mut RawClient, prefix: &str, n: usize) -> usize {
+    let keys: Vec<Vec<u8>> = (0..n).map(|i| format!("{prefix}{i}").into_bytes()).collect();
+    let mut args: Vec<&[u8]> = vec![b"EXISTS"];
+    args.extend(keys.iter().map(|k| k.as_slice()));
+    let r = c.cmd(&args).await;
+    String::from_utf8_lossy(&r[1..r.len() - 2]).parse().unwrap()
+}
+
+#[tokio::test]
+async fn hits_and_misses_equal_what_the_client_saw() {
+    let redis = RedisServer::start();
+    let proxy = TestProxy::start(&two_tenants(&redis)).await;
+    let mut a = login(&proxy, "a").await;
+    for i in 0..10 {
+        assert_eq!(a.cmd(&[b"SET", format!("user:{i}").as_bytes(), b"x"]).await, b"+OK\r\n");
+    }
+    let (mut hits, mut misses) = (0, 0);
+    for i in 0..30 {
+        let r = a.cmd(&[b"GET", format!("user:{i}").as_bytes()]).await;
+        if r == b"$-1\r\n" {
+            misses += 1
+        } else {
+            hits += 1
+        }
+    }
+    // MGET counts per key: 2 hits, 1 miss; EXISTS 1 hit, 1 miss; an empty HGETALL a miss.
+    a.cmd(&[b"MGET", b"user:1", b"user:2", b"user:99"]).await;
+    a.cmd(&[b"EXISTS", b"user:3", b"user:98"]).await;
+    a.cmd(&[b"HGETALL", b"user:nohash"]).await;
+    let (hits, misses) = (hits + 3, misses + 3);
+    let text = metrics(&proxy).await;
+    assert_eq!(metric(&text, "tenantry_keyspace_hits_total{tenant=\"a\",keyspace=\"user\"}"), hits as f64, "{text}");
+    assert_eq!(metric(&text, "tenantry_keyspace_misses_total{tenant=\"a\",keyspace=\"user\"}"), misses as f64);
+    assert_eq!(metric(&text, "tenantry_commands_total{tenant=\"a\",command=\"get\"}"), 30.0);
+    assert_eq!(metric_sum(&text, "tenantry_keyspace_hits_total", "tenant=\"b\""), 0.0);
+    // A refusal and a backend error are counted by kind.
+    a.cmd(&[b"KEYS", b"*"]).await;
+    a.cmd(&[b"LPUSH", b"user:1", b"x"]).await;
+    let text = metrics(&proxy).await;
+    assert_eq!(metric(&text, "tenantry_command_errors_total{tenant=\"a\",kind=\"refused\"}"), 1.0);
+    assert_eq!(metric(&text, "tenantry_command_errors_total{tenant=\"a\",kind=\"WRONGTYPE\"}"), 1.0);
+    assert!(metric(&text, "tenantry_command_duration_seconds_count{tenant=\"a\"}") >= 40.0, "{text}");
+    let (_, tenants) = http_get(proxy.admin_addr().unwrap(), "/tenants").await;
+    assert!(tenants.contains(&format!("\"hits\": {hits}")) && tenants.contains("\"namespace\": \"a:\""), "{tenants}");
+}
+
+#[tokio::test]
+async fn evictions_are_attributed_to_the_tenant_whose_key_it_was_once_per_fleet() {
+    let _heavy = tenantry_tests::heavy().await;
+    let redis = RedisServer::start_with(&["--maxmemory", "4mb", "--maxmemory-policy", "allkeys-lru"]);
+    // Two sidecars in front of the same backend.
+    let one = TestProxy::start(&two_tenants(&redis)).await;
+    let two = TestProxy::start(&two_tenants(&redis)).await;
+    // Wait until one of them reports the node's events.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let reporters = metric_sum(&metrics(&one).await, "tenantry_event_reporter", "")
+            + metric_sum(&metrics(&two).await, "tenantry_event_reporter", "");
+        if reporters == 1.0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{reporters} reporters");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await; // the subscriber is connected
+
+    let mut b = login(&two, "b").await;
+    fill(&mut b, "keep:", 300).await;
+    let mut a = login(&one, "a").await;
+    fill(&mut a, "flood:", 8000).await;
+
+    let a_lost = 8000 - surviving(&mut a, "flood:", 8000).await;
+    let b_lost = 300 - surviving(&mut b, "keep:", 300).await;
+    assert!(a_lost > 1000, "the flood evicted only {a_lost} keys");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (t1, t2) = (metrics(&one).await, metrics(&two).await);
+        let count = |tenant: &str| {
+            metric_sum(&t1, "tenantry_evictions_total", &format!("tenant=\"{tenant}\""))
+                + metric_sum(&t2, "tenantry_evictions_total", &format!("tenant=\"{tenant}\""))
+        };
+        let (a_seen, b_seen) = (count("a"), count("b"));
+        if a_seen == a_lost as f64 && b_seen == b_lost as f64 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "evictions in metrics a={a_seen} b={b_seen}; keys that disappeared a={a_lost} b={b_lost}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let backend_total: i64 = {
+        let mut d = direct(&redis).await;
+        let info: String = redis::cmd("INFO").arg("stats").query_async(&mut d).await.unwrap();
+        info.lines().find_map(|l| l.strip_prefix("evicted_keys:")).unwrap().trim().parse().unwrap()
+    };
+    // Every eviction of a tenant's key was counted once; the backend's own
+    // figure may also include tenantry's lease key, which allkeys-lru can evict.
+    let extra = backend_total as usize - (a_lost + b_lost);
+    assert!(extra <= 2, "backend evicted {backend_total}, tenants lost {}", a_lost + b_lost);
+}
+
+#[tokio::test]
+async fn expirations_are_attributed_by_keyspace() {
+    let redis = RedisServer::start();
+    let proxy = TestProxy::start(&two_tenants(&redis)).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric_sum(&metrics(&proxy).await, "tenantry_event_reporter", "") != 1.0 {
+        assert!(Instant::now() < deadline, "no reporter");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut b = login(&proxy, "b").await;
+    for i in 0..20 {
+        assert_eq!(b.cmd(&[b"SET", format!("sess:{i}").as_bytes(), b"v", b"PX", b"50"]).await, b"+OK\r\n");
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Touching them expires any the backend has not expired on its own yet.
+    for i in 0..20 {
+        assert_eq!(b.cmd(&[b"GET", format!("sess:{i}").as_bytes()]).await, b"$-1\r\n");
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = metrics(&proxy).await;
+        let n = metric(&text, "tenantry_expirations_total{tenant=\"b\",keyspace=\"sess\"}");
+        if n == 20.0 {
+            assert_eq!(metric_sum(&text, "tenantry_expirations_total", "tenant=\"a\""), 0.0);
+            break;
+        }
+        assert!(Instant::now() < deadline, "{n} expirations counted for b");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
