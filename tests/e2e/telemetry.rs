@@ -171,3 +171,35 @@ async fn expirations_are_attributed_by_keyspace() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn hot_keys_and_big_values_are_reported_per_tenant() {
+    let redis = RedisServer::start();
+    let proxy =
+        TestProxy::start(&format!("{}telemetry: {{ hot_keys: 5, big_value_bytes: 100 }}\n", two_tenants(&redis))).await;
+    let mut a = login(&proxy, "a").await;
+    let mut req = Vec::new();
+    for i in 0..2000 {
+        // cart:hot gets half the traffic, the rest is spread over 500 keys.
+        let key = if i % 2 == 0 { "cart:hot".to_string() } else { format!("cart:{}", i % 500) };
+        req.extend(encode(&[b"GET", key.as_bytes()]));
+    }
+    a.send(&req).await;
+    for _ in 0..2000 {
+        a.reply().await;
+    }
+    assert_eq!(a.cmd(&[b"SET", b"blob:1", &[b'x'; 101]]).await, b"+OK\r\n");
+    assert_eq!(a.cmd(&[b"SET", b"blob:2", &[b'x'; 100]]).await, b"+OK\r\n");
+
+    let admin = proxy.admin_addr().unwrap();
+    let (status, body) = http_get(admin, "/hotkeys?tenant=a").await;
+    assert_eq!(status, 200);
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["hot_keys"][0]["key"], "cart:hot", "{body}");
+    assert!(json["hot_keys"][0]["count"].as_u64().unwrap() >= 900, "{body}");
+    assert_eq!(http_get(admin, "/hotkeys?tenant=nobody").await.0, 404);
+
+    let text = metrics(&proxy).await;
+    assert!(metric(&text, "tenantry_hot_key_commands{tenant=\"a\",rank=\"1\",key=\"cart:hot\"}") >= 900.0, "{text}");
+    assert_eq!(metric(&text, "tenantry_big_values_total{tenant=\"a\",keyspace=\"blob\"}"), 1.0);
+}

@@ -72,6 +72,21 @@ pub struct Config {
     pub tenants: BTreeMap<TenantId, Tenant>,
     pub default_tenant: Option<TenantId>,
     pub cleanup: Cleanup,
+    pub telemetry: Telemetry,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Telemetry {
+    /// How many of each tenant's hottest keys are tracked (`/hotkeys`).
+    pub hot_keys: usize,
+    /// Written values larger than this count as big, per keyspace.
+    pub big_value_bytes: usize,
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Telemetry { hot_keys: 20, big_value_bytes: 1 << 20 }
+    }
 }
 
 /// How fast the keys of an old namespace generation are deleted after a

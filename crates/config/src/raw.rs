@@ -19,6 +19,15 @@ pub struct RawConfig {
     pub default_tenant: Option<Spanned<String>>,
     #[serde(default)]
     pub cleanup: Option<Spanned<RawCleanup>>,
+    #[serde(default)]
+    pub telemetry: Option<Spanned<RawTelemetry>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTelemetry {
+    pub hot_keys: Option<Spanned<u64>>,
+    pub big_value_bytes: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -335,8 +335,15 @@ pub(crate) fn validate(
         cleanup.batch = c.count(&r.batch, "cleanup.batch", cleanup.batch as usize).min(100_000) as u32;
     }
 
+    let mut telemetry = Telemetry::default();
+    if let Some(raw_t) = &raw.telemetry {
+        let r = &raw_t.value;
+        telemetry.hot_keys = c.count(&r.hot_keys, "telemetry.hot_keys", telemetry.hot_keys).min(1000);
+        telemetry.big_value_bytes = c.size(&r.big_value_bytes, "telemetry.big_value_bytes", telemetry.big_value_bytes);
+    }
+
     if c.errors.is_empty() {
-        Ok(Config { listen, admin, limits, backends, tenants, default_tenant, cleanup })
+        Ok(Config { listen, admin, limits, backends, tenants, default_tenant, cleanup, telemetry })
     } else {
         Err(ConfigErrors(c.errors))
     }

@@ -65,7 +65,15 @@ async fn respond(
         }
         (&Method::GET, "/config") => (StatusCode::OK, status.config_json()),
         (&Method::GET, "/tenants") => (StatusCode::OK, tenants_json(&runtime.load())),
-        (&Method::GET, "/metrics") => (StatusCode::OK, status.metrics_text()),
+        (&Method::GET, "/metrics") => {
+            let rt = runtime.load();
+            status.families.hot_keys.clear();
+            for t in rt.tenants.values() {
+                t.metrics.publish_hot_keys();
+            }
+            (StatusCode::OK, status.metrics_text())
+        }
+        (&Method::GET, "/hotkeys") => hot_keys(&runtime.load(), req.uri().query().unwrap_or("")),
         (&Method::GET, _) => {
             (StatusCode::NOT_FOUND, "not found: try /live, /ready, /config, /tenants or /metrics\n".to_string())
         }
@@ -81,7 +89,27 @@ async fn respond(
 }
 
 fn body_is_json(path: &str) -> bool {
-    matches!(path, "/config" | "/tenants")
+    matches!(path, "/config" | "/tenants" | "/hotkeys")
+}
+
+/// `/hotkeys?tenant=NAME`: the tenant's hottest keys, hottest first.
+fn hot_keys(rt: &Runtime, query: &str) -> (StatusCode, String) {
+    let tenant = query.split('&').find_map(|kv| kv.strip_prefix("tenant="));
+    let Some(t) = tenant.and_then(|name| rt.tenants.values().find(|t| t.id.as_str() == name)) else {
+        return (StatusCode::NOT_FOUND, "{\"error\": \"give ?tenant=NAME of a configured tenant\"}\n".to_string());
+    };
+    let keys: Vec<serde_json::Value> = t
+        .metrics
+        .hot_keys()
+        .into_iter()
+        .map(|(key, count)| serde_json::json!({ "key": String::from_utf8_lossy(&key), "count": count }))
+        .collect();
+    (
+        StatusCode::OK,
+        serde_json::to_string_pretty(&serde_json::json!({ "tenant": t.id.as_str(), "hot_keys": keys }))
+            .unwrap_or_default()
+            + "\n",
+    )
 }
 
 /// Each tenant's backend, namespace and live figures.

@@ -82,9 +82,9 @@ impl Runtime {
                 config: t.clone(),
                 limiter,
                 connections: old.map(|o| o.connections.clone()).unwrap_or_default(),
-                metrics: old
-                    .map(|o| o.metrics.clone())
-                    .unwrap_or_else(|| Arc::new(TenantMetrics::new(id.as_str(), families.clone()))),
+                metrics: old.map(|o| o.metrics.clone()).unwrap_or_else(|| {
+                    Arc::new(TenantMetrics::new(id.as_str(), families.clone(), config.telemetry.hot_keys))
+                }),
             });
             if let Some(auth) = &t.auth {
                 by_username.insert(

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tenantry_config::OnExceed;
 use tenantry_protocol::classify::{classify, Action};
-use tenantry_protocol::command::CommandSpec;
+use tenantry_protocol::command::{flags, CommandSpec};
 use tenantry_protocol::encode::Reply;
 use tenantry_protocol::{hits, ttl, ReplyKeys, Request, RequestParser};
 use tokio::io::AsyncReadExt;
@@ -283,8 +283,22 @@ impl Session {
             ttl::rewrite(spec, &req.args, &self.keys, |k| policy.rule_for(k), now_ms, fastrand::f64)
         });
         metrics.bytes_in.inc_by(bytes as u64);
-        let tally = hits::tally(spec.name, req.args.len())
-            .and_then(|t| self.keys.first().map(|&k| (t, metrics.keyspace(&req.args[k]))));
+        let mut tally = None;
+        if let Some(&first) = self.keys.first() {
+            let key = &req.args[first];
+            metrics.touch(key);
+            let t = hits::tally(spec.name, req.args.len());
+            let big = self.state.big_value_bytes;
+            let has_big = spec.has_flag(flags::DENYOOM)
+                && req.args.iter().enumerate().skip(1).any(|(i, a)| a.len() > big && !self.keys.contains(&i));
+            if t.is_some() || has_big {
+                let counters = metrics.keyspace(key);
+                if has_big {
+                    counters.big_values.inc();
+                }
+                tally = t.map(|t| (t, counters));
+            }
+        }
         let f =
             Forward { tenant: &tenant, proto: self.state.proto, args: &req.args, keys: &self.keys, reply, ttl, tally };
         self.batcher.forward(&mut self.replies, f);

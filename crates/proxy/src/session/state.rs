@@ -55,6 +55,7 @@ pub struct State {
     pub name: Option<Bytes>,
     generation: u64,
     pub limits: ClientLimits,
+    pub big_value_bytes: usize,
 }
 
 impl State {
@@ -73,6 +74,7 @@ impl State {
             name: None,
             generation: rt.generation,
             limits: rt.limits,
+            big_value_bytes: rt.config.telemetry.big_value_bytes,
         };
         let admitted = state.select(rt.default_tenant.clone(), false);
         (state, admitted)
@@ -128,6 +130,7 @@ impl State {
         }
         self.generation = rt.generation;
         self.limits = rt.limits;
+        self.big_value_bytes = rt.config.telemetry.big_value_bytes;
         let next = if self.explicit {
             self.tenant.as_ref().and_then(|t| rt.tenants.get(&t.id).cloned())
         } else {

@@ -2,6 +2,7 @@
 //! own handles (looked up once, then cached), so counting a command costs an
 //! atomic add and, for a new label value, one map lookup.
 
+use heavykeeper::TopK;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -35,6 +36,13 @@ pub struct KeyspaceLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HotKeyLabels {
+    pub tenant: String,
+    pub rank: u32,
+    pub key: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct NodeLabels {
     pub backend: String,
     pub node: String,
@@ -57,6 +65,8 @@ pub struct Families {
     pub misses: Family<KeyspaceLabels, Counter>,
     pub evictions: Family<KeyspaceLabels, Counter>,
     pub expirations: Family<KeyspaceLabels, Counter>,
+    pub big_values: Family<KeyspaceLabels, Counter>,
+    pub hot_keys: Family<HotKeyLabels, Gauge>,
     pub bytes_in: Family<TenantLabel, Counter>,
     pub bytes_out: Family<TenantLabel, Counter>,
     pub connections: Family<TenantLabel, Gauge>,
@@ -80,6 +90,8 @@ impl Default for Families {
             misses: Family::default(),
             evictions: Family::default(),
             expirations: Family::default(),
+            big_values: Family::default(),
+            hot_keys: Family::default(),
             bytes_in: Family::default(),
             bytes_out: Family::default(),
             connections: Family::default(),
@@ -120,6 +132,16 @@ impl Families {
             self.evictions.clone(),
         );
         p.register("expirations", "Keys expired by the backend, by tenant and keyspace", self.expirations.clone());
+        p.register(
+            "big_values",
+            "Written values above telemetry.big_value_bytes, by keyspace",
+            self.big_values.clone(),
+        );
+        p.register(
+            "hot_key_commands",
+            "Estimated commands on each tenant's hottest keys (top 5, heavy-hitter sketch)",
+            self.hot_keys.clone(),
+        );
         p.register("received_bytes", "Request bytes received from clients", self.bytes_in.clone());
         p.register("sent_bytes", "Reply bytes sent to clients", self.bytes_out.clone());
         p.register("connections", "Open client connections", self.connections.clone());
@@ -156,6 +178,7 @@ pub struct TenantMetrics {
     commands: Mutex<HashMap<&'static str, Counter>>,
     errors: Mutex<HashMap<String, Counter>>,
     keyspaces: Mutex<HashMap<Vec<u8>, KeyspaceCounters>>,
+    hot: Mutex<TopK<Vec<u8>>>,
     pub latency: Histogram,
     pub bytes_in: Counter,
     pub bytes_out: Counter,
@@ -177,6 +200,7 @@ pub struct KeyspaceCounters {
     pub misses: Counter,
     pub evictions: Counter,
     pub expirations: Counter,
+    pub big_values: Counter,
 }
 
 impl std::fmt::Debug for TenantMetrics {
@@ -186,7 +210,7 @@ impl std::fmt::Debug for TenantMetrics {
 }
 
 impl TenantMetrics {
-    pub fn new(tenant: &str, families: Arc<Families>) -> Self {
+    pub fn new(tenant: &str, families: Arc<Families>, hot_keys: usize) -> Self {
         let t = TenantLabel { tenant: tenant.to_string() };
         let latency = families.latency.get_or_create(&t).clone();
         let bytes_in = families.bytes_in.get_or_create(&t).clone();
@@ -202,6 +226,8 @@ impl TenantMetrics {
             commands: Mutex::default(),
             errors: Mutex::default(),
             keyspaces: Mutex::default(),
+            // Width and depth give a good estimate for the top few dozen keys.
+            hot: Mutex::new(TopK::new(hot_keys.max(1), 2048, 4, 0.9)),
         }
     }
 
@@ -246,9 +272,36 @@ impl TenantMetrics {
             misses: self.families.misses.get_or_create(&labels).clone(),
             evictions: self.families.evictions.get_or_create(&labels).clone(),
             expirations: self.families.expirations.get_or_create(&labels).clone(),
+            big_values: self.families.big_values.get_or_create(&labels).clone(),
         };
         map.insert(name, c.clone());
         c
+    }
+
+    /// Counts a command on a client key in the heavy-hitter sketch.
+    pub fn touch(&self, key: &[u8]) {
+        self.hot.lock().expect("not poisoned").add(key, 1);
+    }
+
+    /// The hottest keys, hottest first, with estimated command counts.
+    pub fn hot_keys(&self) -> Vec<(Vec<u8>, u64)> {
+        let mut v: Vec<(Vec<u8>, u64)> =
+            self.hot.lock().expect("not poisoned").list().into_iter().map(|n| (n.item, n.count)).collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        v
+    }
+
+    /// Refreshes the top-5 hot key gauges (called when metrics are scraped).
+    pub fn publish_hot_keys(&self) {
+        let family = &self.families.hot_keys;
+        for (rank, (key, count)) in self.hot_keys().into_iter().take(5).enumerate() {
+            let labels = HotKeyLabels {
+                tenant: self.tenant.clone(),
+                rank: rank as u32 + 1,
+                key: String::from_utf8_lossy(&key).into_owned(),
+            };
+            family.get_or_create(&labels).set(count as i64);
+        }
     }
 
     /// Hits, misses, evictions and expirations summed over keyspaces, for `/tenants`.
