@@ -28,8 +28,8 @@ lint: ## cargo fmt --check and clippy with warnings as errors
 check-config: ## Validate config/*.yaml with `tenantry check`
 	for f in config/*.yaml; do $(CARGO) run -q --bin tenantry -- check $$f || exit 1; done
 
-deps: ## Install redis-server and redis-tools (Debian packages) if absent
-	@scripts/install-deps.sh redis-server:redis-server redis-cli:redis-tools
+deps: ## Install redis-server, redis-tools and chromium (Debian packages) if absent
+	@scripts/install-deps.sh redis-server:redis-server redis-cli:redis-tools chromium:chromium
 
 deps-bench: ## Also install redis-benchmark and twemproxy (nutcracker)
 	@scripts/install-deps.sh redis-server:redis-server redis-benchmark:redis-tools nutcracker:nutcracker

@@ -203,3 +203,35 @@ async fn hot_keys_and_big_values_are_reported_per_tenant() {
     assert!(metric(&text, "tenantry_hot_key_commands{tenant=\"a\",rank=\"1\",key=\"cart:hot\"}") >= 900.0, "{text}");
     assert_eq!(metric(&text, "tenantry_big_values_total{tenant=\"a\",keyspace=\"blob\"}"), 1.0);
 }
+
+/// The admin status page, rendered by a real browser (headless Chromium):
+/// its script fetches the JSON endpoints and fills the tables.
+#[tokio::test]
+async fn the_status_page_shows_tenants_and_backends_in_a_browser() {
+    let redis = RedisServer::start();
+    let proxy = TestProxy::start(&two_tenants(&redis)).await;
+    let mut a = login(&proxy, "a").await;
+    assert_eq!(a.cmd(&[b"SET", b"page:1", b"x"]).await, b"+OK\r\n");
+    assert_eq!(a.cmd(&[b"GET", b"page:1"]).await, b"$1\r\nx\r\n");
+    assert_eq!(a.cmd(&[b"GET", b"page:2"]).await, b"$-1\r\n");
+    // Let the node watcher read INFO once.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+
+    let url = format!("http://{}/", proxy.admin_addr().unwrap());
+    let profile = tempfile::tempdir().unwrap();
+    let out = tokio::process::Command::new("chromium")
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"])
+        .args(["--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(["--virtual-time-budget=5000", "--dump-dom", &url])
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("chromium (Debian's package; `make test` installs it)");
+    let dom = String::from_utf8_lossy(&out.stdout);
+    assert!(dom.contains(&format!("config {}", proxy.config_version())), "{dom}");
+    // Tenant a: 1 hit, 1 miss, its hot key; tenant b is listed too.
+    assert!(dom.contains("<td>a</td><td>local</td><td>a:</td><td>1</td><td>50.0%</td><td>1</td><td>1</td>"), "{dom}");
+    assert!(dom.contains("page:1 (2)") && dom.contains("<td>b</td>"), "{dom}");
+    assert!(dom.contains(&format!("<td>{}</td><td>local</td><td>yes</td>", redis.addr())), "{dom}");
+}

@@ -65,6 +65,10 @@ async fn respond(
         }
         (&Method::GET, "/config") => (StatusCode::OK, status.config_json()),
         (&Method::GET, "/tenants") => (StatusCode::OK, tenants_json(&runtime.load())),
+        (&Method::GET, "/backends") => {
+            (StatusCode::OK, serde_json::to_string_pretty(&status.notes.nodes()).unwrap_or_default() + "\n")
+        }
+        (&Method::GET, "/") => (StatusCode::OK, STATUS_PAGE.to_string()),
         (&Method::GET, "/metrics") => {
             let rt = runtime.load();
             status.families.hot_keys.clear();
@@ -89,8 +93,11 @@ async fn respond(
 }
 
 fn body_is_json(path: &str) -> bool {
-    matches!(path, "/config" | "/tenants" | "/hotkeys")
+    matches!(path, "/config" | "/tenants" | "/hotkeys" | "/backends")
 }
+
+/// The status page: the same figures as `/tenants` and `/backends`, at a glance.
+const STATUS_PAGE: &str = include_str!("status.html");
 
 /// `/hotkeys?tenant=NAME`: the tenant's hottest keys, hottest first.
 fn hot_keys(rt: &Runtime, query: &str) -> (StatusCode, String) {
@@ -129,6 +136,11 @@ fn tenants_json(rt: &Runtime) -> String {
                 "hits": totals.hits,
                 "misses": totals.misses,
                 "hit_rate": if reads > 0 { Some(totals.hits as f64 / reads as f64) } else { None },
+                "latency_p50_seconds": t.metrics.latency_buckets.quantile(0.5),
+                "latency_p99_seconds": t.metrics.latency_buckets.quantile(0.99),
+                "hot_keys": t.metrics.hot_keys().into_iter().take(3)
+                    .map(|(k, c)| serde_json::json!({ "key": String::from_utf8_lossy(&k), "count": c }))
+                    .collect::<Vec<_>>(),
                 "evictions": totals.evictions,
                 "expirations": totals.expirations,
                 "received_bytes": t.metrics.bytes_in.get(),

@@ -98,9 +98,7 @@ impl ReplyQueue {
                     match reply {
                         Ok(Ok(bytes)) => {
                             let seconds = b.sent_at.elapsed().as_secs_f64();
-                            for _ in 0..visible {
-                                b.metrics.latency.observe(seconds);
-                            }
+                            b.metrics.observe_latency(seconds, visible);
                             count_errors(&bytes, &b.metrics);
                             if b.fixes.is_empty() {
                                 out.push(bytes);

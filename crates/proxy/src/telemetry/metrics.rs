@@ -51,9 +51,46 @@ pub struct NodeLabels {
 /// Keyspaces beyond this many per tenant are counted as `other`.
 pub const MAX_KEYSPACES: usize = 50;
 
+/// 25 µs to about 1.6 s: fine enough for sub-millisecond work.
+const LATENCY_START: f64 = 0.000_025;
+const LATENCY_BUCKETS: usize = 17;
+
 fn latency_histogram() -> Histogram {
-    // 25 µs to about 1.6 s: fine enough for sub-millisecond work.
-    Histogram::new(exponential_buckets(0.000_025, 2.0, 17))
+    Histogram::new(exponential_buckets(LATENCY_START, 2.0, LATENCY_BUCKETS as u16))
+}
+
+/// The same buckets as the exported histogram, readable here, so `/tenants`
+/// and the status page can show percentiles.
+#[derive(Default)]
+pub struct LatencyBuckets([std::sync::atomic::AtomicU64; LATENCY_BUCKETS + 1]);
+
+impl LatencyBuckets {
+    fn bound(i: usize) -> f64 {
+        LATENCY_START * 2f64.powi(i as i32)
+    }
+
+    pub fn observe(&self, seconds: f64) {
+        let i = (0..LATENCY_BUCKETS).find(|&i| seconds <= Self::bound(i)).unwrap_or(LATENCY_BUCKETS);
+        self.0[i].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The upper bound of the bucket holding quantile `q`, in seconds.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        let counts: Vec<u64> = self.0.iter().map(|c| c.load(std::sync::atomic::Ordering::Relaxed)).collect();
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let rank = (q * total as f64).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, c) in counts.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                return Some(if i < LATENCY_BUCKETS { Self::bound(i) } else { f64::INFINITY });
+            }
+        }
+        None
+    }
 }
 
 /// Every metric family tenantry exports about tenants and backends.
@@ -179,7 +216,8 @@ pub struct TenantMetrics {
     errors: Mutex<HashMap<String, Counter>>,
     keyspaces: Mutex<HashMap<Vec<u8>, KeyspaceCounters>>,
     hot: Mutex<TopK<Vec<u8>>>,
-    pub latency: Histogram,
+    latency: Histogram,
+    pub latency_buckets: LatencyBuckets,
     pub bytes_in: Counter,
     pub bytes_out: Counter,
     pub connections: Gauge,
@@ -218,6 +256,7 @@ impl TenantMetrics {
         let connections = families.connections.get_or_create(&t).clone();
         TenantMetrics {
             latency,
+            latency_buckets: LatencyBuckets::default(),
             bytes_in,
             bytes_out,
             connections,
@@ -276,6 +315,14 @@ impl TenantMetrics {
         };
         map.insert(name, c.clone());
         c
+    }
+
+    /// Records `n` commands answered `seconds` after their batch was sent.
+    pub fn observe_latency(&self, seconds: f64, n: usize) {
+        for _ in 0..n {
+            self.latency.observe(seconds);
+            self.latency_buckets.observe(seconds);
+        }
     }
 
     /// Counts a command on a client key in the heavy-hitter sketch.

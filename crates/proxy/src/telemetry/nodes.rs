@@ -32,9 +32,23 @@ const LEASE_SCRIPT: &str = "if redis.call('get', KEYS[1]) == ARGV[1] then \
      return redis.call('pexpire', KEYS[1], ARGV[2]) \
    elseif redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 else return 0 end";
 
-/// Problems operators should know about, by node, for `/ready`.
+/// Problems operators should know about, by node, for `/ready`; and each
+/// node's last INFO figures, for `/backends`.
 #[derive(Default)]
-pub struct Notes(Mutex<HashMap<String, String>>);
+pub struct Notes(Mutex<HashMap<String, String>>, Mutex<HashMap<String, NodeFigures>>);
+
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct NodeFigures {
+    pub backend: String,
+    pub node: String,
+    pub up: bool,
+    pub used_memory: i64,
+    pub maxmemory: i64,
+    pub evicted_keys: i64,
+    pub expired_keys: i64,
+    pub connected_clients: i64,
+    pub reporter: bool,
+}
 
 impl Notes {
     fn set(&self, node: &str, note: Option<String>) {
@@ -43,6 +57,16 @@ impl Notes {
             Some(n) => map.insert(node.to_string(), n),
             None => map.remove(node),
         };
+    }
+
+    fn figures(&self, node: &str, update: impl FnOnce(&mut NodeFigures)) {
+        update(self.1.lock().expect("not poisoned").entry(node.to_string()).or_default());
+    }
+
+    pub fn nodes(&self) -> Vec<NodeFigures> {
+        let mut v: Vec<NodeFigures> = self.1.lock().expect("not poisoned").values().cloned().collect();
+        v.sort_by(|a, b| (&a.backend, &a.node).cmp(&(&b.backend, &b.node)));
+        v
     }
 
     pub fn all(&self) -> Vec<String> {
@@ -124,6 +148,7 @@ impl NodeWatcher {
             me.poll_info().await;
             let leader = me.hold_lease().await;
             me.families.event_reporter.get_or_create(&me.labels).set(i64::from(leader));
+            me.notes.figures(&me.labels.node, |n| n.reporter = leader);
             let alive = subscriber.as_ref().is_some_and(|s| !s.is_cancelled());
             match (leader, alive) {
                 (true, false) => {
@@ -152,20 +177,27 @@ impl NodeWatcher {
                 for line in text.lines() {
                     let Some((k, v)) = line.split_once(':') else { continue };
                     let Ok(v) = v.trim().parse::<i64>() else { continue };
-                    let family = match k {
-                        "used_memory" => &f.backend_used_memory,
-                        "maxmemory" => &f.backend_maxmemory,
-                        "evicted_keys" => &f.backend_evicted_keys,
-                        "expired_keys" => &f.backend_expired_keys,
-                        "connected_clients" => &f.backend_connected_clients,
+                    let (family, field): (_, fn(&mut NodeFigures) -> &mut i64) = match k {
+                        "used_memory" => (&f.backend_used_memory, |n| &mut n.used_memory),
+                        "maxmemory" => (&f.backend_maxmemory, |n| &mut n.maxmemory),
+                        "evicted_keys" => (&f.backend_evicted_keys, |n| &mut n.evicted_keys),
+                        "expired_keys" => (&f.backend_expired_keys, |n| &mut n.expired_keys),
+                        "connected_clients" => (&f.backend_connected_clients, |n| &mut n.connected_clients),
                         _ => continue,
                     };
                     family.get_or_create(&self.labels).set(v);
+                    self.notes.figures(&self.labels.node, |n| *field(n) = v);
                 }
                 f.backend_up.get_or_create(&self.labels).set(1);
+                self.notes.figures(&self.labels.node, |n| {
+                    n.up = true;
+                    n.backend = self.labels.backend.clone();
+                    n.node = self.labels.node.clone();
+                });
             }
             _ => {
                 f.backend_up.get_or_create(&self.labels).set(0);
+                self.notes.figures(&self.labels.node, |n| n.up = false);
             }
         }
     }
