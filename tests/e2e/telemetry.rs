@@ -235,3 +235,42 @@ async fn the_status_page_shows_tenants_and_backends_in_a_browser() {
     assert!(dom.contains("page:1 (2)") && dom.contains("<td>b</td>"), "{dom}");
     assert!(dom.contains(&format!("<td>{}</td><td>local</td><td>yes</td>", redis.addr())), "{dom}");
 }
+
+/// Every metric the Grafana dashboard queries is one tenantry exports.
+#[tokio::test]
+async fn the_grafana_dashboard_queries_metrics_that_exist() {
+    let redis = RedisServer::start_with(&["--maxmemory", "100mb"]);
+    let proxy = TestProxy::start(&format!("{}telemetry: {{ big_value_bytes: 1 }}\n", two_tenants(&redis))).await;
+    let mut a = login(&proxy, "a").await;
+    a.cmd(&[b"SET", b"x:1", b"vv"]).await;
+    a.cmd(&[b"GET", b"x:1"]).await;
+    a.cmd(&[b"KEYS", b"*"]).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut text = String::new();
+    while metric_sum(&text, "tenantry_backend_used_memory_bytes", "") == 0.0 {
+        assert!(Instant::now() < deadline, "no backend figures");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        text = metrics(&proxy).await;
+    }
+    let dashboard =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/grafana/tenantry.json")).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&dashboard).unwrap();
+    let mut names = Vec::new();
+    for panel in json["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            for (i, _) in expr.match_indices("tenantry_") {
+                let name: String = expr[i..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+                names.push(name);
+            }
+        }
+    }
+    assert!(names.len() >= 12, "{names:?}");
+    for name in names {
+        let exported = name.strip_suffix("_bucket").unwrap_or(&name);
+        assert!(
+            text.lines().any(|l| l.starts_with(exported)),
+            "the dashboard queries {name}, which is not exported:\n{text}"
+        );
+    }
+}
