@@ -274,3 +274,72 @@ async fn the_grafana_dashboard_queries_metrics_that_exist() {
         );
     }
 }
+
+/// (request head, body) of each request a collector received.
+type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>;
+
+/// A minimal OTLP/HTTP collector on its own thread: records each request.
+struct Collector {
+    addr: std::net::SocketAddr,
+    requests: Received,
+}
+
+impl Collector {
+    fn start() -> Self {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let requests = Received::default();
+        let seen = requests.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let mut reader = BufReader::new(stream);
+                let (mut head, mut length) = (String::new(), 0usize);
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                    head.push_str(&line);
+                }
+                let mut body = vec![0; length];
+                let _ = reader.read_exact(&mut body);
+                seen.lock().unwrap().push((head, body));
+                let _ =
+                    reader.get_mut().write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            }
+        });
+        Collector { addr, requests }
+    }
+}
+
+#[tokio::test]
+async fn sampled_command_spans_are_exported_over_otlp() {
+    let collector = Collector::start();
+    std::env::set_var("TENANTRY_LOG", "warn");
+    let otlp = tenantry_proxy::Otlp { endpoint: format!("http://{}/v1/traces", collector.addr), sample_ratio: 1.0 };
+    let guard = tenantry_proxy::init_tracing(false, Some(otlp)).expect("the only test that sets up tracing");
+    let redis = RedisServer::start();
+    let proxy = TestProxy::start(&two_tenants(&redis)).await;
+    let mut a = login(&proxy, "a").await;
+    assert_eq!(a.cmd(&[b"SET", b"traced:1", b"v"]).await, b"+OK\r\n");
+    assert_eq!(a.cmd(&[b"GET", b"traced:1"]).await, b"$1\r\nv\r\n");
+    // Export now rather than at the next batch interval (flush blocks: off this thread).
+    let guard = tokio::task::spawn_blocking(move || {
+        guard.flush();
+        guard
+    })
+    .await
+    .unwrap();
+    let requests = collector.requests.lock().unwrap().clone();
+    let (head, body) = requests.iter().find(|(h, _)| h.starts_with("POST /v1/traces")).expect("an OTLP export");
+    assert!(head.to_ascii_lowercase().contains("content-type: application/x-protobuf"), "{head}");
+    let has = |needle: &[u8]| body.windows(needle.len()).any(|w| w == needle);
+    for needle in [&b"tenantry"[..], b"command", b"tenant", b"traced", b"get", b"set"] {
+        assert!(has(needle), "no {:?} in the exported spans", String::from_utf8_lossy(needle));
+    }
+    drop(guard);
+}

@@ -12,6 +12,7 @@ mod server;
 mod session;
 mod status;
 mod telemetry;
+pub use telemetry::tracing_setup::{init as init_tracing, Otlp, TracingGuard};
 
 pub use reload::version_of;
 pub use runtime::{Runtime, TenantRt};

@@ -4,7 +4,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
-use tenantry_proxy::Proxy;
+use tenantry_proxy::{Otlp, Proxy};
 
 #[derive(Parser)]
 #[command(name = "tenantry", version, about = "A multi-tenant Redis proxy")]
@@ -25,6 +25,13 @@ enum Command {
         /// How long to let clients finish on SIGTERM before closing them.
         #[arg(long, default_value = "10s", value_parser = humantime_duration)]
         drain: Duration,
+        /// Export sampled command spans over OTLP/HTTP to this URL
+        /// (e.g. http://collector:4318/v1/traces). Off when not given.
+        #[arg(long, env = "TENANTRY_OTLP_ENDPOINT")]
+        otlp_endpoint: Option<String>,
+        /// Fraction of commands traced when OTLP export is on.
+        #[arg(long, default_value = "0.01", env = "TENANTRY_OTLP_SAMPLE_RATIO")]
+        otlp_sample_ratio: f64,
     },
     /// Validate a config file: prints every error with file, line and field;
     /// exits with status 1 if there is any.
@@ -68,8 +75,15 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Run { config, log_format, drain } => {
-            init_logging(log_format);
+        Command::Run { config, log_format, drain, otlp_endpoint, otlp_sample_ratio } => {
+            let otlp = otlp_endpoint.map(|endpoint| Otlp { endpoint, sample_ratio: otlp_sample_ratio });
+            let _tracing = match tenantry_proxy::init_tracing(matches!(log_format, LogFormat::Json), otlp) {
+                Ok(guard) => guard,
+                Err(e) => {
+                    eprintln!("tenantry: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
             match run(config, drain) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -78,16 +92,6 @@ fn main() -> ExitCode {
                 }
             }
         }
-    }
-}
-
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("TENANTRY_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
     }
 }
 

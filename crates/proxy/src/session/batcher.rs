@@ -33,6 +33,7 @@ struct OpenBatch {
     count: usize,
     hidden: usize,
     fixes: Vec<(usize, Fix)>,
+    spans: Vec<tracing::Span>,
 }
 
 /// A request to forward, as the session prepared it.
@@ -45,6 +46,8 @@ pub struct Forward<'a> {
     pub ttl: Option<TtlRewrite>,
     /// For reads: how the reply counts as hits and misses, and where.
     pub tally: Option<(Tally, KeyspaceCounters)>,
+    /// A sampled command's span: it ends when the reply arrives.
+    pub span: Option<tracing::Span>,
 }
 
 impl Batcher {
@@ -81,6 +84,7 @@ impl Batcher {
                 count: 0,
                 hidden: 0,
                 fixes: Vec::new(),
+                spans: Vec::new(),
             });
         }
         let b = self.batch.as_mut().expect("opened above");
@@ -101,6 +105,7 @@ impl Batcher {
         if f.reply != ReplyKeys::None {
             b.fixes.push((b.count, Fix::Strip(f.reply)));
         }
+        b.spans.extend(f.span);
         if let Some((t, counters)) = f.tally {
             b.fixes.push((b.count, Fix::Tally(t, counters)));
         }
@@ -145,6 +150,7 @@ impl Batcher {
                 node: b.node,
                 metrics: b.tenant.metrics.clone(),
                 sent_at: Instant::now(),
+                spans: b.spans,
             }));
         }
     }

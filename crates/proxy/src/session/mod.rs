@@ -299,8 +299,22 @@ impl Session {
                 tally = t.map(|t| (t, counters));
             }
         }
-        let f =
-            Forward { tenant: &tenant, proto: self.state.proto, args: &req.args, keys: &self.keys, reply, ttl, tally };
+        let span = crate::telemetry::tracing_setup::sample().then(|| {
+            let keyspace = self.keys.first().map(|&k| {
+                String::from_utf8_lossy(req.args[k].split(|&b| b == b':').next().unwrap_or_default()).into_owned()
+            });
+            tracing::info_span!(target: "tenantry::command", "command", tenant = %tenant.id, command = spec.name, keyspace)
+        });
+        let f = Forward {
+            tenant: &tenant,
+            proto: self.state.proto,
+            args: &req.args,
+            keys: &self.keys,
+            reply,
+            ttl,
+            tally,
+            span,
+        };
         self.batcher.forward(&mut self.replies, f);
     }
 }

@@ -43,6 +43,8 @@ pub struct BackendReplies {
     pub node: Arc<NodePool>,
     pub metrics: Arc<TenantMetrics>,
     pub sent_at: Instant,
+    /// Sampled commands' spans, ended (dropped) with the batch's replies.
+    pub spans: Vec<tracing::Span>,
 }
 
 #[derive(Default)]
@@ -116,6 +118,8 @@ impl ReplyQueue {
                         }
                     }
                     b.metrics.bytes_out.inc_by((out.len() - before) as u64);
+                    // The replies are here: sampled commands' spans end now.
+                    b.spans.clear();
                 }
             }
             self.queue.pop_front();

@@ -3,5 +3,6 @@
 
 pub mod metrics;
 pub mod nodes;
+pub mod tracing_setup;
 
 pub use metrics::{Families, KeyspaceCounters, TenantMetrics};
