@@ -343,3 +343,23 @@ async fn sampled_command_spans_are_exported_over_otlp() {
     }
     drop(guard);
 }
+
+/// Where CONFIG is refused (managed Redis), tenantry cannot turn keyspace
+/// events on: /ready says so (and stays ready: proxying still works).
+#[tokio::test]
+async fn ready_warns_when_keyspace_events_cannot_be_enabled() {
+    let redis = RedisServer::start_with(&["--rename-command", "CONFIG", ""]);
+    let proxy = TestProxy::start(&two_tenants(&redis)).await;
+    let admin = proxy.admin_addr().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = http_get(admin, "/ready").await;
+        if body.contains("warning:") {
+            assert_eq!(status, 200);
+            assert!(body.contains("not attributed") && body.contains("notify-keyspace-events"), "{body}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no warning: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -51,12 +51,14 @@ pub struct NodeFigures {
 }
 
 impl Notes {
-    fn set(&self, node: &str, note: Option<String>) {
+    /// Returns true if the note changed (so it is logged once, not every retry).
+    fn set(&self, node: &str, note: Option<String>) -> bool {
         let mut map = self.0.lock().expect("not poisoned");
-        match note {
+        let old = match note.clone() {
             Some(n) => map.insert(node.to_string(), n),
             None => map.remove(node),
         };
+        old != note
     }
 
     fn figures(&self, node: &str, update: impl FnOnce(&mut NodeFigures)) {
@@ -238,9 +240,10 @@ impl NodeWatcher {
             _ = stop.cancelled() => Ok(()),
         };
         if let Err(e) = result {
-            tracing::warn!(backend = %self.backend, node = %self.labels.node, error = %e,
-                "evictions and expirations of this node are not attributed to tenants");
-            self.notes.set(&self.labels.node, Some(format!("evictions and expirations not attributed: {e}")));
+            if self.notes.set(&self.labels.node, Some(format!("evictions and expirations not attributed: {e}"))) {
+                tracing::warn!(backend = %self.backend, node = %self.labels.node, error = %e,
+                    "evictions and expirations of this node are not attributed to tenants");
+            }
         }
         stop.cancel();
     }
