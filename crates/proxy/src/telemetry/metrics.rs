@@ -48,8 +48,12 @@ pub struct NodeLabels {
     pub node: String,
 }
 
-/// Keyspaces beyond this many per tenant are counted as `other`.
+/// Each tenant's busiest keyspaces (by a heavy-hitter sketch) get their own
+/// label; the rest are counted as `other`.
 pub const MAX_KEYSPACES: usize = 50;
+/// Label sets kept per tenant at most (keyspaces that were once among the
+/// busiest keep theirs); beyond it, newcomers are counted as `other`.
+const MAX_KEYSPACE_LABELS: usize = 4 * MAX_KEYSPACES;
 
 /// 25 µs to about 1.6 s: fine enough for sub-millisecond work.
 const LATENCY_START: f64 = 0.000_025;
@@ -215,6 +219,7 @@ pub struct TenantMetrics {
     commands: Mutex<HashMap<&'static str, Counter>>,
     errors: Mutex<HashMap<String, Counter>>,
     keyspaces: Mutex<HashMap<Vec<u8>, KeyspaceCounters>>,
+    busiest: Mutex<TopK<Vec<u8>>>,
     hot: Mutex<TopK<Vec<u8>>>,
     latency: Histogram,
     pub latency_buckets: LatencyBuckets,
@@ -265,6 +270,7 @@ impl TenantMetrics {
             commands: Mutex::default(),
             errors: Mutex::default(),
             keyspaces: Mutex::default(),
+            busiest: Mutex::new(TopK::new(MAX_KEYSPACES, 1024, 4, 0.9)),
             // Width and depth give a good estimate for the top few dozen keys.
             hot: Mutex::new(TopK::new(hot_keys.max(1), 2048, 4, 0.9)),
         }
@@ -293,19 +299,26 @@ impl TenantMetrics {
     }
 
     /// Counters of the keyspace of a client key (its first `:`-separated
-    /// segment); past `MAX_KEYSPACES` distinct ones, `other`.
+    /// segment) if it is among the tenant's `MAX_KEYSPACES` busiest, else of `other`.
     pub fn keyspace(&self, key: &[u8]) -> KeyspaceCounters {
         let ks = key.split(|&b| b == b':').next().unwrap_or(key);
+        let busy = {
+            let mut top = self.busiest.lock().expect("not poisoned");
+            top.add(ks, 1);
+            top.contains_top_k(ks)
+        };
         let mut map = self.keyspaces.lock().expect("not poisoned");
-        if let Some(c) = map.get(ks) {
-            return c.clone();
+        if busy {
+            if let Some(c) = map.get(ks) {
+                return c.clone();
+            }
         }
-        let name = if map.len() < MAX_KEYSPACES { ks.to_vec() } else { b"other".to_vec() };
-        if let Some(c) = map.get(&name) {
+        let name: &[u8] = if busy && map.len() < MAX_KEYSPACE_LABELS { ks } else { b"other" };
+        if let Some(c) = map.get(name) {
             return c.clone();
         }
         let labels =
-            KeyspaceLabels { tenant: self.tenant.clone(), keyspace: String::from_utf8_lossy(&name).into_owned() };
+            KeyspaceLabels { tenant: self.tenant.clone(), keyspace: String::from_utf8_lossy(name).into_owned() };
         let c = KeyspaceCounters {
             hits: self.families.hits.get_or_create(&labels).clone(),
             misses: self.families.misses.get_or_create(&labels).clone(),
@@ -313,7 +326,7 @@ impl TenantMetrics {
             expirations: self.families.expirations.get_or_create(&labels).clone(),
             big_values: self.families.big_values.get_or_create(&labels).clone(),
         };
-        map.insert(name, c.clone());
+        map.insert(name.to_vec(), c.clone());
         c
     }
 
@@ -360,5 +373,33 @@ impl TenantMetrics {
             evictions: t.evictions + c.evictions.get(),
             expirations: t.expirations + c.expirations.get(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_busiest_keyspaces_get_labels() {
+        let families = Arc::new(Families::new());
+        let m = TenantMetrics::new("t", families.clone(), 5);
+        // Two busy keyspaces, then hundreds of one-off ones.
+        for _ in 0..1000 {
+            m.keyspace(b"cart:1").hits.inc();
+            m.keyspace(b"user:1").hits.inc();
+        }
+        for i in 0..500 {
+            m.keyspace(format!("rare{i}:x").as_bytes()).hits.inc();
+        }
+        let labels = m.keyspaces.lock().unwrap().len();
+        assert!(labels <= MAX_KEYSPACE_LABELS, "{labels} label sets");
+        let get =
+            |ks: &str| families.hits.get_or_create(&KeyspaceLabels { tenant: "t".into(), keyspace: ks.into() }).get();
+        assert_eq!(get("cart"), 1000);
+        assert_eq!(get("user"), 1000);
+        assert!(get("other") > 0, "one-off keyspaces past the busiest go to other");
+        let total: u64 = m.totals().hits;
+        assert_eq!(total, 2500);
     }
 }
