@@ -196,11 +196,12 @@ async fn hot_keys_and_big_values_are_reported_per_tenant() {
     assert_eq!(status, 200);
     let json: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(json["hot_keys"][0]["key"], "cart:hot", "{body}");
-    assert!(json["hot_keys"][0]["count"].as_u64().unwrap() >= 900, "{body}");
+    // About 1,000 (hot keys are sampled one command in 8, weighted by 8).
+    assert!(json["hot_keys"][0]["count"].as_u64().unwrap() >= 600, "{body}");
     assert_eq!(http_get(admin, "/hotkeys?tenant=nobody").await.0, 404);
 
     let text = metrics(&proxy).await;
-    assert!(metric(&text, "tenantry_hot_key_commands{tenant=\"a\",rank=\"1\",key=\"cart:hot\"}") >= 900.0, "{text}");
+    assert!(metric(&text, "tenantry_hot_key_commands{tenant=\"a\",rank=\"1\",key=\"cart:hot\"}") >= 600.0, "{text}");
     assert_eq!(metric(&text, "tenantry_big_values_total{tenant=\"a\",keyspace=\"blob\"}"), 1.0);
 }
 
@@ -212,7 +213,9 @@ async fn the_status_page_shows_tenants_and_backends_in_a_browser() {
     let proxy = TestProxy::start(&two_tenants(&redis)).await;
     let mut a = login(&proxy, "a").await;
     assert_eq!(a.cmd(&[b"SET", b"page:1", b"x"]).await, b"+OK\r\n");
-    assert_eq!(a.cmd(&[b"GET", b"page:1"]).await, b"$1\r\nx\r\n");
+    for _ in 0..199 {
+        assert_eq!(a.cmd(&[b"GET", b"page:1"]).await, b"$1\r\nx\r\n");
+    }
     assert_eq!(a.cmd(&[b"GET", b"page:2"]).await, b"$-1\r\n");
     // Let the node watcher read INFO once.
     tokio::time::sleep(Duration::from_millis(2500)).await;
@@ -230,9 +233,9 @@ async fn the_status_page_shows_tenants_and_backends_in_a_browser() {
         .expect("chromium (Debian's package; `make test` installs it)");
     let dom = String::from_utf8_lossy(&out.stdout);
     assert!(dom.contains(&format!("config {}", proxy.config_version())), "{dom}");
-    // Tenant a: 1 hit, 1 miss, its hot key; tenant b is listed too.
-    assert!(dom.contains("<td>a</td><td>local</td><td>a:</td><td>1</td><td>50.0%</td><td>1</td><td>1</td>"), "{dom}");
-    assert!(dom.contains("page:1 (2)") && dom.contains("<td>b</td>"), "{dom}");
+    // Tenant a: 199 hits, 1 miss, its hot key; tenant b is listed too.
+    assert!(dom.contains("<td>a</td><td>local</td><td>a:</td><td>1</td><td>99.5%</td><td>199</td><td>1</td>"), "{dom}");
+    assert!(dom.contains("page:1 (") && dom.contains("<td>b</td>"), "{dom}");
     assert!(dom.contains(&format!("<td>{}</td><td>local</td><td>yes</td>", redis.addr())), "{dom}");
 }
 
@@ -243,7 +246,10 @@ async fn the_grafana_dashboard_queries_metrics_that_exist() {
     let proxy = TestProxy::start(&format!("{}telemetry: {{ big_value_bytes: 1 }}\n", two_tenants(&redis))).await;
     let mut a = login(&proxy, "a").await;
     a.cmd(&[b"SET", b"x:1", b"vv"]).await;
-    a.cmd(&[b"GET", b"x:1"]).await;
+    // Enough commands for the sampled hot-key sketch to see x:1.
+    for _ in 0..200 {
+        a.cmd(&[b"GET", b"x:1"]).await;
+    }
     a.cmd(&[b"KEYS", b"*"]).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut text = String::new();
