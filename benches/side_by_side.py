@@ -117,11 +117,11 @@ def main():
             print(f"| {name} | {med['redis']:.0f} | {med['tenantry']:.0f} | {med['twemproxy']:.0f} | {tr:.2f} | {nr:.2f} |")
         print("\ntenantry >= twemproxy on every workload" if ok else "\ntenantry is below twemproxy on some workload")
     finally:
+        # Proxies first, then Redis, so no proxy sees its backend vanish.
         for p in reversed(procs):
             p.terminate()
-        for p in procs:
             try:
-                p.wait(timeout=5)
+                p.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 p.kill()
         shutil.rmtree(tmp, ignore_errors=True)
