@@ -5,6 +5,7 @@ mod backend_failure;
 mod command_table;
 mod errors;
 mod isolation;
+mod keyspace;
 mod pipeline;
 mod policy;
 mod reload;

@@ -30,10 +30,13 @@ impl ConnCommand {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Send to the tenant's backend with the argument indices in the key
-    /// positions prefixed; strip keys from the reply as `reply` says.
+    /// positions prefixed; strip keys from the reply as `reply` says. With
+    /// `match_all`, append `MATCH *` (its `*` prefixed too): a SCAN without
+    /// MATCH must still see only the tenant's keys.
     Forward {
         spec: &'static CommandSpec,
         reply: ReplyKeys,
+        match_all: bool,
     },
     Connection(ConnCommand),
     Reject(Rejection),
@@ -145,15 +148,30 @@ pub fn classify(req: &Request, keys: &mut KeyPositions) -> Action {
     if let Some(reason) = refusal(spec, args) {
         return Action::Reject(Rejection::Refused { name: spec.name, reason });
     }
-    if let Err(e) = key_positions(spec, args, keys) {
-        return Action::Reject(Rejection::Keys(e));
+    let mut match_all = false;
+    match spec.name {
+        // Patterns are keys to prefix: the namespace has no glob characters,
+        // so `namespace + pattern` matches exactly the tenant's keys that
+        // `pattern` matches.
+        "keys" => keys.push(1),
+        "scan" => {
+            keys.extend((2..args.len()).filter(|&i| args[i - 1].eq_ignore_ascii_case(b"MATCH")));
+            match_all = keys.is_empty();
+        }
+        _ => {
+            if let Err(e) = key_positions(spec, args, keys) {
+                return Action::Reject(Rejection::Keys(e));
+            }
+        }
     }
     let reply = match spec.name {
         "lmpop" | "zmpop" => ReplyKeys::FirstOfPair,
         "xread" | "xreadgroup" => ReplyKeys::StreamKeys,
+        "keys" => ReplyKeys::KeyList,
+        "scan" => ReplyKeys::ScanPage,
         _ => ReplyKeys::None,
     };
-    Action::Forward { spec, reply }
+    Action::Forward { spec, reply, match_all }
 }
 
 fn connection_command(name: &str) -> Option<ConnCommand> {
@@ -172,7 +190,9 @@ fn connection_command(name: &str) -> Option<ConnCommand> {
 
 /// Keyless commands that touch nothing of any tenant.
 fn keyless_allowed(name: &str) -> bool {
-    matches!(name, "ping" | "echo" | "time" | "lolwut") || name.starts_with("command|") || name.ends_with("|help")
+    matches!(name, "ping" | "echo" | "time" | "lolwut" | "scan" | "keys")
+        || name.starts_with("command|")
+        || name.ends_with("|help")
 }
 
 fn refusal<A: AsRef<[u8]>>(spec: &CommandSpec, args: &[A]) -> Option<&'static str> {
@@ -194,7 +214,7 @@ fn refusal<A: AsRef<[u8]>>(spec: &CommandSpec, args: &[A]) -> Option<&'static st
             return Some(NOT_YET_BLOCKING);
         }
     }
-    if matches!(name, "scan" | "keys" | "randomkey" | "dbsize" | "flushdb" | "flushall") {
+    if matches!(name, "randomkey" | "dbsize" | "flushdb" | "flushall") {
         return Some(KEYSPACE_WIDE);
     }
     if matches!(name, "move" | "swapdb" | "migrate")

@@ -14,6 +14,10 @@ pub enum ReplyKeys {
     FirstOfPair,
     /// XREAD / XREADGROUP: RESP2 `[[key, entries], ...]`, RESP3 `{key: entries}`.
     StreamKeys,
+    /// KEYS: an array of key names.
+    KeyList,
+    /// SCAN: `[cursor, [key, ...]]`.
+    ScanPage,
 }
 
 /// Rewrites one complete reply, appending the client's view to `out`.
@@ -27,6 +31,29 @@ pub fn strip_reply(kind: ReplyKeys, reply: &[u8], ns: &Namespace, out: &mut Byte
                 out.extend_from_slice(&reply[..body]);
                 let key_len = strip_bulk(&reply[body..], ns, out)?;
                 out.extend_from_slice(&reply[body + key_len..]);
+            }
+            _ => out.extend_from_slice(reply),
+        },
+        ReplyKeys::KeyList => match aggregate_header(reply)? {
+            Some((_, n, body)) => {
+                out.extend_from_slice(&reply[..body]);
+                let pos = strip_all(&reply[body..], n, ns, out)?;
+                out.extend_from_slice(&reply[body + pos..]);
+            }
+            None => out.extend_from_slice(reply),
+        },
+        ReplyKeys::ScanPage => match aggregate_header(reply)? {
+            Some((b'*', 2, body)) => {
+                let cursor = element_len(&reply[body..])?;
+                let keys_at = body + cursor;
+                match aggregate_header(&reply[keys_at..])? {
+                    Some((_, n, inner)) => {
+                        out.extend_from_slice(&reply[..keys_at + inner]);
+                        let pos = strip_all(&reply[keys_at + inner..], n, ns, out)?;
+                        out.extend_from_slice(&reply[keys_at + inner + pos..]);
+                    }
+                    None => out.extend_from_slice(reply),
+                }
             }
             _ => out.extend_from_slice(reply),
         },
@@ -52,6 +79,15 @@ pub fn strip_reply(kind: ReplyKeys, reply: &[u8], ns: &Namespace, out: &mut Byte
         },
     }
     Ok(())
+}
+
+/// Strips `n` consecutive bulk strings; returns the bytes they took.
+fn strip_all(buf: &[u8], n: usize, ns: &Namespace, out: &mut BytesMut) -> Result<usize, ReplyError> {
+    let mut pos = 0;
+    for _ in 0..n {
+        pos += strip_bulk(&buf[pos..], ns, out)?;
+    }
+    Ok(pos)
 }
 
 /// `(type, count, header length)` of an aggregate at the front, or `None` for
@@ -114,6 +150,17 @@ mod tests {
         // Found by the fuzzer: a null where the key would be.
         assert_eq!(strip(ReplyKeys::FirstOfPair, b"*2\r\n$-1\r\n:1\r\n"), b"*2\r\n$-1\r\n:1\r\n");
         assert_eq!(strip(ReplyKeys::StreamKeys, b"*1\r\n*2\r\n$-1\r\n*0\r\n"), b"*1\r\n*2\r\n$-1\r\n*0\r\n");
+    }
+
+    #[test]
+    fn strips_key_lists_and_scan_pages() {
+        assert_eq!(strip(ReplyKeys::KeyList, b"*2\r\n$3\r\nt:a\r\n$4\r\nt:bc\r\n"), b"*2\r\n$1\r\na\r\n$2\r\nbc\r\n");
+        assert_eq!(strip(ReplyKeys::KeyList, b"*0\r\n"), b"*0\r\n");
+        assert_eq!(
+            strip(ReplyKeys::ScanPage, b"*2\r\n$2\r\n17\r\n*1\r\n$3\r\nt:a\r\n"),
+            b"*2\r\n$2\r\n17\r\n*1\r\n$1\r\na\r\n"
+        );
+        assert_eq!(strip(ReplyKeys::ScanPage, b"-ERR invalid cursor\r\n"), b"-ERR invalid cursor\r\n");
     }
 
     #[test]

@@ -18,7 +18,7 @@ use crate::policy::{check_command, check_sizes};
 use crate::runtime::{Runtime, TenantRt};
 use arc_swap::ArcSwap;
 use batcher::{Batcher, Forward};
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use connection::After;
 use replies::ReplyQueue;
 use state::State;
@@ -206,8 +206,16 @@ impl Session {
     /// `deadline`: set when retrying a request delayed by its rate limit.
     fn handle(&mut self, req: Request, deadline: Option<Instant>) -> After {
         match classify(&req, &mut self.keys) {
-            Action::Forward { spec, reply } => match self.state.tenant.clone() {
-                Some(tenant) => self.forward(tenant, spec, reply, req, deadline),
+            Action::Forward { spec, reply, match_all } => match self.state.tenant.clone() {
+                Some(tenant) => {
+                    let mut req = req;
+                    if match_all && deadline.is_none() {
+                        req.args.push(Bytes::from_static(b"MATCH"));
+                        req.args.push(Bytes::from_static(b"*"));
+                        self.keys.push(req.args.len() - 1);
+                    }
+                    self.forward(tenant, spec, reply, req, deadline)
+                }
                 None => self.error(NOAUTH),
             },
             Action::Connection(cmd) => {

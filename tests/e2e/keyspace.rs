@@ -1,0 +1,67 @@
+//! Keyspace iteration scoped to the tenant: SCAN and KEYS see only the
+//! tenant's keys, under the client's names.
+
+use std::collections::BTreeSet;
+use tenantry_tests::{RedisServer, TestProxy};
+
+async fn scan_all(c: &mut redis::aio::MultiplexedConnection, extra: &[&str]) -> Vec<String> {
+    let mut cursor = "0".to_string();
+    let mut out = Vec::new();
+    loop {
+        let mut cmd = redis::cmd("SCAN");
+        cmd.arg(&cursor).arg(extra);
+        let (next, keys): (String, Vec<String>) = cmd.query_async(c).await.unwrap();
+        out.extend(keys);
+        if next == "0" {
+            return out;
+        }
+        cursor = next;
+    }
+}
+
+#[tokio::test]
+async fn scan_and_keys_see_only_the_tenants_keys() {
+    let redis = RedisServer::start();
+    let proxy = TestProxy::two_tenants(&redis).await;
+    let mut app = proxy.client().await;
+    let mut demo = redis::Client::open(format!("redis://demo:demo-pw@{}/", proxy.addr))
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    for i in 0..50 {
+        let _: () = redis::cmd("SET").arg(format!("user:{i}")).arg(i).query_async(&mut app).await.unwrap();
+    }
+    let _: () = redis::cmd("RPUSH").arg("list:1").arg("x").query_async(&mut app).await.unwrap();
+    for i in 0..30 {
+        let _: () = redis::cmd("SET").arg(format!("user:{i}")).arg(i).query_async(&mut demo).await.unwrap();
+        let _: () = redis::cmd("SET").arg(format!("secret:{i}")).arg(i).query_async(&mut demo).await.unwrap();
+    }
+
+    // A full iteration without MATCH: every one of app's keys once, nothing else.
+    let keys = scan_all(&mut app, &["COUNT", "7"]).await;
+    let set: BTreeSet<&String> = keys.iter().collect();
+    assert_eq!(set.len(), keys.len(), "a key came twice: {keys:?}");
+    let mut want: BTreeSet<String> = (0..50).map(|i| format!("user:{i}")).collect();
+    want.insert("list:1".into());
+    assert_eq!(set.into_iter().cloned().collect::<BTreeSet<_>>(), want);
+
+    // MATCH and TYPE work on the client's names.
+    let mut ones = scan_all(&mut app, &["MATCH", "user:1*", "COUNT", "100"]).await;
+    ones.sort();
+    let mut want_ones: Vec<String> = (0..50).map(|i| format!("user:{i}")).filter(|k| k.starts_with("user:1")).collect();
+    want_ones.sort();
+    assert_eq!(ones, want_ones);
+    assert_eq!(scan_all(&mut app, &["TYPE", "list"]).await, vec!["list:1"]);
+
+    // KEYS, as demo: demo's 60 keys and none of app's.
+    let mut keys: Vec<String> = redis::cmd("KEYS").arg("*").query_async(&mut demo).await.unwrap();
+    keys.sort();
+    assert_eq!(keys.len(), 60);
+    assert!(keys.iter().all(|k| k.starts_with("user:") || k.starts_with("secret:")), "{keys:?}");
+    let secrets: Vec<String> = redis::cmd("KEYS").arg("secret:*").query_async(&mut app).await.unwrap();
+    assert!(secrets.is_empty(), "app sees demo's keys: {secrets:?}");
+    // A pattern cannot climb out of the namespace.
+    let escape: Vec<String> = redis::cmd("KEYS").arg("*demo:*").query_async(&mut app).await.unwrap();
+    assert!(escape.is_empty(), "{escape:?}");
+}
