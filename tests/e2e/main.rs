@@ -10,4 +10,5 @@ mod pipeline;
 mod policy;
 mod reload;
 mod telemetry;
+mod transactions;
 mod transparency;

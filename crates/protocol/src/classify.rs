@@ -18,6 +18,10 @@ pub enum ConnCommand {
     ClientSetName,
     ClientGetName,
     ClientId,
+    Multi,
+    Exec,
+    Discard,
+    Unwatch,
 }
 
 impl ConnCommand {
@@ -109,7 +113,7 @@ fn lossy(raw: &[u8], max: usize) -> String {
     String::from_utf8_lossy(&raw[..raw.len().min(max)]).into_owned()
 }
 
-const NOT_YET_TX: &str = "transactions (MULTI/EXEC/WATCH) are not supported yet";
+const NOT_YET_WATCH: &str = "WATCH is not supported yet (MULTI/EXEC without WATCH is)";
 const NOT_YET_BLOCKING: &str = "blocking commands are not supported yet";
 const NOT_YET_PUBSUB: &str = "Pub/Sub is not supported yet";
 const NOT_YET_SCRIPTS: &str = "scripts and functions are not supported yet";
@@ -184,6 +188,10 @@ fn connection_command(name: &str) -> Option<ConnCommand> {
         "client|setname" => ConnCommand::ClientSetName,
         "client|getname" => ConnCommand::ClientGetName,
         "client|id" => ConnCommand::ClientId,
+        "multi" => ConnCommand::Multi,
+        "exec" => ConnCommand::Exec,
+        "discard" => ConnCommand::Discard,
+        "unwatch" => ConnCommand::Unwatch,
         _ => return None,
     })
 }
@@ -197,8 +205,8 @@ fn keyless_allowed(name: &str) -> bool {
 
 fn refusal<A: AsRef<[u8]>>(spec: &CommandSpec, args: &[A]) -> Option<&'static str> {
     let name = spec.name;
-    if spec.in_category(acl::TRANSACTION) {
-        return Some(NOT_YET_TX);
+    if name == "watch" {
+        return Some(NOT_YET_WATCH);
     }
     if spec.in_category(acl::SCRIPTING) {
         return Some(NOT_YET_SCRIPTS);

@@ -49,7 +49,7 @@ fn errors_match_redis_wording() {
 #[test]
 fn unsafe_commands_are_refused_with_a_reason() {
     for (line, reason) in [
-        ("MULTI", NOT_YET_TX),
+        ("WATCH k", NOT_YET_WATCH),
         ("BLPOP a 0", NOT_YET_BLOCKING),
         ("XREAD BLOCK 0 STREAMS s $", NOT_YET_BLOCKING),
         ("SUBSCRIBE c", NOT_YET_PUBSUB),

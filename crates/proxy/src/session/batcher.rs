@@ -11,7 +11,7 @@ use std::sync::Arc;
 use tenantry_protocol::encode;
 use tenantry_protocol::hits::Tally;
 use tenantry_protocol::ttl::TtlRewrite;
-use tenantry_protocol::{Protocol, ReplyKeys};
+use tenantry_protocol::{Namespace, Protocol, ReplyKeys};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
@@ -50,6 +50,52 @@ pub struct Forward<'a> {
     pub span: Option<tracing::Span>,
 }
 
+/// A command queued between MULTI and EXEC, checked and rewritten.
+pub struct Queued {
+    pub args: Vec<Bytes>,
+    pub keys: Vec<usize>,
+    pub ttl: Option<TtlRewrite>,
+}
+
+/// A transaction being queued by a client.
+pub struct Transaction {
+    pub tenant: Arc<TenantRt>,
+    pub proto: Protocol,
+    pub queued: Vec<Queued>,
+    /// A queued command was refused: EXEC answers EXECABORT.
+    pub dirty: bool,
+}
+
+/// Encodes a command with its keys prefixed and its TTL rewrite applied.
+fn encode_rewritten(out: &mut BytesMut, args: &[Bytes], keys: &[usize], ns: &Namespace, ttl: Option<&TtlRewrite>) {
+    match ttl {
+        Some(rw) if !rw.replace.is_empty() || rw.rename.is_some() => {
+            let mut args = args.to_vec();
+            for (i, v) in &rw.replace {
+                args[*i] = v.clone();
+            }
+            if let Some(name) = rw.rename {
+                args[0] = Bytes::from_static(name.as_bytes());
+            }
+            encode::command(out, &args, keys, ns);
+        }
+        _ => encode::command(out, args, keys, ns),
+    }
+}
+
+impl OpenBatch {
+    /// Default TTLs: `PEXPIRE key ms NX` after the write; the client never sees its reply.
+    fn default_ttls(&mut self, args: &[Bytes], rw: &TtlRewrite, ns: &Namespace) {
+        for (i, ms) in &rw.default_for {
+            let ms = ms.to_string();
+            encode::command(&mut self.bytes, &[&b"PEXPIRE"[..], &args[*i], ms.as_bytes(), b"NX"], &[1], ns);
+            self.fixes.push((self.count, Fix::Drop));
+            self.count += 1;
+            self.hidden += 1;
+        }
+    }
+}
+
 impl Batcher {
     pub fn new(client: u64) -> Self {
         Batcher { client, local: BytesMut::new(), local_count: 0, batch: None }
@@ -70,38 +116,9 @@ impl Batcher {
     pub fn forward(&mut self, replies: &mut ReplyQueue, f: Forward<'_>) {
         self.flush_local(replies);
         let node = f.tenant.backend.route(f.args, f.keys);
-        let same = self
-            .batch
-            .as_ref()
-            .is_some_and(|b| Arc::ptr_eq(&b.tenant, f.tenant) && Arc::ptr_eq(&b.node, node) && b.proto == f.proto);
-        if !same {
-            self.flush_batch(replies);
-            self.batch = Some(OpenBatch {
-                tenant: f.tenant.clone(),
-                node: node.clone(),
-                proto: f.proto,
-                bytes: BytesMut::new(),
-                count: 0,
-                hidden: 0,
-                fixes: Vec::new(),
-                spans: Vec::new(),
-            });
-        }
-        let b = self.batch.as_mut().expect("opened above");
+        let b = self.open(replies, f.tenant, node, f.proto);
         let ns = &f.tenant.namespace;
-        match &f.ttl {
-            Some(rw) if !rw.replace.is_empty() || rw.rename.is_some() => {
-                let mut args = f.args.to_vec();
-                for (i, v) in &rw.replace {
-                    args[*i] = v.clone();
-                }
-                if let Some(name) = rw.rename {
-                    args[0] = Bytes::from_static(name.as_bytes());
-                }
-                encode::command(&mut b.bytes, &args, f.keys, ns);
-            }
-            _ => encode::command(&mut b.bytes, f.args, f.keys, ns),
-        }
+        encode_rewritten(&mut b.bytes, f.args, f.keys, ns, f.ttl.as_ref());
         if f.reply != ReplyKeys::None {
             b.fixes.push((b.count, Fix::Strip(f.reply)));
         }
@@ -110,17 +127,68 @@ impl Batcher {
             b.fixes.push((b.count, Fix::Tally(t, counters)));
         }
         b.count += 1;
-        // Default TTLs: `PEXPIRE key ms NX` after the write; the client never sees its reply.
-        for (i, ms) in f.ttl.iter().flat_map(|rw| rw.default_for.iter()) {
-            let ms = ms.to_string();
-            encode::command(&mut b.bytes, &[&b"PEXPIRE"[..], &f.args[*i], ms.as_bytes(), b"NX"], &[1], ns);
-            b.fixes.push((b.count, Fix::Drop));
-            b.count += 1;
-            b.hidden += 1;
+        if let Some(rw) = &f.ttl {
+            b.default_ttls(f.args, rw, ns);
         }
         if b.count >= MAX_BATCH {
             self.flush_batch(replies);
         }
+    }
+
+    /// MULTI, the queued commands and EXEC, as one batch: a batch is written
+    /// whole on one connection, so no other client's command can land inside
+    /// the transaction. The client already has its +OK and +QUEUED replies;
+    /// only EXEC's reply is passed on. Default TTLs follow EXEC.
+    pub fn transaction(&mut self, replies: &mut ReplyQueue, tx: Transaction) {
+        self.flush(replies);
+        let node = tx.tenant.backend.route(&[], &[]);
+        let ns = tx.tenant.namespace.clone();
+        let b = self.open(replies, &tx.tenant, node, tx.proto);
+        encode::command(&mut b.bytes, &[&b"MULTI"[..]], &[], &ns);
+        for q in &tx.queued {
+            encode_rewritten(&mut b.bytes, &q.args, &q.keys, &ns, q.ttl.as_ref());
+        }
+        encode::command(&mut b.bytes, &[&b"EXEC"[..]], &[], &ns);
+        for i in 0..=tx.queued.len() {
+            b.fixes.push((i, Fix::Drop));
+        }
+        b.count += tx.queued.len() + 2;
+        b.hidden += tx.queued.len() + 1;
+        for q in &tx.queued {
+            if let Some(rw) = &q.ttl {
+                b.default_ttls(&q.args, rw, &ns);
+            }
+        }
+        self.flush_batch(replies);
+    }
+
+    /// The open batch for this tenant, node and protocol (a new one if the
+    /// open one is for another).
+    fn open(
+        &mut self,
+        replies: &mut ReplyQueue,
+        tenant: &Arc<TenantRt>,
+        node: &Arc<NodePool>,
+        proto: Protocol,
+    ) -> &mut OpenBatch {
+        let same = self
+            .batch
+            .as_ref()
+            .is_some_and(|b| Arc::ptr_eq(&b.tenant, tenant) && Arc::ptr_eq(&b.node, node) && b.proto == proto);
+        if !same {
+            self.flush_batch(replies);
+            self.batch = Some(OpenBatch {
+                tenant: tenant.clone(),
+                node: node.clone(),
+                proto,
+                bytes: BytesMut::new(),
+                count: 0,
+                hidden: 0,
+                fixes: Vec::new(),
+                spans: Vec::new(),
+            });
+        }
+        self.batch.as_mut().expect("opened above")
     }
 
     pub fn flush(&mut self, replies: &mut ReplyQueue) {

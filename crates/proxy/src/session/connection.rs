@@ -65,6 +65,10 @@ pub fn handle(state: &mut State, cmd: ConnCommand, req: &Request, out: &mut Byte
             None => reply(state, out).null(),
         },
         ConnCommand::ClientId => reply(state, out).integer(state.id as i64),
+        // The session answers these itself (see transaction.rs) and never passes them here.
+        ConnCommand::Multi | ConnCommand::Exec | ConnCommand::Discard | ConnCommand::Unwatch => {
+            reply(state, out).error("ERR transaction commands are answered by the session")
+        }
     }
     After::Continue
 }

@@ -11,13 +11,14 @@ mod batcher;
 mod connection;
 mod replies;
 mod state;
+mod transaction;
 
 use crate::backend::BatchReply;
 use crate::out_queue::OutQueue;
 use crate::policy::{check_command, check_sizes};
 use crate::runtime::{Runtime, TenantRt};
 use arc_swap::ArcSwap;
-use batcher::{Batcher, Forward};
+use batcher::{Batcher, Forward, Queued, Transaction};
 use bytes::{Bytes, BytesMut};
 use connection::After;
 use replies::ReplyQueue;
@@ -55,6 +56,7 @@ pub async fn serve(mut stream: TcpStream, runtime: Arc<ArcSwap<Runtime>>, shutdo
         replies: ReplyQueue::default(),
         out: OutQueue::default(),
         delayed: None,
+        tx: None,
         read_at: Instant::now(),
     };
     let mut inbuf = BytesMut::with_capacity(16 * 1024);
@@ -152,6 +154,8 @@ struct Session {
     replies: ReplyQueue,
     out: OutQueue,
     delayed: Option<Delayed>,
+    /// Commands queued since MULTI.
+    tx: Option<Transaction>,
     /// When the last bytes came in: a rate-limit delay is bounded from the
     /// time a request arrived, not from when its turn came in a pipeline.
     read_at: Instant,
@@ -203,6 +207,15 @@ impl Session {
         self.batcher.local(&mut self.replies, |out| Reply { out, proto }.error(msg));
     }
 
+    /// An error for a command that will not run; inside MULTI it also
+    /// dooms the transaction (EXEC answers EXECABORT), as in Redis.
+    fn refuse(&mut self, msg: &str) {
+        if let Some(tx) = &mut self.tx {
+            tx.dirty = true;
+        }
+        self.error(msg);
+    }
+
     /// `deadline`: set when retrying a request delayed by its rate limit.
     fn handle(&mut self, req: Request, deadline: Option<Instant>) -> After {
         match classify(&req, &mut self.keys) {
@@ -223,6 +236,9 @@ impl Session {
                     self.error(NOAUTH);
                     return After::Continue;
                 }
+                if let Some(handled) = self.transaction_command(cmd) {
+                    return handled;
+                }
                 let state = &mut self.state;
                 let mut after = After::Continue;
                 self.batcher.local(&mut self.replies, |out| after = connection::handle(state, cmd, &req, out));
@@ -231,7 +247,7 @@ impl Session {
             Action::Reject(why) => match &self.state.tenant {
                 Some(t) => {
                     t.metrics.error(why.kind(), 1);
-                    self.error(&why.to_string());
+                    self.refuse(&why.to_string());
                 }
                 None => self.error(NOAUTH),
             },
@@ -253,19 +269,20 @@ impl Session {
         }
         if let Err(msg) = check_command(&tenant.id, &tenant.config.commands, spec) {
             metrics.error("noperm", 1);
-            return self.error(&msg);
+            return self.refuse(&msg);
         }
         if let Err(msg) = check_sizes(&tenant.id, &tenant.config.limits, spec, &req.args, &self.keys) {
             metrics.error("too_large", 1);
-            return self.error(&msg);
+            return self.refuse(&msg);
         }
         let bytes: usize = req.args.iter().map(|a| a.len()).sum();
         if let Some(limiter) = &tenant.limiter {
             if let Err(wait) = limiter.check(bytes, self.state.conn_limiter.as_ref()) {
                 let now = Instant::now();
                 let deadline = match limiter.config.on_exceed {
-                    OnExceed::Delay(max) => Some(deadline.unwrap_or(self.read_at + max)),
-                    OnExceed::Reject => None,
+                    // Inside MULTI a command is refused rather than delayed.
+                    OnExceed::Delay(max) if self.tx.is_none() => Some(deadline.unwrap_or(self.read_at + max)),
+                    _ => None,
                 };
                 match deadline {
                     Some(deadline) if now + wait <= deadline => {
@@ -275,7 +292,7 @@ impl Session {
                     }
                     _ => {
                         metrics.error("rate_limited", 1);
-                        self.error(&format!(
+                        self.refuse(&format!(
                             "ERR rate limit exceeded for tenant '{}' ({})",
                             tenant.id,
                             limiter.describe()
@@ -290,6 +307,13 @@ impl Session {
             let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
             ttl::rewrite(spec, &req.args, &self.keys, |k| policy.rule_for(k), now_ms, fastrand::f64)
         });
+        if let Some(tx) = &mut self.tx {
+            metrics.bytes_in.inc_by(bytes as u64);
+            tx.queued.push(Queued { args: req.args, keys: self.keys.clone(), ttl });
+            let proto = self.state.proto;
+            self.batcher.local(&mut self.replies, |out| Reply { out, proto }.simple("QUEUED"));
+            return;
+        }
         metrics.bytes_in.inc_by(bytes as u64);
         let mut tally = None;
         if let Some(&first) = self.keys.first() {
