@@ -12,7 +12,7 @@ async fn bad_and_refused_commands_get_errors_and_the_connection_goes_on() {
         &[&b"RANDOMKEY"[..]][..],
         &[b"FLUSHALL"],
         &[b"CONFIG", b"SET", b"maxmemory", b"1"],
-        &[b"MULTI"],
+        &[b"WATCH", b"k"],
         &[b"BLPOP", b"l", b"0"],
         &[b"SUBSCRIBE", b"c"],
         &[b"EVAL", b"return 1", b"0"],
