@@ -65,3 +65,45 @@ async fn scan_and_keys_see_only_the_tenants_keys() {
     let escape: Vec<String> = redis::cmd("KEYS").arg("*demo:*").query_async(&mut app).await.unwrap();
     assert!(escape.is_empty(), "{escape:?}");
 }
+
+#[tokio::test]
+async fn flushdb_and_dbsize_touch_only_the_tenants_keys() {
+    let redis = RedisServer::start();
+    let proxy = TestProxy::two_tenants(&redis).await;
+    let mut app = proxy.raw().await;
+    let mut demo = proxy.raw().await;
+    assert_eq!(demo.cmd(&[b"AUTH", b"demo", b"demo-pw"]).await, b"+OK\r\n");
+    let mut req = Vec::new();
+    for i in 0..3000 {
+        req.extend(tenantry_tests::encode(&[b"SET", format!("k{i}").as_bytes(), b"v"]));
+    }
+    app.send(&req).await;
+    let demo_req: Vec<u8> =
+        (0..1000).flat_map(|i| tenantry_tests::encode(&[b"SET", format!("k{i}").as_bytes(), b"v"])).collect();
+    demo.send(&demo_req).await;
+    for _ in 0..3000 {
+        assert_eq!(app.reply().await, b"+OK\r\n");
+    }
+    for _ in 0..1000 {
+        assert_eq!(demo.reply().await, b"+OK\r\n");
+    }
+    assert_eq!(app.cmd(&[b"DBSIZE"]).await, b":3000\r\n");
+    assert_eq!(demo.cmd(&[b"DBSIZE"]).await, b":1000\r\n");
+
+    // Pipelined after FLUSHDB, a SET lands in the emptied keyspace.
+    let mut req = tenantry_tests::encode(&[b"FLUSHDB"]);
+    req.extend(tenantry_tests::encode(&[b"SET", b"after", b"1"]));
+    req.extend(tenantry_tests::encode(&[b"DBSIZE"]));
+    app.send(&req).await;
+    assert_eq!(app.reply().await, b"+OK\r\n");
+    assert_eq!(app.reply().await, b"+OK\r\n");
+    assert_eq!(app.reply().await, b":1\r\n");
+    // The other tenant lost nothing.
+    assert_eq!(demo.cmd(&[b"DBSIZE"]).await, b":1000\r\n");
+    assert_eq!(demo.cmd(&[b"GET", b"k1"]).await, b"$1\r\nv\r\n");
+
+    assert_eq!(demo.cmd(&[b"FLUSHALL", b"ASYNC"]).await, b"+OK\r\n");
+    assert_eq!(demo.cmd(&[b"DBSIZE"]).await, b":0\r\n");
+    assert_eq!(app.cmd(&[b"GET", b"after"]).await, b"$1\r\n1\r\n");
+    assert_eq!(app.cmd(&[b"FLUSHDB", b"LATER"]).await, b"-ERR syntax error\r\n");
+}

@@ -22,6 +22,10 @@ pub enum ConnCommand {
     Exec,
     Discard,
     Unwatch,
+    /// FLUSHDB / FLUSHALL: the tenant's keys only.
+    Flush,
+    /// DBSIZE: the tenant's keys only.
+    DbSize,
 }
 
 impl ConnCommand {
@@ -117,8 +121,7 @@ const NOT_YET_WATCH: &str = "WATCH is not supported yet (MULTI/EXEC without WATC
 const NOT_YET_BLOCKING: &str = "blocking commands are not supported yet";
 const NOT_YET_PUBSUB: &str = "Pub/Sub is not supported yet";
 const NOT_YET_SCRIPTS: &str = "scripts and functions are not supported yet";
-const KEYSPACE_WIDE: &str =
-    "it would act on every tenant's keys (tenant-scoped keyspace commands are not supported yet)";
+const KEYSPACE_WIDE: &str = "it would pick from every tenant's keys (a tenant-scoped RANDOMKEY is not supported yet)";
 const OTHER_DB: &str = "it reaches another database, outside the tenant's namespace";
 const SERVER_WIDE: &str = "it reaches beyond one tenant (server administration)";
 
@@ -192,6 +195,8 @@ fn connection_command(name: &str) -> Option<ConnCommand> {
         "exec" => ConnCommand::Exec,
         "discard" => ConnCommand::Discard,
         "unwatch" => ConnCommand::Unwatch,
+        "flushdb" | "flushall" => ConnCommand::Flush,
+        "dbsize" => ConnCommand::DbSize,
         _ => return None,
     })
 }
@@ -222,7 +227,7 @@ fn refusal<A: AsRef<[u8]>>(spec: &CommandSpec, args: &[A]) -> Option<&'static st
             return Some(NOT_YET_BLOCKING);
         }
     }
-    if matches!(name, "randomkey" | "dbsize" | "flushdb" | "flushall") {
+    if name == "randomkey" {
         return Some(KEYSPACE_WIDE);
     }
     if matches!(name, "move" | "swapdb" | "migrate")

@@ -4,7 +4,7 @@
 //! removed with UNLINK in small batches, at a bounded rate, so the backend is
 //! never blocked for long. Progress is at the admin server's `/config`.
 
-use crate::backend::Router;
+use crate::backend::{NodePool, Router};
 use crate::runtime::Runtime;
 use crate::status::{CleanupLabel, CleanupProgress, Status};
 use bytes::Bytes;
@@ -73,37 +73,100 @@ pub(crate) fn spawn(job: Job, rate: Cleanup, status: Arc<Status>, shutdown: Canc
 }
 
 async fn run(job: &Job, rate: Cleanup, status: &Status, index: usize) -> Result<(), String> {
-    let node = job.backend.any_node();
-    let mut pattern = job.namespace.as_bytes().to_vec();
-    pattern.push(b'*');
-    let count = rate.batch.to_string();
     // A handle, not the family's guard, which must not be held across an await.
     let counter = status
         .cleanup_deleted
         .get_or_create(&CleanupLabel { tenant: job.tenant.to_string(), namespace: job.namespace.to_string() })
         .clone();
+    let pace = Some(rate.keys_per_sec);
+    delete_namespace(job.backend.any_node(), &job.namespace, rate.batch, pace, |n| {
+        counter.inc_by(n);
+        status.update_cleanup(index, |c| c.deleted += n);
+    })
+    .await
+    .map(|_| ())
+}
+
+/// Walks every key of `namespace` on `node` with SCAN (`batch` per page),
+/// calling `page` with each page's keys.
+pub(crate) async fn scan_namespace(
+    node: &NodePool,
+    namespace: &Namespace,
+    batch: u32,
+    mut page: impl AsyncPage,
+) -> Result<(), String> {
+    let mut pattern = namespace.as_bytes().to_vec();
+    pattern.push(b'*');
+    let count = batch.to_string();
     let mut cursor = Bytes::from_static(b"0");
     loop {
         let reply = node.call(&[b"SCAN", &cursor, b"MATCH", &pattern, b"COUNT", count.as_bytes()]).await?;
         let (next, keys) = parse_scan(&reply)
             .ok_or_else(|| format!("unexpected SCAN reply: {:?}", String::from_utf8_lossy(&reply)))?;
-        if !keys.is_empty() {
-            let mut args: Vec<&[u8]> = vec![b"UNLINK"];
-            args.extend(keys.iter().map(|k| k.as_ref()));
-            let reply = node.call(&args).await?;
-            if reply.first() == Some(&b'-') {
-                return Err(format!("UNLINK failed: {}", String::from_utf8_lossy(&reply).trim_end()));
-            }
-            counter.inc_by(keys.len() as u64);
-            status.update_cleanup(index, |c| c.deleted += keys.len() as u64);
-            // Stay under keys_per_sec.
-            tokio::time::sleep(Duration::from_secs_f64(keys.len() as f64 / f64::from(rate.keys_per_sec))).await;
-        }
+        page.page(keys).await?;
         if next.as_ref() == b"0" {
             return Ok(());
         }
         cursor = next;
     }
+}
+
+/// What to do with each SCAN page.
+pub(crate) trait AsyncPage {
+    fn page(&mut self, keys: Vec<Bytes>) -> impl std::future::Future<Output = Result<(), String>>;
+}
+
+/// Deletes every key of `namespace` on `node` in UNLINKs of at most `batch`
+/// keys, at most `keys_per_sec` if given; returns how many were deleted.
+pub(crate) async fn delete_namespace(
+    node: &NodePool,
+    namespace: &Namespace,
+    batch: u32,
+    keys_per_sec: Option<u32>,
+    progress: impl FnMut(u64),
+) -> Result<u64, String> {
+    struct Unlink<'a, F> {
+        node: &'a NodePool,
+        keys_per_sec: Option<u32>,
+        progress: F,
+        deleted: u64,
+    }
+    impl<F: FnMut(u64)> AsyncPage for &mut Unlink<'_, F> {
+        async fn page(&mut self, keys: Vec<Bytes>) -> Result<(), String> {
+            if keys.is_empty() {
+                return Ok(());
+            }
+            let mut args: Vec<&[u8]> = vec![b"UNLINK"];
+            args.extend(keys.iter().map(|k| k.as_ref()));
+            let reply = self.node.call(&args).await?;
+            if reply.first() == Some(&b'-') {
+                return Err(format!("UNLINK failed: {}", String::from_utf8_lossy(&reply).trim_end()));
+            }
+            self.deleted += keys.len() as u64;
+            (self.progress)(keys.len() as u64);
+            if let Some(rate) = self.keys_per_sec {
+                tokio::time::sleep(Duration::from_secs_f64(keys.len() as f64 / f64::from(rate))).await;
+            }
+            Ok(())
+        }
+    }
+    let mut u = Unlink { node, keys_per_sec, progress, deleted: 0 };
+    scan_namespace(node, namespace, batch, &mut u).await?;
+    Ok(u.deleted)
+}
+
+/// Counts the keys of `namespace` on `node` (a full SCAN: slow on big backends).
+pub(crate) async fn count_namespace(node: &NodePool, namespace: &Namespace, batch: u32) -> Result<u64, String> {
+    struct Count(u64);
+    impl AsyncPage for &mut Count {
+        async fn page(&mut self, keys: Vec<Bytes>) -> Result<(), String> {
+            self.0 += keys.len() as u64;
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    scan_namespace(node, namespace, batch, &mut c).await?;
+    Ok(c.0)
 }
 
 /// `*2 $cursor *N $key...` into the cursor and the keys.

@@ -162,6 +162,28 @@ impl Batcher {
         self.flush_batch(replies);
     }
 
+    /// A reply tenantry computes in the background (FLUSHDB, DBSIZE): it
+    /// takes its place in the reply queue like a backend batch of one.
+    pub fn deferred(
+        &mut self,
+        replies: &mut ReplyQueue,
+        tenant: &Arc<TenantRt>,
+        rx: oneshot::Receiver<crate::backend::BatchReply>,
+    ) {
+        self.flush(replies);
+        replies.push(Pending::Backend(BackendReplies {
+            rx,
+            count: 1,
+            hidden: 0,
+            fixes: Vec::new(),
+            namespace: tenant.namespace.clone(),
+            node: tenant.backend.any_node().clone(),
+            metrics: tenant.metrics.clone(),
+            sent_at: Instant::now(),
+            spans: Vec::new(),
+        }));
+    }
+
     /// The open batch for this tenant, node and protocol (a new one if the
     /// open one is for another).
     fn open(

@@ -65,10 +65,13 @@ pub fn handle(state: &mut State, cmd: ConnCommand, req: &Request, out: &mut Byte
             None => reply(state, out).null(),
         },
         ConnCommand::ClientId => reply(state, out).integer(state.id as i64),
-        // The session answers these itself (see transaction.rs) and never passes them here.
-        ConnCommand::Multi | ConnCommand::Exec | ConnCommand::Discard | ConnCommand::Unwatch => {
-            reply(state, out).error("ERR transaction commands are answered by the session")
-        }
+        // The session answers these itself (transaction.rs, keyspace.rs) and never passes them here.
+        ConnCommand::Multi
+        | ConnCommand::Exec
+        | ConnCommand::Discard
+        | ConnCommand::Unwatch
+        | ConnCommand::Flush
+        | ConnCommand::DbSize => reply(state, out).error("ERR this command is answered by the session"),
     }
     After::Continue
 }

@@ -9,6 +9,7 @@
 
 mod batcher;
 mod connection;
+mod keyspace;
 mod replies;
 mod state;
 mod transaction;
@@ -57,6 +58,7 @@ pub async fn serve(mut stream: TcpStream, runtime: Arc<ArcSwap<Runtime>>, shutdo
         out: OutQueue::default(),
         delayed: None,
         tx: None,
+        flushing: None,
         read_at: Instant::now(),
     };
     let mut inbuf = BytesMut::with_capacity(16 * 1024);
@@ -72,7 +74,13 @@ pub async fn serve(mut stream: TcpStream, runtime: Arc<ArcSwap<Runtime>>, shutdo
     let sock: &TcpStream = wr.as_ref();
     loop {
         let mut wait_until = None;
-        if !closing && s.out.len() < MAX_OUTPUT {
+        if s.flushing
+            .as_mut()
+            .is_some_and(|f| !matches!(f.try_recv(), Err(tokio::sync::oneshot::error::TryRecvError::Empty)))
+        {
+            s.flushing = None;
+        }
+        if !closing && s.out.len() < MAX_OUTPUT && s.flushing.is_none() {
             match s.handle_buffered(&mut inbuf) {
                 Flow::Continue => {}
                 Flow::Close => closing = true,
@@ -93,6 +101,7 @@ pub async fn serve(mut stream: TcpStream, runtime: Arc<ArcSwap<Runtime>>, shutdo
         let can_read = !closing
             && !eof
             && s.delayed.is_none()
+            && s.flushing.is_none()
             && s.replies.in_flight < s.state.max_pipeline()
             && s.out.len() < MAX_OUTPUT;
         let want_write = !s.out.is_empty();
@@ -103,7 +112,10 @@ pub async fn serve(mut stream: TcpStream, runtime: Arc<ArcSwap<Runtime>>, shutdo
             let head = s.replies.head_rx();
             let has_head = head.is_some();
             let until = wait_until.unwrap_or_else(Instant::now);
+            let flushing = s.flushing.as_mut();
+            let is_flushing = flushing.is_some();
             tokio::select! {
+                _ = async { flushing.expect("guarded").await }, if is_flushing => Event::Wake,
                 r = rd.read_buf(&mut inbuf), if can_read => Event::Read(r),
                 r = async { head.expect("guarded").await }, if has_head => Event::Reply(r.map_err(|_| ())),
                 r = sock.writable(), if want_write => Event::Writable(r.is_ok()),
@@ -156,6 +168,8 @@ struct Session {
     delayed: Option<Delayed>,
     /// Commands queued since MULTI.
     tx: Option<Transaction>,
+    /// A FLUSHDB in progress: later commands wait for it, as they would in Redis.
+    flushing: Option<tokio::sync::oneshot::Receiver<()>>,
     /// When the last bytes came in: a rate-limit delay is bounded from the
     /// time a request arrived, not from when its turn came in a pipeline.
     read_at: Instant,
@@ -190,6 +204,10 @@ impl Session {
                     }
                     if let Some(d) = &self.delayed {
                         return Flow::Wait(d.retry_at);
+                    }
+                    if self.flushing.is_some() {
+                        // Later commands wait until the FLUSHDB is done.
+                        return Flow::Continue;
                     }
                 }
                 Ok(None) => return Flow::Continue,
@@ -237,6 +255,9 @@ impl Session {
                     return After::Continue;
                 }
                 if let Some(handled) = self.transaction_command(cmd) {
+                    return handled;
+                }
+                if let Some(handled) = self.keyspace_command(cmd, &req) {
                     return handled;
                 }
                 let state = &mut self.state;
