@@ -133,11 +133,7 @@ async fn key_positions_match_command_getkeys() {
     let mut c = direct(&redis).await;
     let words: [&[u8]; 12] =
         [b"STREAMS", b"STORE", b"STOREDIST", b"KEYS", b"BY", b"GET", b"LIMIT", b"0", b"1", b"2", b"$", b"*"];
-    let mut seed: u64 = 0x5eed;
-    let mut rand = move |n: usize| {
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        ((seed >> 33) as usize) % n.max(1)
-    };
+    let mut gen = tenantry_tests::Invocations::new(0x5eed);
     let (mut compared, mut commands_compared) = (0, 0);
     for top in COMMANDS {
         let specs: Vec<&CommandSpec> =
@@ -149,31 +145,7 @@ async fn key_positions_match_command_getkeys() {
         for spec in specs.into_iter().filter(|s| !s.key_specs.is_empty() && !skip(s)) {
             let mut any = false;
             for attempt in 0..40 {
-                let min = spec.arity.unsigned_abs() as usize;
-                let argc = if spec.arity > 0 { min } else { min + rand(6) };
-                let mut args: Vec<Vec<u8>> = (0..argc)
-                    .map(|i| {
-                        if rand(3) == 0 {
-                            words[rand(words.len())].to_vec()
-                        } else {
-                            format!("a{attempt}x{i}").into_bytes()
-                        }
-                    })
-                    .collect();
-                let mut name = spec.name.split('|');
-                args[0] = name.next().unwrap().as_bytes().to_vec();
-                if let Some(sub) = name.next() {
-                    args[1] = sub.as_bytes().to_vec();
-                }
-                for ks in spec.key_specs {
-                    if let (BeginSearch::Index(i), FindKeys::Keynum { keynumidx, firstkey, .. }) = (ks.begin, ks.find) {
-                        let idx = i as usize + keynumidx as usize;
-                        let room = argc.saturating_sub(i as usize + firstkey as usize);
-                        if idx < argc {
-                            args[idx] = (1 + rand(room.max(1))).min(room).to_string().into_bytes();
-                        }
-                    }
-                }
+                let args = gen.next(spec, &words, |i| format!("a{attempt}x{i}").into_bytes());
                 let redis_keys: redis::RedisResult<Vec<Vec<u8>>> =
                     redis::cmd("COMMAND").arg("GETKEYS").arg(&args).query_async(&mut c).await;
                 let Ok(mut redis_keys) = redis_keys else {

@@ -106,3 +106,85 @@ async fn binary_keys_and_values_round_trip() {
     let got: Vec<u8> = c.get(b"a\r\n{tag}b".as_slice()).await.unwrap();
     assert_eq!(got, b"\r\n");
 }
+
+/// Walks the whole command table as tenant `demo`, aiming generated
+/// invocations of every command and subcommand at the names of tenant `app`'s
+/// keys: no reply shows app's data or namespace, and app's keys are exactly
+/// as they were (nothing read, written, expired, renamed or deleted).
+#[tokio::test]
+async fn no_command_in_the_table_reaches_another_tenants_data() {
+    use tenantry_protocol::command::{CommandSpec, COMMANDS};
+    let _heavy = tenantry_tests::heavy().await;
+    let redis = RedisServer::start();
+    let proxy = TestProxy::two_tenants(&redis).await;
+    let mut app = proxy.raw().await;
+    for cmd in [
+        "SET k SECRET-A",
+        "HSET h f SECRET-A",
+        "RPUSH l SECRET-A",
+        "SADD s SECRET-A",
+        "ZADD z 1 SECRET-A",
+        "XADD x 1-1 f SECRET-A",
+        "PFADD p SECRET-A",
+        "GEOADD g 13.36 38.11 SECRET-A",
+        "SET {t}k SECRET-A",
+    ] {
+        let args: Vec<&[u8]> = cmd.split(' ').map(str::as_bytes).collect();
+        assert!(!app.cmd(&args).await.starts_with(b"-"), "{cmd}");
+    }
+    let mut backend = direct(&redis).await;
+    let snapshot = |keys: Vec<String>| async {
+        let mut d = direct(&redis).await;
+        let mut out = Vec::new();
+        for k in keys.into_iter().filter(|k| k.starts_with("app:")) {
+            let dump: Vec<u8> = redis::cmd("DUMP").arg(&k).query_async(&mut d).await.unwrap();
+            let ttl: i64 = redis::cmd("PTTL").arg(&k).query_async(&mut d).await.unwrap();
+            out.push((k, dump, ttl));
+        }
+        out.sort();
+        out
+    };
+    let before = snapshot(backend.keys("*").await.unwrap()).await;
+    assert_eq!(before.len(), 9);
+
+    let mut demo = proxy.raw().await;
+    assert_eq!(demo.cmd(&[b"AUTH", b"demo", b"demo-pw"]).await, b"+OK\r\n");
+    let names: [&[u8]; 9] = [b"k", b"h", b"l", b"s", b"z", b"x", b"p", b"g", b"{t}k"];
+    let words: [&[u8]; 20] = [
+        b"k", b"h", b"l", b"s", b"z", b"x", b"p", b"g", b"*", b"0", b"1", b"-1", b"+inf", b"STORE", b"STREAMS", b"BY",
+        b"GET", b"#", b"$", b"KEYS",
+    ];
+    let mut gen = tenantry_tests::Invocations::new(0x150);
+    let mut sent = 0;
+    for top in COMMANDS {
+        let specs: Vec<&CommandSpec> =
+            if top.subcommands.is_empty() { vec![top] } else { top.subcommands.iter().collect() };
+        // These change who the connection is, or end it.
+        for spec in specs.into_iter().filter(|s| !matches!(s.name, "quit" | "reset" | "auth" | "hello")) {
+            for _ in 0..6 {
+                let args = gen.next(spec, &words, |i| names[i % names.len()].to_vec());
+                let refs: Vec<&[u8]> = args.iter().map(|a| a.as_slice()).collect();
+                let reply = demo.cmd(&refs).await;
+                let shown = String::from_utf8_lossy(&reply);
+                assert!(
+                    !shown.contains("SECRET-A") && !shown.contains("app:"),
+                    "{} leaked: {shown}",
+                    String::from_utf8_lossy(&args.join(&b' '))
+                );
+                sent += 1;
+            }
+        }
+    }
+    assert!(sent > 2000, "{sent}");
+    // A MULTI from the walk may still be open: close it.
+    demo.cmd(&[b"DISCARD"]).await;
+
+    let keys: Vec<String> = backend.keys("*").await.unwrap();
+    for k in &keys {
+        assert!(
+            k.starts_with("app:") || k.starts_with("demo:") || k.starts_with("tenantry:"),
+            "a key outside every namespace: {k}"
+        );
+    }
+    assert_eq!(snapshot(keys).await, before, "tenant app's keys changed");
+}

@@ -313,3 +313,53 @@ pub fn metric_sum(text: &str, name: &str, filter: &str) -> f64 {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
+
+/// Deterministic invocations of commands from Redis's table, for tests that
+/// walk the whole table: each has the command's name (and subcommand), as
+/// many arguments as its arity allows, and numkeys arguments that fit.
+pub struct Invocations {
+    seed: u64,
+}
+
+impl Invocations {
+    pub fn new(seed: u64) -> Self {
+        Invocations { seed }
+    }
+
+    /// A number below `n` (an LCG: the same seed gives the same walk).
+    pub fn below(&mut self, n: usize) -> usize {
+        self.seed = self.seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((self.seed >> 33) as usize) % n.max(1)
+    }
+
+    /// One invocation of `spec`; each argument is one of `words` (a third of
+    /// the time) or `filler(i)`.
+    pub fn next(
+        &mut self,
+        spec: &tenantry_protocol::command::CommandSpec,
+        words: &[&[u8]],
+        filler: impl Fn(usize) -> Vec<u8>,
+    ) -> Vec<Vec<u8>> {
+        use tenantry_protocol::command::{BeginSearch, FindKeys};
+        let min = spec.arity.unsigned_abs() as usize;
+        let argc = if spec.arity > 0 { min } else { min + self.below(6) };
+        let mut args: Vec<Vec<u8>> = (0..argc)
+            .map(|i| if self.below(3) == 0 { words[self.below(words.len())].to_vec() } else { filler(i) })
+            .collect();
+        let mut name = spec.name.split('|');
+        args[0] = name.next().unwrap_or_default().as_bytes().to_vec();
+        if let Some(sub) = name.next() {
+            args[1] = sub.as_bytes().to_vec();
+        }
+        for ks in spec.key_specs {
+            if let (BeginSearch::Index(i), FindKeys::Keynum { keynumidx, firstkey, .. }) = (ks.begin, ks.find) {
+                let idx = i as usize + keynumidx as usize;
+                let room = argc.saturating_sub(i as usize + firstkey as usize);
+                if idx < argc {
+                    args[idx] = (1 + self.below(room.max(1))).min(room).to_string().into_bytes();
+                }
+            }
+        }
+        args
+    }
+}
