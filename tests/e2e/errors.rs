@@ -13,7 +13,7 @@ async fn bad_and_refused_commands_get_errors_and_the_connection_goes_on() {
         &[b"SWAPDB", b"0", b"1"],
         &[b"CONFIG", b"SET", b"maxmemory", b"1"],
         &[b"WATCH", b"k"],
-        &[b"BLPOP", b"l", b"0"],
+        &[b"WAIT", b"1", b"0"],
         &[b"SUBSCRIBE", b"c"],
         &[b"EVAL", b"return 1", b"0"],
         &[b"SHUTDOWN"],

@@ -2,6 +2,7 @@
 
 mod auth;
 mod backend_failure;
+mod blocking;
 mod command_table;
 mod errors;
 mod isolation;

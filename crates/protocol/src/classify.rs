@@ -45,6 +45,9 @@ pub enum Action {
         spec: &'static CommandSpec,
         reply: ReplyKeys,
         match_all: bool,
+        /// It may block (BLPOP, XREAD BLOCK, ...): it needs a backend
+        /// connection of its own, not a shared one.
+        blocking: bool,
     },
     Connection(ConnCommand),
     Reject(Rejection),
@@ -118,7 +121,7 @@ fn lossy(raw: &[u8], max: usize) -> String {
 }
 
 const NOT_YET_WATCH: &str = "WATCH is not supported yet (MULTI/EXEC without WATCH is)";
-const NOT_YET_BLOCKING: &str = "blocking commands are not supported yet";
+const NO_WAIT: &str = "WAIT counts the replicas that acknowledged this connection's writes, and a tenantry client's writes share backend connections with other clients";
 const NOT_YET_PUBSUB: &str = "Pub/Sub is not supported yet";
 const NOT_YET_SCRIPTS: &str = "scripts and functions are not supported yet";
 const KEYSPACE_WIDE: &str = "it would pick from every tenant's keys (a tenant-scoped RANDOMKEY is not supported yet)";
@@ -171,14 +174,20 @@ pub fn classify(req: &Request, keys: &mut KeyPositions) -> Action {
             }
         }
     }
+    // XREAD and XREADGROUP only block with BLOCK.
+    let blocking = spec.has_flag(flags::BLOCKING)
+        && (!matches!(spec.name, "xread" | "xreadgroup")
+            || args.iter().skip(1).any(|a| a.eq_ignore_ascii_case(b"block")));
     let reply = match spec.name {
-        "lmpop" | "zmpop" => ReplyKeys::FirstOfPair,
+        "lmpop" | "zmpop" | "blpop" | "brpop" | "blmpop" | "bzmpop" | "bzpopmin" | "bzpopmax" => {
+            ReplyKeys::FirstElement
+        }
         "xread" | "xreadgroup" => ReplyKeys::StreamKeys,
         "keys" => ReplyKeys::KeyList,
         "scan" => ReplyKeys::ScanPage,
         _ => ReplyKeys::None,
     };
-    Action::Forward { spec, reply, match_all }
+    Action::Forward { spec, reply, match_all, blocking }
 }
 
 fn connection_command(name: &str) -> Option<ConnCommand> {
@@ -219,13 +228,8 @@ fn refusal<A: AsRef<[u8]>>(spec: &CommandSpec, args: &[A]) -> Option<&'static st
     if spec.has_flag(flags::PUBSUB) {
         return Some(NOT_YET_PUBSUB);
     }
-    if spec.has_flag(flags::BLOCKING) {
-        // XREAD and XREADGROUP only block with BLOCK.
-        let blocks = !matches!(name, "xread" | "xreadgroup")
-            || args.iter().skip(1).any(|a| a.as_ref().eq_ignore_ascii_case(b"block"));
-        if blocks {
-            return Some(NOT_YET_BLOCKING);
-        }
+    if name == "wait" {
+        return Some(NO_WAIT);
     }
     if name == "randomkey" {
         return Some(KEYSPACE_WIDE);

@@ -32,6 +32,9 @@ fn keyed_commands_forward_with_positions() {
     assert!(matches!(a, Action::Forward { reply: ReplyKeys::ScanPage, match_all: false, .. }));
     assert_eq!(keys, vec![3]);
     assert!(matches!(action("SCAN 0 COUNT 10").0, Action::Forward { match_all: true, .. }));
+    assert!(matches!(action("BLPOP a b 0").0, Action::Forward { blocking: true, reply: ReplyKeys::FirstElement, .. }));
+    assert!(matches!(action("XREAD BLOCK 0 STREAMS s $").0, Action::Forward { blocking: true, .. }));
+    assert!(matches!(action("XREAD STREAMS s $").0, Action::Forward { blocking: false, .. }));
     let (a, keys) = action("KEYS u*");
     assert!(matches!(a, Action::Forward { reply: ReplyKeys::KeyList, .. }));
     assert_eq!(keys, vec![1]);
@@ -50,8 +53,7 @@ fn errors_match_redis_wording() {
 fn unsafe_commands_are_refused_with_a_reason() {
     for (line, reason) in [
         ("WATCH k", NOT_YET_WATCH),
-        ("BLPOP a 0", NOT_YET_BLOCKING),
-        ("XREAD BLOCK 0 STREAMS s $", NOT_YET_BLOCKING),
+        ("WAIT 1 0", NO_WAIT),
         ("SUBSCRIBE c", NOT_YET_PUBSUB),
         ("PUBLISH c m", NOT_YET_PUBSUB),
         ("EVAL s 0", NOT_YET_SCRIPTS),

@@ -10,8 +10,9 @@ use bytes::BytesMut;
 pub enum ReplyKeys {
     /// No key names in the reply: it passes through untouched.
     None,
-    /// `[key, value]` or null (LMPOP, ZMPOP; later BLPOP and friends).
-    FirstOfPair,
+    /// `[key, ...]` or null: LMPOP, ZMPOP, BLPOP, BRPOP, BLMPOP, BZMPOP
+    /// (`[key, elements]`), BZPOPMIN, BZPOPMAX (`[key, member, score]`).
+    FirstElement,
     /// XREAD / XREADGROUP: RESP2 `[[key, entries], ...]`, RESP3 `{key: entries}`.
     StreamKeys,
     /// KEYS: an array of key names.
@@ -26,8 +27,8 @@ pub enum ReplyKeys {
 pub fn strip_reply(kind: ReplyKeys, reply: &[u8], ns: &Namespace, out: &mut BytesMut) -> Result<(), ReplyError> {
     match kind {
         ReplyKeys::None => out.extend_from_slice(reply),
-        ReplyKeys::FirstOfPair => match aggregate_header(reply)? {
-            Some((b'*', 2, body)) => {
+        ReplyKeys::FirstElement => match aggregate_header(reply)? {
+            Some((b'*', n, body)) if n >= 2 => {
                 out.extend_from_slice(&reply[..body]);
                 let key_len = strip_bulk(&reply[body..], ns, out)?;
                 out.extend_from_slice(&reply[body + key_len..]);
@@ -142,13 +143,13 @@ mod tests {
     #[test]
     fn strips_pair_keys() {
         assert_eq!(
-            strip(ReplyKeys::FirstOfPair, b"*2\r\n$3\r\nt:k\r\n*1\r\n$1\r\nv\r\n"),
+            strip(ReplyKeys::FirstElement, b"*2\r\n$3\r\nt:k\r\n*1\r\n$1\r\nv\r\n"),
             b"*2\r\n$1\r\nk\r\n*1\r\n$1\r\nv\r\n"
         );
-        assert_eq!(strip(ReplyKeys::FirstOfPair, b"*-1\r\n"), b"*-1\r\n");
-        assert_eq!(strip(ReplyKeys::FirstOfPair, b"_\r\n"), b"_\r\n");
+        assert_eq!(strip(ReplyKeys::FirstElement, b"*-1\r\n"), b"*-1\r\n");
+        assert_eq!(strip(ReplyKeys::FirstElement, b"_\r\n"), b"_\r\n");
         // Found by the fuzzer: a null where the key would be.
-        assert_eq!(strip(ReplyKeys::FirstOfPair, b"*2\r\n$-1\r\n:1\r\n"), b"*2\r\n$-1\r\n:1\r\n");
+        assert_eq!(strip(ReplyKeys::FirstElement, b"*2\r\n$-1\r\n:1\r\n"), b"*2\r\n$-1\r\n:1\r\n");
         assert_eq!(strip(ReplyKeys::StreamKeys, b"*1\r\n*2\r\n$-1\r\n*0\r\n"), b"*1\r\n*2\r\n$-1\r\n*0\r\n");
     }
 

@@ -53,9 +53,19 @@ impl NodePool {
         }
     }
 
-    /// A new connection of its own to this node (for a subscriber).
-    pub(crate) async fn dedicated(&self) -> Result<tokio::net::TcpStream, String> {
-        connect(&self.settings, Protocol::Resp2).await
+    /// A new connection of its own to this node (for a subscriber, or a
+    /// blocking command), speaking `proto`.
+    pub(crate) async fn dedicated(&self, proto: Protocol) -> Result<tokio::net::TcpStream, String> {
+        connect(&self.settings, proto).await
+    }
+
+    /// The error for requests this node could not take.
+    pub fn unavailable(&self, reason: impl ToString) -> BackendError {
+        BackendError::Unavailable {
+            backend: self.settings.backend.clone(),
+            addr: self.settings.addr.clone(),
+            reason: reason.to_string(),
+        }
     }
 
     /// The error for requests whose connection broke before their replies came.

@@ -162,20 +162,23 @@ impl Batcher {
         self.flush_batch(replies);
     }
 
-    /// A reply tenantry computes in the background (FLUSHDB, DBSIZE): it
-    /// takes its place in the reply queue like a backend batch of one.
+    /// A reply that comes from elsewhere than the shared connections (FLUSHDB,
+    /// DBSIZE, a blocking command): it takes its place in the reply queue like
+    /// a backend batch of one, with `strip` applied to it.
     pub fn deferred(
         &mut self,
         replies: &mut ReplyQueue,
         tenant: &Arc<TenantRt>,
         rx: oneshot::Receiver<crate::backend::BatchReply>,
+        strip: ReplyKeys,
     ) {
         self.flush(replies);
+        let fixes = if strip == ReplyKeys::None { Vec::new() } else { vec![(0, Fix::Strip(strip))] };
         replies.push(Pending::Backend(BackendReplies {
             rx,
             count: 1,
             hidden: 0,
-            fixes: Vec::new(),
+            fixes,
             namespace: tenant.namespace.clone(),
             node: tenant.backend.any_node().clone(),
             metrics: tenant.metrics.clone(),

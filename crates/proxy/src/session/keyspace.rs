@@ -33,7 +33,7 @@ impl Session {
                     return Some(After::Continue);
                 }
                 let (done_tx, done_rx) = oneshot::channel();
-                self.flushing = Some(done_rx);
+                self.waiting = Some(done_rx);
                 let id = tenant.id.clone();
                 tokio::spawn(async move {
                     let reply = match delete_namespace(&node, &ns, batch, None, |_| {}).await {
@@ -57,7 +57,7 @@ impl Session {
                 });
             }
         }
-        self.batcher.deferred(&mut self.replies, &tenant, rx);
+        self.batcher.deferred(&mut self.replies, &tenant, rx, tenantry_protocol::ReplyKeys::None);
         Some(After::Continue)
     }
 }

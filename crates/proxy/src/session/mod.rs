@@ -8,6 +8,7 @@
 //! after its error reply, as Redis does.
 
 mod batcher;
+mod blocking;
 mod connection;
 mod keyspace;
 mod replies;
@@ -58,7 +59,8 @@ pub async fn serve(mut stream: TcpStream, runtime: Arc<ArcSwap<Runtime>>, shutdo
         out: OutQueue::default(),
         delayed: None,
         tx: None,
-        flushing: None,
+        waiting: None,
+        blocked: None,
         read_at: Instant::now(),
     };
     let mut inbuf = BytesMut::with_capacity(16 * 1024);
@@ -74,13 +76,14 @@ pub async fn serve(mut stream: TcpStream, runtime: Arc<ArcSwap<Runtime>>, shutdo
     let sock: &TcpStream = wr.as_ref();
     loop {
         let mut wait_until = None;
-        if s.flushing
+        if s.waiting
             .as_mut()
             .is_some_and(|f| !matches!(f.try_recv(), Err(tokio::sync::oneshot::error::TryRecvError::Empty)))
         {
-            s.flushing = None;
+            s.waiting = None;
+            s.blocked = None;
         }
-        if !closing && s.out.len() < MAX_OUTPUT && s.flushing.is_none() {
+        if !closing && s.out.len() < MAX_OUTPUT && s.waiting.is_none() {
             match s.handle_buffered(&mut inbuf) {
                 Flow::Continue => {}
                 Flow::Close => closing = true,
@@ -98,10 +101,12 @@ pub async fn serve(mut stream: TcpStream, runtime: Arc<ArcSwap<Runtime>>, shutdo
         // Backpressure: a client with `max_pipeline` requests in flight, with
         // `MAX_OUTPUT` of replies it has not read, or whose request waits on
         // its rate limit, is not read.
+        // While a blocking command waits, the client is still read (up to a
+        // bound), so its going away is noticed and the command released.
         let can_read = !closing
             && !eof
             && s.delayed.is_none()
-            && s.flushing.is_none()
+            && (s.waiting.is_none() || (s.blocked.is_some() && inbuf.len() < MAX_OUTPUT))
             && s.replies.in_flight < s.state.max_pipeline()
             && s.out.len() < MAX_OUTPUT;
         let want_write = !s.out.is_empty();
@@ -112,10 +117,10 @@ pub async fn serve(mut stream: TcpStream, runtime: Arc<ArcSwap<Runtime>>, shutdo
             let head = s.replies.head_rx();
             let has_head = head.is_some();
             let until = wait_until.unwrap_or_else(Instant::now);
-            let flushing = s.flushing.as_mut();
-            let is_flushing = flushing.is_some();
+            let waiting = s.waiting.as_mut();
+            let is_waiting = waiting.is_some();
             tokio::select! {
-                _ = async { flushing.expect("guarded").await }, if is_flushing => Event::Wake,
+                _ = async { waiting.expect("guarded").await }, if is_waiting => Event::Wake,
                 r = rd.read_buf(&mut inbuf), if can_read => Event::Read(r),
                 r = async { head.expect("guarded").await }, if has_head => Event::Reply(r.map_err(|_| ())),
                 r = sock.writable(), if want_write => Event::Writable(r.is_ok()),
@@ -124,6 +129,8 @@ pub async fn serve(mut stream: TcpStream, runtime: Arc<ArcSwap<Runtime>>, shutdo
             }
         };
         match event {
+            // Redis drops a client's blocked command when the client goes away.
+            Event::Read(Ok(0)) if s.blocked.is_some() => return,
             Event::Read(Ok(0)) => eof = true,
             Event::Read(Ok(_)) => s.read_at = Instant::now(),
             Event::Writable(true) | Event::Wake => {}
@@ -168,8 +175,11 @@ struct Session {
     delayed: Option<Delayed>,
     /// Commands queued since MULTI.
     tx: Option<Transaction>,
-    /// A FLUSHDB in progress: later commands wait for it, as they would in Redis.
-    flushing: Option<tokio::sync::oneshot::Receiver<()>>,
+    /// A command later commands wait for (a FLUSHDB, a blocking command), as they would in Redis.
+    waiting: Option<tokio::sync::oneshot::Receiver<()>>,
+    /// The task serving a blocking command; aborted (closing its backend
+    /// connection, which unblocks it there) if the client goes away.
+    blocked: Option<blocking::AbortOnDrop>,
     /// When the last bytes came in: a rate-limit delay is bounded from the
     /// time a request arrived, not from when its turn came in a pipeline.
     read_at: Instant,
@@ -205,8 +215,8 @@ impl Session {
                     if let Some(d) = &self.delayed {
                         return Flow::Wait(d.retry_at);
                     }
-                    if self.flushing.is_some() {
-                        // Later commands wait until the FLUSHDB is done.
+                    if self.waiting.is_some() {
+                        // Later commands wait until the FLUSHDB or blocking command is done.
                         return Flow::Continue;
                     }
                 }
@@ -237,7 +247,7 @@ impl Session {
     /// `deadline`: set when retrying a request delayed by its rate limit.
     fn handle(&mut self, req: Request, deadline: Option<Instant>) -> After {
         match classify(&req, &mut self.keys) {
-            Action::Forward { spec, reply, match_all } => match self.state.tenant.clone() {
+            Action::Forward { spec, reply, match_all, blocking } => match self.state.tenant.clone() {
                 Some(tenant) => {
                     let mut req = req;
                     if match_all && deadline.is_none() {
@@ -245,7 +255,7 @@ impl Session {
                         req.args.push(Bytes::from_static(b"*"));
                         self.keys.push(req.args.len() - 1);
                     }
-                    self.forward(tenant, spec, reply, req, deadline)
+                    self.forward(tenant, spec, reply, req, deadline, blocking)
                 }
                 None => self.error(NOAUTH),
             },
@@ -283,6 +293,7 @@ impl Session {
         reply: ReplyKeys,
         req: Request,
         deadline: Option<Instant>,
+        blocking: bool,
     ) {
         let metrics = &tenant.metrics;
         if deadline.is_none() {
@@ -322,6 +333,10 @@ impl Session {
                 }
                 return;
             }
+        }
+        if blocking && self.tx.is_none() {
+            metrics.bytes_in.inc_by(bytes as u64);
+            return self.blocking(&tenant, &req, reply);
         }
         let policy = &tenant.config.ttl;
         let ttl = (!policy.is_noop()).then(|| {

@@ -255,7 +255,7 @@ impl NodeWatcher {
             ));
         }
         self.notes.set(&self.labels.node, None);
-        let mut conn = self.node.dedicated().await?;
+        let mut conn = self.node.dedicated(tenantry_protocol::Protocol::Resp2).await?;
         let mut req = BytesMut::new();
         let args: [&[u8]; 3] = [b"PSUBSCRIBE", b"__keyevent@*__:evicted", b"__keyevent@*__:expired"];
         tenantry_protocol::encode::command(

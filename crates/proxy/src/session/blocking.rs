@@ -1,0 +1,61 @@
+//! Blocking commands (BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BLMPOP, BZPOPMIN,
+//! BZPOPMAX, BZMPOP, XREAD/XREADGROUP with BLOCK). A blocked command would
+//! stall every client sharing its backend connection, so each runs on a
+//! connection of its own, opened for it; the client's later commands wait
+//! for its reply, as they would in Redis. If the client goes away, the task
+//! is aborted and its connection closed, which unblocks it on the backend.
+
+use super::Session;
+use crate::runtime::TenantRt;
+use bytes::{Buf, BytesMut};
+use std::sync::Arc;
+use tenantry_protocol::reply::ReplyScanner;
+use tenantry_protocol::{encode, ReplyKeys, Request};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::oneshot;
+
+/// Aborts a task when dropped.
+pub struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl Session {
+    pub(super) fn blocking(&mut self, tenant: &Arc<TenantRt>, req: &Request, strip: ReplyKeys) {
+        let mut bytes = BytesMut::new();
+        encode::command(&mut bytes, &req.args, &self.keys, &tenant.namespace);
+        let node = tenant.backend.route(&req.args, &self.keys).clone();
+        let proto = self.state.proto;
+        let (tx, rx) = oneshot::channel();
+        let (done_tx, done_rx) = oneshot::channel();
+        let task = tokio::spawn(async move {
+            let result = async {
+                let mut conn = node.dedicated(proto).await?;
+                conn.write_all(&bytes).await.map_err(|e| e.to_string())?;
+                let mut buf = BytesMut::with_capacity(4096);
+                let mut scanner = ReplyScanner::new();
+                loop {
+                    if conn.read_buf(&mut buf).await.map_err(|e| e.to_string())? == 0 {
+                        return Err("connection closed by the backend".to_string());
+                    }
+                    while let Some(len) = scanner.scan(&buf).map_err(|e| e.to_string())? {
+                        if buf[0] == b'>' {
+                            buf.advance(len); // an out-of-band push: not the reply
+                            continue;
+                        }
+                        return Ok(buf.split_to(len).freeze());
+                    }
+                }
+            }
+            .await;
+            let _ = tx.send(result.map_err(|e| node.unavailable(e)));
+            let _ = done_tx.send(());
+        });
+        self.waiting = Some(done_rx);
+        self.blocked = Some(AbortOnDrop(task.abort_handle()));
+        self.batcher.deferred(&mut self.replies, tenant, rx, strip);
+    }
+}
