@@ -6,11 +6,7 @@ async fn two_tenants_writing_the_same_key_see_their_own_values() {
     let redis = RedisServer::start();
     let proxy = TestProxy::two_tenants(&redis).await;
     let mut app = proxy.client().await;
-    let mut demo = redis::Client::open(format!("redis://demo:demo-pw@{}/", proxy.addr))
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut demo = proxy.client_as("demo", "demo-pw").await;
 
     let _: () = app.set("user:1", "from-app").await.unwrap();
     let _: () = demo.set("user:1", "from-demo").await.unwrap();

@@ -24,11 +24,7 @@ async fn scan_and_keys_see_only_the_tenants_keys() {
     let redis = RedisServer::start();
     let proxy = TestProxy::two_tenants(&redis).await;
     let mut app = proxy.client().await;
-    let mut demo = redis::Client::open(format!("redis://demo:demo-pw@{}/", proxy.addr))
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut demo = proxy.client_as("demo", "demo-pw").await;
     for i in 0..50 {
         let _: () = redis::cmd("SET").arg(format!("user:{i}")).arg(i).query_async(&mut app).await.unwrap();
     }

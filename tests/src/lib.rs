@@ -214,6 +214,15 @@ impl TestProxy {
         redis::Client::open(self.url()).expect("url").get_multiplexed_async_connection().await.expect("connect")
     }
 
+    /// A `redis` crate connection authenticated as `user`.
+    pub async fn client_as(&self, user: &str, password: &str) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(format!("redis://{user}:{password}@{}/", self.addr))
+            .expect("url")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connect and authenticate")
+    }
+
     pub async fn raw(&self) -> RawClient {
         RawClient::connect(self.addr).await
     }
