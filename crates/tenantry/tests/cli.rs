@@ -48,3 +48,20 @@ fn an_unreadable_file_is_an_error() {
     assert_eq!(code, 1);
     assert!(stderr.starts_with("/nonexistent/tenants.yaml: cannot read"), "{stderr}");
 }
+
+#[test]
+fn run_refuses_an_invalid_config_with_its_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.yaml");
+    std::fs::write(&path, "listen: 127.0.0.1:0\nbackends: {}\ntenants:\n  t: { backend: none, namespace: \"t:\" }\n")
+        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tenantry"))
+        .args(["run", "--config"])
+        .arg(&path)
+        .env("TENANTRY_LOG", "error")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("{}:4:", path.display())) && stderr.contains("tenants.t.backend"), "{stderr}");
+}
