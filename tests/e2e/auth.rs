@@ -97,3 +97,36 @@ async fn inline_commands_and_connection_commands() {
     assert_eq!(c.cmd(&[b"QUIT"]).await, b"+OK\r\n");
     assert!(c.closed().await);
 }
+
+#[tokio::test]
+async fn info_describes_this_tenant_only() {
+    let redis = RedisServer::start();
+    let proxy = TestProxy::two_tenants(&redis).await;
+    let mut c = proxy.raw().await;
+    let info = String::from_utf8(c.cmd(&[b"INFO"]).await).unwrap();
+    assert!(info.starts_with('$'), "{info}");
+    for line in [
+        "# Server",
+        "redis_version:7.",
+        "redis_mode:standalone",
+        "tenant:app",
+        "namespace:app:",
+        "# Clients",
+        "connected_clients:1",
+    ] {
+        assert!(info.contains(line), "{line} missing from {info}");
+    }
+    // Nothing that describes the shared backend (other tenants' memory, keys, commands).
+    for absent in ["used_memory", "db0:", "total_commands_processed", "demo"] {
+        assert!(!info.contains(absent), "{absent} in {info}");
+    }
+    let server = String::from_utf8(c.cmd(&[b"INFO", b"server"]).await).unwrap();
+    assert!(server.contains("# Server") && !server.contains("# Clients"), "{server}");
+    c.cmd(&[b"HELLO", b"3"]).await;
+    let resp3 = String::from_utf8(c.cmd(&[b"INFO", b"clients"]).await).unwrap();
+    assert!(resp3.starts_with('=') && resp3.contains("txt:# Clients"), "{resp3}");
+    // The redis crate reads it like Redis's.
+    let mut r = proxy.client().await;
+    let info: redis::InfoDict = redis::cmd("INFO").query_async(&mut r).await.unwrap();
+    assert_eq!(info.get::<String>("tenant").as_deref(), Some("app"));
+}

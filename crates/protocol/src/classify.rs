@@ -26,6 +26,8 @@ pub enum ConnCommand {
     Flush,
     /// DBSIZE: the tenant's keys only.
     DbSize,
+    /// INFO: tenantry's own answer, about this tenant only.
+    Info,
 }
 
 impl ConnCommand {
@@ -206,6 +208,7 @@ fn connection_command(name: &str) -> Option<ConnCommand> {
         "unwatch" => ConnCommand::Unwatch,
         "flushdb" | "flushall" => ConnCommand::Flush,
         "dbsize" => ConnCommand::DbSize,
+        "info" => ConnCommand::Info,
         _ => return None,
     })
 }

@@ -108,6 +108,19 @@ impl Reply<'_> {
         self.out.extend_from_slice(b"\r\n");
     }
 
+    /// Text for humans: a bulk string in RESP2, a verbatim string in RESP3 (as Redis answers INFO).
+    pub fn text(&mut self, text: &str) {
+        match self.proto {
+            Protocol::Resp2 => self.bulk(text.as_bytes()),
+            Protocol::Resp3 => {
+                put_len(self.out, b'=', text.len() + 4);
+                self.out.extend_from_slice(b"txt:");
+                self.out.extend_from_slice(text.as_bytes());
+                self.out.extend_from_slice(b"\r\n");
+            }
+        }
+    }
+
     pub fn null(&mut self) {
         match self.proto {
             Protocol::Resp2 => self.out.extend_from_slice(b"$-1\r\n"),
