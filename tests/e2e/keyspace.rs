@@ -103,3 +103,26 @@ async fn flushdb_and_dbsize_touch_only_the_tenants_keys() {
     assert_eq!(app.cmd(&[b"GET", b"after"]).await, b"$1\r\n1\r\n");
     assert_eq!(app.cmd(&[b"FLUSHDB", b"LATER"]).await, b"-ERR syntax error\r\n");
 }
+
+#[tokio::test]
+async fn randomkey_picks_among_the_tenants_keys_only() {
+    let redis = RedisServer::start();
+    let proxy = TestProxy::two_tenants(&redis).await;
+    let mut app = proxy.raw().await;
+    let mut demo = proxy.raw().await;
+    assert_eq!(demo.cmd(&[b"AUTH", b"demo", b"demo-pw"]).await, b"+OK\r\n");
+    assert_eq!(demo.cmd(&[b"RANDOMKEY"]).await, b"$-1\r\n");
+    for i in 0..20 {
+        assert_eq!(app.cmd(&[b"SET", format!("a{i}").as_bytes(), b"v"]).await, b"+OK\r\n");
+    }
+    assert_eq!(demo.cmd(&[b"SET", b"only", b"v"]).await, b"+OK\r\n");
+    let mut seen = BTreeSet::new();
+    for _ in 0..50 {
+        let r = String::from_utf8(app.cmd(&[b"RANDOMKEY"]).await).unwrap();
+        let key = r.lines().nth(1).unwrap().to_string();
+        assert!(key.starts_with('a') && key[1..].parse::<u32>().unwrap() < 20, "{r}");
+        seen.insert(key);
+    }
+    assert!(seen.len() > 1, "always the same key: {seen:?}");
+    assert_eq!(demo.cmd(&[b"RANDOMKEY"]).await, b"$4\r\nonly\r\n");
+}

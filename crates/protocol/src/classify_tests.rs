@@ -57,7 +57,6 @@ fn unsafe_commands_are_refused_with_a_reason() {
         ("SUBSCRIBE c", NOT_YET_PUBSUB),
         ("PUBLISH c m", NOT_YET_PUBSUB),
         ("EVAL s 0", NOT_YET_SCRIPTS),
-        ("RANDOMKEY", KEYSPACE_WIDE),
         ("MOVE k 1", OTHER_DB),
         ("COPY a b DB 2", OTHER_DB),
         ("CONFIG SET maxmemory 1", SERVER_WIDE),

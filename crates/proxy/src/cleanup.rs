@@ -170,7 +170,7 @@ pub(crate) async fn count_namespace(node: &NodePool, namespace: &Namespace, batc
 }
 
 /// `*2 $cursor *N $key...` into the cursor and the keys.
-fn parse_scan(reply: &Bytes) -> Option<(Bytes, Vec<Bytes>)> {
+pub(crate) fn parse_scan(reply: &Bytes) -> Option<(Bytes, Vec<Bytes>)> {
     let mut pos = 0;
     let header = |pos: &mut usize, kind: u8| -> Option<i64> {
         let rest = reply.get(*pos..)?;

@@ -75,7 +75,8 @@ pub fn handle(state: &mut State, cmd: ConnCommand, req: &Request, out: &mut Byte
         | ConnCommand::Discard
         | ConnCommand::Unwatch
         | ConnCommand::Flush
-        | ConnCommand::DbSize => reply(state, out).error("ERR this command is answered by the session"),
+        | ConnCommand::DbSize
+        | ConnCommand::RandomKey => reply(state, out).error("ERR this command is answered by the session"),
     }
     After::Continue
 }

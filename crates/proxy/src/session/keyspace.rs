@@ -1,4 +1,4 @@
-//! FLUSHDB / FLUSHALL and DBSIZE for the tenant's keys only. Redis's own
+//! FLUSHDB / FLUSHALL, DBSIZE and RANDOMKEY for the tenant's keys only. Redis's own
 //! would act on every tenant; tenantry walks the tenant's namespace with SCAN
 //! instead (UNLINK in batches of `cleanup.batch`, so the backend is never
 //! blocked for long). Commands after a FLUSHDB on the same connection wait
@@ -6,15 +6,16 @@
 
 use super::connection::After;
 use super::Session;
-use crate::cleanup::{count_namespace, delete_namespace};
+use crate::backend::NodePool;
+use crate::cleanup::{count_namespace, delete_namespace, parse_scan};
 use bytes::Bytes;
-use tenantry_protocol::{ConnCommand, Request};
+use tenantry_protocol::{ConnCommand, Namespace, Protocol, Request};
 use tokio::sync::oneshot;
 
 impl Session {
     /// `None` for a command that is not FLUSHDB/FLUSHALL/DBSIZE.
     pub(super) fn keyspace_command(&mut self, cmd: ConnCommand, req: &Request) -> Option<After> {
-        if !matches!(cmd, ConnCommand::Flush | ConnCommand::DbSize) {
+        if !matches!(cmd, ConnCommand::Flush | ConnCommand::DbSize | ConnCommand::RandomKey) {
             return None;
         }
         let tenant = self.state.tenant.clone()?;
@@ -47,6 +48,23 @@ impl Session {
                     let _ = done_tx.send(());
                 });
             }
+            ConnCommand::RandomKey => {
+                let null: &'static [u8] = if self.state.proto == Protocol::Resp3 { b"_\r\n" } else { b"$-1\r\n" };
+                tokio::spawn(async move {
+                    let reply = match random_key(&node, &ns).await {
+                        Ok(Some(key)) => {
+                            let client_key = ns.strip(&key).unwrap_or(&key);
+                            let mut b = format!("${}\r\n", client_key.len()).into_bytes();
+                            b.extend_from_slice(client_key);
+                            b.extend_from_slice(b"\r\n");
+                            Bytes::from(b)
+                        }
+                        Ok(None) => Bytes::from_static(null),
+                        Err(e) => Bytes::from(format!("-ERR RANDOMKEY failed: {e}\r\n")),
+                    };
+                    let _ = tx.send(Ok(reply));
+                });
+            }
             _ => {
                 tokio::spawn(async move {
                     let reply = match count_namespace(&node, &ns, batch).await {
@@ -59,5 +77,30 @@ impl Session {
         }
         self.batcher.deferred(&mut self.replies, &tenant, rx, tenantry_protocol::ReplyKeys::None);
         Some(After::Continue)
+    }
+}
+
+/// One of the namespace's keys: SCAN pages from a random cursor to the end of
+/// the keyspace, then from the start; a random key of the first page that has
+/// any. Not uniform over keys (nor is Redis's RANDOMKEY under expiry), but
+/// never another tenant's. `None` when the namespace has no key.
+async fn random_key(node: &NodePool, ns: &Namespace) -> Result<Option<Bytes>, String> {
+    let mut pattern = ns.as_bytes().to_vec();
+    pattern.push(b'*');
+    let mut cursor = Bytes::from(fastrand::u32(..).to_string());
+    let mut wrapped = false;
+    loop {
+        let reply = node.call(&[b"SCAN", &cursor, b"MATCH", &pattern, b"COUNT", b"100"]).await?;
+        let (next, keys) = parse_scan(&reply).ok_or_else(|| "unexpected SCAN reply".to_string())?;
+        if !keys.is_empty() {
+            return Ok(Some(keys[fastrand::usize(..keys.len())].clone()));
+        }
+        if next.as_ref() == b"0" {
+            if wrapped {
+                return Ok(None);
+            }
+            wrapped = true;
+        }
+        cursor = next;
     }
 }
