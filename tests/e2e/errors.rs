@@ -15,7 +15,7 @@ async fn bad_and_refused_commands_get_errors_and_the_connection_goes_on() {
         &[b"WATCH", b"k"],
         &[b"WAIT", b"1", b"0"],
         &[b"SUBSCRIBE", b"c"],
-        &[b"EVAL", b"return 1", b"0"],
+        &[b"FCALL", b"f", b"0"],
         &[b"SHUTDOWN"],
         &[b"MOVE", b"k", b"1"],
     ] {

@@ -317,3 +317,33 @@ async fn a_tenant_pipeline_limit_applies_backpressure_not_errors() {
         assert_eq!(c.reply().await, format!(":{i}\r\n").into_bytes());
     }
 }
+
+#[tokio::test]
+async fn scripts_run_only_for_tenants_that_allow_them_with_their_keys_namespaced() {
+    let redis = RedisServer::start();
+    let proxy = proxy_with(
+        &redis,
+        "  s: { backend: local, namespace: \"s:\", auth: { username: s, password: pw }, scripts: true }\n  \
+           n: { backend: local, namespace: \"n:\", auth: { username: n, password: pw } }\n",
+    )
+    .await;
+    let script = b"redis.call('SET', KEYS[1], ARGV[1]); return redis.call('GET', KEYS[1])";
+    let mut s = login(&proxy, "s").await;
+    assert_eq!(s.cmd(&[b"EVAL", script, b"1", b"k", b"v"]).await, b"$1\r\nv\r\n");
+    assert_eq!(s.cmd(&[b"GET", b"k"]).await, b"$1\r\nv\r\n");
+    let sha = s.cmd(&[b"SCRIPT", b"LOAD", b"return KEYS[1]"]).await;
+    let sha = &sha[5..sha.len() - 2];
+    assert_eq!(s.cmd(&[b"SCRIPT", b"EXISTS", sha]).await, b"*1\r\n:1\r\n");
+    // The script sees the namespaced key name: KEYS were rewritten.
+    assert_eq!(s.cmd(&[b"EVALSHA", sha, b"1", b"x"]).await, b"$3\r\ns:x\r\n");
+    assert!(s.cmd(&[b"SCRIPT", b"FLUSH"]).await.starts_with(
+        b"-ERR command 'script|flush' is not allowed through tenantry: it acts on every tenant's scripts"
+    ));
+    let mut direct_conn = tenantry_tests::direct(&redis).await;
+    let v: String = redis::cmd("GET").arg("s:k").query_async(&mut direct_conn).await.unwrap();
+    assert_eq!(v, "v");
+
+    let mut n = login(&proxy, "n").await;
+    let refused = n.cmd(&[b"EVAL", b"return 1", b"0"]).await;
+    assert!(refused.starts_with(b"-NOPERM tenant 'n' may not run scripts"), "{}", String::from_utf8_lossy(&refused));
+}

@@ -156,6 +156,9 @@ pub struct Tenant {
     pub commands: CommandRules,
     pub limits: TenantLimits,
     pub ttl: TtlPolicy,
+    /// EVAL/EVALSHA allowed. Off by default: a script can reach keys it was
+    /// not given, in any tenant's namespace.
+    pub scripts: bool,
 }
 
 /// A rate and the burst allowed above it.

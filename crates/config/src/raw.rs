@@ -111,6 +111,8 @@ pub struct RawTenant {
     pub limits: Option<Spanned<RawTenantLimits>>,
     #[serde(default)]
     pub ttl: Option<Spanned<RawTtl>>,
+    #[serde(default)]
+    pub scripts: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

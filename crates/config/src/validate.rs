@@ -313,7 +313,11 @@ pub(crate) fn validate(
         let ttl = t.ttl.as_ref().map(|r| c.ttl(r, &format!("{field}.ttl"))).unwrap_or_default();
         if let Some(namespace) = namespace {
             let id = TenantId::new(name);
-            tenants.insert(id.clone(), Tenant { id, backend, namespace, auth, rate_limit, commands, limits, ttl });
+            let scripts = t.scripts.unwrap_or(false);
+            tenants.insert(
+                id.clone(),
+                Tenant { id, backend, namespace, auth, rate_limit, commands, limits, ttl, scripts },
+            );
         }
     }
     if raw.tenants.is_empty() {

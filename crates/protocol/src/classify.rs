@@ -52,6 +52,9 @@ pub enum Action {
         /// It may block (BLPOP, XREAD BLOCK, ...): it needs a backend
         /// connection of its own, not a shared one.
         blocking: bool,
+        /// A script (EVAL, EVALSHA, SCRIPT LOAD/EXISTS): only for tenants
+        /// that allow scripts.
+        script: bool,
     },
     Connection(ConnCommand),
     Reject(Rejection),
@@ -127,7 +130,9 @@ fn lossy(raw: &[u8], max: usize) -> String {
 const NOT_YET_WATCH: &str = "WATCH is not supported yet (MULTI/EXEC without WATCH is)";
 const NO_WAIT: &str = "WAIT counts the replicas that acknowledged this connection's writes, and a tenantry client's writes share backend connections with other clients";
 const NOT_YET_PUBSUB: &str = "Pub/Sub is not supported yet";
-const NOT_YET_SCRIPTS: &str = "scripts and functions are not supported yet";
+const NOT_YET_FUNCTIONS: &str =
+    "functions are not supported yet (EVAL and EVALSHA are, for tenants with scripts: true)";
+const ALL_SCRIPTS: &str = "it acts on every tenant's scripts";
 const OTHER_DB: &str = "it reaches another database, outside the tenant's namespace";
 const SERVER_WIDE: &str = "it reaches beyond one tenant (server administration)";
 
@@ -190,7 +195,7 @@ pub fn classify(req: &Request, keys: &mut KeyPositions) -> Action {
         "scan" => ReplyKeys::ScanPage,
         _ => ReplyKeys::None,
     };
-    Action::Forward { spec, reply, match_all, blocking }
+    Action::Forward { spec, reply, match_all, blocking, script: is_script(spec.name) }
 }
 
 fn connection_command(name: &str) -> Option<ConnCommand> {
@@ -215,9 +220,14 @@ fn connection_command(name: &str) -> Option<ConnCommand> {
     })
 }
 
+/// Scripts a tenant may run when its config allows them.
+fn is_script(name: &str) -> bool {
+    matches!(name, "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "script|load" | "script|exists")
+}
+
 /// Keyless commands that touch nothing of any tenant.
 fn keyless_allowed(name: &str) -> bool {
-    matches!(name, "ping" | "echo" | "time" | "lolwut" | "scan" | "keys")
+    matches!(name, "ping" | "echo" | "time" | "lolwut" | "scan" | "keys" | "script|load" | "script|exists")
         || name.starts_with("command|")
         || name.ends_with("|help")
 }
@@ -227,8 +237,8 @@ fn refusal<A: AsRef<[u8]>>(spec: &CommandSpec, args: &[A]) -> Option<&'static st
     if name == "watch" {
         return Some(NOT_YET_WATCH);
     }
-    if spec.in_category(acl::SCRIPTING) {
-        return Some(NOT_YET_SCRIPTS);
+    if spec.in_category(acl::SCRIPTING) && !is_script(name) {
+        return Some(if name.starts_with("script|") { ALL_SCRIPTS } else { NOT_YET_FUNCTIONS });
     }
     if spec.has_flag(flags::PUBSUB) {
         return Some(NOT_YET_PUBSUB);

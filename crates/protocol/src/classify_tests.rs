@@ -35,6 +35,9 @@ fn keyed_commands_forward_with_positions() {
     assert!(matches!(action("BLPOP a b 0").0, Action::Forward { blocking: true, reply: ReplyKeys::FirstElement, .. }));
     assert!(matches!(action("XREAD BLOCK 0 STREAMS s $").0, Action::Forward { blocking: true, .. }));
     assert!(matches!(action("XREAD STREAMS s $").0, Action::Forward { blocking: false, .. }));
+    let (a, keys) = action("EVAL s 2 a b x");
+    assert!(matches!(a, Action::Forward { script: true, .. }));
+    assert_eq!(keys, vec![3, 4]);
     let (a, keys) = action("KEYS u*");
     assert!(matches!(a, Action::Forward { reply: ReplyKeys::KeyList, .. }));
     assert_eq!(keys, vec![1]);
@@ -56,7 +59,8 @@ fn unsafe_commands_are_refused_with_a_reason() {
         ("WAIT 1 0", NO_WAIT),
         ("SUBSCRIBE c", NOT_YET_PUBSUB),
         ("PUBLISH c m", NOT_YET_PUBSUB),
-        ("EVAL s 0", NOT_YET_SCRIPTS),
+        ("FCALL f 0", NOT_YET_FUNCTIONS),
+        ("SCRIPT FLUSH", ALL_SCRIPTS),
         ("MOVE k 1", OTHER_DB),
         ("COPY a b DB 2", OTHER_DB),
         ("CONFIG SET maxmemory 1", SERVER_WIDE),

@@ -247,7 +247,14 @@ impl Session {
     /// `deadline`: set when retrying a request delayed by its rate limit.
     fn handle(&mut self, req: Request, deadline: Option<Instant>) -> After {
         match classify(&req, &mut self.keys) {
-            Action::Forward { spec, reply, match_all, blocking } => match self.state.tenant.clone() {
+            Action::Forward { spec, reply, match_all, blocking, script } => match self.state.tenant.clone() {
+                Some(tenant) if script && !tenant.config.scripts => {
+                    tenant.metrics.error("noperm", 1);
+                    self.refuse(&format!(
+                        "NOPERM tenant '{}' may not run scripts: a script can reach keys it was not given (set scripts: true to allow them)",
+                        tenant.id
+                    ));
+                }
                 Some(tenant) => {
                     let mut req = req;
                     if match_all && deadline.is_none() {
