@@ -41,32 +41,10 @@ const SCRIPT: &[&str] = &[
     "UNWATCH",
 ];
 
-async fn run(c: &mut RawClient) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    for line in SCRIPT {
-        let args: Vec<&[u8]> = line.split(' ').map(str::as_bytes).collect();
-        out.push(c.cmd(&args).await);
-    }
-    out
-}
-
 #[tokio::test]
 async fn transactions_answer_as_redis_does() {
     for hello in [None, Some(&b"3"[..])] {
-        let direct_redis = RedisServer::start();
-        let proxied_redis = RedisServer::start();
-        let proxy = TestProxy::two_tenants(&proxied_redis).await;
-        let mut direct = RawClient::connect(direct_redis.addr()).await;
-        let mut proxied = proxy.raw().await;
-        if let Some(p) = hello {
-            direct.cmd(&[b"HELLO", p]).await;
-            proxied.cmd(&[b"HELLO", p]).await;
-        }
-        let want = run(&mut direct).await;
-        let got = run(&mut proxied).await;
-        for ((line, w), g) in SCRIPT.iter().zip(&want).zip(&got) {
-            assert_eq!(String::from_utf8_lossy(g), String::from_utf8_lossy(w), "{line} (hello {hello:?})");
-        }
+        tenantry_tests::assert_same_replies_as_redis(SCRIPT, hello).await;
     }
 }
 

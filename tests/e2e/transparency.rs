@@ -2,8 +2,6 @@
 //! directly and through tenantry, in RESP2 and RESP3. Every keyed command
 //! family of Redis 7.0 is covered; replies must be identical.
 
-use tenantry_tests::{RawClient, RedisServer, TestProxy};
-
 /// Commands whose replies do not depend on the key's own name.
 const SCRIPT: &[&str] = &[
     // strings
@@ -166,34 +164,9 @@ const SCRIPT: &[&str] = &[
     "PING hello",
 ];
 
-fn args(line: &str) -> Vec<&[u8]> {
-    line.split(' ').map(str::as_bytes).collect()
-}
-
-async fn run(c: &mut RawClient) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    for line in SCRIPT {
-        out.push(c.cmd(&args(line)).await);
-    }
-    out
-}
-
 async fn compare(hello: Option<&[u8]>) {
     let _heavy = tenantry_tests::heavy().await;
-    let direct_redis = RedisServer::start();
-    let proxied_redis = RedisServer::start();
-    let proxy = TestProxy::two_tenants(&proxied_redis).await;
-    let mut direct = RawClient::connect(direct_redis.addr()).await;
-    let mut proxied = proxy.raw().await;
-    if let Some(proto) = hello {
-        direct.cmd(&[b"HELLO", proto]).await;
-        proxied.cmd(&[b"HELLO", proto]).await;
-    }
-    let want = run(&mut direct).await;
-    let got = run(&mut proxied).await;
-    for ((line, w), g) in SCRIPT.iter().zip(&want).zip(&got) {
-        assert_eq!(String::from_utf8_lossy(g), String::from_utf8_lossy(w), "{line}");
-    }
+    tenantry_tests::assert_same_replies_as_redis(SCRIPT, hello).await;
 }
 
 #[tokio::test]

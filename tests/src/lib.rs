@@ -372,3 +372,31 @@ impl Invocations {
         args
     }
 }
+
+/// Runs `script` (one command per line, space-separated arguments) against a
+/// fresh redis-server directly and through tenantry on another, after
+/// `HELLO <proto>` if given, and asserts every reply is byte-identical.
+pub async fn assert_same_replies_as_redis(script: &[&str], hello: Option<&[u8]>) {
+    async fn run(c: &mut RawClient, script: &[&str]) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        for line in script {
+            let args: Vec<&[u8]> = line.split(' ').map(str::as_bytes).collect();
+            out.push(c.cmd(&args).await);
+        }
+        out
+    }
+    let direct_redis = RedisServer::start();
+    let proxied_redis = RedisServer::start();
+    let proxy = TestProxy::two_tenants(&proxied_redis).await;
+    let mut direct = RawClient::connect(direct_redis.addr()).await;
+    let mut proxied = proxy.raw().await;
+    if let Some(proto) = hello {
+        direct.cmd(&[b"HELLO", proto]).await;
+        proxied.cmd(&[b"HELLO", proto]).await;
+    }
+    let want = run(&mut direct, script).await;
+    let got = run(&mut proxied, script).await;
+    for ((line, w), g) in script.iter().zip(&want).zip(&got) {
+        assert_eq!(String::from_utf8_lossy(g), String::from_utf8_lossy(w), "{line} (hello {hello:?})");
+    }
+}

@@ -87,33 +87,35 @@ async fn run(job: &Job, rate: Cleanup, status: &Status, index: usize) -> Result<
     .map(|_| ())
 }
 
-/// Walks every key of `namespace` on `node` with SCAN (`batch` per page),
-/// calling `page` with each page's keys.
-pub(crate) async fn scan_namespace(
-    node: &NodePool,
-    namespace: &Namespace,
-    batch: u32,
-    mut page: impl AsyncPage,
-) -> Result<(), String> {
-    let mut pattern = namespace.as_bytes().to_vec();
-    pattern.push(b'*');
-    let count = batch.to_string();
-    let mut cursor = Bytes::from_static(b"0");
-    loop {
-        let reply = node.call(&[b"SCAN", &cursor, b"MATCH", &pattern, b"COUNT", count.as_bytes()]).await?;
-        let (next, keys) = parse_scan(&reply)
-            .ok_or_else(|| format!("unexpected SCAN reply: {:?}", String::from_utf8_lossy(&reply)))?;
-        page.page(keys).await?;
-        if next.as_ref() == b"0" {
-            return Ok(());
-        }
-        cursor = next;
-    }
+/// The keys of one namespace on one node, a SCAN page at a time.
+pub(crate) struct NamespaceScan<'a> {
+    node: &'a NodePool,
+    pattern: Vec<u8>,
+    count: String,
+    /// `None` once SCAN has come back to cursor 0.
+    cursor: Option<Bytes>,
 }
 
-/// What to do with each SCAN page.
-pub(crate) trait AsyncPage {
-    fn page(&mut self, keys: Vec<Bytes>) -> impl std::future::Future<Output = Result<(), String>>;
+impl<'a> NamespaceScan<'a> {
+    /// Pages of about `batch` keys, from `cursor` (`"0"`: a full iteration)
+    /// to the end of the keyspace.
+    pub(crate) fn new(node: &'a NodePool, namespace: &Namespace, batch: u32, cursor: Bytes) -> Self {
+        let mut pattern = namespace.as_bytes().to_vec();
+        pattern.push(b'*');
+        NamespaceScan { node, pattern, count: batch.to_string(), cursor: Some(cursor) }
+    }
+
+    /// The next page's keys (often none: SCAN filters after reading), or
+    /// `None` when the iteration is over.
+    pub(crate) async fn next_page(&mut self) -> Result<Option<Vec<Bytes>>, String> {
+        let Some(cursor) = self.cursor.take() else { return Ok(None) };
+        let args: [&[u8]; 6] = [b"SCAN", &cursor, b"MATCH", &self.pattern, b"COUNT", self.count.as_bytes()];
+        let reply = self.node.call(&args).await?;
+        let (next, keys) = parse_scan(&reply)
+            .ok_or_else(|| format!("unexpected SCAN reply: {:?}", String::from_utf8_lossy(&reply)))?;
+        self.cursor = (next.as_ref() != b"0").then_some(next);
+        Ok(Some(keys))
+    }
 }
 
 /// Deletes every key of `namespace` on `node` in UNLINKs of at most `batch`
@@ -123,54 +125,41 @@ pub(crate) async fn delete_namespace(
     namespace: &Namespace,
     batch: u32,
     keys_per_sec: Option<u32>,
-    progress: impl FnMut(u64),
+    mut progress: impl FnMut(u64),
 ) -> Result<u64, String> {
-    struct Unlink<'a, F> {
-        node: &'a NodePool,
-        keys_per_sec: Option<u32>,
-        progress: F,
-        deleted: u64,
-    }
-    impl<F: FnMut(u64)> AsyncPage for &mut Unlink<'_, F> {
-        async fn page(&mut self, keys: Vec<Bytes>) -> Result<(), String> {
-            if keys.is_empty() {
-                return Ok(());
-            }
-            let mut args: Vec<&[u8]> = vec![b"UNLINK"];
-            args.extend(keys.iter().map(|k| k.as_ref()));
-            let reply = self.node.call(&args).await?;
-            if reply.first() == Some(&b'-') {
-                return Err(format!("UNLINK failed: {}", String::from_utf8_lossy(&reply).trim_end()));
-            }
-            self.deleted += keys.len() as u64;
-            (self.progress)(keys.len() as u64);
-            if let Some(rate) = self.keys_per_sec {
-                tokio::time::sleep(Duration::from_secs_f64(keys.len() as f64 / f64::from(rate))).await;
-            }
-            Ok(())
+    let mut scan = NamespaceScan::new(node, namespace, batch, Bytes::from_static(b"0"));
+    let mut deleted = 0;
+    while let Some(keys) = scan.next_page().await? {
+        if keys.is_empty() {
+            continue;
+        }
+        let mut args: Vec<&[u8]> = vec![b"UNLINK"];
+        args.extend(keys.iter().map(|k| k.as_ref()));
+        let reply = node.call(&args).await?;
+        if reply.first() == Some(&b'-') {
+            return Err(format!("UNLINK failed: {}", String::from_utf8_lossy(&reply).trim_end()));
+        }
+        deleted += keys.len() as u64;
+        progress(keys.len() as u64);
+        if let Some(rate) = keys_per_sec {
+            tokio::time::sleep(Duration::from_secs_f64(keys.len() as f64 / f64::from(rate))).await;
         }
     }
-    let mut u = Unlink { node, keys_per_sec, progress, deleted: 0 };
-    scan_namespace(node, namespace, batch, &mut u).await?;
-    Ok(u.deleted)
+    Ok(deleted)
 }
 
 /// Counts the keys of `namespace` on `node` (a full SCAN: slow on big backends).
 pub(crate) async fn count_namespace(node: &NodePool, namespace: &Namespace, batch: u32) -> Result<u64, String> {
-    struct Count(u64);
-    impl AsyncPage for &mut Count {
-        async fn page(&mut self, keys: Vec<Bytes>) -> Result<(), String> {
-            self.0 += keys.len() as u64;
-            Ok(())
-        }
+    let mut scan = NamespaceScan::new(node, namespace, batch, Bytes::from_static(b"0"));
+    let mut count = 0;
+    while let Some(keys) = scan.next_page().await? {
+        count += keys.len() as u64;
     }
-    let mut c = Count(0);
-    scan_namespace(node, namespace, batch, &mut c).await?;
-    Ok(c.0)
+    Ok(count)
 }
 
 /// `*2 $cursor *N $key...` into the cursor and the keys.
-pub(crate) fn parse_scan(reply: &Bytes) -> Option<(Bytes, Vec<Bytes>)> {
+fn parse_scan(reply: &Bytes) -> Option<(Bytes, Vec<Bytes>)> {
     let mut pos = 0;
     let header = |pos: &mut usize, kind: u8| -> Option<i64> {
         let rest = reply.get(*pos..)?;

@@ -7,7 +7,7 @@
 use super::connection::After;
 use super::Session;
 use crate::backend::NodePool;
-use crate::cleanup::{count_namespace, delete_namespace, parse_scan};
+use crate::cleanup::{count_namespace, delete_namespace, NamespaceScan};
 use bytes::Bytes;
 use tenantry_protocol::{ConnCommand, Namespace, Protocol, Request};
 use tokio::sync::oneshot;
@@ -85,22 +85,14 @@ impl Session {
 /// any. Not uniform over keys (nor is Redis's RANDOMKEY under expiry), but
 /// never another tenant's. `None` when the namespace has no key.
 async fn random_key(node: &NodePool, ns: &Namespace) -> Result<Option<Bytes>, String> {
-    let mut pattern = ns.as_bytes().to_vec();
-    pattern.push(b'*');
-    let mut cursor = Bytes::from(fastrand::u32(..).to_string());
-    let mut wrapped = false;
-    loop {
-        let reply = node.call(&[b"SCAN", &cursor, b"MATCH", &pattern, b"COUNT", b"100"]).await?;
-        let (next, keys) = parse_scan(&reply).ok_or_else(|| "unexpected SCAN reply".to_string())?;
-        if !keys.is_empty() {
-            return Ok(Some(keys[fastrand::usize(..keys.len())].clone()));
-        }
-        if next.as_ref() == b"0" {
-            if wrapped {
-                return Ok(None);
+    let start = Bytes::from(fastrand::u32(..).to_string());
+    for cursor in [start, Bytes::from_static(b"0")] {
+        let mut scan = NamespaceScan::new(node, ns, 100, cursor);
+        while let Some(keys) = scan.next_page().await? {
+            if !keys.is_empty() {
+                return Ok(Some(keys[fastrand::usize(..keys.len())].clone()));
             }
-            wrapped = true;
         }
-        cursor = next;
     }
+    Ok(None)
 }
