@@ -9,6 +9,7 @@ mod isolation;
 mod keyspace;
 mod pipeline;
 mod policy;
+mod quota;
 mod reload;
 mod telemetry;
 mod transactions;

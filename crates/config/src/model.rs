@@ -73,6 +73,67 @@ pub struct Config {
     pub default_tenant: Option<TenantId>,
     pub cleanup: Cleanup,
     pub telemetry: Telemetry,
+    pub quotas: QuotaSettings,
+}
+
+/// How tenants' memory use on shared backends is measured and enforced.
+/// One proxy per backend node does the measuring and evicting (see the
+/// proxy's `quota` module); these bound what that costs the node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuotaSettings {
+    /// Keys visited per second by the measuring SCAN, over all tenants of a node.
+    pub scan_keys_per_sec: u32,
+    /// One key in this many of a tenant's is sized with `MEMORY USAGE`; the
+    /// tenant's use is the mean size times its key count.
+    pub sample_one_in: u32,
+    /// Keys sampled per key evicted, as Redis's `maxmemory-samples`.
+    pub eviction_samples: u32,
+    /// How often each proxy shares the bytes it wrote and reads the figures.
+    pub refresh: Duration,
+}
+
+impl Default for QuotaSettings {
+    fn default() -> Self {
+        QuotaSettings {
+            scan_keys_per_sec: 50_000,
+            sample_one_in: 8,
+            eviction_samples: 5,
+            refresh: Duration::from_millis(100),
+        }
+    }
+}
+
+/// A tenant's memory quota on its backend and what happens when it is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryQuota {
+    pub bytes: u64,
+    pub eviction: Eviction,
+}
+
+/// Eviction policies, named and behaving as Redis's `maxmemory-policy`, but
+/// applied to one tenant's keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Eviction {
+    /// Writes that would grow the tenant's data are refused with -OOM.
+    NoEviction,
+    AllKeysLru,
+    AllKeysLfu,
+    VolatileLru,
+    VolatileTtl,
+}
+
+impl Eviction {
+    pub const NAMES: [(&'static str, Eviction); 5] = [
+        ("noeviction", Eviction::NoEviction),
+        ("allkeys-lru", Eviction::AllKeysLru),
+        ("allkeys-lfu", Eviction::AllKeysLfu),
+        ("volatile-lru", Eviction::VolatileLru),
+        ("volatile-ttl", Eviction::VolatileTtl),
+    ];
+
+    pub fn name(self) -> &'static str {
+        Self::NAMES.iter().find(|(_, e)| *e == self).map_or("noeviction", |(n, _)| n)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,6 +220,7 @@ pub struct Tenant {
     /// EVAL/EVALSHA allowed. Off by default: a script can reach keys it was
     /// not given, in any tenant's namespace.
     pub scripts: bool,
+    pub memory: Option<MemoryQuota>,
 }
 
 /// A rate and the burst allowed above it.

@@ -186,3 +186,52 @@ impl Checker<'_> {
         TtlRule { default: d, max: m, jitter_percent }
     }
 }
+
+impl Checker<'_> {
+    pub(crate) fn memory_quota(&mut self, t: &RawTenant, field: &str) -> Option<MemoryQuota> {
+        let eviction = t.eviction.as_ref().and_then(|e| {
+            let found = Eviction::NAMES.iter().find(|(n, _)| n.eq_ignore_ascii_case(e.value.trim()));
+            if found.is_none() {
+                let names: Vec<&str> = Eviction::NAMES.iter().map(|(n, _)| *n).collect();
+                self.error(
+                    e.referenced,
+                    &format!("{field}.eviction"),
+                    format!("{:?} is not one of {}", e.value, names.join(", ")),
+                );
+            }
+            found.map(|(_, e)| *e)
+        });
+        let Some(raw) = &t.memory_quota else {
+            if let Some(e) = &t.eviction {
+                self.error(e.referenced, &format!("{field}.eviction"), "only used with memory_quota");
+            }
+            return None;
+        };
+        let bytes = self.size(&t.memory_quota, &format!("{field}.memory_quota"), 0);
+        if bytes == 0 {
+            self.error(raw.referenced, &format!("{field}.memory_quota"), "must be more than 0");
+            return None;
+        }
+        Some(MemoryQuota { bytes: bytes as u64, eviction: eviction.unwrap_or(Eviction::NoEviction) })
+    }
+
+    pub(crate) fn quotas(&mut self, r: &RawQuotas) -> QuotaSettings {
+        let d = QuotaSettings::default();
+        let clamp = |n: usize| n.min(u32::MAX as usize) as u32;
+        QuotaSettings {
+            scan_keys_per_sec: clamp(self.count(
+                &r.scan_keys_per_sec,
+                "quotas.scan_keys_per_sec",
+                d.scan_keys_per_sec as usize,
+            )),
+            sample_one_in: clamp(self.count(&r.sample_one_in, "quotas.sample_one_in", d.sample_one_in as usize)),
+            eviction_samples: clamp(self.count(
+                &r.eviction_samples,
+                "quotas.eviction_samples",
+                d.eviction_samples as usize,
+            ))
+            .min(64),
+            refresh: self.duration(&r.refresh, "quotas.refresh", d.refresh),
+        }
+    }
+}

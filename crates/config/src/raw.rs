@@ -21,6 +21,18 @@ pub struct RawConfig {
     pub cleanup: Option<Spanned<RawCleanup>>,
     #[serde(default)]
     pub telemetry: Option<Spanned<RawTelemetry>>,
+    #[serde(default)]
+    pub quotas: Option<Spanned<RawQuotas>>,
+}
+
+/// How tenants' memory on shared backends is measured and enforced.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawQuotas {
+    pub scan_keys_per_sec: Option<Spanned<u64>>,
+    pub sample_one_in: Option<Spanned<u64>>,
+    pub eviction_samples: Option<Spanned<u64>>,
+    pub refresh: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -113,6 +125,10 @@ pub struct RawTenant {
     pub ttl: Option<Spanned<RawTtl>>,
     #[serde(default)]
     pub scripts: Option<bool>,
+    #[serde(default)]
+    pub memory_quota: Option<Spanned<String>>,
+    #[serde(default)]
+    pub eviction: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -166,3 +166,36 @@ fn namespaces_may_not_reach_tenantrys_own_keys() {
         assert!(errs.iter().any(|e| e.contains("where tenantry keeps its own keys")), "{bad}: {errs:?}");
     }
 }
+
+#[test]
+fn memory_quotas_and_their_settings() {
+    let text = GOOD.replace(
+        "    namespace: \"app:\"\n",
+        "    namespace: \"app:\"\n    memory_quota: 2GiB\n    eviction: allkeys-lfu\n",
+    ) + "quotas: { scan_keys_per_sec: 1000, sample_one_in: 4, eviction_samples: 10, refresh: 250ms }\n";
+    let c = parse(&text, &PathBuf::from("t.yaml"), &env).unwrap();
+    let app = &c.tenants[&TenantId::new("app")];
+    assert_eq!(app.memory, Some(MemoryQuota { bytes: 2 << 30, eviction: Eviction::AllKeysLfu }));
+    assert_eq!(c.tenants[&TenantId::new("demo")].memory, None);
+    assert_eq!(c.quotas.sample_one_in, 4);
+    assert_eq!(c.quotas.refresh, std::time::Duration::from_millis(250));
+    // The policy defaults to Redis's default, noeviction.
+    let text = GOOD.replace("    namespace: \"app:\"\n", "    namespace: \"app:\"\n    memory_quota: 1MiB\n");
+    let c = parse(&text, &PathBuf::from("t.yaml"), &env).unwrap();
+    assert_eq!(c.tenants[&TenantId::new("app")].memory.unwrap().eviction, Eviction::NoEviction);
+}
+
+#[test]
+fn bad_memory_settings_are_reported() {
+    let text = GOOD
+        .replace("    namespace: \"app:\"\n", "    namespace: \"app:\"\n    memory_quota: 1MiB\n    eviction: lru\n")
+        .replace("    namespace: \"demo:\"\n", "    namespace: \"demo:\"\n    eviction: allkeys-lru\n")
+        + "quotas: { sample_one_in: 0 }\n";
+    let e = errors(&text);
+    assert!(
+        e.iter().any(|e| e.contains("tenants.app.eviction: \"lru\" is not one of noeviction, allkeys-lru")),
+        "{e:?}"
+    );
+    assert!(e.iter().any(|e| e.contains("tenants.demo.eviction: only used with memory_quota")), "{e:?}");
+    assert!(e.iter().any(|e| e.contains("quotas.sample_one_in: must be at least 1")), "{e:?}");
+}

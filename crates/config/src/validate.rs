@@ -311,12 +311,13 @@ pub(crate) fn validate(
         let commands = t.commands.as_ref().map(|r| c.commands(r, &format!("{field}.commands"))).unwrap_or_default();
         let limits = t.limits.as_ref().map(|r| c.tenant_limits(r, &format!("{field}.limits"))).unwrap_or_default();
         let ttl = t.ttl.as_ref().map(|r| c.ttl(r, &format!("{field}.ttl"))).unwrap_or_default();
+        let memory = c.memory_quota(t, &field);
         if let Some(namespace) = namespace {
             let id = TenantId::new(name);
             let scripts = t.scripts.unwrap_or(false);
             tenants.insert(
                 id.clone(),
-                Tenant { id, backend, namespace, auth, rate_limit, commands, limits, ttl, scripts },
+                Tenant { id, backend, namespace, auth, rate_limit, commands, limits, ttl, scripts, memory },
             );
         }
     }
@@ -346,8 +347,10 @@ pub(crate) fn validate(
         telemetry.big_value_bytes = c.size(&r.big_value_bytes, "telemetry.big_value_bytes", telemetry.big_value_bytes);
     }
 
+    let quotas = raw.quotas.as_ref().map(|q| c.quotas(&q.value)).unwrap_or_default();
+
     if c.errors.is_empty() {
-        Ok(Config { listen, admin, limits, backends, tenants, default_tenant, cleanup, telemetry })
+        Ok(Config { listen, admin, limits, backends, tenants, default_tenant, cleanup, telemetry, quotas })
     } else {
         Err(ConfigErrors(c.errors))
     }

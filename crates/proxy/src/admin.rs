@@ -142,7 +142,14 @@ fn tenants_json(rt: &Runtime) -> String {
                     .map(|(k, c)| serde_json::json!({ "key": String::from_utf8_lossy(&k), "count": c }))
                     .collect::<Vec<_>>(),
                 "evictions": totals.evictions,
+                "quota_evictions": totals.quota_evictions,
                 "expirations": totals.expirations,
+                "memory": t.config.memory.map(|m| serde_json::json!({
+                    "used_bytes": t.quota.used(),
+                    "quota_bytes": m.bytes,
+                    "eviction": m.eviction.name(),
+                    "refused_writes": t.metrics.quota_refused.get(),
+                })),
                 "received_bytes": t.metrics.bytes_in.get(),
                 "sent_bytes": t.metrics.bytes_out.get(),
             })

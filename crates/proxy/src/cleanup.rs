@@ -96,21 +96,35 @@ pub(crate) struct NamespaceScan<'a> {
     cursor: Option<Bytes>,
 }
 
+/// `None`: every key of the node.
+fn match_pattern(namespace: Option<&Namespace>) -> Vec<u8> {
+    namespace.map_or_else(Vec::new, |ns| {
+        let mut pattern = ns.as_bytes().to_vec();
+        pattern.push(b'*');
+        pattern
+    })
+}
+
 impl<'a> NamespaceScan<'a> {
     /// Pages of about `batch` keys, from `cursor` (`"0"`: a full iteration)
     /// to the end of the keyspace.
     pub(crate) fn new(node: &'a NodePool, namespace: &Namespace, batch: u32, cursor: Bytes) -> Self {
-        let mut pattern = namespace.as_bytes().to_vec();
-        pattern.push(b'*');
-        NamespaceScan { node, pattern, count: batch.to_string(), cursor: Some(cursor) }
+        NamespaceScan { node, pattern: match_pattern(Some(namespace)), count: batch.to_string(), cursor: Some(cursor) }
+    }
+
+    /// Every key of the node, whoever's it is.
+    pub(crate) fn all_keys(node: &'a NodePool, batch: u32) -> Self {
+        NamespaceScan { node, pattern: match_pattern(None), count: batch.to_string(), cursor: Some(Bytes::from("0")) }
     }
 
     /// The next page's keys (often none: SCAN filters after reading), or
     /// `None` when the iteration is over.
     pub(crate) async fn next_page(&mut self) -> Result<Option<Vec<Bytes>>, String> {
         let Some(cursor) = self.cursor.take() else { return Ok(None) };
-        let args: [&[u8]; 6] = [b"SCAN", &cursor, b"MATCH", &self.pattern, b"COUNT", self.count.as_bytes()];
-        let reply = self.node.call(&args).await?;
+        let full: [&[u8]; 6] = [b"SCAN", &cursor, b"MATCH", &self.pattern, b"COUNT", self.count.as_bytes()];
+        let unfiltered: [&[u8]; 4] = [b"SCAN", &cursor, b"COUNT", self.count.as_bytes()];
+        let args: &[&[u8]] = if self.pattern.is_empty() { &unfiltered } else { &full };
+        let reply = self.node.call(args).await?;
         let (next, keys) = parse_scan(&reply)
             .ok_or_else(|| format!("unexpected SCAN reply: {:?}", String::from_utf8_lossy(&reply)))?;
         self.cursor = (next.as_ref() != b"0").then_some(next);
@@ -159,7 +173,7 @@ pub(crate) async fn count_namespace(node: &NodePool, namespace: &Namespace, batc
 }
 
 /// `*2 $cursor *N $key...` into the cursor and the keys.
-fn parse_scan(reply: &Bytes) -> Option<(Bytes, Vec<Bytes>)> {
+pub(crate) fn parse_scan(reply: &Bytes) -> Option<(Bytes, Vec<Bytes>)> {
     let mut pos = 0;
     let header = |pos: &mut usize, kind: u8| -> Option<i64> {
         let rest = reply.get(*pos..)?;

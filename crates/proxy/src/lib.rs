@@ -4,8 +4,11 @@
 mod admin;
 pub mod backend;
 mod cleanup;
+mod lease;
+mod node_tasks;
 mod out_queue;
 mod policy;
+mod quota;
 mod reload;
 mod runtime;
 mod server;

@@ -3,6 +3,7 @@
 
 use crate::backend::Router;
 use crate::policy::TenantLimiter;
+use crate::quota::QuotaState;
 use crate::telemetry::{Families, TenantMetrics};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -25,6 +26,8 @@ pub struct TenantRt {
     pub connections: Arc<AtomicUsize>,
     /// Shared by every generation of the config, like `connections`.
     pub metrics: Arc<TenantMetrics>,
+    /// Memory use against `config.memory`; kept while namespace and backend stay.
+    pub quota: Arc<QuotaState>,
 }
 
 #[derive(Debug)]
@@ -82,6 +85,10 @@ impl Runtime {
                 config: t.clone(),
                 limiter,
                 connections: old.map(|o| o.connections.clone()).unwrap_or_default(),
+                quota: old
+                    .filter(|o| o.namespace == t.namespace && o.config.backend == t.backend)
+                    .map(|o| o.quota.clone())
+                    .unwrap_or_default(),
                 metrics: old.map(|o| o.metrics.clone()).unwrap_or_else(|| {
                     Arc::new(TenantMetrics::new(id.as_str(), families.clone(), config.telemetry.hot_keys))
                 }),

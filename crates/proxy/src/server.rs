@@ -79,12 +79,15 @@ impl Proxy {
             }
             None => None,
         };
+        let me = crate::lease::Holder::new();
         tasks.spawn(crate::telemetry::nodes::supervise(
             runtime.clone(),
             status.families.clone(),
             status.notes.clone(),
+            me.clone(),
             shutdown.clone(),
         ));
+        tasks.spawn(crate::quota::supervise(runtime.clone(), status.notes.clone(), me, shutdown.clone()));
         let shared = Arc::new(Shared { runtime, status, listen, admin, shutdown });
         Ok(Proxy { addrs, admin_addr, shared, tasks })
     }

@@ -18,6 +18,7 @@ mod transaction;
 use crate::backend::BatchReply;
 use crate::out_queue::OutQueue;
 use crate::policy::{check_command, check_sizes};
+use crate::quota::Admit;
 use crate::runtime::{Runtime, TenantRt};
 use arc_swap::ArcSwap;
 use batcher::{Batcher, Forward, Queued, Transaction};
@@ -42,6 +43,10 @@ use tokio_util::sync::CancellationToken;
 /// tenantry hold, where Redis would buffer without limit).
 const MAX_OUTPUT: usize = 1024 * 1024;
 const NOAUTH: &str = "NOAUTH Authentication required.";
+/// How long a write waits for eviction to bring its tenant back under quota
+/// (with an evicting policy) before it gets -OOM, and how often it looks.
+const QUOTA_MAX_WAIT: Duration = Duration::from_millis(250);
+const QUOTA_RETRY: Duration = Duration::from_millis(2);
 
 /// Serves one client until it disconnects, sends QUIT, breaks the protocol,
 /// or `shutdown` fires; replies already owed are delivered first. One task
@@ -314,6 +319,34 @@ impl Session {
             metrics.error("too_large", 1);
             return self.refuse(&msg);
         }
+        // Before the rate limit: a write held back by the quota is retried
+        // through here, and must not take rate-limit tokens twice.
+        let grows = spec.has_flag(flags::DENYOOM);
+        if let (Some(quota), true) = (&tenant.config.memory, grows) {
+            let admit = tenant.quota.admit(quota);
+            let deadline = match admit {
+                Admit::Yes => None,
+                Admit::Wait if self.tx.is_none() => Some(deadline.unwrap_or(self.read_at + QUOTA_MAX_WAIT)),
+                _ => Some(Instant::now()),
+            };
+            if let Some(deadline) = deadline {
+                let now = Instant::now();
+                if now + QUOTA_RETRY <= deadline {
+                    self.delayed = Some(Delayed { req, retry_at: now + QUOTA_RETRY, deadline });
+                } else {
+                    metrics.error("oom", 1);
+                    metrics.quota_refused.inc();
+                    self.refuse(&format!(
+                        "OOM command not allowed when used memory > tenant '{}' memory_quota ({} > {} bytes, {})",
+                        tenant.id,
+                        tenant.quota.used(),
+                        quota.bytes,
+                        quota.eviction.name()
+                    ));
+                }
+                return;
+            }
+        }
         let bytes: usize = req.args.iter().map(|a| a.len()).sum();
         if let Some(limiter) = &tenant.limiter {
             if let Err(wait) = limiter.check(bytes, self.state.conn_limiter.as_ref()) {
@@ -340,6 +373,9 @@ impl Session {
                 }
                 return;
             }
+        }
+        if grows && tenant.config.memory.is_some() {
+            tenant.quota.add(crate::quota::write_cost(&req.args, &self.keys));
         }
         if blocking && self.tx.is_none() {
             metrics.bytes_in.inc_by(bytes as u64);

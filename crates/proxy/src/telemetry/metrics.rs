@@ -35,6 +35,15 @@ pub struct KeyspaceLabels {
     pub keyspace: String,
 }
 
+/// Evictions have a reason: `maxmemory` (the backend's own policy) or
+/// `quota` (tenantry enforcing the tenant's memory quota).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EvictionLabels {
+    pub tenant: String,
+    pub keyspace: String,
+    pub reason: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HotKeyLabels {
     pub tenant: String,
@@ -106,7 +115,10 @@ pub struct Families {
     pub latency: Family<TenantLabel, Histogram, fn() -> Histogram>,
     pub hits: Family<KeyspaceLabels, Counter>,
     pub misses: Family<KeyspaceLabels, Counter>,
-    pub evictions: Family<KeyspaceLabels, Counter>,
+    pub evictions: Family<EvictionLabels, Counter>,
+    pub memory_used: Family<TenantLabel, Gauge>,
+    pub memory_quota: Family<TenantLabel, Gauge>,
+    pub quota_refused: Family<TenantLabel, Counter>,
     pub expirations: Family<KeyspaceLabels, Counter>,
     pub big_values: Family<KeyspaceLabels, Counter>,
     pub hot_keys: Family<HotKeyLabels, Gauge>,
@@ -132,6 +144,9 @@ impl Default for Families {
             hits: Family::default(),
             misses: Family::default(),
             evictions: Family::default(),
+            memory_used: Family::default(),
+            memory_quota: Family::default(),
+            quota_refused: Family::default(),
             expirations: Family::default(),
             big_values: Family::default(),
             hot_keys: Family::default(),
@@ -171,8 +186,20 @@ impl Families {
         p.register("keyspace_misses", "Read commands that did not find their key, by keyspace", self.misses.clone());
         p.register(
             "evictions",
-            "Keys evicted by the backend (maxmemory), by the tenant and keyspace they belonged to",
+            "Keys evicted, by the tenant and keyspace they belonged to and reason: maxmemory (the backend's \
+             policy) or quota (tenantry keeping the tenant within its memory_quota)",
             self.evictions.clone(),
+        );
+        p.register(
+            "tenant_memory_used_bytes",
+            "The tenant's memory on its backend, as every proxy of the backend sees it (a gauge: do not sum)",
+            self.memory_used.clone(),
+        );
+        p.register("tenant_memory_quota_bytes", "The tenant's memory_quota", self.memory_quota.clone());
+        p.register(
+            "tenant_quota_refused_writes",
+            "Writes refused with -OOM because the tenant was over its memory quota",
+            self.quota_refused.clone(),
         );
         p.register("expirations", "Keys expired by the backend, by tenant and keyspace", self.expirations.clone());
         p.register(
@@ -228,6 +255,9 @@ pub struct TenantMetrics {
     pub bytes_in: Counter,
     pub bytes_out: Counter,
     pub connections: Gauge,
+    pub memory_used: Gauge,
+    pub memory_quota: Gauge,
+    pub quota_refused: Counter,
 }
 
 #[derive(Debug, Default, Clone, Copy, serde::Serialize)]
@@ -235,6 +265,7 @@ pub struct Totals {
     pub hits: u64,
     pub misses: u64,
     pub evictions: u64,
+    pub quota_evictions: u64,
     pub expirations: u64,
 }
 
@@ -243,7 +274,10 @@ pub struct Totals {
 pub struct KeyspaceCounters {
     pub hits: Counter,
     pub misses: Counter,
+    /// Evicted by the backend's maxmemory policy.
     pub evictions: Counter,
+    /// Evicted by tenantry to keep the tenant within its quota.
+    pub quota_evictions: Counter,
     pub expirations: Counter,
     pub big_values: Counter,
 }
@@ -261,7 +295,13 @@ impl TenantMetrics {
         let bytes_in = families.bytes_in.get_or_create(&t).clone();
         let bytes_out = families.bytes_out.get_or_create(&t).clone();
         let connections = families.connections.get_or_create(&t).clone();
+        let memory_used = families.memory_used.get_or_create(&t).clone();
+        let memory_quota = families.memory_quota.get_or_create(&t).clone();
+        let quota_refused = families.quota_refused.get_or_create(&t).clone();
         TenantMetrics {
+            memory_used,
+            memory_quota,
+            quota_refused,
             latency,
             latency_buckets: LatencyBuckets::default(),
             bytes_in,
@@ -321,10 +361,15 @@ impl TenantMetrics {
         }
         let labels =
             KeyspaceLabels { tenant: self.tenant.clone(), keyspace: String::from_utf8_lossy(name).into_owned() };
+        // One statement each: a family's read guard lives to the end of its
+        // statement, and a second lookup in the same family would deadlock.
+        let evictions = self.families.evictions.get_or_create(&eviction(&labels, "maxmemory")).clone();
+        let quota_evictions = self.families.evictions.get_or_create(&eviction(&labels, "quota")).clone();
         let c = KeyspaceCounters {
             hits: self.families.hits.get_or_create(&labels).clone(),
             misses: self.families.misses.get_or_create(&labels).clone(),
-            evictions: self.families.evictions.get_or_create(&labels).clone(),
+            evictions,
+            quota_evictions,
             expirations: self.families.expirations.get_or_create(&labels).clone(),
             big_values: self.families.big_values.get_or_create(&labels).clone(),
         };
@@ -377,9 +422,14 @@ impl TenantMetrics {
             hits: t.hits + c.hits.get(),
             misses: t.misses + c.misses.get(),
             evictions: t.evictions + c.evictions.get(),
+            quota_evictions: t.quota_evictions + c.quota_evictions.get(),
             expirations: t.expirations + c.expirations.get(),
         })
     }
+}
+
+fn eviction(k: &KeyspaceLabels, reason: &'static str) -> EvictionLabels {
+    EvictionLabels { tenant: k.tenant.clone(), keyspace: k.keyspace.clone(), reason }
 }
 
 #[cfg(test)]

@@ -24,13 +24,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 pub const LEASE_KEY: &[u8] = b"tenantry:events:lease";
-const LEASE_MS: &str = "10000";
 const EVERY: Duration = Duration::from_secs(2);
-
-/// Takes or renews the lease if it is free or ours; 1 if we hold it.
-const LEASE_SCRIPT: &str = "if redis.call('get', KEYS[1]) == ARGV[1] then \
-     return redis.call('pexpire', KEYS[1], ARGV[2]) \
-   elseif redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 else return 0 end";
 
 /// Problems operators should know about, by node, for `/ready`; and each
 /// node's last INFO figures, for `/backends`.
@@ -52,7 +46,7 @@ pub struct NodeFigures {
 
 impl Notes {
     /// Returns true if the note changed (so it is logged once, not every retry).
-    fn set(&self, node: &str, note: Option<String>) -> bool {
+    pub fn set(&self, node: &str, note: Option<String>) -> bool {
         let mut map = self.0.lock().expect("not poisoned");
         let old = match note.clone() {
             Some(n) => map.insert(node.to_string(), n),
@@ -84,47 +78,23 @@ pub async fn supervise(
     runtime: Arc<ArcSwap<Runtime>>,
     families: Arc<Families>,
     notes: Arc<Notes>,
+    me: crate::lease::Holder,
     shutdown: CancellationToken,
 ) {
-    let proxy_id = format!("{}-{:016x}", std::process::id(), fastrand::u64(..));
-    let mut running: HashMap<(BackendName, String), (Arc<NodePool>, CancellationToken)> = HashMap::new();
-    let mut tick = tokio::time::interval(EVERY);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = shutdown.cancelled() => return,
-        }
-        let rt = runtime.load_full();
-        let mut wanted = HashMap::new();
-        for (name, router) in &rt.backends {
-            let node = router.any_node().clone();
-            wanted.insert((name.clone(), node.addr().to_string()), node);
-        }
-        running.retain(|key, (node, stop)| {
-            let keep = wanted.get(key).is_some_and(|n| Arc::ptr_eq(n, node));
-            if !keep {
-                stop.cancel();
-            }
-            keep
-        });
-        for (key, node) in wanted {
-            if running.contains_key(&key) {
-                continue;
-            }
-            let stop = shutdown.child_token();
-            let watcher = NodeWatcher {
-                backend: key.0.clone(),
-                node: node.clone(),
-                labels: NodeLabels { backend: key.0.to_string(), node: key.1.clone() },
-                runtime: runtime.clone(),
-                families: families.clone(),
-                notes: notes.clone(),
-                proxy_id: proxy_id.clone(),
-            };
-            tokio::spawn(watcher.run(stop.clone()));
-            running.insert(key, (node, stop));
-        }
-    }
+    let rt = runtime.clone();
+    crate::node_tasks::per_node(rt, shutdown, move |backend, node, stop| {
+        let watcher = NodeWatcher {
+            labels: NodeLabels { backend: backend.to_string(), node: node.addr().to_string() },
+            backend,
+            node,
+            runtime: runtime.clone(),
+            families: families.clone(),
+            notes: notes.clone(),
+            me: me.clone(),
+        };
+        watcher.run(stop)
+    })
+    .await
 }
 
 struct NodeWatcher {
@@ -134,7 +104,7 @@ struct NodeWatcher {
     runtime: Arc<ArcSwap<Runtime>>,
     families: Arc<Families>,
     notes: Arc<Notes>,
-    proxy_id: String,
+    me: crate::lease::Holder,
 }
 
 impl NodeWatcher {
@@ -205,9 +175,7 @@ impl NodeWatcher {
     }
 
     async fn hold_lease(&self) -> bool {
-        let args: [&[u8]; 6] =
-            [b"EVAL", LEASE_SCRIPT.as_bytes(), b"1", LEASE_KEY, self.proxy_id.as_bytes(), LEASE_MS.as_bytes()];
-        matches!(self.node.call(&args).await.as_deref(), Ok(b":1\r\n"))
+        crate::lease::hold(&self.node, LEASE_KEY, &self.me).await
     }
 
     /// Makes sure the node publishes evicted and expired key events.

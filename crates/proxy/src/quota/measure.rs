@@ -1,0 +1,124 @@
+//! Measuring each tenant's memory on a node: one SCAN over the whole
+//! keyspace serves every tenant; a sample of each tenant's keys is sized with
+//! MEMORY USAGE; the figures go back to the node for every proxy to read.
+
+use super::figures_key;
+use super::worker::NodeQuotas;
+use crate::cleanup::NamespaceScan;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// The shortest time between the starts of two passes over a small keyspace.
+const MIN_PASS: Duration = Duration::from_millis(500);
+
+/// Each delta (before the pass started) for each namespace.
+const DELTAS_SCRIPT: &str = "local out = {} \
+  for i, k in ipairs(KEYS) do out[i] = tonumber(redis.call('hget', k, 'delta')) or 0 end return out";
+
+/// MEMORY USAGE of each key, -1 for keys gone since SCAN saw them.
+const SIZES_SCRIPT: &str = "local out = {} \
+  for i, k in ipairs(KEYS) do out[i] = redis.call('memory', 'usage', k) or -1 end return out";
+
+/// Stores each namespace's measurement (ARGV: bytes, keys, minus the delta
+/// before the pass, per key) and takes the delta the pass has now accounted for out of
+/// the running one; what was written during the pass stays in it.
+const STORE_SCRIPT: &str = "for i, k in ipairs(KEYS) do \
+    redis.call('hset', k, 'measured', ARGV[3 * i - 2], 'keys', ARGV[3 * i - 1]) \
+    if ARGV[3 * i] ~= '0' then redis.call('hincrby', k, 'delta', ARGV[3 * i]) end \
+  end return {}";
+
+pub(super) async fn run(node: Arc<NodeQuotas>, stop: CancellationToken) {
+    loop {
+        let started = Instant::now();
+        let result = tokio::select! {
+            r = pass(&node) => r,
+            _ = stop.cancelled() => return,
+        };
+        node.note("measuring", result.err().map(|e| format!("tenants' memory use is not measured: {e}")));
+        tokio::select! {
+            _ = tokio::time::sleep_until((started + MIN_PASS).into()) => {}
+            _ = stop.cancelled() => return,
+        }
+    }
+}
+
+#[derive(Default, Clone, Copy)]
+struct Tally {
+    keys: u64,
+    sampled: u64,
+    sampled_bytes: u64,
+}
+
+impl Tally {
+    /// Mean sampled size times key count.
+    fn estimate(&self) -> u64 {
+        if self.sampled == 0 {
+            return 0;
+        }
+        (self.sampled_bytes as f64 / self.sampled as f64 * self.keys as f64).round() as u64
+    }
+}
+
+async fn pass(node: &NodeQuotas) -> Result<(), String> {
+    let tenants = node.tenants();
+    if tenants.is_empty() {
+        return Ok(());
+    }
+    let settings = node.settings();
+    let hashes: Vec<Vec<u8>> = tenants.iter().map(|t| figures_key(&t.namespace)).collect();
+    let before = node.eval(DELTAS_SCRIPT, &hashes, &[]).await?;
+    if before.len() != hashes.len() {
+        return Err(format!("{} deltas for {} tenants", before.len(), hashes.len()));
+    }
+
+    let mut tally = vec![Tally::default(); tenants.len()];
+    let rate = u64::from(settings.scan_keys_per_sec);
+    let batch = (settings.scan_keys_per_sec / 10).clamp(10, 1000);
+    let began = Instant::now();
+    let mut visited = 0u64;
+    let mut scan = NamespaceScan::all_keys(&node.node, batch);
+    while let Some(page) = scan.next_page().await? {
+        let mut sample = Vec::new();
+        let mut owners = Vec::new();
+        for key in page {
+            let Some(i) = tenants.iter().position(|t| t.namespace.strip(&key).is_some()) else { continue };
+            let t = &mut tally[i];
+            // The first key of each tenant is always sampled.
+            if t.keys % u64::from(settings.sample_one_in) == 0 {
+                sample.push(key.to_vec());
+                owners.push(i);
+            }
+            t.keys += 1;
+        }
+        if !sample.is_empty() {
+            let sizes = node.eval(SIZES_SCRIPT, &sample, &[]).await?;
+            if sizes.len() != sample.len() {
+                return Err(format!("{} sizes for {} keys", sizes.len(), sample.len()));
+            }
+            for (&i, size) in owners.iter().zip(sizes) {
+                if size >= 0 {
+                    tally[i].sampled += 1;
+                    tally[i].sampled_bytes += size as u64;
+                } else {
+                    tally[i].keys = tally[i].keys.saturating_sub(1);
+                }
+            }
+        }
+        // Paced by SCAN's own unit of work, whether or not keys matched.
+        visited += u64::from(batch);
+        let due = began + Duration::from_secs_f64(visited as f64 / rate as f64);
+        tokio::time::sleep_until(due.into()).await;
+    }
+
+    let mut argv = Vec::with_capacity(3 * tenants.len());
+    for (t, d) in tally.iter().zip(&before) {
+        argv.extend([t.estimate().to_string(), t.keys.to_string(), (-d).to_string()]);
+    }
+    node.eval(STORE_SCRIPT, &hashes, &argv).await?;
+    for (t, figures) in tenants.iter().zip(&tally) {
+        tracing::debug!(tenant = %t.id, keys = figures.keys, sampled = figures.sampled, bytes = figures.estimate(),
+            seconds = began.elapsed().as_secs_f64(), "measured memory");
+    }
+    Ok(())
+}

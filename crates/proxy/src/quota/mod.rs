@@ -1,0 +1,205 @@
+//! Per-tenant memory quotas on shared backends.
+//!
+//! Redis has one `maxmemory` and one eviction policy per server, so one
+//! tenant's write spike evicts everyone's keys. tenantry gives each tenant a
+//! quota of its own and applies the tenant's eviction policy to its own keys:
+//!
+//! - **Measuring** (`measure`): one proxy per node walks the keyspace with
+//!   SCAN at a bounded rate, counts each tenant's keys and sizes one in
+//!   `sample_one_in` of them with `MEMORY USAGE`: a tenant's use is its key
+//!   count times the mean sampled size.
+//! - **Between measurements** every proxy adds what its clients write to a
+//!   shared `delta` (`write_cost`), so a write spike shows at once, not at
+//!   the next pass; evictions subtract what they free.
+//! - **Sharing** (`worker`): the figures live on the node itself, in a hash
+//!   `tenantry:quota:<namespace>`; every proxy adds its delta and reads the
+//!   figures back every `refresh`, so all proxies see the same use and the
+//!   same over-quota state.
+//! - **Enforcing**: sessions ask `admit` before each write that may grow
+//!   memory (Redis's `denyoom` commands). `noeviction` refuses them with -OOM
+//!   at the quota; the other policies let the elected proxy evict the
+//!   tenant's own keys (`evict`), and hold writes back only if eviction falls
+//!   behind by more than `HEADROOM`.
+//! - **Electing**: measuring and evicting are done by whichever proxy holds
+//!   the lease `tenantry:quota:lease` on the node (see `crate::lease`).
+
+mod evict;
+mod measure;
+mod worker;
+
+pub use worker::supervise;
+
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use tenantry_config::{Eviction, MemoryQuota};
+use tenantry_protocol::Namespace;
+
+/// With an evicting policy, writes wait (then get -OOM) only past the quota
+/// plus this fraction of it: eviction runs beside the writes, not inside them.
+const HEADROOM: u64 = 50;
+
+/// Memory Redis spends per key beyond its name and value bytes (dict entry,
+/// object header, allocator rounding), for estimating writes between passes.
+const PER_KEY_OVERHEAD: i64 = 64;
+
+/// The hash on the backend holding a namespace's figures.
+pub fn figures_key(namespace: &Namespace) -> Vec<u8> {
+    let mut key = b"tenantry:quota:".to_vec();
+    key.extend_from_slice(namespace.as_bytes());
+    key
+}
+
+/// What a proxy knows of one tenant's memory use; shared by every generation
+/// of the config while the tenant keeps its namespace and backend.
+#[derive(Debug, Default)]
+pub struct QuotaState {
+    /// Measured size plus everyone's deltas, as last read from the backend.
+    shared: AtomicI64,
+    /// This proxy's writes (and evictions) not yet added to the shared delta.
+    local: AtomicI64,
+    /// Keys counted by the last measuring pass.
+    keys: AtomicU64,
+    /// Bytes found by the last measuring pass.
+    measured: AtomicU64,
+    /// The figures have been read from the backend at least once.
+    known: AtomicBool,
+}
+
+/// Whether a write may go ahead.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Admit {
+    Yes,
+    /// Over quota with `noeviction`, or eviction could not keep up: -OOM.
+    Refuse,
+    /// Over quota past the headroom with an evicting policy: retry shortly.
+    Wait,
+}
+
+impl QuotaState {
+    /// The tenant's estimated memory use in bytes.
+    pub fn used(&self) -> u64 {
+        let total = self.shared.load(Ordering::Relaxed) + self.local.load(Ordering::Relaxed);
+        total.max(0) as u64
+    }
+
+    pub fn known(&self) -> bool {
+        self.known.load(Ordering::Relaxed)
+    }
+
+    /// Mean bytes per key of the last measurement, if there was one.
+    pub fn mean_key_bytes(&self) -> Option<u64> {
+        let keys = self.keys.load(Ordering::Relaxed);
+        (keys > 0).then(|| self.measured.load(Ordering::Relaxed) / keys)
+    }
+
+    /// Records bytes written (positive) or freed (negative) by this proxy.
+    pub fn add(&self, bytes: i64) {
+        self.local.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub fn admit(&self, quota: &MemoryQuota) -> Admit {
+        let used = self.used();
+        match quota.eviction {
+            Eviction::NoEviction if used >= quota.bytes => Admit::Refuse,
+            Eviction::NoEviction => Admit::Yes,
+            _ if used >= quota.bytes + quota.bytes / HEADROOM => Admit::Wait,
+            _ => Admit::Yes,
+        }
+    }
+
+    /// The part of the local delta to send; `flushed` is called with it once sent.
+    fn pending(&self) -> i64 {
+        self.local.load(Ordering::Relaxed)
+    }
+
+    /// The backend has taken `sent` into its delta and now holds these figures.
+    fn flushed(&self, sent: i64, figures: Figures) {
+        // Shared first: for a moment `sent` counts twice, never zero times.
+        self.shared.store(figures.measured + figures.delta, Ordering::Relaxed);
+        self.local.fetch_sub(sent, Ordering::Relaxed);
+        self.keys.store(figures.keys.max(0) as u64, Ordering::Relaxed);
+        self.measured.store(figures.measured.max(0) as u64, Ordering::Relaxed);
+        self.known.store(true, Ordering::Relaxed);
+    }
+}
+
+/// What the backend holds about one namespace.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Figures {
+    measured: i64,
+    delta: i64,
+    keys: i64,
+}
+
+/// Estimated memory a write adds: its key and value bytes (everything after
+/// the command name) plus Redis's per-key overhead for each key it names.
+/// Overwrites are counted as growth; the next measurement corrects that.
+pub fn write_cost(args: &[bytes::Bytes], keys: &[usize]) -> i64 {
+    let bytes: usize = args.iter().skip(1).map(|a| a.len()).sum();
+    bytes as i64 + PER_KEY_OVERHEAD * keys.len().max(1) as i64
+}
+
+/// A flat RESP2 array of integers (what our scripts return).
+fn integers(reply: &[u8]) -> Option<Vec<i64>> {
+    let mut lines = reply.split(|&b| b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+    let header = lines.next()?.strip_prefix(b"*")?;
+    let n = tenantry_protocol::num::parse_i64(header)?;
+    let values = (0..n)
+        .map(|_| lines.next()?.strip_prefix(b":").and_then(tenantry_protocol::num::parse_i64))
+        .collect::<Option<Vec<i64>>>()?;
+    Some(values)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn quota(bytes: u64, eviction: Eviction) -> MemoryQuota {
+        MemoryQuota { bytes, eviction }
+    }
+
+    #[test]
+    fn noeviction_refuses_at_the_quota() {
+        let s = QuotaState::default();
+        s.add(999);
+        assert_eq!(s.admit(&quota(1000, Eviction::NoEviction)), Admit::Yes);
+        s.add(1);
+        assert_eq!(s.admit(&quota(1000, Eviction::NoEviction)), Admit::Refuse);
+        s.add(-500);
+        assert_eq!(s.admit(&quota(1000, Eviction::NoEviction)), Admit::Yes);
+    }
+
+    #[test]
+    fn evicting_policies_hold_writes_only_past_the_headroom() {
+        let s = QuotaState::default();
+        s.add(1019);
+        assert_eq!(s.admit(&quota(1000, Eviction::AllKeysLru)), Admit::Yes);
+        s.add(1);
+        assert_eq!(s.admit(&quota(1000, Eviction::AllKeysLru)), Admit::Wait);
+    }
+
+    #[test]
+    fn a_flush_never_loses_or_drops_bytes() {
+        let s = QuotaState::default();
+        s.add(300);
+        let sent = s.pending();
+        s.add(50); // written while the flush was on its way
+        s.flushed(sent, Figures { measured: 1000, delta: 300, keys: 10 });
+        assert_eq!(s.used(), 1350);
+        assert_eq!(s.mean_key_bytes(), Some(100));
+        assert!(s.known());
+    }
+
+    #[test]
+    fn parses_integer_arrays() {
+        assert_eq!(integers(b"*3\r\n:1\r\n:-2\r\n:30\r\n"), Some(vec![1, -2, 30]));
+        assert_eq!(integers(b"*0\r\n"), Some(vec![]));
+        assert_eq!(integers(b"-ERR x\r\n"), None);
+        assert_eq!(integers(b"*2\r\n:1\r\n$1\r\nx\r\n"), None);
+    }
+
+    #[test]
+    fn write_cost_counts_arguments_and_keys() {
+        let args: Vec<bytes::Bytes> = ["SET", "k", "vvvv"].iter().map(|s| bytes::Bytes::from(*s)).collect();
+        assert_eq!(write_cost(&args, &[1]), 5 + PER_KEY_OVERHEAD);
+    }
+}

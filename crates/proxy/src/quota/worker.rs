@@ -1,0 +1,209 @@
+//! The per-node quota task every proxy runs: share this proxy's write
+//! deltas and read the figures back, warn about unsafe backend settings, and,
+//! on the one proxy holding the node's lease, measure and evict.
+
+use super::{figures_key, integers, Figures};
+use crate::backend::NodePool;
+use crate::lease;
+use crate::runtime::{Runtime, TenantRt};
+use crate::telemetry::nodes::Notes;
+use arc_swap::ArcSwap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tenantry_config::{BackendName, QuotaSettings};
+use tokio_util::sync::CancellationToken;
+
+const LEASE_KEY: &[u8] = b"tenantry:quota:lease";
+/// How often the lease is renewed and the backend's settings checked.
+const LEASE_EVERY: Duration = Duration::from_secs(2);
+
+/// Adds each namespace's pending delta and returns (measured, delta, keys) for each.
+const REFRESH_SCRIPT: &str = "local out = {} \
+  for i, k in ipairs(KEYS) do \
+    local d = tonumber(ARGV[i]) \
+    if d ~= 0 then redis.call('hincrby', k, 'delta', d) end \
+    local v = redis.call('hmget', k, 'measured', 'delta', 'keys') \
+    out[#out + 1] = tonumber(v[1]) or 0 \
+    out[#out + 1] = tonumber(v[2]) or 0 \
+    out[#out + 1] = tonumber(v[3]) or 0 \
+  end return out";
+
+/// Keeps a quota task on every backend node of the running config.
+pub async fn supervise(
+    runtime: Arc<ArcSwap<Runtime>>,
+    notes: Arc<Notes>,
+    me: lease::Holder,
+    shutdown: CancellationToken,
+) {
+    let rt = runtime.clone();
+    crate::node_tasks::per_node(rt, shutdown, move |backend, node, stop| {
+        let quotas = NodeQuotas { backend, node, runtime: runtime.clone(), notes: notes.clone(), me: me.clone() };
+        Arc::new(quotas).run(stop)
+    })
+    .await
+}
+
+pub(super) struct NodeQuotas {
+    pub backend: BackendName,
+    pub node: Arc<NodePool>,
+    runtime: Arc<ArcSwap<Runtime>>,
+    notes: Arc<Notes>,
+    me: lease::Holder,
+}
+
+impl NodeQuotas {
+    /// This node's tenants that have a quota, in a stable order.
+    pub fn tenants(&self) -> Vec<Arc<TenantRt>> {
+        let rt = self.runtime.load();
+        let mut v: Vec<Arc<TenantRt>> = rt
+            .tenants
+            .values()
+            .filter(|t| t.config.backend == self.backend && t.config.memory.is_some())
+            .cloned()
+            .collect();
+        v.sort_by(|a, b| a.id.cmp(&b.id));
+        v
+    }
+
+    pub fn settings(&self) -> QuotaSettings {
+        self.runtime.load().config.quotas
+    }
+
+    fn notes_key(&self) -> String {
+        format!("{} quotas", self.node.addr())
+    }
+
+    /// Notes a problem for `/ready` and logs it when it changes.
+    pub fn note(&self, topic: &str, note: Option<String>) {
+        let key = format!("{} {topic}", self.notes_key());
+        if self.notes.set(&key, note.clone()) {
+            match note {
+                Some(n) => tracing::warn!(backend = %self.backend, node = %self.node.addr(), "{n}"),
+                None => tracing::info!(backend = %self.backend, node = %self.node.addr(), topic, "resolved"),
+            }
+        }
+    }
+
+    async fn run(self: Arc<Self>, stop: CancellationToken) {
+        let mut leader: Option<CancellationToken> = None;
+        let mut last_lease: Option<Instant> = None;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(self.settings().refresh) => {}
+                _ = stop.cancelled() => break,
+            }
+            let tenants = self.tenants();
+            if tenants.is_empty() {
+                if let Some(work) = leader.take() {
+                    work.cancel();
+                    lease::release(&self.node, LEASE_KEY, &self.me).await;
+                }
+                continue;
+            }
+            if let Err(e) = self.refresh(&tenants).await {
+                tracing::debug!(backend = %self.backend, error = %e, "quota figures not refreshed");
+            }
+            if last_lease.is_some_and(|at| at.elapsed() < LEASE_EVERY) {
+                continue;
+            }
+            last_lease = Some(Instant::now());
+            self.check_backend(&tenants).await;
+            let holds = lease::hold(&self.node, LEASE_KEY, &self.me).await;
+            let working = leader.as_ref().is_some_and(|w| !w.is_cancelled());
+            match (holds, working) {
+                (true, false) => {
+                    tracing::info!(backend = %self.backend, node = %self.node.addr(),
+                        "this proxy measures and evicts for the node's memory quotas");
+                    let work = stop.child_token();
+                    tokio::spawn(super::measure::run(self.clone(), work.clone()));
+                    tokio::spawn(super::evict::run(self.clone(), work.clone()));
+                    leader = Some(work);
+                }
+                (false, true) => {
+                    if let Some(work) = leader.take() {
+                        work.cancel();
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let Some(work) = leader {
+            work.cancel();
+            lease::release(&self.node, LEASE_KEY, &self.me).await;
+        }
+    }
+
+    /// Runs one of our scripts and reads the flat integer array it returns.
+    pub async fn eval(&self, script: &str, keys: &[Vec<u8>], argv: &[String]) -> Result<Vec<i64>, String> {
+        let count = keys.len().to_string();
+        let mut args: Vec<&[u8]> = vec![b"EVAL", script.as_bytes(), count.as_bytes()];
+        args.extend(keys.iter().map(Vec::as_slice));
+        args.extend(argv.iter().map(String::as_bytes));
+        let reply = self.node.call(&args).await?;
+        integers(&reply).ok_or_else(|| String::from_utf8_lossy(&reply).trim().to_string())
+    }
+
+    /// Adds this proxy's deltas to the shared ones and reads every figure back.
+    async fn refresh(&self, tenants: &[Arc<TenantRt>]) -> Result<(), String> {
+        let keys: Vec<Vec<u8>> = tenants.iter().map(|t| figures_key(&t.namespace)).collect();
+        let sent: Vec<i64> = tenants.iter().map(|t| t.quota.pending()).collect();
+        let sent_text: Vec<String> = sent.iter().map(i64::to_string).collect();
+        let values = self.eval(REFRESH_SCRIPT, &keys, &sent_text).await?;
+        if values.len() != 3 * tenants.len() {
+            return Err(format!("{} figures for {} tenants", values.len(), tenants.len()));
+        }
+        for ((t, sent), v) in tenants.iter().zip(sent).zip(values.chunks(3)) {
+            t.quota.flushed(sent, Figures { measured: v[0], delta: v[1], keys: v[2] });
+            t.metrics.memory_used.set(t.quota.used() as i64);
+            t.metrics.memory_quota.set(t.config.memory.map_or(0, |m| m.bytes) as i64);
+        }
+        Ok(())
+    }
+
+    /// Warns when quotas cannot protect tenants from each other: the quotas
+    /// add up to more than the node's maxmemory, or the node's own eviction
+    /// policy can still evict any tenant's keys.
+    async fn check_backend(&self, tenants: &[Arc<TenantRt>]) {
+        let Ok(reply) = self.node.call(&[b"INFO", b"memory"]).await else { return };
+        let text = String::from_utf8_lossy(&reply);
+        let field = |name: &str| {
+            text.lines().find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(':'))).map(str::trim)
+        };
+        let maxmemory: u64 = field("maxmemory").and_then(|v| v.parse().ok()).unwrap_or(0);
+        let policy = field("maxmemory_policy").unwrap_or("noeviction").to_string();
+        let quotas: u64 = tenants.iter().filter_map(|t| t.config.memory.map(|m| m.bytes)).sum();
+        let rt = self.runtime.load();
+        let mut unquoted: Vec<&str> = rt
+            .tenants
+            .values()
+            .filter(|t| t.config.backend == self.backend && t.config.memory.is_none())
+            .map(|t| t.id.as_str())
+            .collect();
+        unquoted.sort();
+        let overcommit = maxmemory > 0 && quotas > maxmemory;
+        self.note(
+            "overcommit",
+            overcommit.then(|| {
+                format!(
+                    "memory quotas overcommit the node: the tenants' quotas add up to {quotas} bytes, \
+                     its maxmemory is {maxmemory}"
+                )
+            }),
+        );
+        let cross = maxmemory > 0 && policy != "noeviction" && (overcommit || !unquoted.is_empty());
+        self.note(
+            "policy",
+            cross.then(|| {
+                let who = if unquoted.is_empty() {
+                    "the quotas overcommit it".to_string()
+                } else {
+                    format!("tenants without a memory_quota share it: {}", unquoted.join(", "))
+                };
+                format!(
+                    "the node's maxmemory-policy {policy} can still evict any tenant's keys at maxmemory \
+                     ({who}); give every tenant a quota within maxmemory, or set the node to noeviction"
+                )
+            }),
+        );
+    }
+}

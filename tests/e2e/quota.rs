@@ -1,0 +1,286 @@
+//! Per-tenant memory quotas on one shared redis-server: accounting against
+//! the true sizes, -OOM at the quota with noeviction, and the noisy
+//! neighbour: a tenant flooding far past its quota evicts only its own keys.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tenantry_tests::{direct, encode, heavy, http_get, metric, metric_sum, RawClient, RedisServer, TestProxy};
+
+/// Sum of MEMORY USAGE over the keys under `prefix`, and how many there are,
+/// read straight from Redis: the truth tenantry's estimate is held against.
+const TRUE_USAGE: &str = "local sum, n, cursor = 0, 0, '0' \
+  repeat local r = redis.call('scan', cursor, 'match', ARGV[1], 'count', 1000) cursor = r[1] \
+    for _, k in ipairs(r[2]) do sum = sum + (redis.call('memory', 'usage', k) or 0) n = n + 1 end \
+  until cursor == '0' return {sum, n}";
+
+async fn true_usage(redis: &RedisServer, namespace: &str) -> (u64, u64) {
+    let mut c = direct(redis).await;
+    let (bytes, keys): (u64, u64) =
+        redis::cmd("EVAL").arg(TRUE_USAGE).arg(0).arg(format!("{namespace}*")).query_async(&mut c).await.unwrap();
+    (bytes, keys)
+}
+
+fn config(redis: &RedisServer, a: &str, b: &str) -> String {
+    format!(
+        "admin: 127.0.0.1:0\nbackends:\n  shared: {{ kind: standalone, nodes: [\"{}\"] }}\n\
+         tenants:\n  a: {{ backend: shared, namespace: \"a:\", auth: {{ username: a, password: pw }}{a} }}\n  \
+         b: {{ backend: shared, namespace: \"b:\", auth: {{ username: b, password: pw }}{b} }}\n",
+        redis.addr()
+    )
+}
+
+async fn login(proxy: &TestProxy, user: &str) -> RawClient {
+    let mut c = proxy.raw().await;
+    assert_eq!(c.cmd(&[b"AUTH", user.as_bytes(), b"pw"]).await, b"+OK\r\n");
+    c
+}
+
+async fn metrics(proxy: &TestProxy) -> String {
+    http_get(proxy.admin_addr().expect("admin"), "/metrics").await.1
+}
+
+async fn used(proxy: &TestProxy, tenant: &str) -> f64 {
+    metric(&metrics(proxy).await, &format!("tenantry_tenant_memory_used_bytes{{tenant=\"{tenant}\"}}"))
+}
+
+/// Waits until the proxy's figure for `tenant` has stopped moving (two
+/// measuring passes after the last write) and returns it.
+async fn settled_usage(proxy: &TestProxy, tenant: &str) -> f64 {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut last = -1.0;
+    loop {
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        let now = used(proxy, tenant).await;
+        if now > 0.0 && (now - last).abs() <= now * 0.001 {
+            return now;
+        }
+        assert!(Instant::now() < deadline, "usage of {tenant} never settled ({last} then {now})");
+        last = now;
+    }
+}
+
+/// Sends SETs of `size`-byte values to `prefix{from..to}` in pipelines of 200;
+/// returns (written, refused with -OOM).
+async fn write(c: &mut RawClient, prefix: &str, range: std::ops::Range<usize>, size: usize) -> (usize, usize) {
+    let value = vec![b'v'; size];
+    let (mut ok, mut oom) = (0, 0);
+    for chunk in range.collect::<Vec<_>>().chunks(200) {
+        let req: Vec<u8> =
+            chunk.iter().flat_map(|i| encode(&[b"SET", format!("{prefix}{i}").as_bytes(), &value])).collect();
+        c.send(&req).await;
+        for _ in chunk {
+            let r = c.reply().await;
+            if r == b"+OK\r\n" {
+                ok += 1;
+            } else {
+                assert!(r.starts_with(b"-OOM command not allowed"), "{:?}", String::from_utf8_lossy(&r));
+                oom += 1;
+            }
+        }
+    }
+    (ok, oom)
+}
+
+/// GETs `prefix0..n`: how many hit.
+async fn hits(c: &mut RawClient, prefix: &str, n: usize) -> usize {
+    let mut found = 0;
+    for chunk in (0..n).collect::<Vec<_>>().chunks(200) {
+        let req: Vec<u8> = chunk.iter().flat_map(|i| encode(&[b"GET", format!("{prefix}{i}").as_bytes()])).collect();
+        c.send(&req).await;
+        for _ in chunk {
+            if c.reply().await != b"$-1\r\n" {
+                found += 1;
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn usage_is_measured_within_a_few_percent_of_the_true_sum() {
+    let redis = RedisServer::start();
+    let proxy = TestProxy::start(&config(&redis, ", memory_quota: 512MiB", "")).await;
+    let mut a = login(&proxy, "a").await;
+    // Mixed sizes and types, as a real cache holds.
+    let mut rng = fastrand::Rng::with_seed(7);
+    let mut req = Vec::new();
+    for i in 0..3000 {
+        let size = rng.usize(10..4000);
+        req.extend(match i % 3 {
+            0 => encode(&[b"SET", format!("s:{i}").as_bytes(), &vec![b'x'; size]]),
+            1 => encode(&[b"HSET", format!("h:{i}").as_bytes(), b"f1", &vec![b'y'; size / 2], b"f2", b"z"]),
+            _ => encode(&[b"RPUSH", format!("l:{i}").as_bytes(), &vec![b'w'; size / 3], b"a", b"b"]),
+        });
+    }
+    a.send(&req).await;
+    for _ in 0..3000 {
+        assert!(!a.reply().await.starts_with(b"-"));
+    }
+    let estimate = settled_usage(&proxy, "a").await;
+    let (truth, keys) = true_usage(&redis, "a:").await;
+    let error = (estimate - truth as f64) / truth as f64;
+    println!(
+        "tenant a: {keys} keys, true MEMORY USAGE sum {truth} bytes, tenantry's estimate {estimate} ({:+.1}%)",
+        error * 100.0
+    );
+    assert!(error.abs() <= 0.10, "estimate {estimate} vs true {truth}");
+    let text = metrics(&proxy).await;
+    assert_eq!(metric(&text, "tenantry_tenant_memory_quota_bytes{tenant=\"a\"}"), 512.0 * 1024.0 * 1024.0);
+    // Tenant b has no quota: no figure at all.
+    assert_eq!(metric(&text, "tenantry_tenant_memory_used_bytes{tenant=\"b\"}"), 0.0);
+}
+
+#[tokio::test]
+async fn noeviction_refuses_growing_writes_at_the_quota_but_serves_reads_and_deletes() {
+    let redis = RedisServer::start();
+    let proxy = TestProxy::start(&config(&redis, ", memory_quota: 1MiB, eviction: noeviction", "")).await;
+    let mut a = login(&proxy, "a").await;
+    let (written, refused) = write(&mut a, "k:", 0..3000, 1000).await;
+    assert!(refused > 0, "never refused");
+    // About 1 MiB worth of 1 kB values got in, not the 3 MB sent.
+    assert!((700..=1100).contains(&written), "{written} written");
+    let r = a.cmd(&[b"SET", b"one-more", b"x"]).await;
+    assert!(
+        String::from_utf8_lossy(&r)
+            .starts_with("-OOM command not allowed when used memory > tenant 'a' memory_quota ("),
+        "{:?}",
+        String::from_utf8_lossy(&r)
+    );
+    assert_eq!(a.cmd(&[b"GET", b"k:0"]).await.len(), 1000 + 9, "reads still work");
+    assert_eq!(a.cmd(&[b"DEL", b"k:0"]).await, b":1\r\n", "deletes still work");
+    assert_eq!(a.cmd(&[b"EXPIRE", b"k:1", b"100"]).await, b":1\r\n");
+    // Another tenant on the same backend is not affected.
+    let mut b = login(&proxy, "b").await;
+    assert_eq!(write(&mut b, "k:", 0..2000, 1000).await, (2000, 0));
+    let text = metrics(&proxy).await;
+    assert_eq!(metric(&text, "tenantry_tenant_quota_refused_writes_total{tenant=\"a\"}"), (refused + 1) as f64);
+    assert_eq!(metric(&text, "tenantry_command_errors_total{tenant=\"a\",kind=\"oom\"}"), (refused + 1) as f64);
+
+    // Deleting makes room again once the next measurement has seen it.
+    let keys: Vec<Vec<u8>> = (1..600).map(|i| format!("k:{i}").into_bytes()).collect();
+    let mut del: Vec<&[u8]> = vec![b"DEL"];
+    del.extend(keys.iter().map(Vec::as_slice));
+    a.cmd(&del).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while a.cmd(&[b"SET", b"again", b"x"]).await != b"+OK\r\n" {
+        assert!(Instant::now() < deadline, "room never came back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The scenario quotas exist for, run twice on a redis-server with a small
+/// maxmemory: without quotas (one shared eviction policy) and with them.
+#[tokio::test]
+async fn a_noisy_tenant_evicts_only_its_own_keys() {
+    let _heavy = heavy().await;
+    const B_KEYS: usize = 4000;
+    const A_FLOOD: usize = 60_000;
+    const VALUE: usize = 1000;
+    const A_QUOTA: f64 = 6.0 * 1024.0 * 1024.0;
+    let maxmemory = ["--maxmemory", "24mb", "--maxmemory-policy", "allkeys-lru"];
+
+    // Without quotas: the backend's one policy evicts whoever's keys.
+    let plain = {
+        let redis = RedisServer::start_with(&maxmemory);
+        let proxy = TestProxy::start(&config(&redis, "", "")).await;
+        let (mut a, mut b) = (login(&proxy, "a").await, login(&proxy, "b").await);
+        write(&mut b, "work:", 0..B_KEYS, VALUE).await;
+        let before = hits(&mut b, "work:", B_KEYS).await;
+        write(&mut a, "flood:", 0..A_FLOOD, VALUE).await;
+        let after = hits(&mut b, "work:", B_KEYS).await;
+        (before, after)
+    };
+
+    // With quotas: A gets 6 MiB with allkeys-lru of its own, B 8 MiB.
+    let redis = RedisServer::start_with(&maxmemory);
+    let proxy = TestProxy::start(&config(
+        &redis,
+        ", memory_quota: 6MiB, eviction: allkeys-lru",
+        ", memory_quota: 8MiB, eviction: allkeys-lru",
+    ))
+    .await;
+    let (mut a, mut b) = (login(&proxy, "a").await, login(&proxy, "b").await);
+    assert_eq!(write(&mut b, "work:", 0..B_KEYS, VALUE).await, (B_KEYS, 0));
+    let before = hits(&mut b, "work:", B_KEYS).await;
+    // Sample A's true usage while it floods.
+    let peak = Arc::new(AtomicU64::new(0));
+    let sampler = {
+        let (addr, peak) = (redis.addr(), peak.clone());
+        tokio::spawn(async move {
+            let client = redis::Client::open(format!("redis://{addr}")).unwrap();
+            let mut c = client.get_multiplexed_async_connection().await.unwrap();
+            loop {
+                let r: Result<(u64, u64), _> =
+                    redis::cmd("EVAL").arg(TRUE_USAGE).arg(0).arg("a:*").query_async(&mut c).await;
+                if let Ok((bytes, _)) = r {
+                    peak.fetch_max(bytes, Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    let started = Instant::now();
+    let (a_written, a_refused) = write(&mut a, "flood:", 0..A_FLOOD, VALUE).await;
+    let flood_secs = started.elapsed().as_secs_f64();
+    let after = hits(&mut b, "work:", B_KEYS).await;
+
+    // Let eviction finish, then count.
+    settled_usage(&proxy, "a").await;
+    let (a_bytes, a_left) = true_usage(&redis, "a:flood:").await;
+    let text = metrics(&proxy).await;
+    let evicted = metric_sum(&text, "tenantry_evictions_total", "tenant=\"a\",keyspace=\"flood\",reason=\"quota\"")
+        + metric_sum(&text, "tenantry_evictions_total", "tenant=\"a\",keyspace=\"other\",reason=\"quota\"");
+    let b_evicted = metric_sum(&text, "tenantry_evictions_total", "tenant=\"b\"");
+    sampler.abort();
+    let peak = peak.load(Ordering::Relaxed);
+    let mut d = direct(&redis).await;
+    let info: String = redis::cmd("INFO").arg("stats").query_async(&mut d).await.unwrap();
+    let backend_evicted = info.lines().find_map(|l| l.strip_prefix("evicted_keys:")).unwrap().trim().to_string();
+
+    println!("noisy neighbour, {B_KEYS} keys of B then {A_FLOOD} writes of A ({VALUE}-byte values), 24 MB maxmemory:");
+    println!("                          B hits before  B hits after  backend evictions");
+    println!("  plain shared Redis      {:>13}  {:>12}  (any tenant's keys)", plain.0, plain.1);
+    println!("  tenantry quotas         {before:>13}  {after:>12}  {backend_evicted}");
+    println!(
+        "  A: {a_written} written, {a_refused} refused (-OOM) in {flood_secs:.1} s; {a_left} left using {a_bytes} bytes \
+         ({:.1}% of its quota, peak {:.1}%); {evicted} evicted by quota",
+        a_bytes as f64 / A_QUOTA * 100.0,
+        peak as f64 / A_QUOTA * 100.0
+    );
+
+    assert!(plain.1 < plain.0, "without quotas B should lose keys to A's flood: {plain:?}");
+    assert_eq!((before, after), (B_KEYS, B_KEYS), "B lost keys");
+    assert_eq!(b_evicted, 0.0);
+    assert_eq!(backend_evicted, "0", "the backend's own policy evicted");
+    assert!(a_bytes as f64 <= A_QUOTA * 1.10, "A uses {a_bytes} bytes");
+    assert!(peak as f64 <= A_QUOTA * 1.10, "A peaked at {peak} bytes");
+    assert!(a_bytes as f64 >= A_QUOTA * 0.80, "A was evicted far below its quota: {a_bytes} bytes");
+    assert_eq!(evicted as u64, a_written as u64 - a_left, "A's quota evictions vs A's keys that disappeared");
+    assert!(a_refused < A_FLOOD / 10, "eviction should keep up with most of the flood: {a_refused} refused");
+}
+
+#[tokio::test]
+async fn ready_warns_when_quotas_overcommit_or_the_backend_can_evict_across_tenants() {
+    let redis = RedisServer::start_with(&["--maxmemory", "10mb", "--maxmemory-policy", "allkeys-lru"]);
+    // 8 + 8 MiB of quotas on a 10 MB node; b has none.
+    let proxy = TestProxy::start(&format!(
+        "{}  c: {{ backend: shared, namespace: \"c:\", memory_quota: 8MiB }}\n",
+        config(&redis, ", memory_quota: 8MiB", "")
+    ))
+    .await;
+    let admin = proxy.admin_addr().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = http_get(admin, "/ready").await;
+        assert_eq!(status, 200, "a warning, not unready: {body}");
+        if body.contains("memory quotas overcommit the node") {
+            assert!(body.contains("add up to 16777216 bytes, its maxmemory is 10485760"), "{body}");
+            assert!(body.contains("maxmemory-policy allkeys-lru can still evict any tenant's keys"), "{body}");
+            assert!(body.contains("tenants without a memory_quota share it: b"), "{body}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no warning: {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
