@@ -284,3 +284,106 @@ async fn ready_warns_when_quotas_overcommit_or_the_backend_can_evict_across_tena
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// SETs with a TTL: `prefix{i}` expires in `1000 + i` seconds.
+async fn write_with_ttl(c: &mut RawClient, prefix: &str, range: std::ops::Range<usize>, size: usize) -> usize {
+    let value = vec![b'v'; size];
+    let mut ok = 0;
+    for chunk in range.collect::<Vec<_>>().chunks(200) {
+        let req: Vec<u8> = chunk
+            .iter()
+            .flat_map(|i| {
+                encode(&[b"SET", format!("{prefix}{i}").as_bytes(), &value, b"EX", (1000 + i).to_string().as_bytes()])
+            })
+            .collect();
+        c.send(&req).await;
+        for _ in chunk {
+            if c.reply().await == b"+OK\r\n" {
+                ok += 1;
+            }
+        }
+    }
+    ok
+}
+
+/// Which of `prefix0..n` still exist.
+async fn exists(c: &mut RawClient, prefix: &str, n: usize) -> Vec<bool> {
+    let req: Vec<u8> = (0..n).flat_map(|i| encode(&[b"EXISTS", format!("{prefix}{i}").as_bytes()])).collect();
+    c.send(&req).await;
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        out.push(c.reply().await == b":1\r\n");
+    }
+    out
+}
+
+#[tokio::test]
+async fn volatile_policies_evict_only_keys_with_a_ttl_soonest_first() {
+    let redis = RedisServer::start();
+    let proxy = TestProxy::start(&config(
+        &redis,
+        ", memory_quota: 2MiB, eviction: volatile-ttl",
+        ", memory_quota: 512KiB, eviction: volatile-lru",
+    ))
+    .await;
+    let mut a = login(&proxy, "a").await;
+    assert_eq!(write(&mut a, "keep:", 0..500, 1000).await, (500, 0));
+    let written = write_with_ttl(&mut a, "tmp:", 0..6000, 1000).await;
+    settled_usage(&proxy, "a").await;
+    assert!(exists(&mut a, "keep:", 500).await.iter().all(|&e| e), "a key without a TTL was evicted");
+    let tmp = exists(&mut a, "tmp:", 6000).await;
+    let first: usize = tmp[..1500].iter().filter(|&&e| e).count();
+    let last: usize = tmp[4500..].iter().filter(|&&e| e).count();
+    println!("volatile-ttl: {written} written; survivors among the 1500 soonest to expire {first}, latest {last}");
+    assert!(last > 2 * first.max(10), "soonest-to-expire keys should go first: {first} vs {last}");
+    let (bytes, _) = true_usage(&redis, "a:").await;
+    assert!(bytes as f64 <= 2.0 * 1024.0 * 1024.0 * 1.1, "a uses {bytes}");
+
+    // volatile-lru with no key that has a TTL: nothing can go, writes get -OOM.
+    let mut b = login(&proxy, "b").await;
+    let (ok, refused) = write(&mut b, "k:", 0..1500, 1000).await;
+    assert!(refused > 0 && ok < 600, "{ok} written, {refused} refused");
+    assert!(exists(&mut b, "k:", ok).await.iter().all(|&e| e));
+}
+
+/// Two sidecars in front of one backend: one figure, one over-quota state,
+/// one evictor, and a new evictor when that one goes away.
+#[tokio::test]
+async fn proxies_share_usage_and_one_of_them_evicts() {
+    let _heavy = heavy().await;
+    let redis = RedisServer::start();
+    let yaml = config(&redis, ", memory_quota: 2MiB, eviction: allkeys-lru", ", memory_quota: 512KiB");
+    let one = TestProxy::start(&yaml).await;
+    let two = TestProxy::start(&yaml).await;
+    let mut a1 = login(&one, "a").await;
+    let (written1, _) = write(&mut a1, "k:", 0..4000, 1000).await;
+    // Both see the same figure.
+    let u1 = settled_usage(&one, "a").await;
+    let u2 = used(&two, "a").await;
+    assert!((u1 - u2).abs() <= u1 * 0.02, "proxies disagree: {u1} vs {u2}");
+    let evictions =
+        |text: &str| metric_sum(text, "tenantry_evictions_total", "tenant=\"a\",keyspace=\"k\",reason=\"quota\"");
+    let (e1, e2) = (evictions(&metrics(&one).await), evictions(&metrics(&two).await));
+    assert!(e1 == 0.0 || e2 == 0.0, "both proxies evicted: {e1} and {e2}");
+    let left = exists(&mut a1, "k:", 4000).await.iter().filter(|&&e| e).count();
+    assert_eq!((e1 + e2) as usize, written1 - left);
+
+    // noeviction's full state reaches the other proxy within a refresh.
+    let mut b1 = login(&one, "b").await;
+    let (_, refused) = write(&mut b1, "k:", 0..1000, 1000).await;
+    assert!(refused > 0);
+    let mut b2 = login(&two, "b").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(b2.cmd(&[b"SET", b"x", b"y"]).await.starts_with(b"-OOM"), "the other proxy let b write");
+
+    // The evicting proxy leaves; the other takes over (the lease is released on shutdown).
+    let (leader, survivor) = if e1 > 0.0 { (one, two) } else { (two, one) };
+    leader.stop().await;
+    let mut a2 = login(&survivor, "a").await;
+    let (written2, _) = write(&mut a2, "more:", 0..4000, 1000).await;
+    settled_usage(&survivor, "a").await;
+    let took_over = metric_sum(&metrics(&survivor).await, "tenantry_evictions_total", "tenant=\"a\",keyspace=\"more\"");
+    assert!(took_over > 0.0, "no eviction after the leader left ({written2} written)");
+    let (bytes, _) = true_usage(&redis, "a:").await;
+    assert!(bytes as f64 <= 2.0 * 1024.0 * 1024.0 * 1.1, "a uses {bytes}");
+}
