@@ -9,6 +9,7 @@ mod isolation;
 mod keyspace;
 mod pipeline;
 mod policy;
+mod pubsub;
 mod quota;
 mod reload;
 mod telemetry;

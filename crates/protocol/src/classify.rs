@@ -30,6 +30,16 @@ pub enum ConnCommand {
     Info,
     /// RANDOMKEY: one of the tenant's keys.
     RandomKey,
+    /// PUBSUB NUMPAT: Redis counts every tenant's patterns, so tenantry answers.
+    NumPat,
+}
+
+/// Which of Redis's three Pub/Sub spaces a (un)subscription is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PubSubKind {
+    Channel,
+    Pattern,
+    Shard,
 }
 
 impl ConnCommand {
@@ -43,8 +53,9 @@ impl ConnCommand {
 pub enum Action {
     /// Send to the tenant's backend with the argument indices in the key
     /// positions prefixed; strip keys from the reply as `reply` says. With
-    /// `match_all`, append `MATCH *` (its `*` prefixed too): a SCAN without
-    /// MATCH must still see only the tenant's keys.
+    /// `match_all`, append `MATCH *` to a SCAN, `*` to PUBSUB CHANNELS (the
+    /// `*` prefixed too): without a pattern they must still see only the
+    /// tenant's keys or channels.
     Forward {
         spec: &'static CommandSpec,
         reply: ReplyKeys,
@@ -57,6 +68,13 @@ pub enum Action {
         script: bool,
     },
     Connection(ConnCommand),
+    /// SUBSCRIBE, PSUBSCRIBE, SSUBSCRIBE (`subscribe: true`) and their
+    /// UNSUBSCRIBEs: every argument is a channel or pattern, prefixed.
+    PubSub {
+        spec: &'static CommandSpec,
+        kind: PubSubKind,
+        subscribe: bool,
+    },
     Reject(Rejection),
 }
 
@@ -129,7 +147,6 @@ fn lossy(raw: &[u8], max: usize) -> String {
 
 const NOT_YET_WATCH: &str = "WATCH is not supported yet (MULTI/EXEC without WATCH is)";
 const NO_WAIT: &str = "WAIT counts the replicas that acknowledged this connection's writes, and a tenantry client's writes share backend connections with other clients";
-const NOT_YET_PUBSUB: &str = "Pub/Sub is not supported yet";
 const NOT_YET_FUNCTIONS: &str =
     "functions are not supported yet (EVAL and EVALSHA are, for tenants with scripts: true)";
 const ALL_SCRIPTS: &str = "it acts on every tenant's scripts";
@@ -163,6 +180,10 @@ pub fn classify(req: &Request, keys: &mut KeyPositions) -> Action {
     if let Some(conn) = connection_command(spec.name) {
         return Action::Connection(conn);
     }
+    if let Some((kind, subscribe)) = subscription(spec.name) {
+        keys.extend(1..args.len());
+        return Action::PubSub { spec, kind, subscribe };
+    }
     if let Some(reason) = refusal(spec, args) {
         return Action::Reject(Rejection::Refused { name: spec.name, reason });
     }
@@ -172,6 +193,13 @@ pub fn classify(req: &Request, keys: &mut KeyPositions) -> Action {
         // so `namespace + pattern` matches exactly the tenant's keys that
         // `pattern` matches.
         "keys" => keys.push(1),
+        // Channels are named like keys: the tenant's namespace is their prefix.
+        "publish" | "spublish" => keys.push(1),
+        "pubsub|numsub" | "pubsub|shardnumsub" => keys.extend(2..args.len()),
+        "pubsub|channels" | "pubsub|shardchannels" => {
+            keys.extend((args.len() > 2).then_some(2));
+            match_all = keys.is_empty();
+        }
         "scan" => {
             keys.extend((2..args.len()).filter(|&i| args[i - 1].eq_ignore_ascii_case(b"MATCH")));
             match_all = keys.is_empty();
@@ -191,7 +219,8 @@ pub fn classify(req: &Request, keys: &mut KeyPositions) -> Action {
             ReplyKeys::FirstElement
         }
         "xread" | "xreadgroup" => ReplyKeys::StreamKeys,
-        "keys" => ReplyKeys::KeyList,
+        "keys" | "pubsub|channels" | "pubsub|shardchannels" => ReplyKeys::KeyList,
+        "pubsub|numsub" | "pubsub|shardnumsub" => ReplyKeys::NumSub,
         "scan" => ReplyKeys::ScanPage,
         _ => ReplyKeys::None,
     };
@@ -216,8 +245,28 @@ fn connection_command(name: &str) -> Option<ConnCommand> {
         "dbsize" => ConnCommand::DbSize,
         "info" => ConnCommand::Info,
         "randomkey" => ConnCommand::RandomKey,
+        "pubsub|numpat" => ConnCommand::NumPat,
         _ => return None,
     })
+}
+
+fn subscription(name: &str) -> Option<(PubSubKind, bool)> {
+    Some(match name {
+        "subscribe" => (PubSubKind::Channel, true),
+        "unsubscribe" => (PubSubKind::Channel, false),
+        "psubscribe" => (PubSubKind::Pattern, true),
+        "punsubscribe" => (PubSubKind::Pattern, false),
+        "ssubscribe" => (PubSubKind::Shard, true),
+        "sunsubscribe" => (PubSubKind::Shard, false),
+        _ => return None,
+    })
+}
+
+fn is_pubsub_forward(name: &str) -> bool {
+    matches!(
+        name,
+        "publish" | "spublish" | "pubsub|channels" | "pubsub|shardchannels" | "pubsub|numsub" | "pubsub|shardnumsub"
+    )
 }
 
 /// Scripts a tenant may run when its config allows them.
@@ -240,9 +289,6 @@ fn refusal<A: AsRef<[u8]>>(spec: &CommandSpec, args: &[A]) -> Option<&'static st
     if spec.in_category(acl::SCRIPTING) && !is_script(name) {
         return Some(if name.starts_with("script|") { ALL_SCRIPTS } else { NOT_YET_FUNCTIONS });
     }
-    if spec.has_flag(flags::PUBSUB) {
-        return Some(NOT_YET_PUBSUB);
-    }
     if name == "wait" {
         return Some(NO_WAIT);
     }
@@ -254,7 +300,7 @@ fn refusal<A: AsRef<[u8]>>(spec: &CommandSpec, args: &[A]) -> Option<&'static st
     if spec.has_flag(flags::ADMIN) || spec.has_flag(flags::ASKING) {
         return Some(SERVER_WIDE);
     }
-    if spec.key_specs.is_empty() && !keyless_allowed(name) {
+    if spec.key_specs.is_empty() && !keyless_allowed(name) && !is_pubsub_forward(name) {
         return Some(SERVER_WIDE);
     }
     None

@@ -57,8 +57,6 @@ fn unsafe_commands_are_refused_with_a_reason() {
     for (line, reason) in [
         ("WATCH k", NOT_YET_WATCH),
         ("WAIT 1 0", NO_WAIT),
-        ("SUBSCRIBE c", NOT_YET_PUBSUB),
-        ("PUBLISH c m", NOT_YET_PUBSUB),
         ("FCALL f 0", NOT_YET_FUNCTIONS),
         ("SCRIPT FLUSH", ALL_SCRIPTS),
         ("MOVE k 1", OTHER_DB),
@@ -72,6 +70,23 @@ fn unsafe_commands_are_refused_with_a_reason() {
         assert!(msg.starts_with("ERR command '") && msg.ends_with(reason), "{line}: {msg}");
     }
     assert!(matches!(action("COPY a b REPLACE").0, Action::Forward { .. }));
+}
+
+#[test]
+fn channels_are_named_like_keys() {
+    let (a, keys) = action("SUBSCRIBE a b");
+    assert!(matches!(a, Action::PubSub { kind: PubSubKind::Channel, subscribe: true, .. }));
+    assert_eq!(keys, vec![1, 2]);
+    assert!(matches!(action("PUNSUBSCRIBE").0, Action::PubSub { kind: PubSubKind::Pattern, subscribe: false, .. }));
+    assert!(matches!(action("SSUBSCRIBE s").0, Action::PubSub { kind: PubSubKind::Shard, subscribe: true, .. }));
+    assert_eq!(action("PUBLISH c m").1, vec![1]);
+    assert_eq!(action("SPUBLISH c m").1, vec![1]);
+    let (a, keys) = action("PUBSUB NUMSUB a b");
+    assert!(matches!(a, Action::Forward { reply: ReplyKeys::NumSub, .. }));
+    assert_eq!(keys, vec![2, 3]);
+    assert!(matches!(action("PUBSUB CHANNELS").0, Action::Forward { match_all: true, reply: ReplyKeys::KeyList, .. }));
+    assert_eq!(action("PUBSUB SHARDCHANNELS x*").1, vec![2]);
+    assert_eq!(action("PUBSUB NUMPAT").0, Action::Connection(ConnCommand::NumPat));
 }
 
 #[test]

@@ -19,6 +19,43 @@ pub enum ReplyKeys {
     KeyList,
     /// SCAN: `[cursor, [key, ...]]`.
     ScanPage,
+    /// PUBSUB NUMSUB / SHARDNUMSUB: `[channel, count, channel, count, ...]`.
+    NumSub,
+    /// A Pub/Sub frame, RESP2 array or RESP3 push: a (un)subscribe
+    /// confirmation `[kind, channel or pattern, count]`, a message
+    /// `[message, channel, payload]` or `[pmessage, pattern, channel, payload]`.
+    /// Other frames (a subscribed PING's `[pong, payload]`) pass untouched.
+    PubSub,
+}
+
+/// Kinds of Pub/Sub frame whose channel (and pattern) names are namespaced.
+const PUBSUB_KINDS: [&[u8]; 9] = [
+    b"subscribe",
+    b"unsubscribe",
+    b"psubscribe",
+    b"punsubscribe",
+    b"ssubscribe",
+    b"sunsubscribe",
+    b"message",
+    b"pmessage",
+    b"smessage",
+];
+
+/// The kind of a Pub/Sub frame (`message`, `subscribe`, ...): the first
+/// element of an array or push whose first element is a bulk string.
+pub fn pubsub_kind(frame: &[u8]) -> Option<&[u8]> {
+    let (_, n, body) = aggregate_header(frame).ok()??;
+    if n == 0 || frame.get(body) != Some(&b'$') {
+        return None;
+    }
+    let len = element_len(&frame[body..]).ok()?;
+    let header = frame[body..].iter().position(|&b| b == b'\r')? + 2;
+    frame.get(body + header..body + len - 2)
+}
+
+/// Messages arrive on their own; every other frame answers a command.
+pub fn is_message(kind: &[u8]) -> bool {
+    matches!(kind, b"message" | b"pmessage" | b"smessage")
 }
 
 /// Rewrites one complete reply, appending the client's view to `out`.
@@ -55,6 +92,33 @@ pub fn strip_reply(kind: ReplyKeys, reply: &[u8], ns: &Namespace, out: &mut Byte
                     }
                     None => out.extend_from_slice(reply),
                 }
+            }
+            _ => out.extend_from_slice(reply),
+        },
+        ReplyKeys::NumSub => match aggregate_header(reply)? {
+            Some((b'*', n, body)) => {
+                out.extend_from_slice(&reply[..body]);
+                let mut pos = body;
+                for i in 0..n {
+                    if i % 2 == 0 {
+                        pos += strip_bulk(&reply[pos..], ns, out)?;
+                    } else {
+                        let len = element_len(&reply[pos..])?;
+                        out.extend_from_slice(&reply[pos..pos + len]);
+                        pos += len;
+                    }
+                }
+                out.extend_from_slice(&reply[pos..]);
+            }
+            _ => out.extend_from_slice(reply),
+        },
+        ReplyKeys::PubSub => match (pubsub_kind(reply), aggregate_header(reply)?) {
+            (Some(kind), Some((_, n, body))) if n >= 2 && PUBSUB_KINDS.contains(&kind) => {
+                let names = if kind == b"pmessage" { 2 } else { 1 };
+                let kind_len = element_len(&reply[body..])?;
+                out.extend_from_slice(&reply[..body + kind_len]);
+                let pos = body + kind_len + strip_all(&reply[body + kind_len..], names.min(n - 1), ns, out)?;
+                out.extend_from_slice(&reply[pos..]);
             }
             _ => out.extend_from_slice(reply),
         },
@@ -95,7 +159,7 @@ fn strip_all(buf: &[u8], n: usize, ns: &Namespace, out: &mut BytesMut) -> Result
 /// anything else (null, error, scalar).
 fn aggregate_header(buf: &[u8]) -> Result<Option<(u8, usize, usize)>, ReplyError> {
     let kind = *buf.first().ok_or(ReplyError::BadLength)?;
-    if !matches!(kind, b'*' | b'%' | b'~') {
+    if !matches!(kind, b'*' | b'%' | b'~' | b'>') {
         return Ok(None);
     }
     let end = buf.windows(2).position(|w| w == b"\r\n").ok_or(ReplyError::BadLength)?;
@@ -162,6 +226,32 @@ mod tests {
             b"*2\r\n$2\r\n17\r\n*1\r\n$1\r\na\r\n"
         );
         assert_eq!(strip(ReplyKeys::ScanPage, b"-ERR invalid cursor\r\n"), b"-ERR invalid cursor\r\n");
+    }
+
+    #[test]
+    fn strips_pubsub_frames_and_numsub() {
+        assert_eq!(
+            strip(ReplyKeys::PubSub, b"*3\r\n$9\r\nsubscribe\r\n$4\r\nt:ch\r\n:1\r\n"),
+            b"*3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n"
+        );
+        assert_eq!(
+            strip(ReplyKeys::PubSub, b">4\r\n$8\r\npmessage\r\n$4\r\nt:c*\r\n$5\r\nt:cat\r\n$4\r\nt:hi\r\n"),
+            b">4\r\n$8\r\npmessage\r\n$2\r\nc*\r\n$3\r\ncat\r\n$4\r\nt:hi\r\n"
+        );
+        // Unsubscribing from nothing: a null channel.
+        assert_eq!(
+            strip(ReplyKeys::PubSub, b"*3\r\n$11\r\nunsubscribe\r\n$-1\r\n:0\r\n"),
+            b"*3\r\n$11\r\nunsubscribe\r\n$-1\r\n:0\r\n"
+        );
+        // A subscribed PING's payload is the client's, not a channel.
+        assert_eq!(strip(ReplyKeys::PubSub, b"*2\r\n$4\r\npong\r\n$3\r\nt:x\r\n"), b"*2\r\n$4\r\npong\r\n$3\r\nt:x\r\n");
+        assert_eq!(
+            strip(ReplyKeys::NumSub, b"*4\r\n$3\r\nt:a\r\n:2\r\n$3\r\nt:b\r\n:0\r\n"),
+            b"*4\r\n$1\r\na\r\n:2\r\n$1\r\nb\r\n:0\r\n"
+        );
+        assert_eq!(pubsub_kind(b">3\r\n$7\r\nmessage\r\n$1\r\na\r\n$1\r\nb\r\n"), Some(&b"message"[..]));
+        assert_eq!(pubsub_kind(b":1\r\n"), None);
+        assert!(is_message(b"smessage") && !is_message(b"subscribe"));
     }
 
     #[test]

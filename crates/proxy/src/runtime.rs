@@ -4,6 +4,7 @@
 use crate::backend::Router;
 use crate::policy::TenantLimiter;
 use crate::quota::QuotaState;
+use crate::session::Patterns;
 use crate::telemetry::{Families, TenantMetrics};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -28,6 +29,8 @@ pub struct TenantRt {
     pub metrics: Arc<TenantMetrics>,
     /// Memory use against `config.memory`; kept while namespace and backend stay.
     pub quota: Arc<QuotaState>,
+    /// Patterns its clients subscribe to through this proxy (PUBSUB NUMPAT).
+    pub patterns: Arc<Patterns>,
 }
 
 #[derive(Debug)]
@@ -85,6 +88,7 @@ impl Runtime {
                 config: t.clone(),
                 limiter,
                 connections: old.map(|o| o.connections.clone()).unwrap_or_default(),
+                patterns: old.map(|o| o.patterns.clone()).unwrap_or_default(),
                 quota: old
                     .filter(|o| o.namespace == t.namespace && o.config.backend == t.backend)
                     .map(|o| o.quota.clone())

@@ -65,6 +65,10 @@ pub fn handle(state: &mut State, cmd: ConnCommand, req: &Request, out: &mut Byte
             None => reply(state, out).null(),
         },
         ConnCommand::ClientId => reply(state, out).integer(state.id as i64),
+        ConnCommand::NumPat => {
+            let n = state.tenant.as_ref().map_or(0, |t| t.patterns.count());
+            reply(state, out).integer(n as i64)
+        }
         ConnCommand::Info => {
             let text = info(state, &args[1..]);
             reply(state, out).text(&text)

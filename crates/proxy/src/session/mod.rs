@@ -9,11 +9,14 @@
 
 mod batcher;
 mod blocking;
+mod pubsub;
 mod connection;
 mod keyspace;
 mod replies;
 mod state;
 mod transaction;
+
+pub use pubsub::Patterns;
 
 use crate::backend::BatchReply;
 use crate::out_queue::OutQueue;
@@ -29,7 +32,7 @@ use state::State;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tenantry_config::OnExceed;
-use tenantry_protocol::classify::{classify, Action};
+use tenantry_protocol::classify::{classify, Action, ConnCommand};
 use tenantry_protocol::command::{flags, CommandSpec};
 use tenantry_protocol::encode::Reply;
 use tenantry_protocol::{hits, ttl, ReplyKeys, Request, RequestParser};
@@ -66,6 +69,7 @@ pub async fn serve(mut stream: TcpStream, runtime: Arc<ArcSwap<Runtime>>, shutdo
         tx: None,
         waiting: None,
         blocked: None,
+        pubsub: None,
         read_at: Instant::now(),
     };
     let mut inbuf = BytesMut::with_capacity(16 * 1024);
@@ -124,7 +128,11 @@ pub async fn serve(mut stream: TcpStream, runtime: Arc<ArcSwap<Runtime>>, shutdo
             let until = wait_until.unwrap_or_else(Instant::now);
             let waiting = s.waiting.as_mut();
             let is_waiting = waiting.is_some();
+            // A client that does not read its messages stops their intake.
+            let messages = s.pubsub.as_mut().filter(|_| s.out.len() < MAX_OUTPUT && !closing).map(|p| &mut p.messages);
+            let has_messages = messages.is_some();
             tokio::select! {
+                m = async { messages.expect("guarded").recv().await }, if has_messages => Event::Message(m),
                 _ = async { waiting.expect("guarded").await }, if is_waiting => Event::Wake,
                 r = rd.read_buf(&mut inbuf), if can_read => Event::Read(r),
                 r = async { head.expect("guarded").await }, if has_head => Event::Reply(r.map_err(|_| ())),
@@ -141,6 +149,11 @@ pub async fn serve(mut stream: TcpStream, runtime: Arc<ArcSwap<Runtime>>, shutdo
             Event::Writable(true) | Event::Wake => {}
             Event::Read(Err(_)) | Event::Writable(false) => return,
             Event::Reply(r) => s.replies.drain_ready(&mut s.out, Some(r)),
+            Event::Message(m) => {
+                if !s.pubsub_message(m) {
+                    closing = true;
+                }
+            }
             Event::Shutdown => closing = true,
         }
     }
@@ -148,6 +161,7 @@ pub async fn serve(mut stream: TcpStream, runtime: Arc<ArcSwap<Runtime>>, shutdo
 
 enum Event {
     Read(std::io::Result<usize>),
+    Message(Option<Bytes>),
     Reply(Result<BatchReply, ()>),
     Writable(bool),
     Wake,
@@ -188,6 +202,8 @@ struct Session {
     /// When the last bytes came in: a rate-limit delay is bounded from the
     /// time a request arrived, not from when its turn came in a pipeline.
     read_at: Instant,
+    /// The subscriber connection, once the client has used Pub/Sub.
+    pubsub: Option<pubsub::PubSub>,
 }
 
 impl Session {
@@ -251,7 +267,32 @@ impl Session {
 
     /// `deadline`: set when retrying a request delayed by its rate limit.
     fn handle(&mut self, req: Request, deadline: Option<Instant>) -> After {
-        match classify(&req, &mut self.keys) {
+        let action = classify(&req, &mut self.keys);
+        if self.subscribed_resp2() {
+            match &action {
+                Action::PubSub { .. } | Action::Connection(ConnCommand::Quit | ConnCommand::Reset) => {}
+                Action::Forward { spec, .. } if spec.name == "ping" => {
+                    self.subscribed_ping(&req);
+                    return After::Continue;
+                }
+                Action::Forward { spec, .. } => {
+                    self.error(&format!(
+                        "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
+                        spec.name
+                    ));
+                    return After::Continue;
+                }
+                Action::Connection(_) => {
+                    let name = String::from_utf8_lossy(&req.args[0]).to_ascii_lowercase();
+                    self.error(&format!(
+                        "ERR Can't execute '{name}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"
+                    ));
+                    return After::Continue;
+                }
+                Action::Reject(_) => {}
+            }
+        }
+        match action {
             Action::Forward { spec, reply, match_all, blocking, script } => match self.state.tenant.clone() {
                 Some(tenant) if script && !tenant.config.scripts => {
                     tenant.metrics.error("noperm", 1);
@@ -263,7 +304,9 @@ impl Session {
                 Some(tenant) => {
                     let mut req = req;
                     if match_all && deadline.is_none() {
-                        req.args.push(Bytes::from_static(b"MATCH"));
+                        if spec.name == "scan" {
+                            req.args.push(Bytes::from_static(b"MATCH"));
+                        }
                         req.args.push(Bytes::from_static(b"*"));
                         self.keys.push(req.args.len() - 1);
                     }
@@ -271,10 +314,17 @@ impl Session {
                 }
                 None => self.error(NOAUTH),
             },
+            Action::PubSub { spec, kind, subscribe } => match self.state.tenant.clone() {
+                Some(tenant) => self.subscription(tenant, spec, kind, subscribe, &req),
+                None => self.error(NOAUTH),
+            },
             Action::Connection(cmd) => {
                 if self.state.tenant.is_none() && !cmd.allowed_before_auth() {
                     self.error(NOAUTH);
                     return After::Continue;
+                }
+                if cmd == ConnCommand::Reset {
+                    self.pubsub = None;
                 }
                 if let Some(handled) = self.transaction_command(cmd) {
                     return handled;

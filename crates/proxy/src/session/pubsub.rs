@@ -1,0 +1,267 @@
+//! Pub/Sub. A subscribed client needs a backend connection of its own (the
+//! backend pushes messages to the connection that subscribed), so the first
+//! (un)subscription opens one, served by a task. Channel and pattern names
+//! carry the tenant's namespace both ways: SUBSCRIBE `orders` subscribes to
+//! `checkout:orders`, a pattern `o*` becomes `checkout:o*` (namespaces hold
+//! no glob characters, so it matches only the tenant's channels), and
+//! messages and confirmations come back under the client's names.
+//!
+//! Replies to subscription commands keep their place among the client's
+//! other replies (the reply queue waits for them); messages are appended to
+//! the queue as they arrive. In RESP2, a subscribed client may only
+//! (un)subscribe, PING, QUIT and RESET, as in Redis.
+
+use super::blocking::AbortOnDrop;
+use super::Session;
+use crate::backend::{BatchReply, NodePool};
+use crate::runtime::TenantRt;
+use bytes::{Bytes, BytesMut};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use tenantry_protocol::classify::PubSubKind;
+use tenantry_protocol::command::CommandSpec;
+use tenantry_protocol::reply::ReplyScanner;
+use tenantry_protocol::strip::{is_message, pubsub_kind, strip_reply};
+use tenantry_protocol::{encode, Namespace, Protocol, ReplyKeys, Request};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot};
+
+/// Messages read from the backend but not yet taken by the session; beyond
+/// this the backend connection is not read, and Redis's own
+/// `client-output-buffer-limit pubsub` applies to a subscriber that cannot keep up.
+const MESSAGE_BUFFER: usize = 1024;
+
+/// Each tenant's patterns subscribed through this proxy, with how many
+/// subscriptions hold each: PUBSUB NUMPAT for the tenant alone (Redis's
+/// counts every tenant's).
+#[derive(Debug, Default)]
+pub struct Patterns(Mutex<HashMap<Bytes, usize>>);
+
+impl Patterns {
+    pub fn count(&self) -> usize {
+        self.0.lock().expect("not poisoned").len()
+    }
+
+    fn add(&self, pattern: &Bytes) {
+        *self.0.lock().expect("not poisoned").entry(pattern.clone()).or_default() += 1;
+    }
+
+    fn remove(&self, pattern: &Bytes) {
+        let mut map = self.0.lock().expect("not poisoned");
+        if let Some(n) = map.get_mut(pattern) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(pattern);
+            }
+        }
+    }
+}
+
+/// A command for the subscriber connection and how many frames answer it.
+struct Outgoing {
+    bytes: Bytes,
+    frames: usize,
+    reply: oneshot::Sender<BatchReply>,
+}
+
+pub(super) struct PubSub {
+    tenant: Arc<TenantRt>,
+    commands: mpsc::UnboundedSender<Outgoing>,
+    pub messages: mpsc::Receiver<Bytes>,
+    _task: AbortOnDrop,
+    /// What the backend will hold once it has run every command sent so
+    /// far, by kind, under the client's names.
+    subscribed: [HashSet<Bytes>; 3],
+}
+
+impl Drop for PubSub {
+    fn drop(&mut self) {
+        for pattern in &self.subscribed[index(PubSubKind::Pattern)] {
+            self.tenant.patterns.remove(pattern);
+        }
+    }
+}
+
+fn index(kind: PubSubKind) -> usize {
+    match kind {
+        PubSubKind::Channel => 0,
+        PubSubKind::Pattern => 1,
+        PubSubKind::Shard => 2,
+    }
+}
+
+impl PubSub {
+    fn open(tenant: Arc<TenantRt>, proto: Protocol) -> Self {
+        let (commands, rx) = mpsc::unbounded_channel();
+        let (tx, messages) = mpsc::channel(MESSAGE_BUFFER);
+        let node = tenant.backend.any_node().clone();
+        let task = tokio::spawn(subscriber(node, proto, tenant.namespace.clone(), rx, tx));
+        PubSub { tenant, commands, messages, _task: AbortOnDrop(task.abort_handle()), subscribed: Default::default() }
+    }
+
+    /// True while the backend holds a subscription for this client.
+    pub fn active(&self) -> bool {
+        self.subscribed.iter().any(|s| !s.is_empty())
+    }
+
+    /// Sends a command; its reply (`frames` frames) arrives on the returned receiver.
+    fn send(&self, args: &[Bytes], keys: &[usize], frames: usize) -> oneshot::Receiver<BatchReply> {
+        let mut bytes = BytesMut::new();
+        encode::command(&mut bytes, args, keys, &self.tenant.namespace);
+        let (reply, rx) = oneshot::channel();
+        // A closed channel drops `reply`: the reply queue reports the connection lost.
+        let _ = self.commands.send(Outgoing { bytes: bytes.freeze(), frames, reply });
+        rx
+    }
+
+    /// Updates what is subscribed and returns how many frames answer.
+    fn apply(&mut self, kind: PubSubKind, subscribe: bool, names: &[Bytes]) -> usize {
+        let patterns = kind == PubSubKind::Pattern;
+        let set = &mut self.subscribed[index(kind)];
+        if !subscribe && names.is_empty() {
+            // Unsubscribing from all: one frame each, or one (null) if none.
+            let n = set.len().max(1);
+            for name in set.drain() {
+                if patterns {
+                    self.tenant.patterns.remove(&name);
+                }
+            }
+            return n;
+        }
+        for name in names {
+            let changed = if subscribe { set.insert(name.clone()) } else { set.remove(name) };
+            if changed && patterns {
+                if subscribe {
+                    self.tenant.patterns.add(name);
+                } else {
+                    self.tenant.patterns.remove(name);
+                }
+            }
+        }
+        names.len()
+    }
+}
+
+impl Session {
+    /// True if this is a RESP2 client in subscribed mode.
+    pub(super) fn subscribed_resp2(&self) -> bool {
+        self.state.proto == Protocol::Resp2 && self.pubsub.as_ref().is_some_and(PubSub::active)
+    }
+
+    pub(super) fn subscription(
+        &mut self,
+        tenant: Arc<TenantRt>,
+        spec: &'static CommandSpec,
+        kind: PubSubKind,
+        subscribe: bool,
+        req: &Request,
+    ) {
+        tenant.metrics.command(spec.name);
+        if let Err(msg) = crate::policy::check_command(&tenant.id, &tenant.config.commands, spec) {
+            tenant.metrics.error("noperm", 1);
+            return self.refuse(&msg);
+        }
+        if self.tx.is_some() {
+            return self.refuse(&format!(
+                "ERR {} inside MULTI is not supported through tenantry",
+                spec.name.to_ascii_uppercase()
+            ));
+        }
+        let proto = self.state.proto;
+        let pubsub = self.pubsub.get_or_insert_with(|| PubSub::open(tenant.clone(), proto));
+        let frames = pubsub.apply(kind, subscribe, &req.args[1..]);
+        let rx = pubsub.send(&req.args, &self.keys, frames);
+        let owner = pubsub.tenant.clone();
+        self.batcher.deferred(&mut self.replies, &owner, rx, ReplyKeys::None);
+    }
+
+    /// PING in RESP2 subscribed mode answers `[pong, payload]`: the
+    /// subscriber connection says it, in order with its other frames.
+    pub(super) fn subscribed_ping(&mut self, req: &Request) {
+        let Some(pubsub) = &self.pubsub else { return };
+        let rx = pubsub.send(&req.args, &[], 1);
+        let owner = pubsub.tenant.clone();
+        self.batcher.deferred(&mut self.replies, &owner, rx, ReplyKeys::None);
+    }
+
+    /// A message from the subscriber connection, or `None` when it is gone.
+    /// Returns false if the client must be disconnected: it was subscribed,
+    /// and (as when Redis itself goes away) only a new connection recovers.
+    pub(super) fn pubsub_message(&mut self, message: Option<Bytes>) -> bool {
+        match message {
+            Some(bytes) => {
+                if let Some(p) = &self.pubsub {
+                    p.tenant.metrics.bytes_out.inc_by(bytes.len() as u64);
+                }
+                self.batcher.local(&mut self.replies, |out| out.extend_from_slice(&bytes));
+                true
+            }
+            None => {
+                let subscribed = self.pubsub.as_ref().is_some_and(PubSub::active);
+                self.pubsub = None;
+                !subscribed
+            }
+        }
+    }
+}
+
+/// Serves the subscriber connection: writes commands, reads frames, strips
+/// the namespace, and sends each frame where it belongs.
+async fn subscriber(
+    node: Arc<NodePool>,
+    proto: Protocol,
+    ns: Namespace,
+    mut commands: mpsc::UnboundedReceiver<Outgoing>,
+    messages: mpsc::Sender<Bytes>,
+) {
+    let mut pending: VecDeque<(Outgoing, BytesMut)> = VecDeque::new();
+    let result: Result<(), String> = async {
+        let mut conn = node.dedicated(proto).await?;
+        let mut buf = BytesMut::with_capacity(16 * 1024);
+        let mut scanner = ReplyScanner::new();
+        loop {
+            tokio::select! {
+                cmd = commands.recv() => {
+                    let Some(cmd) = cmd else { return Ok(()) };
+                    conn.write_all(&cmd.bytes).await.map_err(|e| e.to_string())?;
+                    pending.push_back((cmd, BytesMut::new()));
+                }
+                read = conn.read_buf(&mut buf) => {
+                    if read.map_err(|e| e.to_string())? == 0 {
+                        return Err("connection closed by the backend".to_string());
+                    }
+                    while let Some(len) = scanner.scan(&buf).map_err(|e| e.to_string())? {
+                        let frame = buf.split_to(len);
+                        let mut out = BytesMut::with_capacity(frame.len());
+                        if strip_reply(ReplyKeys::PubSub, &frame, &ns, &mut out).is_err() {
+                            out.clear();
+                            out.extend_from_slice(&frame);
+                        }
+                        if pubsub_kind(&frame).is_some_and(is_message) && matches!(frame[0], b'*' | b'>') {
+                            if messages.send(out.freeze()).await.is_err() {
+                                return Ok(()); // the session is gone
+                            }
+                        } else if let Some((cmd, acc)) = pending.front_mut() {
+                            acc.extend_from_slice(&out);
+                            cmd.frames -= 1;
+                            if cmd.frames == 0 {
+                                let (cmd, acc) = pending.pop_front().expect("front");
+                                let _ = cmd.reply.send(Ok(acc.freeze()));
+                            }
+                        }
+                        // Anything else (a push nobody asked for) is dropped.
+                    }
+                }
+            }
+        }
+    }
+    .await;
+    if let Err(e) = result {
+        for (cmd, _) in pending.drain(..) {
+            let _ = cmd.reply.send(Err(node.unavailable(&e)));
+        }
+        while let Ok(cmd) = commands.try_recv() {
+            let _ = cmd.reply.send(Err(node.unavailable(&e)));
+        }
+    }
+}
