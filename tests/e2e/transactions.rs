@@ -39,7 +39,87 @@ const SCRIPT: &[&str] = &[
     "LRANGE l 0 -1",
     "EXEC",
     "UNWATCH",
+    // WATCH: a key this very client changes after WATCH aborts EXEC, as in Redis.
+    "WATCH k",
+    "SET k 10",
+    "MULTI",
+    "INCR k",
+    "EXEC",
+    "GET k",
+    "WATCH k",
+    "MULTI",
+    "INCR k",
+    "EXEC",
+    "WATCH k l",
+    "MULTI",
+    "WATCH k",
+    "INCR k",
+    "EXEC",
+    "WATCH k",
+    "UNWATCH",
+    "SET k 20",
+    "MULTI",
+    "INCR k",
+    "EXEC",
+    "WATCH k",
+    "MULTI",
+    "DISCARD",
+    "SET k 30",
+    "MULTI",
+    "INCR k",
+    "EXEC",
+    "WATCH k",
+    "MULTI",
+    "NOSUCH",
+    "EXEC",
+    "SET k 40",
+    "MULTI",
+    "INCR k",
+    "EXEC",
+    "WATCH",
 ];
+
+/// Another client's write to a watched key aborts the transaction; without
+/// one it runs; the watching client's own connection is never shared.
+#[tokio::test]
+async fn watch_aborts_on_another_clients_write() {
+    let redis = RedisServer::start();
+    let proxy = TestProxy::two_tenants(&redis).await;
+    let mut c1 = proxy.raw().await;
+    let mut c2 = proxy.raw().await;
+    for (conflict, want) in [(true, &b"*-1\r\n"[..]), (false, &b"*1\r\n:2\r\n"[..])] {
+        assert_eq!(c1.cmd(&[b"SET", b"balance", b"1"]).await, b"+OK\r\n");
+        assert_eq!(c1.cmd(&[b"WATCH", b"balance"]).await, b"+OK\r\n");
+        assert_eq!(c1.cmd(&[b"GET", b"balance"]).await, b"$1\r\n1\r\n");
+        if conflict {
+            assert_eq!(c2.cmd(&[b"SET", b"balance", b"7"]).await, b"+OK\r\n");
+        }
+        assert_eq!(c1.cmd(&[b"MULTI"]).await, b"+OK\r\n");
+        assert_eq!(c1.cmd(&[b"INCR", b"balance"]).await, b"+QUEUED\r\n");
+        assert_eq!(c1.cmd(&[b"EXEC"]).await, want, "conflict: {conflict}");
+    }
+    // Another tenant writing the same client key is another key: no conflict.
+    let mut demo = proxy.raw().await;
+    assert_eq!(demo.cmd(&[b"AUTH", b"demo", b"demo-pw"]).await, b"+OK\r\n");
+    assert_eq!(c1.cmd(&[b"WATCH", b"balance"]).await, b"+OK\r\n");
+    assert_eq!(demo.cmd(&[b"SET", b"balance", b"99"]).await, b"+OK\r\n");
+    assert_eq!(c1.cmd(&[b"MULTI"]).await, b"+OK\r\n");
+    assert_eq!(c1.cmd(&[b"INCR", b"balance"]).await, b"+QUEUED\r\n");
+    assert_eq!(c1.cmd(&[b"EXEC"]).await, b"*1\r\n:3\r\n");
+    // Pipelined: WATCH, a read and a transaction in one write, replies in order.
+    let mut req = Vec::new();
+    for args in
+        [&[&b"WATCH"[..], b"p"][..], &[b"GET", b"p"], &[b"MULTI"], &[b"SET", b"p", b"1"], &[b"EXEC"], &[b"GET", b"p"]]
+    {
+        req.extend(encode(args));
+    }
+    c1.send(&req).await;
+    let mut replies = Vec::new();
+    for _ in 0..6 {
+        replies.extend(c1.reply().await);
+    }
+    assert_eq!(replies, b"+OK\r\n$-1\r\n+OK\r\n+QUEUED\r\n*1\r\n+OK\r\n$1\r\n1\r\n");
+}
 
 #[tokio::test]
 async fn transactions_answer_as_redis_does() {
@@ -106,6 +186,8 @@ async fn the_redis_crate_runs_atomic_pipelines() {
         .await
         .unwrap();
     assert_eq!((a, b.as_str()), (5, "x"));
-    let watch = redis::cmd("WATCH").arg("k").query_async::<()>(&mut c).await.unwrap_err();
-    assert!(watch.to_string().contains("WATCH is not supported yet"), "{watch}");
+    // WATCH, then an atomic pipeline: the optimistic-locking pattern.
+    redis::cmd("WATCH").arg("counter").query_async::<()>(&mut c).await.unwrap();
+    let (n,): (i64,) = redis::pipe().atomic().incr("counter", 1).query_async(&mut c).await.unwrap();
+    assert_eq!(n, 6);
 }

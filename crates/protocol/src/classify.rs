@@ -145,7 +145,6 @@ fn lossy(raw: &[u8], max: usize) -> String {
     String::from_utf8_lossy(&raw[..raw.len().min(max)]).into_owned()
 }
 
-const NOT_YET_WATCH: &str = "WATCH is not supported yet (MULTI/EXEC without WATCH is)";
 const NO_WAIT: &str = "WAIT counts the replicas that acknowledged this connection's writes, and a tenantry client's writes share backend connections with other clients";
 const NOT_YET_FUNCTIONS: &str =
     "functions are not supported yet (EVAL and EVALSHA are, for tenants with scripts: true)";
@@ -283,9 +282,6 @@ fn keyless_allowed(name: &str) -> bool {
 
 fn refusal<A: AsRef<[u8]>>(spec: &CommandSpec, args: &[A]) -> Option<&'static str> {
     let name = spec.name;
-    if name == "watch" {
-        return Some(NOT_YET_WATCH);
-    }
     if spec.in_category(acl::SCRIPTING) && !is_script(name) {
         return Some(if name.starts_with("script|") { ALL_SCRIPTS } else { NOT_YET_FUNCTIONS });
     }

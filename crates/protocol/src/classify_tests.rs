@@ -55,7 +55,6 @@ fn errors_match_redis_wording() {
 #[test]
 fn unsafe_commands_are_refused_with_a_reason() {
     for (line, reason) in [
-        ("WATCH k", NOT_YET_WATCH),
         ("WAIT 1 0", NO_WAIT),
         ("FCALL f 0", NOT_YET_FUNCTIONS),
         ("SCRIPT FLUSH", ALL_SCRIPTS),
@@ -80,6 +79,7 @@ fn channels_are_named_like_keys() {
     assert!(matches!(action("PUNSUBSCRIBE").0, Action::PubSub { kind: PubSubKind::Pattern, subscribe: false, .. }));
     assert!(matches!(action("SSUBSCRIBE s").0, Action::PubSub { kind: PubSubKind::Shard, subscribe: true, .. }));
     assert_eq!(action("PUBLISH c m").1, vec![1]);
+    assert_eq!(action("WATCH a b").1, vec![1, 2]);
     assert_eq!(action("SPUBLISH c m").1, vec![1]);
     let (a, keys) = action("PUBSUB NUMSUB a b");
     assert!(matches!(a, Action::Forward { reply: ReplyKeys::NumSub, .. }));

@@ -244,7 +244,10 @@ mod tests {
             b"*3\r\n$11\r\nunsubscribe\r\n$-1\r\n:0\r\n"
         );
         // A subscribed PING's payload is the client's, not a channel.
-        assert_eq!(strip(ReplyKeys::PubSub, b"*2\r\n$4\r\npong\r\n$3\r\nt:x\r\n"), b"*2\r\n$4\r\npong\r\n$3\r\nt:x\r\n");
+        assert_eq!(
+            strip(ReplyKeys::PubSub, b"*2\r\n$4\r\npong\r\n$3\r\nt:x\r\n"),
+            b"*2\r\n$4\r\npong\r\n$3\r\nt:x\r\n"
+        );
         assert_eq!(
             strip(ReplyKeys::NumSub, b"*4\r\n$3\r\nt:a\r\n:2\r\n$3\r\nt:b\r\n:0\r\n"),
             b"*4\r\n$1\r\na\r\n:2\r\n$1\r\nb\r\n:0\r\n"

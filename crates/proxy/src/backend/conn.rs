@@ -95,6 +95,34 @@ pub fn spawn_connection(settings: Arc<ConnSettings>, proto: Protocol) -> ConnHan
     ConnHandle { tx, up }
 }
 
+/// A connection for one client alone (WATCH state lives on it). It is never
+/// replaced: once it breaks, every later batch gets an error, so a
+/// transaction can never run without the WATCH it was guarded by.
+pub fn spawn_pinned(settings: Arc<ConnSettings>, proto: Protocol) -> ConnHandle {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Batch>();
+    let up = Arc::new(AtomicBool::new(false));
+    let flag = up.clone();
+    tokio::spawn(async move {
+        let reason = match connect(&settings, proto).await {
+            Ok(stream) => {
+                flag.store(true, Ordering::Relaxed);
+                let result = serve(&settings, stream, &mut rx).await;
+                flag.store(false, Ordering::Relaxed);
+                match result {
+                    Ok(()) => return,
+                    Err(e) => e,
+                }
+            }
+            Err(e) => e,
+        };
+        let error = settings.unavailable(format!("the client's own connection (WATCH) failed: {reason}"));
+        while let Some(b) = rx.recv().await {
+            let _ = b.reply.send(Err(error.clone()));
+        }
+    });
+    ConnHandle { tx, up }
+}
+
 /// Connects, serves until the connection breaks, then reconnects with
 /// exponential backoff, answering batches with a fast error meanwhile.
 async fn manage(

@@ -7,7 +7,7 @@
 mod conn;
 mod pool;
 
-pub use conn::{BackendError, Batch, BatchReply};
+pub use conn::{BackendError, Batch, BatchReply, ConnHandle};
 pub use pool::NodePool;
 
 use bytes::Bytes;

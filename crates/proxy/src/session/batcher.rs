@@ -3,7 +3,7 @@
 //! between them.
 
 use super::replies::{BackendReplies, Fix, Pending, ReplyQueue};
-use crate::backend::{Batch, NodePool};
+use crate::backend::{Batch, ConnHandle, NodePool};
 use crate::runtime::TenantRt;
 use crate::telemetry::KeyspaceCounters;
 use bytes::{Bytes, BytesMut};
@@ -23,6 +23,14 @@ pub struct Batcher {
     local: BytesMut,
     local_count: usize,
     batch: Option<OpenBatch>,
+    /// Set while the client has WATCHed: its batches go to its own connection.
+    pub pinned: Option<Pinned>,
+}
+
+/// The client's own backend connection, and the node it is to.
+pub struct Pinned {
+    pub node: Arc<NodePool>,
+    pub conn: ConnHandle,
 }
 
 struct OpenBatch {
@@ -98,7 +106,7 @@ impl OpenBatch {
 
 impl Batcher {
     pub fn new(client: u64) -> Self {
-        Batcher { client, local: BytesMut::new(), local_count: 0, batch: None }
+        Batcher { client, local: BytesMut::new(), local_count: 0, batch: None, pinned: None }
     }
 
     /// Requests handled but not yet in the reply queue.
@@ -133,6 +141,17 @@ impl Batcher {
         if b.count >= MAX_BATCH {
             self.flush_batch(replies);
         }
+    }
+
+    /// A command tenantry sends for its own reasons: the client never sees its reply.
+    pub fn hidden(&mut self, replies: &mut ReplyQueue, tenant: &Arc<TenantRt>, proto: Protocol, args: &[&[u8]]) {
+        self.flush_local(replies);
+        let node = tenant.backend.route(&[], &[]);
+        let b = self.open(replies, tenant, node, proto);
+        encode::command(&mut b.bytes, args, &[], &tenant.namespace);
+        b.fixes.push((b.count, Fix::Drop));
+        b.count += 1;
+        b.hidden += 1;
     }
 
     /// MULTI, the queued commands and EXEC, as one batch: a batch is written
@@ -233,7 +252,10 @@ impl Batcher {
         if let Some(b) = self.batch.take() {
             let (tx, rx) = oneshot::channel();
             let batch = Batch { bytes: b.bytes.freeze(), count: b.count, reply: tx };
-            b.node.send(self.client, b.proto, batch);
+            match &self.pinned {
+                Some(p) if Arc::ptr_eq(&p.node, &b.node) => p.conn.send(batch),
+                _ => b.node.send(self.client, b.proto, batch),
+            }
             replies.push(Pending::Backend(BackendReplies {
                 rx,
                 count: b.count,

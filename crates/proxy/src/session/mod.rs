@@ -9,9 +9,9 @@
 
 mod batcher;
 mod blocking;
-mod pubsub;
 mod connection;
 mod keyspace;
+mod pubsub;
 mod replies;
 mod state;
 mod transaction;
@@ -70,6 +70,7 @@ pub async fn serve(mut stream: TcpStream, runtime: Arc<ArcSwap<Runtime>>, shutdo
         waiting: None,
         blocked: None,
         pubsub: None,
+        watch: transaction::Watch::None,
         read_at: Instant::now(),
     };
     let mut inbuf = BytesMut::with_capacity(16 * 1024);
@@ -101,6 +102,7 @@ pub async fn serve(mut stream: TcpStream, runtime: Arc<ArcSwap<Runtime>>, shutdo
         }
         s.batcher.flush(&mut s.replies);
         s.replies.drain_ready(&mut s.out, None);
+        s.unpin_when_idle();
         if s.out.try_write(sock).is_err() {
             return;
         }
@@ -204,6 +206,7 @@ struct Session {
     read_at: Instant,
     /// The subscriber connection, once the client has used Pub/Sub.
     pubsub: Option<pubsub::PubSub>,
+    watch: transaction::Watch,
 }
 
 impl Session {
@@ -302,6 +305,13 @@ impl Session {
                     ));
                 }
                 Some(tenant) => {
+                    if spec.name == "watch" {
+                        if let Err(msg) = self.before_watch(&tenant) {
+                            // Redis answers it without dooming the transaction.
+                            self.error(msg);
+                            return After::Continue;
+                        }
+                    }
                     let mut req = req;
                     if match_all && deadline.is_none() {
                         if spec.name == "scan" {

@@ -1,9 +1,15 @@
-//! MULTI / EXEC / DISCARD. Commands between MULTI and EXEC are checked
-//! (command table, tenant policy) and queued here, and answered +QUEUED; EXEC
-//! sends MULTI, the commands and EXEC as one batch, which is written whole on
-//! one shared backend connection, so no other client's command can land
-//! inside the transaction. WATCH needs a connection of its own and is not
-//! supported yet.
+//! MULTI / EXEC / DISCARD / WATCH / UNWATCH. Commands between MULTI and
+//! EXEC are checked (command table, tenant policy) and queued here, and
+//! answered +QUEUED; EXEC sends MULTI, the commands and EXEC as one batch,
+//! which is written whole on one backend connection, so no other client's
+//! command can land inside the transaction.
+//!
+//! WATCH state lives on a backend connection, so WATCH pins the client to a
+//! connection of its own: from WATCH on, all its commands go there, in
+//! order. After EXEC, DISCARD, UNWATCH or RESET the watch is over; the client
+//! stays pinned until every command sent there has been answered (so nothing
+//! later overtakes them on another connection), then goes back to the shared
+//! ones and its own connection is closed.
 
 use super::batcher::Transaction;
 use super::connection::After;
@@ -28,22 +34,91 @@ impl Session {
             }
             ConnCommand::Exec => match self.tx.take() {
                 None => self.error("ERR EXEC without MULTI"),
-                Some(tx) if tx.dirty => self.error(EXECABORT),
-                Some(tx) => self.batcher.transaction(&mut self.replies, tx),
+                Some(tx) if tx.dirty => {
+                    self.unwatch();
+                    self.error(EXECABORT);
+                }
+                Some(tx) => {
+                    self.batcher.transaction(&mut self.replies, tx);
+                    // EXEC unwatches on the backend itself.
+                    self.watch = Watch::Ending;
+                }
             },
             ConnCommand::Discard => match self.tx.take() {
                 None => self.error("ERR DISCARD without MULTI"),
-                Some(_) => self.batcher.local(&mut self.replies, |out| Reply { out, proto }.simple("OK")),
+                Some(_) => {
+                    self.unwatch();
+                    self.batcher.local(&mut self.replies, |out| Reply { out, proto }.simple("OK"));
+                }
             },
-            // Nothing is ever watched: UNWATCH has nothing to undo.
-            ConnCommand::Unwatch => self.batcher.local(&mut self.replies, |out| Reply { out, proto }.simple("OK")),
+            ConnCommand::Unwatch => {
+                self.unwatch();
+                self.batcher.local(&mut self.replies, |out| Reply { out, proto }.simple("OK"));
+            }
             ConnCommand::Quit | ConnCommand::Reset => {
                 self.tx = None;
+                self.unwatch();
                 return None;
             }
             _ if in_tx => self.refuse("ERR Command not allowed inside a transaction"),
             _ => return None,
         }
         Some(After::Continue)
+    }
+}
+
+/// Where a client is with WATCH.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Watch {
+    /// On the shared connections.
+    None,
+    /// Pinned to its own connection, keys watched there.
+    Active,
+    /// Still pinned until its commands there are answered; the backend may
+    /// still hold watched keys (after UNWATCH, DISCARD, EXECABORT, RESET),
+    /// to clear before the next WATCH.
+    Stale,
+    /// Still pinned until answered; nothing watched (after EXEC).
+    Ending,
+}
+
+impl Session {
+    /// WATCH: pins the client to its own connection first.
+    pub(super) fn before_watch(
+        &mut self,
+        tenant: &std::sync::Arc<crate::runtime::TenantRt>,
+    ) -> Result<(), &'static str> {
+        if self.tx.is_some() {
+            return Err("ERR WATCH inside MULTI is not allowed");
+        }
+        let proto = self.state.proto;
+        match self.watch {
+            Watch::None => {
+                let node = tenant.backend.route(&[], &[]).clone();
+                let conn = node.pinned(proto);
+                self.batcher.pinned = Some(super::batcher::Pinned { node, conn });
+            }
+            // Keys an UNWATCH (answered by tenantry) left watched on the connection.
+            Watch::Stale => self.batcher.hidden(&mut self.replies, tenant, proto, &[b"UNWATCH"]),
+            Watch::Active | Watch::Ending => {}
+        }
+        self.watch = Watch::Active;
+        Ok(())
+    }
+
+    /// The watch is over for the client.
+    fn unwatch(&mut self) {
+        if self.watch == Watch::Active {
+            self.watch = Watch::Stale;
+        }
+    }
+
+    /// Back to the shared connections once nothing is owed on its own one.
+    pub(super) fn unpin_when_idle(&mut self) {
+        if matches!(self.watch, Watch::Stale | Watch::Ending) && self.replies.is_empty() && self.batcher.pending() == 0
+        {
+            self.batcher.pinned = None;
+            self.watch = Watch::None;
+        }
     }
 }
