@@ -77,6 +77,13 @@ const SCRIPT: &[&str] = &[
     "INCR k",
     "EXEC",
     "WATCH",
+    // Key names in replies inside EXEC's are the client's.
+    "MULTI",
+    "KEYS k*",
+    "RPUSH q a b",
+    "LMPOP 1 q LEFT",
+    "SCAN 0 MATCH q*",
+    "EXEC",
 ];
 
 /// Another client's write to a watched key aborts the transaction; without

@@ -146,6 +146,25 @@ pub fn strip_reply(kind: ReplyKeys, reply: &[u8], ns: &Namespace, out: &mut Byte
     Ok(())
 }
 
+/// EXEC's reply: element `i` is the reply of the `i`th queued command and is
+/// stripped as `kinds[i]` says (a null or an error passes untouched).
+pub fn strip_exec(kinds: &[ReplyKeys], reply: &[u8], ns: &Namespace, out: &mut BytesMut) -> Result<(), ReplyError> {
+    match aggregate_header(reply)? {
+        Some((b'*', n, body)) if n == kinds.len() => {
+            out.extend_from_slice(&reply[..body]);
+            let mut pos = body;
+            for kind in kinds {
+                let len = element_len(&reply[pos..])?;
+                strip_reply(*kind, &reply[pos..pos + len], ns, out)?;
+                pos += len;
+            }
+            out.extend_from_slice(&reply[pos..]);
+        }
+        _ => out.extend_from_slice(reply),
+    }
+    Ok(())
+}
+
 /// Strips `n` consecutive bulk strings; returns the bytes they took.
 fn strip_all(buf: &[u8], n: usize, ns: &Namespace, out: &mut BytesMut) -> Result<usize, ReplyError> {
     let mut pos = 0;
@@ -226,6 +245,19 @@ mod tests {
             b"*2\r\n$2\r\n17\r\n*1\r\n$1\r\na\r\n"
         );
         assert_eq!(strip(ReplyKeys::ScanPage, b"-ERR invalid cursor\r\n"), b"-ERR invalid cursor\r\n");
+    }
+
+    #[test]
+    fn strips_inside_exec_replies() {
+        let ns = Namespace::new("t:").unwrap();
+        let mut out = BytesMut::new();
+        let reply = b"*3\r\n+OK\r\n*1\r\n$3\r\nt:a\r\n*2\r\n$3\r\nt:l\r\n*1\r\n$1\r\nx\r\n";
+        strip_exec(&[ReplyKeys::None, ReplyKeys::KeyList, ReplyKeys::FirstElement], reply, &ns, &mut out).unwrap();
+        assert_eq!(&out[..], b"*3\r\n+OK\r\n*1\r\n$1\r\na\r\n*2\r\n$1\r\nl\r\n*1\r\n$1\r\nx\r\n");
+        // An aborted transaction: null.
+        out.clear();
+        strip_exec(&[ReplyKeys::KeyList], b"*-1\r\n", &ns, &mut out).unwrap();
+        assert_eq!(&out[..], b"*-1\r\n");
     }
 
     #[test]

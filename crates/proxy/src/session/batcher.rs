@@ -63,6 +63,8 @@ pub struct Queued {
     pub args: Vec<Bytes>,
     pub keys: Vec<usize>,
     pub ttl: Option<TtlRewrite>,
+    /// Key names in its reply, which comes back inside EXEC's.
+    pub reply: ReplyKeys,
 }
 
 /// A transaction being queued by a client.
@@ -170,6 +172,10 @@ impl Batcher {
         encode::command(&mut b.bytes, &[&b"EXEC"[..]], &[], &ns);
         for i in 0..=tx.queued.len() {
             b.fixes.push((i, Fix::Drop));
+        }
+        let kinds: Vec<ReplyKeys> = tx.queued.iter().map(|q| q.reply).collect();
+        if kinds.iter().any(|k| *k != ReplyKeys::None) {
+            b.fixes.push((tx.queued.len() + 1, Fix::StripExec(kinds)));
         }
         b.count += tx.queued.len() + 2;
         b.hidden += tx.queued.len() + 1;

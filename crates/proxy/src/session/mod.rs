@@ -448,7 +448,7 @@ impl Session {
         });
         if let Some(tx) = &mut self.tx {
             metrics.bytes_in.inc_by(bytes as u64);
-            tx.queued.push(Queued { args: req.args, keys: self.keys.clone(), ttl });
+            tx.queued.push(Queued { args: req.args, keys: self.keys.clone(), ttl, reply });
             let proto = self.state.proto;
             self.batcher.local(&mut self.replies, |out| Reply { out, proto }.simple("QUEUED"));
             return;

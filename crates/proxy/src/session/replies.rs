@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use tenantry_protocol::hits::{self, Tally};
 use tenantry_protocol::reply::reply_len;
-use tenantry_protocol::strip::strip_reply;
+use tenantry_protocol::strip::{strip_exec, strip_reply};
 use tenantry_protocol::{Namespace, ReplyKeys};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
@@ -26,6 +26,8 @@ pub enum Pending {
 pub enum Fix {
     /// Strip the namespace from the key names it holds.
     Strip(ReplyKeys),
+    /// EXEC's reply: strip each queued command's reply as it says.
+    StripExec(Vec<ReplyKeys>),
     /// A command tenantry added (a default TTL): the client never sees its reply.
     Drop,
     /// A read whose reply counts as hits and misses of a keyspace.
@@ -174,6 +176,16 @@ fn fix_batch(bytes: &[u8], b: &BackendReplies, out: &mut OutQueue) {
                     counters.misses.inc_by(misses);
                 }
                 out.extend(reply);
+                fixes.next();
+            }
+            Some((at, Fix::StripExec(kinds))) if *at == i => {
+                let tail = out.tail();
+                let mark = tail.len();
+                if strip_exec(kinds, reply, &b.namespace, tail).is_err() {
+                    tail.truncate(mark);
+                    tail.extend_from_slice(reply);
+                }
+                out.commit(mark);
                 fixes.next();
             }
             Some((at, Fix::Strip(kind))) if *at == i => {
