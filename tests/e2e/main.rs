@@ -3,6 +3,7 @@
 mod auth;
 mod backend_failure;
 mod blocking;
+mod clients;
 mod command_table;
 mod errors;
 mod isolation;

@@ -32,6 +32,10 @@ pub enum ConnCommand {
     RandomKey,
     /// PUBSUB NUMPAT: Redis counts every tenant's patterns, so tenantry answers.
     NumPat,
+    /// CLIENT LIST / INFO / KILL: the tenant's own connections, from tenantry.
+    ClientList,
+    ClientInfo,
+    ClientKill,
 }
 
 /// Which of Redis's three Pub/Sub spaces a (un)subscription is in.
@@ -245,6 +249,9 @@ fn connection_command(name: &str) -> Option<ConnCommand> {
         "info" => ConnCommand::Info,
         "randomkey" => ConnCommand::RandomKey,
         "pubsub|numpat" => ConnCommand::NumPat,
+        "client|list" => ConnCommand::ClientList,
+        "client|info" => ConnCommand::ClientInfo,
+        "client|kill" => ConnCommand::ClientKill,
         _ => return None,
     })
 }

@@ -4,6 +4,7 @@
 mod admin;
 pub mod backend;
 mod cleanup;
+mod clients;
 mod lease;
 mod node_tasks;
 mod out_queue;

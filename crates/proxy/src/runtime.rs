@@ -2,6 +2,7 @@
 //! limiters and credential digests, swapped as one value on reload.
 
 use crate::backend::Router;
+use crate::clients::TenantClients;
 use crate::policy::TenantLimiter;
 use crate::quota::QuotaState;
 use crate::session::Patterns;
@@ -31,6 +32,8 @@ pub struct TenantRt {
     pub quota: Arc<QuotaState>,
     /// Patterns its clients subscribe to through this proxy (PUBSUB NUMPAT).
     pub patterns: Arc<Patterns>,
+    /// Its client connections on this proxy (CLIENT LIST, CLIENT KILL).
+    pub clients: Arc<TenantClients>,
 }
 
 #[derive(Debug)]
@@ -89,6 +92,7 @@ impl Runtime {
                 limiter,
                 connections: old.map(|o| o.connections.clone()).unwrap_or_default(),
                 patterns: old.map(|o| o.patterns.clone()).unwrap_or_default(),
+                clients: old.map(|o| o.clients.clone()).unwrap_or_default(),
                 quota: old
                     .filter(|o| o.namespace == t.namespace && o.config.backend == t.backend)
                     .map(|o| o.quota.clone())

@@ -1,6 +1,7 @@
 //! Commands about the client's own connection, answered by tenantry:
 //! AUTH, HELLO, SELECT, CLIENT SETNAME/GETNAME/ID, RESET, QUIT.
 
+use super::client_cmds as clients;
 use super::state::State;
 use crate::runtime::AuthOutcome;
 use bytes::{Bytes, BytesMut};
@@ -22,6 +23,9 @@ pub enum After {
 
 pub fn handle(state: &mut State, cmd: ConnCommand, req: &Request, out: &mut BytesMut) -> After {
     let args = &req.args;
+    if let Some(spec) = spec_of(args) {
+        state.client.ran(spec);
+    }
     match cmd {
         ConnCommand::Auth => {
             let (user, pass): (&[u8], &[u8]) = match args.len() {
@@ -57,7 +61,7 @@ pub fn handle(state: &mut State, cmd: ConnCommand, req: &Request, out: &mut Byte
             if !valid_name(&args[2]) {
                 return error(state, out, BAD_NAME);
             }
-            state.name = (!args[2].is_empty()).then(|| args[2].clone());
+            state.set_name((!args[2].is_empty()).then(|| args[2].clone()));
             reply(state, out).simple("OK");
         }
         ConnCommand::ClientGetName => match state.name.clone() {
@@ -65,6 +69,12 @@ pub fn handle(state: &mut State, cmd: ConnCommand, req: &Request, out: &mut Byte
             None => reply(state, out).null(),
         },
         ConnCommand::ClientId => reply(state, out).integer(state.id as i64),
+        ConnCommand::ClientList => return clients::list(state, args, out),
+        ConnCommand::ClientInfo => {
+            let line = clients::line_of(state, &state.client);
+            reply(state, out).text(&(line + "\n"));
+        }
+        ConnCommand::ClientKill => return clients::kill(state, args, out),
         ConnCommand::NumPat => {
             let n = state.tenant.as_ref().map_or(0, |t| t.patterns.count());
             reply(state, out).integer(n as i64)
@@ -184,9 +194,9 @@ fn hello(state: &mut State, args: &[Bytes], out: &mut BytesMut) -> After {
         if !valid_name(name) {
             return error(state, out, BAD_NAME);
         }
-        state.name = (!name.is_empty()).then(|| name.clone());
+        state.set_name((!name.is_empty()).then(|| name.clone()));
     }
-    state.proto = proto;
+    state.set_proto(proto);
     let version = state
         .tenant
         .as_ref()
@@ -209,4 +219,13 @@ fn hello(state: &mut State, args: &[Bytes], out: &mut BytesMut) -> After {
     r.bulk(b"modules");
     r.array(0);
     After::Continue
+}
+
+/// The table entry of a (sub)command, for CLIENT LIST's `cmd=`.
+fn spec_of(args: &[Bytes]) -> Option<&'static tenantry_protocol::command::CommandSpec> {
+    let top = tenantry_protocol::command::lookup(&args[0])?;
+    match args.get(1) {
+        Some(sub) if !top.subcommands.is_empty() => tenantry_protocol::command::lookup_subcommand(top, sub),
+        _ => Some(top),
+    }
 }

@@ -9,6 +9,7 @@
 
 mod batcher;
 mod blocking;
+mod client_cmds;
 mod connection;
 mod keyspace;
 mod pubsub;
@@ -57,7 +58,8 @@ const QUOTA_RETRY: Duration = Duration::from_millis(2);
 /// on the client side.
 pub async fn serve(mut stream: TcpStream, runtime: Arc<ArcSwap<Runtime>>, shutdown: CancellationToken) {
     let _ = stream.set_nodelay(true);
-    let (state, admitted) = State::new(runtime);
+    let (state, admitted) = State::new(runtime, stream.peer_addr().ok(), stream.local_addr().ok());
+    let killed = state.client.kill.clone();
     let mut s = Session {
         batcher: Batcher::new(state.id),
         parser: RequestParser::new(state.limits.protocol),
@@ -141,13 +143,19 @@ pub async fn serve(mut stream: TcpStream, runtime: Arc<ArcSwap<Runtime>>, shutdo
                 r = sock.writable(), if want_write => Event::Writable(r.is_ok()),
                 _ = tokio::time::sleep_until(until), if wait_until.is_some() => Event::Wake,
                 _ = shutdown.cancelled(), if !closing => Event::Shutdown,
+                _ = killed.cancelled() => Event::Killed,
             }
         };
         match event {
             // Redis drops a client's blocked command when the client goes away.
             Event::Read(Ok(0)) if s.blocked.is_some() => return,
             Event::Read(Ok(0)) => eof = true,
-            Event::Read(Ok(_)) => s.read_at = Instant::now(),
+            Event::Read(Ok(_)) => {
+                s.read_at = Instant::now();
+                s.state.client.touch();
+            }
+            // CLIENT KILL from another connection: gone at once, as in Redis.
+            Event::Killed => return,
             Event::Writable(true) | Event::Wake => {}
             Event::Read(Err(_)) | Event::Writable(false) => return,
             Event::Reply(r) => s.replies.drain_ready(&mut s.out, Some(r)),
@@ -168,6 +176,7 @@ enum Event {
     Writable(bool),
     Wake,
     Shutdown,
+    Killed,
 }
 
 enum Flow {
@@ -334,7 +343,7 @@ impl Session {
                     return After::Continue;
                 }
                 if cmd == ConnCommand::Reset {
-                    self.pubsub = None;
+                    self.drop_pubsub();
                 }
                 if let Some(handled) = self.transaction_command(cmd) {
                     return handled;
@@ -370,6 +379,7 @@ impl Session {
         let metrics = &tenant.metrics;
         if deadline.is_none() {
             metrics.command(spec.name);
+            self.state.client.ran(spec);
         }
         if let Err(msg) = check_command(&tenant.id, &tenant.config.commands, spec) {
             metrics.error("noperm", 1);
@@ -449,6 +459,7 @@ impl Session {
         if let Some(tx) = &mut self.tx {
             metrics.bytes_in.inc_by(bytes as u64);
             tx.queued.push(Queued { args: req.args, keys: self.keys.clone(), ttl, reply });
+            self.state.client.multi.store(tx.queued.len() as i64, std::sync::atomic::Ordering::Relaxed);
             let proto = self.state.proto;
             self.batcher.local(&mut self.replies, |out| Reply { out, proto }.simple("QUEUED"));
             return;

@@ -143,6 +143,14 @@ impl PubSub {
 }
 
 impl Session {
+    /// Closes the subscriber connection (RESET, or it broke).
+    pub(super) fn drop_pubsub(&mut self) {
+        self.pubsub = None;
+        for count in &self.state.client.subscriptions {
+            count.store(0, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
     /// True if this is a RESP2 client in subscribed mode.
     pub(super) fn subscribed_resp2(&self) -> bool {
         self.state.proto == Protocol::Resp2 && self.pubsub.as_ref().is_some_and(PubSub::active)
@@ -170,6 +178,9 @@ impl Session {
         let proto = self.state.proto;
         let pubsub = self.pubsub.get_or_insert_with(|| PubSub::open(tenant.clone(), proto));
         let frames = pubsub.apply(kind, subscribe, &req.args[1..]);
+        for (count, set) in self.state.client.subscriptions.iter().zip(&pubsub.subscribed) {
+            count.store(set.len(), std::sync::atomic::Ordering::Relaxed);
+        }
         let rx = pubsub.send(&req.args, &self.keys, frames);
         let owner = pubsub.tenant.clone();
         self.batcher.deferred(&mut self.replies, &owner, rx, ReplyKeys::None);
@@ -198,7 +209,7 @@ impl Session {
             }
             None => {
                 let subscribed = self.pubsub.as_ref().is_some_and(PubSub::active);
-                self.pubsub = None;
+                self.drop_pubsub();
                 !subscribed
             }
         }

@@ -1,11 +1,13 @@
 //! What a connection is: its tenant (and its place in the tenant's
 //! connection count), protocol, name, and the config generation it follows.
 
+use crate::clients::{ClientHandle, TenantClients};
 use crate::policy::connection_limiter;
 use crate::runtime::{Runtime, TenantRt};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use governor::DefaultDirectRateLimiter;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use tenantry_config::ClientLimits;
@@ -13,11 +15,11 @@ use tenantry_protocol::Protocol;
 
 static NEXT_CLIENT_ID: AtomicU64 = AtomicU64::new(1);
 
-/// One place in a tenant's connection count, given back on drop.
-struct Slot(Arc<AtomicUsize>, prometheus_client::metrics::gauge::Gauge);
+/// One place in a tenant's connection count and client list, given back on drop.
+struct Slot(Arc<AtomicUsize>, prometheus_client::metrics::gauge::Gauge, Arc<TenantClients>, u64);
 
 impl Slot {
-    fn take(tenant: &TenantRt, enforce: bool) -> Result<Slot, String> {
+    fn take(tenant: &TenantRt, client: &Arc<ClientHandle>, enforce: bool) -> Result<Slot, String> {
         let count = &tenant.connections;
         let before = count.fetch_add(1, Ordering::Relaxed);
         if let (true, Some(max)) = (enforce, tenant.config.limits.max_connections) {
@@ -30,7 +32,8 @@ impl Slot {
             }
         }
         tenant.metrics.connections.inc();
-        Ok(Slot(count.clone(), tenant.metrics.connections.clone()))
+        tenant.clients.add(client);
+        Ok(Slot(count.clone(), tenant.metrics.connections.clone(), tenant.clients.clone(), client.id))
     }
 }
 
@@ -38,11 +41,14 @@ impl Drop for Slot {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
         self.1.dec();
+        self.2.remove(self.3);
     }
 }
 
 pub struct State {
     pub id: u64,
+    /// What CLIENT LIST shows of this connection.
+    pub client: Arc<ClientHandle>,
     pub runtime: Arc<ArcSwap<Runtime>>,
     /// `None`: not authenticated and no default tenant (or the tenant was removed).
     pub tenant: Option<Arc<TenantRt>>,
@@ -61,10 +67,16 @@ pub struct State {
 impl State {
     /// A new connection on the default tenant; `Err` if that tenant is at its
     /// connection limit.
-    pub fn new(runtime: Arc<ArcSwap<Runtime>>) -> (Self, Result<(), String>) {
+    pub fn new(
+        runtime: Arc<ArcSwap<Runtime>>,
+        addr: Option<SocketAddr>,
+        laddr: Option<SocketAddr>,
+    ) -> (Self, Result<(), String>) {
         let rt = runtime.load_full();
+        let id = NEXT_CLIENT_ID.fetch_add(1, Ordering::Relaxed);
         let mut state = State {
-            id: NEXT_CLIENT_ID.fetch_add(1, Ordering::Relaxed),
+            id,
+            client: Arc::new(ClientHandle::new(id, addr, laddr)),
             runtime,
             tenant: None,
             explicit: false,
@@ -95,7 +107,7 @@ impl State {
             (_, None) => false,
         };
         if let (true, Some(t)) = (joining, &tenant) {
-            self.slot = Some(Slot::take(t, enforce)?);
+            self.slot = Some(Slot::take(t, &self.client, enforce)?);
         }
         if tenant.is_none() {
             self.slot = None;
@@ -114,8 +126,18 @@ impl State {
     pub fn reset(&mut self) {
         let default = self.runtime.load().default_tenant.clone();
         let _ = self.switch(default, false, false);
-        self.proto = Protocol::Resp2;
-        self.name = None;
+        self.set_proto(Protocol::Resp2);
+        self.set_name(None);
+    }
+
+    pub fn set_name(&mut self, name: Option<Bytes>) {
+        *self.client.name.lock().expect("not poisoned") = name.clone();
+        self.name = name;
+    }
+
+    pub fn set_proto(&mut self, proto: Protocol) {
+        self.client.resp.store(proto.version() as u8, Ordering::Relaxed);
+        self.proto = proto;
     }
 
     /// Follows a reload: the same tenant (by name) in the new config, the new

@@ -23,6 +23,13 @@ impl Session {
     /// Handles transaction commands, and connection commands inside MULTI;
     /// `None` for a connection command to handle as usual.
     pub(super) fn transaction_command(&mut self, cmd: ConnCommand) -> Option<After> {
+        let after = self.transaction_command_inner(cmd);
+        let queued = self.tx.as_ref().map_or(-1, |tx| tx.queued.len() as i64);
+        self.state.client.multi.store(queued, std::sync::atomic::Ordering::Relaxed);
+        after
+    }
+
+    fn transaction_command_inner(&mut self, cmd: ConnCommand) -> Option<After> {
         let proto = self.state.proto;
         let in_tx = self.tx.is_some();
         match cmd {

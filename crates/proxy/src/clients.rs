@@ -1,0 +1,130 @@
+//! Each tenant's client connections, for CLIENT LIST, CLIENT INFO and CLIENT
+//! KILL answered by tenantry: Redis's own would list and kill every tenant's
+//! connections (and show only tenantry's few backend connections anyway).
+//! A connection is in its tenant's list while it counts against that
+//! tenant's connections; it never appears in another's.
+
+use bytes::Bytes;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tenantry_protocol::command::{CommandSpec, COMMANDS};
+use tokio_util::sync::CancellationToken;
+
+/// What CLIENT LIST shows about one connection; updated by its session.
+#[derive(Debug)]
+pub struct ClientHandle {
+    pub id: u64,
+    pub addr: Option<SocketAddr>,
+    pub laddr: Option<SocketAddr>,
+    created: Instant,
+    /// Milliseconds after `created` of the last request.
+    active_ms: AtomicU64,
+    /// The last command's table entry, by address (0: none yet).
+    last_cmd: AtomicUsize,
+    pub name: Mutex<Option<Bytes>>,
+    pub resp: AtomicU8,
+    /// Channels, patterns and shard channels subscribed.
+    pub subscriptions: [AtomicUsize; 3],
+    /// Commands queued in MULTI, or -1 outside one.
+    pub multi: AtomicI64,
+    /// Cancelled by CLIENT KILL: the session closes.
+    pub kill: CancellationToken,
+}
+
+impl ClientHandle {
+    pub fn new(id: u64, addr: Option<SocketAddr>, laddr: Option<SocketAddr>) -> Self {
+        ClientHandle {
+            id,
+            addr,
+            laddr,
+            created: Instant::now(),
+            active_ms: AtomicU64::new(0),
+            last_cmd: AtomicUsize::new(0),
+            name: Mutex::new(None),
+            resp: AtomicU8::new(2),
+            subscriptions: Default::default(),
+            multi: AtomicI64::new(-1),
+            kill: CancellationToken::new(),
+        }
+    }
+
+    /// A request arrived.
+    pub fn touch(&self) {
+        self.active_ms.store(self.created.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    pub fn ran(&self, spec: &'static CommandSpec) {
+        self.last_cmd.store(spec as *const CommandSpec as usize, Ordering::Relaxed);
+    }
+
+    pub fn is_pubsub(&self) -> bool {
+        self.subscriptions.iter().any(|n| n.load(Ordering::Relaxed) > 0)
+    }
+
+    fn last_command(&self) -> &'static str {
+        let at = self.last_cmd.load(Ordering::Relaxed);
+        if at == 0 {
+            return "NULL";
+        }
+        let same = |s: &&'static CommandSpec| *s as *const CommandSpec as usize == at;
+        COMMANDS
+            .iter()
+            .find(same)
+            .or_else(|| COMMANDS.iter().flat_map(|c| c.subcommands.iter()).find(same))
+            .map_or("NULL", |s| s.name)
+    }
+
+    /// One CLIENT LIST line, in Redis's format (memory and buffer fields,
+    /// which describe Redis's own client structures, are 0).
+    pub fn line(&self, user: &str) -> String {
+        let now_ms = self.created.elapsed().as_millis() as u64;
+        let age = now_ms / 1000;
+        let idle = now_ms.saturating_sub(self.active_ms.load(Ordering::Relaxed));
+        let name = self.name.lock().expect("not poisoned").clone().unwrap_or_default();
+        let multi = self.multi.load(Ordering::Relaxed);
+        let mut flags = String::new();
+        if self.is_pubsub() {
+            flags.push('P');
+        }
+        if multi >= 0 {
+            flags.push('x');
+        }
+        if flags.is_empty() {
+            flags.push('N');
+        }
+        let [sub, psub, ssub] = [0, 1, 2].map(|i| self.subscriptions[i].load(Ordering::Relaxed));
+        format!(
+            "id={} addr={} laddr={} fd=-1 name={} age={age} idle={} flags={flags} db=0 sub={sub} psub={psub} \
+             ssub={ssub} multi={multi} qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 \
+             tot-mem=0 events=r cmd={} user={user} redir=-1 resp={}",
+            self.id,
+            self.addr.map_or_else(String::new, |a| a.to_string()),
+            self.laddr.map_or_else(String::new, |a| a.to_string()),
+            String::from_utf8_lossy(&name),
+            idle / 1000,
+            self.last_command(),
+            self.resp.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// A tenant's connections, by id.
+#[derive(Debug, Default)]
+pub struct TenantClients(Mutex<BTreeMap<u64, Arc<ClientHandle>>>);
+
+impl TenantClients {
+    pub fn add(&self, client: &Arc<ClientHandle>) {
+        self.0.lock().expect("not poisoned").insert(client.id, client.clone());
+    }
+
+    pub fn remove(&self, id: u64) {
+        self.0.lock().expect("not poisoned").remove(&id);
+    }
+
+    pub fn all(&self) -> Vec<Arc<ClientHandle>> {
+        self.0.lock().expect("not poisoned").values().cloned().collect()
+    }
+}

@@ -1,0 +1,90 @@
+//! CLIENT LIST / INFO / KILL: a tenant sees and kills its own connections
+//! only, in Redis's formats.
+
+use std::time::Duration;
+use tenantry_tests::{encode, RawClient, RedisServer, TestProxy};
+
+/// The body of a bulk or verbatim string reply.
+fn text(reply: &[u8]) -> String {
+    let s = String::from_utf8_lossy(reply).into_owned();
+    let body = s.split_once("\r\n").map_or("", |(_, b)| b).trim_end_matches("\r\n");
+    body.strip_prefix("txt:").unwrap_or(body).to_string()
+}
+
+fn field<'a>(line: &'a str, name: &str) -> &'a str {
+    line.split(' ').find_map(|kv| kv.strip_prefix(&format!("{name}="))).unwrap_or_else(|| panic!("{name} in {line}"))
+}
+
+async fn id_of(c: &mut RawClient) -> String {
+    let r = c.cmd(&[b"CLIENT", b"ID"]).await;
+    String::from_utf8_lossy(&r[1..r.len() - 2]).into_owned()
+}
+
+#[tokio::test]
+async fn a_tenant_lists_and_kills_only_its_own_connections() {
+    let redis = RedisServer::start();
+    let proxy = TestProxy::two_tenants(&redis).await;
+    let mut app1 = proxy.raw().await;
+    let mut app2 = proxy.raw().await;
+    let mut demo = proxy.raw().await;
+    assert_eq!(demo.cmd(&[b"AUTH", b"demo", b"demo-pw"]).await, b"+OK\r\n");
+    assert_eq!(app2.cmd(&[b"CLIENT", b"SETNAME", b"worker-2"]).await, b"+OK\r\n");
+    let (id1, id2, demo_id) = (id_of(&mut app1).await, id_of(&mut app2).await, id_of(&mut demo).await);
+
+    let list = text(&app1.cmd(&[b"CLIENT", b"LIST"]).await);
+    let lines: Vec<&str> = list.lines().collect();
+    assert_eq!(lines.len(), 2, "{list}");
+    let ids: Vec<&str> = lines.iter().map(|l| field(l, "id")).collect();
+    assert_eq!(ids, vec![id1.as_str(), id2.as_str()]);
+    let two = lines.iter().find(|l| field(l, "id") == id2).unwrap();
+    assert_eq!(
+        (field(two, "name"), field(two, "user"), field(two, "db"), field(two, "flags")),
+        ("worker-2", "default", "0", "N")
+    );
+    assert_eq!(field(two, "cmd"), "client|id");
+    let demo_list = text(&demo.cmd(&[b"CLIENT", b"LIST"]).await);
+    assert_eq!(demo_list.lines().count(), 1);
+    assert_eq!(field(demo_list.trim(), "user"), "demo");
+
+    // CLIENT INFO: this connection, in RESP3 a verbatim string.
+    demo.cmd(&[b"HELLO", b"3"]).await;
+    let info = demo.cmd(&[b"CLIENT", b"INFO"]).await;
+    assert!(info.starts_with(b"="), "{:?}", String::from_utf8_lossy(&info));
+    let info = text(&info).trim_end().to_string();
+    assert_eq!((field(&info, "id"), field(&info, "resp"), field(&info, "cmd")), (demo_id.as_str(), "3", "client|info"));
+
+    // Subscribed and in-MULTI connections show it.
+    app2.send(&encode(&[b"SUBSCRIBE", b"a", b"b"])).await;
+    app2.reply().await;
+    app2.reply().await;
+    assert_eq!(app1.cmd(&[b"MULTI"]).await, b"+OK\r\n");
+    assert_eq!(app1.cmd(&[b"GET", b"x"]).await, b"+QUEUED\r\n");
+    assert_eq!(app1.cmd(&[b"DISCARD"]).await, b"+OK\r\n");
+    let mut app3 = proxy.raw().await;
+    let pubsub = text(&app3.cmd(&[b"CLIENT", b"LIST", b"TYPE", b"pubsub"]).await);
+    assert_eq!(pubsub.lines().count(), 1, "{pubsub}");
+    assert_eq!((field(pubsub.trim(), "flags"), field(pubsub.trim(), "sub")), ("P", "2"));
+    let by_id = text(&app3.cmd(&[b"CLIENT", b"LIST", b"ID", id1.as_bytes(), demo_id.as_bytes()]).await);
+    assert_eq!(by_id.lines().count(), 1, "another tenant's id lists nothing: {by_id}");
+
+    // Killing: another tenant's connection is not there; one's own goes.
+    assert_eq!(app3.cmd(&[b"CLIENT", b"KILL", b"ID", demo_id.as_bytes()]).await, b":0\r\n");
+    assert_eq!(demo.cmd(&[b"PING"]).await, b"+PONG\r\n");
+    assert_eq!(app3.cmd(&[b"CLIENT", b"KILL", b"USER", b"demo"]).await, b"-ERR No such user 'demo'\r\n");
+    assert_eq!(app3.cmd(&[b"CLIENT", b"KILL", b"127.0.0.1:1"]).await, b"-ERR No such client\r\n");
+    assert_eq!(app3.cmd(&[b"CLIENT", b"KILL", b"TYPE", b"bogus"]).await, b"-ERR Unknown client type 'bogus'\r\n");
+    assert_eq!(app3.cmd(&[b"CLIENT", b"KILL", b"ID", id1.as_bytes()]).await, b":1\r\n");
+    assert!(app1.closed().await, "killed connection still open");
+    // TYPE normal with SKIPME (default yes): app2 is pubsub, so nothing.
+    assert_eq!(app3.cmd(&[b"CLIENT", b"KILL", b"TYPE", b"normal"]).await, b":0\r\n");
+    assert_eq!(app3.cmd(&[b"CLIENT", b"KILL", b"TYPE", b"pubsub"]).await, b":1\r\n");
+    assert!(app2.closed().await);
+    // Killing oneself: the reply, then the connection closes.
+    let me = id_of(&mut app3).await;
+    assert_eq!(app3.cmd(&[b"CLIENT", b"KILL", b"ID", me.as_bytes(), b"SKIPME", b"no"]).await, b":1\r\n");
+    assert!(app3.closed().await);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut app4 = proxy.raw().await;
+    let left = text(&app4.cmd(&[b"CLIENT", b"LIST"]).await);
+    assert_eq!(left.lines().count(), 1, "only app4 is left: {left}");
+}
