@@ -14,5 +14,6 @@ mod pubsub;
 mod quota;
 mod reload;
 mod telemetry;
+mod tracking;
 mod transactions;
 mod transparency;

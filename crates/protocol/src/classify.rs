@@ -36,6 +36,9 @@ pub enum ConnCommand {
     ClientList,
     ClientInfo,
     ClientKill,
+    /// CLIENT TRACKING: the client gets a connection of its own, where its
+    /// invalidations arrive; prefixes are namespaced.
+    ClientTracking,
 }
 
 /// Which of Redis's three Pub/Sub spaces a (un)subscription is in.
@@ -252,6 +255,7 @@ fn connection_command(name: &str) -> Option<ConnCommand> {
         "client|list" => ConnCommand::ClientList,
         "client|info" => ConnCommand::ClientInfo,
         "client|kill" => ConnCommand::ClientKill,
+        "client|tracking" => ConnCommand::ClientTracking,
         _ => return None,
     })
 }
@@ -282,8 +286,21 @@ fn is_script(name: &str) -> bool {
 
 /// Keyless commands that touch nothing of any tenant.
 fn keyless_allowed(name: &str) -> bool {
-    matches!(name, "ping" | "echo" | "time" | "lolwut" | "scan" | "keys" | "script|load" | "script|exists")
-        || name.starts_with("command|")
+    matches!(
+        name,
+        "ping"
+            | "echo"
+            | "time"
+            | "lolwut"
+            | "scan"
+            | "keys"
+            | "script|load"
+            | "script|exists"
+            // About the client's own tracking, on its own connection.
+            | "client|caching"
+            | "client|getredir"
+            | "client|trackinginfo"
+    ) || name.starts_with("command|")
         || name.ends_with("|help")
 }
 

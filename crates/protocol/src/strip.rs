@@ -113,6 +113,20 @@ pub fn strip_reply(kind: ReplyKeys, reply: &[u8], ns: &Namespace, out: &mut Byte
             _ => out.extend_from_slice(reply),
         },
         ReplyKeys::PubSub => match (pubsub_kind(reply), aggregate_header(reply)?) {
+            // Client-side caching: `[invalidate, [key, ...]]` (or a null after a flush).
+            (Some(b"invalidate"), Some((_, 2, body))) => {
+                let kind_len = element_len(&reply[body..])?;
+                let keys_at = body + kind_len;
+                out.extend_from_slice(&reply[..keys_at]);
+                match aggregate_header(&reply[keys_at..])? {
+                    Some((_, n, inner)) => {
+                        out.extend_from_slice(&reply[keys_at..keys_at + inner]);
+                        let pos = strip_all(&reply[keys_at + inner..], n, ns, out)?;
+                        out.extend_from_slice(&reply[keys_at + inner + pos..]);
+                    }
+                    None => out.extend_from_slice(&reply[keys_at..]),
+                }
+            }
             (Some(kind), Some((_, n, body))) if n >= 2 && PUBSUB_KINDS.contains(&kind) => {
                 let names = if kind == b"pmessage" { 2 } else { 1 };
                 let kind_len = element_len(&reply[body..])?;
@@ -284,6 +298,11 @@ mod tests {
             strip(ReplyKeys::NumSub, b"*4\r\n$3\r\nt:a\r\n:2\r\n$3\r\nt:b\r\n:0\r\n"),
             b"*4\r\n$1\r\na\r\n:2\r\n$1\r\nb\r\n:0\r\n"
         );
+        assert_eq!(
+            strip(ReplyKeys::PubSub, b">2\r\n$10\r\ninvalidate\r\n*2\r\n$3\r\nt:a\r\n$3\r\nt:b\r\n"),
+            b">2\r\n$10\r\ninvalidate\r\n*2\r\n$1\r\na\r\n$1\r\nb\r\n"
+        );
+        assert_eq!(strip(ReplyKeys::PubSub, b">2\r\n$10\r\ninvalidate\r\n_\r\n"), b">2\r\n$10\r\ninvalidate\r\n_\r\n");
         assert_eq!(pubsub_kind(b">3\r\n$7\r\nmessage\r\n$1\r\na\r\n$1\r\nb\r\n"), Some(&b"message"[..]));
         assert_eq!(pubsub_kind(b":1\r\n"), None);
         assert!(is_message(b"smessage") && !is_message(b"subscribe"));

@@ -98,7 +98,8 @@ pub fn spawn_connection(settings: Arc<ConnSettings>, proto: Protocol) -> ConnHan
 /// A connection for one client alone (WATCH state lives on it). It is never
 /// replaced: once it breaks, every later batch gets an error, so a
 /// transaction can never run without the WATCH it was guarded by.
-pub fn spawn_pinned(settings: Arc<ConnSettings>, proto: Protocol) -> ConnHandle {
+/// Out-of-band pushes (`pushes`) go to the client: invalidation messages.
+pub fn spawn_pinned(settings: Arc<ConnSettings>, proto: Protocol, pushes: mpsc::Sender<Bytes>) -> ConnHandle {
     let (tx, mut rx) = mpsc::unbounded_channel::<Batch>();
     let up = Arc::new(AtomicBool::new(false));
     let flag = up.clone();
@@ -106,7 +107,7 @@ pub fn spawn_pinned(settings: Arc<ConnSettings>, proto: Protocol) -> ConnHandle 
         let reason = match connect(&settings, proto).await {
             Ok(stream) => {
                 flag.store(true, Ordering::Relaxed);
-                let result = serve(&settings, stream, &mut rx).await;
+                let result = serve(&settings, stream, &mut rx, Some(&pushes)).await;
                 flag.store(false, Ordering::Relaxed);
                 match result {
                     Ok(()) => return,
@@ -138,7 +139,7 @@ async fn manage(
                 backoff = Duration::from_millis(50);
                 up.store(true, Ordering::Relaxed);
                 tracing::info!(backend = %settings.backend, addr = %settings.addr, ?proto, "backend connected");
-                let result = serve(&settings, stream, &mut rx).await;
+                let result = serve(&settings, stream, &mut rx, None).await;
                 up.store(false, Ordering::Relaxed);
                 match result {
                     Ok(()) => return,
@@ -243,6 +244,7 @@ async fn serve(
     settings: &Arc<ConnSettings>,
     mut stream: TcpStream,
     rx: &mut mpsc::UnboundedReceiver<Batch>,
+    pushes: Option<&mpsc::Sender<Bytes>>,
 ) -> Result<(), String> {
     let timeout = settings.request_timeout;
     let mut out = OutQueue::default();
@@ -268,7 +270,7 @@ async fn serve(
                     Ok(_) => last_progress = Instant::now(),
                     Err(e) => return Err(format!("read failed: {e}")),
                 }
-                deliver(&mut buf, &mut scanner, &mut head, &mut queue)?;
+                deliver(&mut buf, &mut scanner, &mut head, &mut queue, pushes)?;
             }
             batch = rx.recv() => {
                 let Some(batch) = batch else { return Ok(()) };
@@ -304,6 +306,7 @@ fn deliver(
     scanner: &mut ReplyScanner,
     head: &mut Head,
     queue: &mut VecDeque<InFlight>,
+    pushes: Option<&mpsc::Sender<Bytes>>,
 ) -> Result<(), String> {
     while head.len < buf.len() {
         let len = match scanner.scan(&buf[head.len..]) {
@@ -312,10 +315,17 @@ fn deliver(
             Err(e) => return Err(format!("invalid reply: {e}")),
         };
         if buf[head.len] == b'>' {
-            // An out-of-band push (none are expected on shared connections): drop it.
+            // An out-of-band push: to the client's own connection's owner
+            // (invalidations for client-side caching); shared connections
+            // expect none and drop them.
             let mut tail = buf.split_off(head.len);
-            bytes::Buf::advance(&mut tail, len);
+            let push = tail.split_to(len).freeze();
             buf.unsplit(tail);
+            if let Some(sink) = pushes {
+                // A client too slow for its invalidations cannot trust its
+                // cache: the connection goes, as Redis's output limits would.
+                sink.try_send(push).map_err(|_| "the client does not read its invalidation messages".to_string())?;
+            }
             continue;
         }
         let Some(front) = queue.front() else {

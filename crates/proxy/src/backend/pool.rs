@@ -56,8 +56,8 @@ impl NodePool {
     /// A new connection of its own to this node (for a subscriber, or a
     /// blocking command), speaking `proto`.
     /// A multiplexed-style connection for one client alone, never reconnected.
-    pub(crate) fn pinned(&self, proto: Protocol) -> super::conn::ConnHandle {
-        super::conn::spawn_pinned(self.settings.clone(), proto)
+    pub(crate) fn pinned(&self, proto: Protocol, pushes: tokio::sync::mpsc::Sender<Bytes>) -> super::conn::ConnHandle {
+        super::conn::spawn_pinned(self.settings.clone(), proto, pushes)
     }
 
     pub(crate) async fn dedicated(&self, proto: Protocol) -> Result<tokio::net::TcpStream, String> {

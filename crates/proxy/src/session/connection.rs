@@ -90,7 +90,8 @@ pub fn handle(state: &mut State, cmd: ConnCommand, req: &Request, out: &mut Byte
         | ConnCommand::Unwatch
         | ConnCommand::Flush
         | ConnCommand::DbSize
-        | ConnCommand::RandomKey => reply(state, out).error("ERR this command is answered by the session"),
+        | ConnCommand::RandomKey
+        | ConnCommand::ClientTracking => reply(state, out).error("ERR this command is answered by the session"),
     }
     After::Continue
 }

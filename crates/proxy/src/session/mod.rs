@@ -15,6 +15,7 @@ mod keyspace;
 mod pubsub;
 mod replies;
 mod state;
+mod tracking;
 mod transaction;
 
 pub use pubsub::Patterns;
@@ -73,6 +74,8 @@ pub async fn serve(mut stream: TcpStream, runtime: Arc<ArcSwap<Runtime>>, shutdo
         blocked: None,
         pubsub: None,
         watch: transaction::Watch::None,
+        tracking: false,
+        pushes: None,
         read_at: Instant::now(),
     };
     let mut inbuf = BytesMut::with_capacity(16 * 1024);
@@ -135,7 +138,10 @@ pub async fn serve(mut stream: TcpStream, runtime: Arc<ArcSwap<Runtime>>, shutdo
             // A client that does not read its messages stops their intake.
             let messages = s.pubsub.as_mut().filter(|_| s.out.len() < MAX_OUTPUT && !closing).map(|p| &mut p.messages);
             let has_messages = messages.is_some();
+            let pushes = s.pushes.as_mut().filter(|_| s.out.len() < MAX_OUTPUT && !closing).map(|p| &mut p.rx);
+            let has_pushes = pushes.is_some();
             tokio::select! {
+                p = async { pushes.expect("guarded").recv().await }, if has_pushes => Event::Push(p),
                 m = async { messages.expect("guarded").recv().await }, if has_messages => Event::Message(m),
                 _ = async { waiting.expect("guarded").await }, if is_waiting => Event::Wake,
                 r = rd.read_buf(&mut inbuf), if can_read => Event::Read(r),
@@ -164,6 +170,11 @@ pub async fn serve(mut stream: TcpStream, runtime: Arc<ArcSwap<Runtime>>, shutdo
                     closing = true;
                 }
             }
+            Event::Push(p) => {
+                if !s.tracking_push(p) {
+                    closing = true;
+                }
+            }
             Event::Shutdown => closing = true,
         }
     }
@@ -172,6 +183,7 @@ pub async fn serve(mut stream: TcpStream, runtime: Arc<ArcSwap<Runtime>>, shutdo
 enum Event {
     Read(std::io::Result<usize>),
     Message(Option<Bytes>),
+    Push(Option<Bytes>),
     Reply(Result<BatchReply, ()>),
     Writable(bool),
     Wake,
@@ -216,6 +228,10 @@ struct Session {
     /// The subscriber connection, once the client has used Pub/Sub.
     pubsub: Option<pubsub::PubSub>,
     watch: transaction::Watch,
+    /// CLIENT TRACKING is on (the client is pinned to its own connection).
+    tracking: bool,
+    /// Pushes (invalidations) from the client's own connection, while pinned.
+    pushes: Option<tracking::Pushes>,
 }
 
 impl Session {
@@ -344,6 +360,13 @@ impl Session {
                 }
                 if cmd == ConnCommand::Reset {
                     self.drop_pubsub();
+                    self.tracking = false;
+                }
+                if cmd == ConnCommand::ClientTracking {
+                    if let Some(tenant) = self.state.tenant.clone() {
+                        self.client_tracking(tenant, &req);
+                    }
+                    return After::Continue;
                 }
                 if let Some(handled) = self.transaction_command(cmd) {
                     return handled;

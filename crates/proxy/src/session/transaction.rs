@@ -77,7 +77,7 @@ impl Session {
 /// Where a client is with WATCH.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Watch {
-    /// On the shared connections.
+    /// Nothing watched (pinned only if tracking).
     None,
     /// Pinned to its own connection, keys watched there.
     Active,
@@ -99,15 +99,10 @@ impl Session {
             return Err("ERR WATCH inside MULTI is not allowed");
         }
         let proto = self.state.proto;
-        match self.watch {
-            Watch::None => {
-                let node = tenant.backend.route(&[], &[]).clone();
-                let conn = node.pinned(proto);
-                self.batcher.pinned = Some(super::batcher::Pinned { node, conn });
-            }
+        self.pin(tenant);
+        if self.watch == Watch::Stale {
             // Keys an UNWATCH (answered by tenantry) left watched on the connection.
-            Watch::Stale => self.batcher.hidden(&mut self.replies, tenant, proto, &[b"UNWATCH"]),
-            Watch::Active | Watch::Ending => {}
+            self.batcher.hidden(&mut self.replies, tenant, proto, &[b"UNWATCH"]);
         }
         self.watch = Watch::Active;
         Ok(())
@@ -120,9 +115,14 @@ impl Session {
         }
     }
 
-    /// Back to the shared connections once nothing is owed on its own one.
+    /// Back to the shared connections once nothing needs the client's own
+    /// (no watch, no tracking) and nothing is owed on it.
     pub(super) fn unpin_when_idle(&mut self) {
-        if matches!(self.watch, Watch::Stale | Watch::Ending) && self.replies.is_empty() && self.batcher.pending() == 0
+        if self.batcher.pinned.is_some()
+            && self.watch != Watch::Active
+            && !self.tracking
+            && self.replies.is_empty()
+            && self.batcher.pending() == 0
         {
             self.batcher.pinned = None;
             self.watch = Watch::None;

@@ -1,0 +1,118 @@
+//! Client-side caching (CLIENT TRACKING). Redis sends a tracking client
+//! invalidation messages for the keys it read (or, in BCAST mode, for every
+//! key under its prefixes), on the connection that read them; through
+//! tenantry that must be a connection of the client's own, so tracking pins
+//! the client to one (as WATCH does) for as long as it is on. BCAST prefixes
+//! are namespaced (BCAST without a prefix gets the tenant's namespace, never
+//! every key), and the key names in invalidations are stripped back.
+//!
+//! RESP3 only: in RESP2, invalidations travel to another connection named by
+//! REDIRECT, which tenantry does not route yet.
+
+use super::batcher::{Forward, Pinned};
+use super::Session;
+use crate::runtime::TenantRt;
+use bytes::{Bytes, BytesMut};
+use std::sync::Arc;
+use tenantry_protocol::strip::strip_reply;
+use tenantry_protocol::{Namespace, Protocol, ReplyKeys, Request};
+use tokio::sync::mpsc;
+
+/// Invalidations read from the backend but not yet taken by the session;
+/// past this the client is too slow to trust its cache and is disconnected.
+const PUSH_BUFFER: usize = 4096;
+
+/// The pushes of the client's own connection, and the namespace to strip.
+pub(super) struct Pushes {
+    pub rx: mpsc::Receiver<Bytes>,
+    namespace: Namespace,
+}
+
+impl Session {
+    /// Pins the client to a backend connection of its own (WATCH, tracking).
+    pub(super) fn pin(&mut self, tenant: &Arc<TenantRt>) {
+        if self.batcher.pinned.is_some() {
+            return;
+        }
+        let node = tenant.backend.route(&[], &[]).clone();
+        let (tx, rx) = mpsc::channel(PUSH_BUFFER);
+        let conn = node.pinned(self.state.proto, tx);
+        self.batcher.pinned = Some(Pinned { node, conn });
+        self.pushes = Some(Pushes { rx, namespace: tenant.namespace.clone() });
+    }
+
+    /// `CLIENT TRACKING ON|OFF [REDIRECT id] [PREFIX p ...] [BCAST] [OPTIN] [OPTOUT] [NOLOOP]`
+    pub(super) fn client_tracking(&mut self, tenant: Arc<TenantRt>, req: &Request) {
+        let on = match req.args[2].to_ascii_lowercase().as_slice() {
+            b"on" => true,
+            b"off" => false,
+            _ => return self.error("ERR syntax error"),
+        };
+        let options = &req.args[3..];
+        let has = |name: &[u8]| options.iter().any(|a| a.eq_ignore_ascii_case(name));
+        if on && has(b"redirect") {
+            return self.error(
+                "ERR CLIENT TRACKING REDIRECT is not supported through tenantry: use RESP3 (HELLO 3), \
+                 where invalidations arrive on the tracking connection itself",
+            );
+        }
+        if on && self.state.proto == Protocol::Resp2 {
+            return self.error(
+                "ERR CLIENT TRACKING through tenantry needs RESP3 (HELLO 3): in RESP2 invalidations need REDIRECT",
+            );
+        }
+        if !on && self.batcher.pinned.is_none() {
+            // Never turned on here: nothing to turn off.
+            let proto = self.state.proto;
+            return self
+                .batcher
+                .local(&mut self.replies, |out| tenantry_protocol::encode::Reply { out, proto }.simple("OK"));
+        }
+        let mut args = req.args.clone();
+        // Each PREFIX value is namespaced; BCAST alone gets the namespace itself.
+        let mut keys: Vec<usize> = (4..args.len()).filter(|&i| args[i - 1].eq_ignore_ascii_case(b"prefix")).collect();
+        if on && has(b"bcast") && keys.is_empty() {
+            args.push(Bytes::from_static(b"PREFIX"));
+            args.push(Bytes::new());
+            keys.push(args.len() - 1);
+        }
+        if on {
+            self.pin(&tenant);
+        }
+        self.tracking = on;
+        tenant.metrics.command("client|tracking");
+        let f = Forward {
+            tenant: &tenant,
+            proto: self.state.proto,
+            args: &args,
+            keys: &keys,
+            reply: ReplyKeys::None,
+            ttl: None,
+            tally: None,
+            span: None,
+        };
+        self.batcher.forward(&mut self.replies, f);
+    }
+
+    /// A push from the client's own connection (an invalidation), or `None`
+    /// when that connection is gone. Returns false if the client must be
+    /// disconnected: it was tracking, and its cache can no longer be trusted.
+    pub(super) fn tracking_push(&mut self, push: Option<Bytes>) -> bool {
+        let Some(p) = &self.pushes else { return true };
+        match push {
+            Some(frame) => {
+                let mut out = BytesMut::with_capacity(frame.len());
+                if strip_reply(ReplyKeys::PubSub, &frame, &p.namespace, &mut out).is_err() {
+                    out.clear();
+                    out.extend_from_slice(&frame);
+                }
+                self.batcher.local(&mut self.replies, |o| o.extend_from_slice(&out));
+                true
+            }
+            None => {
+                self.pushes = None;
+                !self.tracking
+            }
+        }
+    }
+}

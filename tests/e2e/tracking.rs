@@ -1,0 +1,112 @@
+//! Client-side caching (CLIENT TRACKING, RESP3): invalidations as Redis sends
+//! them, under the client's key names, and never for another tenant's keys.
+
+use std::time::Duration;
+use tenantry_tests::{encode, RawClient, RedisServer, TestProxy};
+
+async fn cmd(c: &mut RawClient, line: &str) -> Vec<u8> {
+    let args: Vec<&[u8]> = line.split(' ').map(str::as_bytes).collect();
+    c.cmd(&args).await
+}
+
+/// Every frame that arrived before the reply to a PING sent now.
+async fn frames(c: &mut RawClient) -> Vec<Vec<u8>> {
+    c.send(&encode(&[b"PING", b"probe"])).await;
+    let mut out = Vec::new();
+    loop {
+        let f = c.reply().await;
+        if f == b"$5\r\nprobe\r\n" {
+            return out;
+        }
+        out.push(f);
+    }
+}
+
+/// The same tracking session against Redis directly and through tenantry:
+/// `(who, command)`; after each step, everything the tracker received
+/// (replies and invalidations) is compared.
+async fn differential(steps: &[(&str, &str)]) {
+    let direct_redis = RedisServer::start();
+    let proxied_redis = RedisServer::start();
+    let proxy = TestProxy::two_tenants(&proxied_redis).await;
+    let mut sides = [
+        (RawClient::connect(direct_redis.addr()).await, RawClient::connect(direct_redis.addr()).await),
+        (proxy.raw().await, proxy.raw().await),
+    ];
+    let mut transcripts = [Vec::new(), Vec::new()];
+    for (i, (tracker, writer)) in sides.iter_mut().enumerate() {
+        cmd(tracker, "HELLO 3").await;
+        for &(who, line) in steps {
+            let reply = if who == "tracker" { cmd(tracker, line).await } else { cmd(writer, line).await };
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let pushed: Vec<String> =
+                frames(tracker).await.iter().map(|f| String::from_utf8_lossy(f).into_owned()).collect();
+            transcripts[i].push((who, line, String::from_utf8_lossy(&reply).into_owned(), pushed));
+        }
+    }
+    for (want, got) in transcripts[0].iter().zip(&transcripts[1]) {
+        assert_eq!(got, want);
+    }
+}
+
+#[tokio::test]
+async fn default_mode_invalidations_are_byte_identical_to_redis() {
+    differential(&[
+        ("tracker", "CLIENT TRACKING ON"),
+        ("tracker", "SET k v"),
+        ("tracker", "GET k"),
+        ("writer", "SET k w"),
+        ("tracker", "GET k"),
+        ("tracker", "MGET a b"),
+        ("writer", "DEL a b"),
+        ("tracker", "PING"),
+        ("tracker", "CLIENT GETREDIR"),
+        ("tracker", "CLIENT TRACKING OFF"),
+        ("tracker", "GET k"),
+        ("writer", "SET k x"),
+        ("tracker", "PING"),
+        ("tracker", "CLIENT TRACKING ON OPTIN"),
+        ("tracker", "GET k"),
+        ("tracker", "CLIENT CACHING YES"),
+        ("tracker", "GET c"),
+        ("writer", "SET k y"),
+        ("writer", "SET c y"),
+        ("tracker", "PING"),
+        ("tracker", "CLIENT TRACKING ON BCAST"),
+    ])
+    .await;
+}
+
+#[tokio::test]
+async fn bcast_sees_only_the_tenants_own_keys() {
+    let redis = RedisServer::start();
+    let proxy = TestProxy::two_tenants(&redis).await;
+    let mut tracker = proxy.raw().await;
+    cmd(&mut tracker, "HELLO 3").await;
+    assert_eq!(cmd(&mut tracker, "CLIENT TRACKING ON BCAST PREFIX user:").await, b"+OK\r\n");
+    let mut all = proxy.raw().await;
+    cmd(&mut all, "HELLO 3").await;
+    assert_eq!(cmd(&mut all, "CLIENT TRACKING ON BCAST").await, b"+OK\r\n");
+
+    let mut writer = proxy.raw().await;
+    let mut other_tenant = proxy.raw().await;
+    cmd(&mut other_tenant, "AUTH demo demo-pw").await;
+    // Another tenant's writes, same names: nobody here hears of them.
+    cmd(&mut other_tenant, "SET user:1 x").await;
+    cmd(&mut other_tenant, "SET cart:1 x").await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(frames(&mut tracker).await, Vec::<Vec<u8>>::new());
+    assert_eq!(frames(&mut all).await, Vec::<Vec<u8>>::new());
+    // The tenant's own: by prefix, and everything for BCAST alone.
+    cmd(&mut writer, "SET user:1 y").await;
+    cmd(&mut writer, "SET cart:1 y").await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let user = b">2\r\n$10\r\ninvalidate\r\n*1\r\n$6\r\nuser:1\r\n".to_vec();
+    let cart = b">2\r\n$10\r\ninvalidate\r\n*1\r\n$6\r\ncart:1\r\n".to_vec();
+    assert_eq!(frames(&mut tracker).await, vec![user.clone()]);
+    assert_eq!(frames(&mut all).await, vec![user, cart]);
+    // RESP2 needs REDIRECT, which is refused with a reason.
+    let mut resp2 = proxy.raw().await;
+    let r = String::from_utf8_lossy(&cmd(&mut resp2, "CLIENT TRACKING ON").await).into_owned();
+    assert!(r.starts_with("-ERR CLIENT TRACKING through tenantry needs RESP3"), "{r}");
+}
