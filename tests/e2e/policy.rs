@@ -347,3 +347,54 @@ async fn scripts_run_only_for_tenants_that_allow_them_with_their_keys_namespaced
     let refused = n.cmd(&[b"EVAL", b"return 1", b"0"]).await;
     assert!(refused.starts_with(b"-NOPERM tenant 'n' may not run scripts"), "{}", String::from_utf8_lossy(&refused));
 }
+
+#[tokio::test]
+async fn functions_are_scoped_to_the_tenant_that_loaded_them() {
+    let redis = RedisServer::start();
+    let proxy = proxy_with(
+        &redis,
+        "  a: { backend: local, namespace: \"a:\", auth: { username: a, password: pw }, scripts: true }\n  \
+           b: { backend: local, namespace: \"b:\", auth: { username: b, password: pw }, scripts: true }\n  \
+           n: { backend: local, namespace: \"n:\", auth: { username: n, password: pw } }\n",
+    )
+    .await;
+    let lib =
+        b"#!lua name=alib\nredis.register_function('aget', function(keys, args) return redis.call('GET', keys[1]) end)";
+    let mut a = login(&proxy, "a").await;
+    let mut b = login(&proxy, "b").await;
+    // Loaded and called in one pipeline: the call waits for the load.
+    let mut req = encode(&[b"FUNCTION", b"LOAD", lib]);
+    req.extend(encode(&[b"SET", b"k", b"va"]));
+    req.extend(encode(&[b"FCALL", b"aget", b"1", b"k"]));
+    a.send(&req).await;
+    assert_eq!(a.reply().await, b"$4\r\nalib\r\n");
+    assert_eq!(a.reply().await, b"+OK\r\n");
+    assert_eq!(a.reply().await, b"$2\r\nva\r\n", "FCALL's keys are namespaced");
+    // b may call it (names are server-wide), on b's own keys.
+    assert_eq!(b.cmd(&[b"SET", b"k", b"vb"]).await, b"+OK\r\n");
+    assert_eq!(b.cmd(&[b"FCALL", b"aget", b"1", b"k"]).await, b"$2\r\nvb\r\n");
+    // b cannot replace, delete, flush or list a's library.
+    assert_eq!(b.cmd(&[b"FUNCTION", b"LOAD", b"REPLACE", lib]).await, b"-ERR Library 'alib' already exists\r\n");
+    assert_eq!(b.cmd(&[b"FUNCTION", b"LIST"]).await, b"*0\r\n");
+    assert_eq!(b.cmd(&[b"FUNCTION", b"DELETE", b"alib"]).await, b"-ERR Library not found\r\n");
+    assert_eq!(b.cmd(&[b"FUNCTION", b"FLUSH"]).await, b"+OK\r\n");
+    assert_eq!(a.cmd(&[b"FCALL", b"aget", b"1", b"k"]).await, b"$2\r\nva\r\n");
+    // a lists its own, with Redis's filters.
+    let list = a.cmd(&[b"FUNCTION", b"LIST"]).await;
+    assert!(list.starts_with(b"*1\r\n") && list.windows(4).any(|w| w == b"alib"), "{}", String::from_utf8_lossy(&list));
+    assert_eq!(a.cmd(&[b"FUNCTION", b"LIST", b"LIBRARYNAME", b"x*"]).await, b"*0\r\n");
+    let with_code = a.cmd(&[b"FUNCTION", b"LIST", b"LIBRARYNAME", b"a*", b"WITHCODE"]).await;
+    assert!(with_code.windows(9).any(|w| w == b"#!lua nam"), "{}", String::from_utf8_lossy(&with_code));
+    assert!(a.cmd(&[b"FUNCTION", b"LIST", b"BOGUS"]).await.starts_with(b"-ERR"));
+    assert_eq!(a.cmd(&[b"FUNCTION", b"LOAD", b"REPLACE", lib]).await, b"$4\r\nalib\r\n");
+    for sub in [&b"KILL"[..], b"STATS", b"DUMP"] {
+        let r = a.cmd(&[b"FUNCTION", sub]).await;
+        assert!(r.ends_with(b"it acts on every tenant's functions\r\n"), "{}", String::from_utf8_lossy(&r));
+    }
+    assert_eq!(a.cmd(&[b"FUNCTION", b"DELETE", b"alib"]).await, b"+OK\r\n");
+    assert!(a.cmd(&[b"FCALL", b"aget", b"1", b"k"]).await.starts_with(b"-ERR Function not found"));
+    // Tenants without scripts get neither.
+    let mut n = login(&proxy, "n").await;
+    assert!(n.cmd(&[b"FUNCTION", b"LOAD", lib]).await.starts_with(b"-NOPERM tenant 'n' may not use functions"));
+    assert!(n.cmd(&[b"FCALL", b"aget", b"0"]).await.starts_with(b"-NOPERM tenant 'n' may not run scripts"));
+}

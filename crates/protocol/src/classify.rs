@@ -39,6 +39,9 @@ pub enum ConnCommand {
     /// CLIENT TRACKING: the client gets a connection of its own, where its
     /// invalidations arrive; prefixes are namespaced.
     ClientTracking,
+    /// FUNCTION LOAD / LIST / DELETE / FLUSH: over the libraries the tenant
+    /// loaded (tenantry records who loaded what), for tenants with scripts.
+    Function,
 }
 
 /// Which of Redis's three Pub/Sub spaces a (un)subscription is in.
@@ -153,8 +156,7 @@ fn lossy(raw: &[u8], max: usize) -> String {
 }
 
 const NO_WAIT: &str = "WAIT counts the replicas that acknowledged this connection's writes, and a tenantry client's writes share backend connections with other clients";
-const NOT_YET_FUNCTIONS: &str =
-    "functions are not supported yet (EVAL and EVALSHA are, for tenants with scripts: true)";
+const ALL_FUNCTIONS: &str = "it acts on every tenant's functions";
 const ALL_SCRIPTS: &str = "it acts on every tenant's scripts";
 const OTHER_DB: &str = "it reaches another database, outside the tenant's namespace";
 const SERVER_WIDE: &str = "it reaches beyond one tenant (server administration)";
@@ -256,6 +258,7 @@ fn connection_command(name: &str) -> Option<ConnCommand> {
         "client|info" => ConnCommand::ClientInfo,
         "client|kill" => ConnCommand::ClientKill,
         "client|tracking" => ConnCommand::ClientTracking,
+        "function|load" | "function|list" | "function|delete" | "function|flush" => ConnCommand::Function,
         _ => return None,
     })
 }
@@ -281,7 +284,10 @@ fn is_pubsub_forward(name: &str) -> bool {
 
 /// Scripts a tenant may run when its config allows them.
 fn is_script(name: &str) -> bool {
-    matches!(name, "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "script|load" | "script|exists")
+    matches!(
+        name,
+        "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "script|load" | "script|exists" | "fcall" | "fcall_ro"
+    )
 }
 
 /// Keyless commands that touch nothing of any tenant.
@@ -307,7 +313,7 @@ fn keyless_allowed(name: &str) -> bool {
 fn refusal<A: AsRef<[u8]>>(spec: &CommandSpec, args: &[A]) -> Option<&'static str> {
     let name = spec.name;
     if spec.in_category(acl::SCRIPTING) && !is_script(name) {
-        return Some(if name.starts_with("script|") { ALL_SCRIPTS } else { NOT_YET_FUNCTIONS });
+        return Some(if name.starts_with("script|") { ALL_SCRIPTS } else { ALL_FUNCTIONS });
     }
     if name == "wait" {
         return Some(NO_WAIT);

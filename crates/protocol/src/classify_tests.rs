@@ -56,7 +56,9 @@ fn errors_match_redis_wording() {
 fn unsafe_commands_are_refused_with_a_reason() {
     for (line, reason) in [
         ("WAIT 1 0", NO_WAIT),
-        ("FCALL f 0", NOT_YET_FUNCTIONS),
+        ("FUNCTION KILL", ALL_FUNCTIONS),
+        ("FUNCTION DUMP", ALL_FUNCTIONS),
+        ("FUNCTION STATS", ALL_FUNCTIONS),
         ("SCRIPT FLUSH", ALL_SCRIPTS),
         ("MOVE k 1", OTHER_DB),
         ("COPY a b DB 2", OTHER_DB),
@@ -80,6 +82,9 @@ fn channels_are_named_like_keys() {
     assert!(matches!(action("SSUBSCRIBE s").0, Action::PubSub { kind: PubSubKind::Shard, subscribe: true, .. }));
     assert_eq!(action("PUBLISH c m").1, vec![1]);
     assert_eq!(action("WATCH a b").1, vec![1, 2]);
+    assert!(matches!(action("FCALL f 2 a b x").0, Action::Forward { script: true, .. }));
+    assert_eq!(action("FCALL f 2 a b x").1, vec![3, 4]);
+    assert_eq!(action("FUNCTION LOAD x").0, Action::Connection(ConnCommand::Function));
     assert_eq!(action("SPUBLISH c m").1, vec![1]);
     let (a, keys) = action("PUBSUB NUMSUB a b");
     assert!(matches!(a, Action::Forward { reply: ReplyKeys::NumSub, .. }));

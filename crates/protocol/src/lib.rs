@@ -6,6 +6,7 @@
 pub mod classify;
 pub mod command;
 pub mod encode;
+pub mod glob;
 pub mod hits;
 pub mod namespace;
 pub mod num;

@@ -186,3 +186,22 @@ fn resp3_frame() -> impl Strategy<Value = Vec<u8>> {
         ]
     })
 }
+
+proptest! {
+    /// Every byte escaped matches exactly itself; `*` matches anything; a
+    /// prefix then `*` matches what starts with it.
+    #[test]
+    fn glob_escapes_and_stars(text in proptest::collection::vec(any::<u8>(), 0..40), cut in 0usize..40) {
+        use tenantry_protocol::glob::matches;
+        let escaped: Vec<u8> = text.iter().flat_map(|&b| [b'\\', b]).collect();
+        prop_assert!(matches(&escaped, &text));
+        prop_assert!(matches(b"*", &text));
+        let cut = cut.min(text.len());
+        let mut prefix: Vec<u8> = text[..cut].iter().flat_map(|&b| [b'\\', b]).collect();
+        prefix.push(b'*');
+        prop_assert!(matches(&prefix, &text));
+        let mut longer = escaped.clone();
+        longer.extend_from_slice(b"?");
+        prop_assert!(!matches(&longer, &text));
+    }
+}

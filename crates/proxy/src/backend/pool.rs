@@ -42,10 +42,15 @@ impl NodePool {
     /// Sends one command of tenantry's own (its arguments as given, nothing
     /// prefixed) and waits for its reply.
     pub async fn call(&self, args: &[&[u8]]) -> Result<Bytes, String> {
+        self.call_in(Protocol::Resp2, args).await
+    }
+
+    /// `call`, answered in `proto` (for replies passed on to a client).
+    pub async fn call_in(&self, proto: Protocol, args: &[&[u8]]) -> Result<Bytes, String> {
         let mut bytes = BytesMut::new();
         encode::command(&mut bytes, args, &[], &Namespace::new("-").expect("valid"));
         let (tx, rx) = oneshot::channel();
-        self.send(0, Protocol::Resp2, Batch { bytes: bytes.freeze(), count: 1, reply: tx });
+        self.send(0, proto, Batch { bytes: bytes.freeze(), count: 1, reply: tx });
         match rx.await {
             Ok(Ok(reply)) => Ok(reply),
             Ok(Err(e)) => Err(e.to_string()),

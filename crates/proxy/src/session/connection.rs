@@ -91,7 +91,8 @@ pub fn handle(state: &mut State, cmd: ConnCommand, req: &Request, out: &mut Byte
         | ConnCommand::Flush
         | ConnCommand::DbSize
         | ConnCommand::RandomKey
-        | ConnCommand::ClientTracking => reply(state, out).error("ERR this command is answered by the session"),
+        | ConnCommand::ClientTracking
+        | ConnCommand::Function => reply(state, out).error("ERR this command is answered by the session"),
     }
     After::Continue
 }

@@ -11,6 +11,7 @@ mod batcher;
 mod blocking;
 mod client_cmds;
 mod connection;
+mod functions;
 mod keyspace;
 mod pubsub;
 mod replies;
@@ -373,6 +374,11 @@ impl Session {
                 }
                 if let Some(handled) = self.keyspace_command(cmd, &req) {
                     return handled;
+                }
+                if cmd == ConnCommand::Function {
+                    if let Some(handled) = self.function_command(&req) {
+                        return handled;
+                    }
                 }
                 let state = &mut self.state;
                 let mut after = After::Continue;

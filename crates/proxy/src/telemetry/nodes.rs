@@ -270,8 +270,8 @@ impl NodeWatcher {
     }
 }
 
-/// The bulk strings of a flat RESP array (a Pub/Sub message).
-fn bulk_strings(msg: &[u8]) -> Vec<&[u8]> {
+/// The bulk strings of a flat RESP array (a Pub/Sub message, an HGETALL).
+pub(crate) fn bulk_strings(msg: &[u8]) -> Vec<&[u8]> {
     let mut out = Vec::new();
     let Some(first_end) = memchr::memmem::find(msg, b"\r\n") else { return out };
     let mut pos = first_end + 2;
