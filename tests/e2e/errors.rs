@@ -69,3 +69,31 @@ async fn oversized_requests_are_refused_before_they_are_buffered() {
     assert_eq!(c.reply().await, b"-ERR Protocol error: too big inline request\r\n");
     assert!(c.closed().await);
 }
+
+#[tokio::test]
+async fn config_get_leaves_secrets_out_and_config_set_changes_nothing() {
+    let redis = RedisServer::start_with(&["--requirepass", "s3cret"]);
+    let proxy = TestProxy::start(&format!(
+        "backends:\n  local: {{ kind: standalone, nodes: [\"{}\"], password: s3cret }}\n\
+         tenants:\n  app: {{ backend: local, namespace: \"app:\" }}\ndefault_tenant: app\n",
+        redis.addr()
+    ))
+    .await;
+    let mut c = proxy.raw().await;
+    assert_eq!(
+        c.cmd(&[b"CONFIG", b"GET", b"maxmemory-policy"]).await,
+        b"*2\r\n$16\r\nmaxmemory-policy\r\n$10\r\nnoeviction\r\n"
+    );
+    assert_eq!(c.cmd(&[b"CONFIG", b"GET", b"requirepass"]).await, b"*0\r\n");
+    let all = c.cmd(&[b"CONFIG", b"GET", b"*"]).await;
+    assert!(all.windows(9).any(|w| w == b"maxmemory"), "CONFIG GET * lists settings");
+    assert!(!all.windows(6).any(|w| w == b"s3cret") && !all.windows(11).any(|w| w == b"requirepass"));
+    c.cmd(&[b"HELLO", b"3"]).await;
+    assert_eq!(c.cmd(&[b"CONFIG", b"GET", b"maxmemory"]).await, b"%1\r\n$9\r\nmaxmemory\r\n$1\r\n0\r\n");
+    // Setting what is already set is a no-op; anything else is refused.
+    assert_eq!(c.cmd(&[b"CONFIG", b"SET", b"maxmemory-policy", b"noeviction"]).await, b"+OK\r\n");
+    let refused =
+        String::from_utf8_lossy(&c.cmd(&[b"CONFIG", b"SET", b"maxmemory-policy", b"allkeys-lru"]).await).into_owned();
+    assert!(refused.starts_with("-ERR command 'config|set' is not allowed through tenantry"), "{refused}");
+    assert!(c.cmd(&[b"CONFIG", b"SET", b"requirepass", b"s3cret"]).await.starts_with(b"-ERR command 'config|set'"));
+}

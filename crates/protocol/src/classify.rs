@@ -42,6 +42,10 @@ pub enum ConnCommand {
     /// FUNCTION LOAD / LIST / DELETE / FLUSH: over the libraries the tenant
     /// loaded (tenantry records who loaded what), for tenants with scripts.
     Function,
+    /// CONFIG GET: the server's settings, without secrets.
+    ConfigGet,
+    /// CONFIG SET: accepted only where it changes nothing.
+    ConfigSet,
 }
 
 /// Which of Redis's three Pub/Sub spaces a (un)subscription is in.
@@ -259,6 +263,8 @@ fn connection_command(name: &str) -> Option<ConnCommand> {
         "client|kill" => ConnCommand::ClientKill,
         "client|tracking" => ConnCommand::ClientTracking,
         "function|load" | "function|list" | "function|delete" | "function|flush" => ConnCommand::Function,
+        "config|get" => ConnCommand::ConfigGet,
+        "config|set" => ConnCommand::ConfigSet,
         _ => return None,
     })
 }

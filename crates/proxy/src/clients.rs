@@ -7,7 +7,7 @@
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tenantry_protocol::command::{CommandSpec, COMMANDS};
@@ -32,6 +32,10 @@ pub struct ClientHandle {
     pub multi: AtomicI64,
     /// Cancelled by CLIENT KILL: the session closes.
     pub kill: CancellationToken,
+    /// A blocking command of this client's is waiting on the backend.
+    pub blocked: AtomicBool,
+    /// CLIENT TRACKING is on.
+    pub tracking: AtomicBool,
 }
 
 impl ClientHandle {
@@ -48,6 +52,8 @@ impl ClientHandle {
             subscriptions: Default::default(),
             multi: AtomicI64::new(-1),
             kill: CancellationToken::new(),
+            blocked: AtomicBool::new(false),
+            tracking: AtomicBool::new(false),
         }
     }
 
@@ -91,6 +97,12 @@ impl ClientHandle {
         }
         if multi >= 0 {
             flags.push('x');
+        }
+        if self.blocked.load(Ordering::Relaxed) {
+            flags.push('b');
+        }
+        if self.tracking.load(Ordering::Relaxed) {
+            flags.push('t');
         }
         if flags.is_empty() {
             flags.push('N');

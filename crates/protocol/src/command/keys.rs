@@ -16,6 +16,25 @@ pub enum KeyError {
     NumkeysTooLarge,
     #[error("ERR syntax error")]
     Syntax,
+    /// SINTERCARD, ZINTERCARD, LMPOP, BLMPOP, ZMPOP, BZMPOP word it so.
+    #[error("ERR numkeys should be greater than 0")]
+    NumkeysNotPositive,
+    /// ZUNION, ZINTER, ZDIFF and their STORE forms.
+    #[error("ERR at least 1 input key is needed for '{0}' command")]
+    NoInputKey(&'static str),
+}
+
+/// Redis words a bad key count per command; the generic words otherwise.
+fn numkeys_error(command: &'static str, generic: KeyError) -> KeyError {
+    match command {
+        "sintercard" | "zintercard" | "lmpop" | "blmpop" | "zmpop" | "bzmpop" => KeyError::NumkeysNotPositive,
+        "zunion" | "zinter" | "zdiff" | "zunionstore" | "zinterstore" | "zdiffstore"
+            if generic == KeyError::NumkeysNegative =>
+        {
+            KeyError::NoInputKey(command)
+        }
+        _ => generic,
+    }
 }
 
 /// Fills `out` with the positions of every key of `spec` in `args`.
@@ -57,9 +76,13 @@ pub fn key_positions<A: AsRef<[u8]>>(spec: &CommandSpec, args: &[A], out: &mut K
                 let idx = first + keynumidx as i64;
                 let raw = usize::try_from(idx).ok().and_then(|i| args.get(i));
                 let Some(raw) = raw else { continue };
-                let numkeys = parse_i64(raw.as_ref()).ok_or(KeyError::NumkeysNotInteger)?;
-                if numkeys < 0 {
-                    return Err(KeyError::NumkeysNegative);
+                let numkeys =
+                    parse_i64(raw.as_ref()).ok_or_else(|| numkeys_error(spec.name, KeyError::NumkeysNotInteger))?;
+                // Some commands refuse 0 keys here; the rest let Redis say so.
+                let at_least_one =
+                    numkeys_error(spec.name, KeyError::NumkeysNotInteger) == KeyError::NumkeysNotPositive;
+                if numkeys < 0 || (numkeys == 0 && at_least_one) {
+                    return Err(numkeys_error(spec.name, KeyError::NumkeysNegative));
                 }
                 let start = first + firstkey as i64;
                 let step = keystep as i64;
@@ -165,7 +188,8 @@ mod tests {
 
     #[test]
     fn bad_numkeys_is_an_error_not_a_pass_through() {
-        assert_eq!(keys("LMPOP x a LEFT"), Err(KeyError::NumkeysNotInteger));
+        assert_eq!(keys("LMPOP x a LEFT"), Err(KeyError::NumkeysNotPositive));
+        assert_eq!(keys("EVAL s x"), Err(KeyError::NumkeysNotInteger));
         assert_eq!(keys("EVAL s -1"), Err(KeyError::NumkeysNegative));
         assert_eq!(keys("LMPOP 5 a LEFT"), Err(KeyError::NumkeysTooLarge));
     }

@@ -2,10 +2,11 @@
 
 use super::conn::{connect, spawn_connection, BackendError, Batch, ConnHandle, ConnSettings};
 use bytes::{Bytes, BytesMut};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use tenantry_config::{Backend, BackendAddr, BackendName};
 use tenantry_protocol::Protocol;
 use tenantry_protocol::{encode, Namespace};
+use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
 /// Connections to one node, in two sets: replies differ between RESP2 and
@@ -17,13 +18,20 @@ pub struct NodePool {
     count: usize,
     resp2: Vec<ConnHandle>,
     resp3: OnceLock<Vec<ConnHandle>>,
+    /// Connections of their own (blocking commands), idle and ready: a
+    /// worker looping on BRPOP reuses one instead of connecting each time,
+    /// and its command reaches the node without a connect's delay.
+    idle: Mutex<Vec<(Protocol, TcpStream)>>,
 }
+
+/// Idle connections kept per node, beyond which returned ones are closed.
+const MAX_IDLE: usize = 32;
 
 impl NodePool {
     pub fn new(backend: &Backend, addr: &BackendAddr) -> Self {
         let settings = Arc::new(ConnSettings::new(backend, addr));
         let resp2 = (0..backend.connections).map(|_| spawn_connection(settings.clone(), Protocol::Resp2)).collect();
-        NodePool { settings, count: backend.connections, resp2, resp3: OnceLock::new() }
+        NodePool { settings, count: backend.connections, resp2, resp3: OnceLock::new(), idle: Mutex::default() }
     }
 
     pub fn backend_name(&self) -> &BackendName {
@@ -65,8 +73,28 @@ impl NodePool {
         super::conn::spawn_pinned(self.settings.clone(), proto, pushes)
     }
 
-    pub(crate) async fn dedicated(&self, proto: Protocol) -> Result<tokio::net::TcpStream, String> {
+    pub(crate) async fn dedicated(&self, proto: Protocol) -> Result<TcpStream, String> {
+        loop {
+            let found = {
+                let mut idle = self.idle.lock().expect("not poisoned");
+                idle.iter().rposition(|(p, _)| *p == proto).map(|i| idle.swap_remove(i).1)
+            };
+            let Some(conn) = found else { break };
+            // One the node closed meanwhile (a restart, its `timeout`) reads EOF.
+            let mut probe = [0u8; 1];
+            if matches!(conn.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock) {
+                return Ok(conn);
+            }
+        }
         connect(&self.settings, proto).await
+    }
+
+    /// Takes back a connection of its own whose command was fully answered.
+    pub(crate) fn give_back(&self, proto: Protocol, conn: TcpStream) {
+        let mut idle = self.idle.lock().expect("not poisoned");
+        if idle.len() < MAX_IDLE {
+            idle.push((proto, conn));
+        }
     }
 
     /// The error for requests this node could not take.

@@ -31,10 +31,13 @@ impl Session {
         let proto = self.state.proto;
         let (tx, rx) = oneshot::channel();
         let (done_tx, done_rx) = oneshot::channel();
+        let client = self.state.client.clone();
         let task = tokio::spawn(async move {
             let result = async {
                 let mut conn = node.dedicated(proto).await?;
                 conn.write_all(&bytes).await.map_err(|e| e.to_string())?;
+                // INFO's blocked_clients counts it from here (tests wait on that).
+                client.blocked.store(true, std::sync::atomic::Ordering::Relaxed);
                 let mut buf = BytesMut::with_capacity(4096);
                 let mut scanner = ReplyScanner::new();
                 loop {
@@ -46,11 +49,17 @@ impl Session {
                             buf.advance(len); // an out-of-band push: not the reply
                             continue;
                         }
-                        return Ok(buf.split_to(len).freeze());
+                        let reply = buf.split_to(len).freeze();
+                        if buf.is_empty() {
+                            // Answered and nothing else pending: clean for the next one.
+                            node.give_back(proto, conn);
+                        }
+                        return Ok(reply);
                     }
                 }
             }
             .await;
+            client.blocked.store(false, std::sync::atomic::Ordering::Relaxed);
             let _ = tx.send(result.map_err(|e| node.unavailable(e)));
             let _ = done_tx.send(());
         });

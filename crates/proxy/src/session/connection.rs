@@ -92,7 +92,9 @@ pub fn handle(state: &mut State, cmd: ConnCommand, req: &Request, out: &mut Byte
         | ConnCommand::DbSize
         | ConnCommand::RandomKey
         | ConnCommand::ClientTracking
-        | ConnCommand::Function => reply(state, out).error("ERR this command is answered by the session"),
+        | ConnCommand::Function
+        | ConnCommand::ConfigGet
+        | ConnCommand::ConfigSet => reply(state, out).error("ERR this command is answered by the session"),
     }
     After::Continue
 }
@@ -128,7 +130,15 @@ fn info(state: &State, sections: &[Bytes]) -> String {
     }
     if wants("clients") {
         let n = tenant.map_or(0, |t| t.metrics.connections.get());
-        text.push_str(&format!("{}# Clients\r\nconnected_clients:{n}\r\n", if text.is_empty() { "" } else { "\r\n" }));
+        let clients = tenant.map(|t| t.clients.all()).unwrap_or_default();
+        let count = |f: fn(&crate::clients::ClientHandle) -> bool| clients.iter().filter(|c| f(c)).count();
+        let blocked = count(|c| c.blocked.load(std::sync::atomic::Ordering::Relaxed));
+        let tracking = count(|c| c.tracking.load(std::sync::atomic::Ordering::Relaxed));
+        let max = tenant.and_then(|t| t.config.limits.max_connections).unwrap_or(state.limits.max_clients);
+        text.push_str(&format!(
+            "{}# Clients\r\nconnected_clients:{n}\r\nmaxclients:{max}\r\nblocked_clients:{blocked}\r\ntracking_clients:{tracking}\r\n",
+            if text.is_empty() { "" } else { "\r\n" }
+        ));
     }
     text
 }

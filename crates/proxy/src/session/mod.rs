@@ -10,6 +10,7 @@
 mod batcher;
 mod blocking;
 mod client_cmds;
+mod config_cmds;
 mod connection;
 mod functions;
 mod keyspace;
@@ -362,6 +363,7 @@ impl Session {
                 if cmd == ConnCommand::Reset {
                     self.drop_pubsub();
                     self.tracking = false;
+                    self.state.client.tracking.store(false, std::sync::atomic::Ordering::Relaxed);
                 }
                 if cmd == ConnCommand::ClientTracking {
                     if let Some(tenant) = self.state.tenant.clone() {
@@ -373,6 +375,9 @@ impl Session {
                     return handled;
                 }
                 if let Some(handled) = self.keyspace_command(cmd, &req) {
+                    return handled;
+                }
+                if let Some(handled) = self.config_command(cmd, &req) {
                     return handled;
                 }
                 if cmd == ConnCommand::Function {

@@ -80,6 +80,7 @@ impl Session {
             self.pin(&tenant);
         }
         self.tracking = on;
+        self.state.client.tracking.store(on, std::sync::atomic::Ordering::Relaxed);
         tenant.metrics.command("client|tracking");
         let f = Forward {
             tenant: &tenant,

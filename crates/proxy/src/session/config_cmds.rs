@@ -1,0 +1,127 @@
+//! CONFIG GET and CONFIG SET. Client libraries and tools read server
+//! settings (Sidekiq checks `maxmemory-policy`, test suites save and restore
+//! encoding thresholds), so CONFIG GET is answered from the backend with
+//! every secret left out. CONFIG SET would change the server for every
+//! tenant: it is accepted only when each value is already the current one
+//! (a no-op, as when a tool restores what it read), and refused otherwise.
+
+use super::connection::After;
+use super::Session;
+use crate::telemetry::nodes::bulk_strings;
+use bytes::Bytes;
+use tenantry_protocol::{ConnCommand, Protocol, ReplyKeys, Request};
+use tokio::sync::oneshot;
+
+/// Settings that hold passwords, or paths of the server's own files.
+fn secret(name: &[u8]) -> bool {
+    let name = name.to_ascii_lowercase();
+    matches!(
+        name.as_slice(),
+        b"requirepass"
+            | b"masterauth"
+            | b"masteruser"
+            | b"aclfile"
+            | b"dir"
+            | b"dbfilename"
+            | b"appendfilename"
+            | b"appenddirname"
+            | b"logfile"
+            | b"pidfile"
+            | b"unixsocket"
+            | b"cluster-config-file"
+    ) || name.starts_with(b"tls-")
+}
+
+fn bulk(out: &mut Vec<u8>, s: &[u8]) {
+    out.extend_from_slice(format!("${}\r\n", s.len()).as_bytes());
+    out.extend_from_slice(s);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The `(name, value)` pairs of a CONFIG GET reply (RESP2 array or RESP3 map).
+fn pairs(reply: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    bulk_strings(reply).chunks(2).filter(|p| p.len() == 2).map(|p| (p[0].to_vec(), p[1].to_vec())).collect()
+}
+
+impl Session {
+    pub(super) fn config_command(&mut self, cmd: ConnCommand, req: &Request) -> Option<After> {
+        if !matches!(cmd, ConnCommand::ConfigGet | ConnCommand::ConfigSet) {
+            return None;
+        }
+        let tenant = self.state.tenant.clone()?;
+        let node = tenant.backend.any_node().clone();
+        let proto = self.state.proto;
+        let args = req.args.clone();
+        let (tx, rx) = oneshot::channel();
+        tokio::spawn(async move {
+            let reply = if cmd == ConnCommand::ConfigGet {
+                config_get(&node, proto, &args).await
+            } else {
+                config_set(&node, &args).await
+            };
+            let reply = reply.unwrap_or_else(|e| Bytes::from(format!("-ERR CONFIG failed: {e}\r\n")));
+            let _ = tx.send(Ok(reply));
+        });
+        self.batcher.deferred(&mut self.replies, &tenant, rx, ReplyKeys::None);
+        Some(After::Continue)
+    }
+}
+
+async fn config_get(node: &crate::backend::NodePool, proto: Protocol, args: &[Bytes]) -> Result<Bytes, String> {
+    let refs: Vec<&[u8]> = args.iter().map(|a| a.as_ref()).collect();
+    let reply = node.call_in(proto, &refs).await?;
+    if reply.first() == Some(&b'-') {
+        return Ok(reply);
+    }
+    let kept: Vec<(Vec<u8>, Vec<u8>)> = pairs(&reply).into_iter().filter(|(name, _)| !secret(name)).collect();
+    let mut out = match reply.first() {
+        Some(b'%') => format!("%{}\r\n", kept.len()),
+        _ => format!("*{}\r\n", kept.len() * 2),
+    }
+    .into_bytes();
+    for (name, value) in kept {
+        bulk(&mut out, &name);
+        bulk(&mut out, &value);
+    }
+    Ok(Bytes::from(out))
+}
+
+async fn config_set(node: &crate::backend::NodePool, args: &[Bytes]) -> Result<Bytes, String> {
+    let settings = &args[2..];
+    if !settings.len().is_multiple_of(2) {
+        return Ok(Bytes::from_static(b"-ERR wrong number of arguments for 'config|set' command\r\n"));
+    }
+    for pair in settings.chunks(2) {
+        let reply = node.call(&[b"CONFIG", b"GET", &pair[0]]).await?;
+        let current = pairs(&reply);
+        let same = !secret(&pair[0])
+            && current.len() == 1
+            && current[0].0.eq_ignore_ascii_case(&pair[0])
+            && current[0].1 == pair[1].as_ref();
+        if !same {
+            return Ok(Bytes::from(format!(
+                "-ERR command 'config|set' is not allowed through tenantry: it changes the server for every tenant \
+                 ('{}' can only be set to its current value)\r\n",
+                String::from_utf8_lossy(&pair[0])
+            )));
+        }
+    }
+    Ok(Bytes::from_static(b"+OK\r\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_recognised() {
+        assert!(secret(b"requirepass") && secret(b"MASTERAUTH") && secret(b"tls-key-file-pass") && secret(b"dir"));
+        assert!(!secret(b"maxmemory-policy") && !secret(b"hash-max-listpack-entries"));
+    }
+
+    #[test]
+    fn reads_config_pairs() {
+        let r = b"*4\r\n$9\r\nmaxmemory\r\n$1\r\n0\r\n$11\r\nrequirepass\r\n$0\r\n\r\n";
+        assert_eq!(pairs(r), vec![(b"maxmemory".to_vec(), b"0".to_vec()), (b"requirepass".to_vec(), vec![])]);
+    }
+}
