@@ -53,6 +53,13 @@ pub fn pubsub_kind(frame: &[u8]) -> Option<&[u8]> {
     frame.get(body + header..body + len - 2)
 }
 
+/// Whether a 3-element message frame is on Redis's `__redis__:invalidate`.
+fn is_invalidate(reply: &[u8], body: usize) -> bool {
+    let Ok(kind_len) = element_len(&reply[body..]) else { return false };
+    let channel = &reply[body + kind_len..];
+    channel.starts_with(b"$20\r\n__redis__:invalidate\r\n")
+}
+
 /// Messages arrive on their own; every other frame answers a command.
 pub fn is_message(kind: &[u8]) -> bool {
     matches!(kind, b"message" | b"pmessage" | b"smessage")
@@ -113,6 +120,22 @@ pub fn strip_reply(kind: ReplyKeys, reply: &[u8], ns: &Namespace, out: &mut Byte
             _ => out.extend_from_slice(reply),
         },
         ReplyKeys::PubSub => match (pubsub_kind(reply), aggregate_header(reply)?) {
+            // Invalidations redirected to a subscriber (RESP2 client-side
+            // caching): `[message, __redis__:invalidate, [key, ...]]`.
+            (Some(b"message"), Some((_, 3, body))) if is_invalidate(reply, body) => {
+                let kind_len = element_len(&reply[body..])?;
+                let channel_len = element_len(&reply[body + kind_len..])?;
+                let keys_at = body + kind_len + channel_len;
+                out.extend_from_slice(&reply[..keys_at]);
+                match aggregate_header(&reply[keys_at..])? {
+                    Some((_, n, inner)) => {
+                        out.extend_from_slice(&reply[keys_at..keys_at + inner]);
+                        let pos = strip_all(&reply[keys_at + inner..], n, ns, out)?;
+                        out.extend_from_slice(&reply[keys_at + inner + pos..]);
+                    }
+                    None => out.extend_from_slice(&reply[keys_at..]),
+                }
+            }
             // Client-side caching: `[invalidate, [key, ...]]` (or a null after a flush).
             (Some(b"invalidate"), Some((_, 2, body))) => {
                 let kind_len = element_len(&reply[body..])?;
@@ -303,6 +326,10 @@ mod tests {
             b">2\r\n$10\r\ninvalidate\r\n*2\r\n$1\r\na\r\n$1\r\nb\r\n"
         );
         assert_eq!(strip(ReplyKeys::PubSub, b">2\r\n$10\r\ninvalidate\r\n_\r\n"), b">2\r\n$10\r\ninvalidate\r\n_\r\n");
+        assert_eq!(
+            strip(ReplyKeys::PubSub, b"*3\r\n$7\r\nmessage\r\n$20\r\n__redis__:invalidate\r\n*1\r\n$3\r\nt:k\r\n"),
+            b"*3\r\n$7\r\nmessage\r\n$20\r\n__redis__:invalidate\r\n*1\r\n$1\r\nk\r\n"
+        );
         assert_eq!(pubsub_kind(b">3\r\n$7\r\nmessage\r\n$1\r\na\r\n$1\r\nb\r\n"), Some(&b"message"[..]));
         assert_eq!(pubsub_kind(b":1\r\n"), None);
         assert!(is_message(b"smessage") && !is_message(b"subscribe"));

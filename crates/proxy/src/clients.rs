@@ -36,6 +36,9 @@ pub struct ClientHandle {
     pub blocked: AtomicBool,
     /// CLIENT TRACKING is on.
     pub tracking: AtomicBool,
+    /// The backend's id of this client's subscriber connection (0: none),
+    /// for another connection's CLIENT TRACKING REDIRECT to this one.
+    pub subscriber_backend_id: Arc<AtomicU64>,
 }
 
 impl ClientHandle {
@@ -54,6 +57,7 @@ impl ClientHandle {
             kill: CancellationToken::new(),
             blocked: AtomicBool::new(false),
             tracking: AtomicBool::new(false),
+            subscriber_backend_id: Arc::default(),
         }
     }
 

@@ -77,6 +77,7 @@ pub async fn serve(mut stream: TcpStream, runtime: Arc<ArcSwap<Runtime>>, shutdo
         pubsub: None,
         watch: transaction::Watch::None,
         tracking: false,
+        redirect: None,
         pushes: None,
         read_at: Instant::now(),
     };
@@ -232,6 +233,8 @@ struct Session {
     watch: transaction::Watch,
     /// CLIENT TRACKING is on (the client is pinned to its own connection).
     tracking: bool,
+    /// The tenantry client id its invalidations are redirected to.
+    redirect: Option<i64>,
     /// Pushes (invalidations) from the client's own connection, while pinned.
     pushes: Option<tracking::Pushes>,
 }
@@ -331,6 +334,7 @@ impl Session {
                         tenant.id
                     ));
                 }
+                Some(_) if spec.name == "client|getredir" && self.getredir() => {}
                 Some(tenant) => {
                     if spec.name == "watch" {
                         if let Err(msg) = self.before_watch(&tenant) {

@@ -17,6 +17,7 @@ use crate::backend::{BatchReply, NodePool};
 use crate::runtime::TenantRt;
 use bytes::{Bytes, BytesMut};
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use tenantry_protocol::classify::PubSubKind;
 use tenantry_protocol::command::CommandSpec;
@@ -30,6 +31,9 @@ use tokio::sync::{mpsc, oneshot};
 /// this the backend connection is not read, and Redis's own
 /// `client-output-buffer-limit pubsub` applies to a subscriber that cannot keep up.
 const MESSAGE_BUFFER: usize = 1024;
+
+/// Where Redis sends invalidations redirected to a connection (RESP2 tracking).
+pub const INVALIDATE_CHANNEL: &[u8] = b"__redis__:invalidate";
 
 /// Each tenant's patterns subscribed through this proxy, with how many
 /// subscriptions hold each: PUBSUB NUMPAT for the tenant alone (Redis's
@@ -91,11 +95,11 @@ fn index(kind: PubSubKind) -> usize {
 }
 
 impl PubSub {
-    fn open(tenant: Arc<TenantRt>, proto: Protocol) -> Self {
+    fn open(tenant: Arc<TenantRt>, proto: Protocol, backend_id: Arc<AtomicU64>) -> Self {
         let (commands, rx) = mpsc::unbounded_channel();
         let (tx, messages) = mpsc::channel(MESSAGE_BUFFER);
         let node = tenant.backend.any_node().clone();
-        let task = tokio::spawn(subscriber(node, proto, tenant.namespace.clone(), rx, tx));
+        let task = tokio::spawn(subscriber(node, proto, tenant.namespace.clone(), rx, tx, backend_id));
         PubSub { tenant, commands, messages, _task: AbortOnDrop(task.abort_handle()), subscribed: Default::default() }
     }
 
@@ -146,6 +150,7 @@ impl Session {
     /// Closes the subscriber connection (RESET, or it broke).
     pub(super) fn drop_pubsub(&mut self) {
         self.pubsub = None;
+        self.state.client.subscriber_backend_id.store(0, std::sync::atomic::Ordering::Relaxed);
         for count in &self.state.client.subscriptions {
             count.store(0, std::sync::atomic::Ordering::Relaxed);
         }
@@ -176,12 +181,17 @@ impl Session {
             ));
         }
         let proto = self.state.proto;
-        let pubsub = self.pubsub.get_or_insert_with(|| PubSub::open(tenant.clone(), proto));
+        let backend_id = self.state.client.subscriber_backend_id.clone();
+        let pubsub = self.pubsub.get_or_insert_with(|| PubSub::open(tenant.clone(), proto, backend_id));
         let frames = pubsub.apply(kind, subscribe, &req.args[1..]);
         for (count, set) in self.state.client.subscriptions.iter().zip(&pubsub.subscribed) {
             count.store(set.len(), std::sync::atomic::Ordering::Relaxed);
         }
-        let rx = pubsub.send(&req.args, &self.keys, frames);
+        // Redis's invalidation channel for RESP2 client-side caching is its
+        // own, not the tenant's: only invalidations redirected here arrive on it.
+        let keys: Vec<usize> =
+            self.keys.iter().copied().filter(|&i| req.args[i].as_ref() != INVALIDATE_CHANNEL).collect();
+        let rx = pubsub.send(&req.args, &keys, frames);
         let owner = pubsub.tenant.clone();
         self.batcher.deferred(&mut self.replies, &owner, rx, ReplyKeys::None);
     }
@@ -224,12 +234,26 @@ async fn subscriber(
     ns: Namespace,
     mut commands: mpsc::UnboundedReceiver<Outgoing>,
     messages: mpsc::Sender<Bytes>,
+    backend_id: Arc<AtomicU64>,
 ) {
     let mut pending: VecDeque<(Outgoing, BytesMut)> = VecDeque::new();
     let result: Result<(), String> = async {
         let mut conn = node.dedicated(proto).await?;
         let mut buf = BytesMut::with_capacity(16 * 1024);
         let mut scanner = ReplyScanner::new();
+        // The backend's id of this connection: what CLIENT TRACKING REDIRECT
+        // from another of the tenant's connections names.
+        conn.write_all(b"*2\r\n$6\r\nCLIENT\r\n$2\r\nID\r\n").await.map_err(|e| e.to_string())?;
+        let id = loop {
+            if conn.read_buf(&mut buf).await.map_err(|e| e.to_string())? == 0 {
+                return Err("connection closed by the backend".to_string());
+            }
+            if let Some(len) = scanner.scan(&buf).map_err(|e| e.to_string())? {
+                let reply = buf.split_to(len);
+                break reply.strip_prefix(b":").and_then(|r| tenantry_protocol::num::parse_i64(&r[..r.len() - 2]));
+            }
+        };
+        backend_id.store(id.unwrap_or(0) as u64, std::sync::atomic::Ordering::Relaxed);
         loop {
             tokio::select! {
                 cmd = commands.recv() => {

@@ -6,8 +6,11 @@
 //! are namespaced (BCAST without a prefix gets the tenant's namespace, never
 //! every key), and the key names in invalidations are stripped back.
 //!
-//! RESP3 only: in RESP2, invalidations travel to another connection named by
-//! REDIRECT, which tenantry does not route yet.
+//! With REDIRECT (what RESP2 clients use), invalidations go to another of
+//! the tenant's connections, subscribed to `__redis__:invalidate`: tenantry
+//! finds it by its tenantry client id among the tenant's connections (never
+//! another tenant's) and redirects to the backend id of its subscriber
+//! connection; CLIENT GETREDIR answers the tenantry id back.
 
 use super::batcher::{Forward, Pinned};
 use super::Session;
@@ -15,7 +18,7 @@ use crate::runtime::TenantRt;
 use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
 use tenantry_protocol::strip::strip_reply;
-use tenantry_protocol::{Namespace, Protocol, ReplyKeys, Request};
+use tenantry_protocol::{Namespace, ReplyKeys, Request};
 use tokio::sync::mpsc;
 
 /// Invalidations read from the backend but not yet taken by the session;
@@ -50,16 +53,25 @@ impl Session {
         };
         let options = &req.args[3..];
         let has = |name: &[u8]| options.iter().any(|a| a.eq_ignore_ascii_case(name));
-        if on && has(b"redirect") {
-            return self.error(
-                "ERR CLIENT TRACKING REDIRECT is not supported through tenantry: use RESP3 (HELLO 3), \
-                 where invalidations arrive on the tracking connection itself",
-            );
-        }
-        if on && self.state.proto == Protocol::Resp2 {
-            return self.error(
-                "ERR CLIENT TRACKING through tenantry needs RESP3 (HELLO 3): in RESP2 invalidations need REDIRECT",
-            );
+        let mut args = req.args.clone();
+        let mut redirect = None;
+        if let Some(i) = (3..args.len()).find(|&i| args[i].eq_ignore_ascii_case(b"redirect")) {
+            let Some(raw) = args.get(i + 1) else { return self.error("ERR syntax error") };
+            let Some(id) = tenantry_protocol::num::parse_i64(raw) else {
+                return self.error("ERR value is not an integer or out of range");
+            };
+            let target = tenant.clients.all().into_iter().find(|c| c.id as i64 == id);
+            let Some(target) = target else {
+                return self.error("ERR The client ID you want redirect to does not exist");
+            };
+            let backend_id = target.subscriber_backend_id.load(std::sync::atomic::Ordering::Relaxed);
+            if backend_id == 0 {
+                return self.error(
+                    "ERR tenantry redirects invalidations only to a connection subscribed to __redis__:invalidate",
+                );
+            }
+            args[i + 1] = Bytes::from(backend_id.to_string());
+            redirect = Some(id);
         }
         if !on && self.batcher.pinned.is_none() {
             // Never turned on here: nothing to turn off.
@@ -68,7 +80,6 @@ impl Session {
                 .batcher
                 .local(&mut self.replies, |out| tenantry_protocol::encode::Reply { out, proto }.simple("OK"));
         }
-        let mut args = req.args.clone();
         // Each PREFIX value is namespaced; BCAST alone gets the namespace itself.
         let mut keys: Vec<usize> = (4..args.len()).filter(|&i| args[i - 1].eq_ignore_ascii_case(b"prefix")).collect();
         if on && has(b"bcast") && keys.is_empty() {
@@ -80,6 +91,7 @@ impl Session {
             self.pin(&tenant);
         }
         self.tracking = on;
+        self.redirect = if on { redirect } else { None };
         self.state.client.tracking.store(on, std::sync::atomic::Ordering::Relaxed);
         tenant.metrics.command("client|tracking");
         let f = Forward {
@@ -93,6 +105,14 @@ impl Session {
             span: None,
         };
         self.batcher.forward(&mut self.replies, f);
+    }
+
+    /// CLIENT GETREDIR: the tenantry id redirected to (the backend knows another).
+    pub(super) fn getredir(&mut self) -> bool {
+        let Some(id) = self.redirect.filter(|_| self.tracking) else { return false };
+        let proto = self.state.proto;
+        self.batcher.local(&mut self.replies, |out| tenantry_protocol::encode::Reply { out, proto }.integer(id));
+        true
     }
 
     /// A push from the client's own connection (an invalidation), or `None`
