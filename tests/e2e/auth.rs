@@ -129,4 +129,27 @@ async fn info_describes_this_tenant_only() {
     let mut r = proxy.client().await;
     let info: redis::InfoDict = redis::cmd("INFO").query_async(&mut r).await.unwrap();
     assert_eq!(info.get::<String>("tenant").as_deref(), Some("app"));
+
+    // The keyspace section, asked for by name: this tenant's keys only.
+    let mut app = proxy.raw().await;
+    assert_eq!(app.cmd(&[b"INFO", b"keyspace"]).await, b"$12\r\n# Keyspace\r\n\r\n");
+    for (k, ttl) in [(&b"a"[..], None), (b"b", Some(&b"100"[..])), (b"c", Some(b"300"))] {
+        let mut args: Vec<&[u8]> = vec![b"SET", k, b"v"];
+        if let Some(t) = ttl {
+            args.extend([&b"EX"[..], t]);
+        }
+        assert_eq!(app.cmd(&args).await, b"+OK\r\n");
+    }
+    let mut demo = proxy.raw().await;
+    demo.cmd(&[b"AUTH", b"demo", b"demo-pw"]).await;
+    for i in 0..5 {
+        demo.cmd(&[b"SET", format!("d{i}").as_bytes(), b"v"]).await;
+    }
+    let text = String::from_utf8(app.cmd(&[b"INFO", b"keyspace"]).await).unwrap();
+    let line = text.lines().find(|l| l.starts_with("db0:")).unwrap_or_else(|| panic!("{text}"));
+    let avg: u64 = line.rsplit_once("avg_ttl=").unwrap().1.parse().unwrap();
+    assert!(line.starts_with("db0:keys=3,expires=2,avg_ttl="), "{line}");
+    assert!((150_000..=200_000).contains(&avg), "{line}");
+    let all = String::from_utf8(demo.cmd(&[b"INFO", b"all"]).await).unwrap();
+    assert!(all.contains("# Server") && all.contains("db0:keys=5,expires=0,avg_ttl=0"), "{all}");
 }

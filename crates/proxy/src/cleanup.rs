@@ -172,6 +172,36 @@ pub(crate) async fn count_namespace(node: &NodePool, namespace: &Namespace, batc
     Ok(count)
 }
 
+/// Keys, keys with a TTL, and their mean remaining TTL in ms: INFO keyspace's
+/// `db0:keys=..,expires=..,avg_ttl=..` for one namespace.
+pub(crate) async fn keyspace_stats(
+    node: &NodePool,
+    namespace: &Namespace,
+    batch: u32,
+) -> Result<(u64, u64, u64), String> {
+    const TTLS: &str = "local n, sum = 0, 0 for _, k in ipairs(KEYS) do local t = redis.call('pttl', k) \
+        if t > 0 then n = n + 1 sum = sum + t end end return {n, sum}";
+    let mut scan = NamespaceScan::new(node, namespace, batch, Bytes::from_static(b"0"));
+    let (mut keys, mut expires, mut ttl_sum) = (0u64, 0u64, 0u64);
+    while let Some(page) = scan.next_page().await? {
+        if page.is_empty() {
+            continue;
+        }
+        keys += page.len() as u64;
+        let count = page.len().to_string();
+        let mut args: Vec<&[u8]> = vec![b"EVAL", TTLS.as_bytes(), count.as_bytes()];
+        args.extend(page.iter().map(|k| k.as_ref()));
+        let reply = node.call(&args).await?;
+        let text = String::from_utf8_lossy(&reply);
+        let ints: Vec<u64> = text.lines().filter_map(|l| l.strip_prefix(':')?.parse().ok()).collect();
+        if let [n, sum] = ints[..] {
+            expires += n;
+            ttl_sum += sum;
+        }
+    }
+    Ok((keys, expires, ttl_sum.checked_div(expires).unwrap_or(0)))
+}
+
 /// `*2 $cursor *N $key...` into the cursor and the keys.
 pub(crate) fn parse_scan(reply: &Bytes) -> Option<(Bytes, Vec<Bytes>)> {
     let mut pos = 0;

@@ -102,7 +102,7 @@ pub fn handle(state: &mut State, cmd: ConnCommand, req: &Request, out: &mut Byte
 /// INFO as tenantry answers it: the server and clients sections, about this
 /// tenant only. Backend-wide sections (memory, stats, keyspace, replication,
 /// ...) would describe every tenant, so they are left out.
-fn info(state: &State, sections: &[Bytes]) -> String {
+pub(super) fn info(state: &State, sections: &[Bytes]) -> String {
     static STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
     let started = STARTED.get_or_init(std::time::Instant::now);
     let wants = |name: &str| {

@@ -15,6 +15,9 @@ use tokio::sync::oneshot;
 impl Session {
     /// `None` for a command that is not FLUSHDB/FLUSHALL/DBSIZE.
     pub(super) fn keyspace_command(&mut self, cmd: ConnCommand, req: &Request) -> Option<After> {
+        if cmd == ConnCommand::Info && wants_keyspace(&req.args[1..]) {
+            return self.info_with_keyspace(req);
+        }
         if !matches!(cmd, ConnCommand::Flush | ConnCommand::DbSize | ConnCommand::RandomKey) {
             return None;
         }
@@ -95,4 +98,43 @@ async fn random_key(node: &NodePool, ns: &Namespace) -> Result<Option<Bytes>, St
         }
     }
     Ok(None)
+}
+
+/// INFO's keyspace section walks the tenant's keys (O(keys on the backend)),
+/// so it is given when asked for by name (`keyspace`, `all`, `everything`),
+/// not with every bare INFO a health check sends.
+fn wants_keyspace(sections: &[Bytes]) -> bool {
+    sections.iter().any(|s| {
+        s.eq_ignore_ascii_case(b"keyspace") || s.eq_ignore_ascii_case(b"all") || s.eq_ignore_ascii_case(b"everything")
+    })
+}
+
+impl Session {
+    fn info_with_keyspace(&mut self, req: &Request) -> Option<After> {
+        let tenant = self.state.tenant.clone()?;
+        let text = super::connection::info(&self.state, &req.args[1..]);
+        let batch = self.state.runtime.load().config.cleanup.batch;
+        let node = tenant.backend.any_node().clone();
+        let ns = tenant.namespace.clone();
+        let proto = self.state.proto;
+        let (tx, rx) = oneshot::channel();
+        tokio::spawn(async move {
+            let reply = match crate::cleanup::keyspace_stats(&node, &ns, batch).await {
+                Ok((keys, expires, avg_ttl)) => {
+                    let mut text = text;
+                    text.push_str(if text.is_empty() { "# Keyspace\r\n" } else { "\r\n# Keyspace\r\n" });
+                    if keys > 0 {
+                        text.push_str(&format!("db0:keys={keys},expires={expires},avg_ttl={avg_ttl}\r\n"));
+                    }
+                    let mut out = bytes::BytesMut::new();
+                    tenantry_protocol::encode::Reply { out: &mut out, proto }.text(&text);
+                    out.freeze()
+                }
+                Err(e) => Bytes::from(format!("-ERR INFO keyspace failed: {e}\r\n")),
+            };
+            let _ = tx.send(Ok(reply));
+        });
+        self.batcher.deferred(&mut self.replies, &tenant, rx, tenantry_protocol::ReplyKeys::None);
+        Some(After::Continue)
+    }
 }
