@@ -68,3 +68,42 @@ async fn a_client_that_leaves_while_blocked_releases_its_backend_connection() {
     drop(waiter);
     wait_blocked(&redis, 0).await;
 }
+
+/// WAIT counts replicas that have the client's writes, without stalling
+/// anyone else meanwhile.
+#[tokio::test]
+async fn wait_counts_replicas_that_have_the_clients_writes() {
+    let primary = RedisServer::start();
+    let port = primary.port().to_string();
+    let replica = RedisServer::start_with(&["--replicaof", "127.0.0.1", &port]);
+    let proxy = TestProxy::two_tenants(&primary).await;
+    let mut c = proxy.raw().await;
+    // The replica syncs first.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        assert_eq!(c.cmd(&[b"SET", b"k", b"v"]).await, b"+OK\r\n");
+        if c.cmd(&[b"WAIT", b"1", b"200"]).await == b":1\r\n" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "replica never synced");
+    }
+    // Pipelined: WAIT answers after the writes before it, and counts them replicated.
+    let mut req = encode(&[b"SET", b"a", b"1"]);
+    req.extend(encode(&[b"WAIT", b"1", b"5000"]));
+    req.extend(encode(&[b"GET", b"a"]));
+    c.send(&req).await;
+    assert_eq!(c.reply().await, b"+OK\r\n");
+    assert_eq!(c.reply().await, b":1\r\n");
+    assert_eq!(c.reply().await, b"$1\r\n1\r\n");
+    let mut direct = tenantry_tests::direct(&replica).await;
+    let v: String = redis::cmd("GET").arg("app:a").query_async(&mut direct).await.unwrap();
+    assert_eq!(v, "1");
+    // Asking for more replicas than there are waits out its timeout; others go on.
+    let started = std::time::Instant::now();
+    c.send(&encode(&[b"WAIT", b"2", b"500"])).await;
+    let mut other = proxy.raw().await;
+    assert_eq!(other.cmd(&[b"PING"]).await, b"+PONG\r\n");
+    assert!(started.elapsed() < Duration::from_millis(300), "another client waited");
+    assert_eq!(c.reply().await, b":1\r\n");
+    assert!(started.elapsed() >= Duration::from_millis(450));
+}

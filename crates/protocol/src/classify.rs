@@ -46,6 +46,9 @@ pub enum ConnCommand {
     ConfigGet,
     /// CONFIG SET: accepted only where it changes nothing.
     ConfigSet,
+    /// WAIT: once the client's earlier commands are answered, on a
+    /// connection of its own.
+    Wait,
 }
 
 /// Which of Redis's three Pub/Sub spaces a (un)subscription is in.
@@ -159,7 +162,6 @@ fn lossy(raw: &[u8], max: usize) -> String {
     String::from_utf8_lossy(&raw[..raw.len().min(max)]).into_owned()
 }
 
-const NO_WAIT: &str = "WAIT counts the replicas that acknowledged this connection's writes, and a tenantry client's writes share backend connections with other clients";
 const ALL_FUNCTIONS: &str = "it acts on every tenant's functions";
 const ALL_SCRIPTS: &str = "it acts on every tenant's scripts";
 const OTHER_DB: &str = "it reaches another database, outside the tenant's namespace";
@@ -265,6 +267,7 @@ fn connection_command(name: &str) -> Option<ConnCommand> {
         "function|load" | "function|list" | "function|delete" | "function|flush" => ConnCommand::Function,
         "config|get" => ConnCommand::ConfigGet,
         "config|set" => ConnCommand::ConfigSet,
+        "wait" => ConnCommand::Wait,
         _ => return None,
     })
 }
@@ -320,9 +323,6 @@ fn refusal<A: AsRef<[u8]>>(spec: &CommandSpec, args: &[A]) -> Option<&'static st
     let name = spec.name;
     if spec.in_category(acl::SCRIPTING) && !is_script(name) {
         return Some(if name.starts_with("script|") { ALL_SCRIPTS } else { ALL_FUNCTIONS });
-    }
-    if name == "wait" {
-        return Some(NO_WAIT);
     }
     if matches!(name, "move" | "swapdb" | "migrate")
         || (name == "copy" && args.iter().skip(3).any(|a| a.as_ref().eq_ignore_ascii_case(b"db")))

@@ -60,7 +60,6 @@ fn errors_match_redis_wording() {
 #[test]
 fn unsafe_commands_are_refused_with_a_reason() {
     for (line, reason) in [
-        ("WAIT 1 0", NO_WAIT),
         ("FUNCTION KILL", ALL_FUNCTIONS),
         ("FUNCTION DUMP", ALL_FUNCTIONS),
         ("FUNCTION STATS", ALL_FUNCTIONS),

@@ -68,3 +68,67 @@ impl Session {
         self.batcher.deferred(&mut self.replies, tenant, rx, strip);
     }
 }
+
+impl Session {
+    /// WAIT numreplicas timeout. A client's writes go over shared connections,
+    /// so WAIT cannot run where they ran without stalling other clients.
+    /// Instead: once every earlier command of the client is answered (its
+    /// writes are in the node's replication stream), a connection of its own
+    /// makes one write of its own (a PUBLISH, which replicates) and WAITs:
+    /// the replicas it counts have acknowledged everything up to that point,
+    /// the client's writes included.
+    pub(super) fn wait_replicas(&mut self, tenant: &Arc<TenantRt>, req: Request) {
+        if self.replies.in_flight > 0 || self.batcher.pending() > 0 {
+            // Retried shortly; the client is not read meanwhile.
+            let now = tokio::time::Instant::now();
+            self.delayed = Some(super::Delayed {
+                req,
+                retry_at: now + std::time::Duration::from_millis(1),
+                deadline: now + std::time::Duration::from_secs(86_400),
+            });
+            return;
+        }
+        tenant.metrics.command("wait");
+        let mut bytes = BytesMut::new();
+        let none = tenantry_protocol::Namespace::new("-").expect("valid");
+        encode::command(&mut bytes, &[&b"PUBLISH"[..], b"tenantry:wait", b""], &[], &none);
+        encode::command(&mut bytes, &req.args, &[], &none);
+        let node = tenant.backend.any_node().clone();
+        let proto = self.state.proto;
+        let client = self.state.client.clone();
+        let (tx, rx) = oneshot::channel();
+        let (done_tx, done_rx) = oneshot::channel();
+        let task = tokio::spawn(async move {
+            let result = async {
+                let mut conn = node.dedicated(proto).await?;
+                conn.write_all(&bytes).await.map_err(|e| e.to_string())?;
+                client.blocked.store(true, std::sync::atomic::Ordering::Relaxed);
+                let mut buf = BytesMut::with_capacity(256);
+                let mut scanner = ReplyScanner::new();
+                let mut replies = 0;
+                loop {
+                    if conn.read_buf(&mut buf).await.map_err(|e| e.to_string())? == 0 {
+                        return Err("connection closed by the backend".to_string());
+                    }
+                    while let Some(len) = scanner.scan(&buf).map_err(|e| e.to_string())? {
+                        let reply = buf.split_to(len).freeze();
+                        replies += 1;
+                        if replies == 2 {
+                            if buf.is_empty() {
+                                node.give_back(proto, conn);
+                            }
+                            return Ok(reply);
+                        }
+                    }
+                }
+            }
+            .await;
+            client.blocked.store(false, std::sync::atomic::Ordering::Relaxed);
+            let _ = tx.send(result.map_err(|e| node.unavailable(e)));
+            let _ = done_tx.send(());
+        });
+        self.waiting = Some(done_rx);
+        self.blocked = Some(AbortOnDrop(task.abort_handle()));
+        self.batcher.deferred(&mut self.replies, tenant, rx, ReplyKeys::None);
+    }
+}

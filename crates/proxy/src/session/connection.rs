@@ -94,7 +94,8 @@ pub fn handle(state: &mut State, cmd: ConnCommand, req: &Request, out: &mut Byte
         | ConnCommand::ClientTracking
         | ConnCommand::Function
         | ConnCommand::ConfigGet
-        | ConnCommand::ConfigSet => reply(state, out).error("ERR this command is answered by the session"),
+        | ConnCommand::ConfigSet
+        | ConnCommand::Wait => reply(state, out).error("ERR this command is answered by the session"),
     }
     After::Continue
 }

@@ -369,6 +369,12 @@ impl Session {
                     self.tracking = false;
                     self.state.client.tracking.store(false, std::sync::atomic::Ordering::Relaxed);
                 }
+                if cmd == ConnCommand::Wait && self.tx.is_none() {
+                    if let Some(tenant) = self.state.tenant.clone() {
+                        self.wait_replicas(&tenant, req);
+                    }
+                    return After::Continue;
+                }
                 if cmd == ConnCommand::ClientTracking {
                     if let Some(tenant) = self.state.tenant.clone() {
                         self.client_tracking(tenant, &req);
