@@ -12,7 +12,6 @@ async fn bad_and_refused_commands_get_errors_and_the_connection_goes_on() {
         &[&b"LASTSAVE"[..]][..],
         &[b"SWAPDB", b"0", b"1"],
         &[b"CONFIG", b"SET", b"maxmemory", b"1"],
-        &[b"WAIT", b"1", b"0"],
         &[b"FUNCTION", b"KILL"],
         &[b"SHUTDOWN"],
         &[b"MOVE", b"k", b"1"],
