@@ -387,3 +387,33 @@ async fn proxies_share_usage_and_one_of_them_evicts() {
     let (bytes, _) = true_usage(&redis, "a:").await;
     assert!(bytes as f64 <= 2.0 * 1024.0 * 1024.0 * 1.1, "a uses {bytes}");
 }
+
+/// allkeys-lfu evicts by access frequency where the node tracks it (an LFU
+/// maxmemory-policy), and says on /ready that it evicts by idle time where
+/// it does not.
+#[tokio::test]
+async fn allkeys_lfu_keeps_frequently_read_keys() {
+    for backend_policy in ["allkeys-lfu", "noeviction"] {
+        let redis = RedisServer::start_with(&["--maxmemory-policy", backend_policy]);
+        let proxy = TestProxy::start(&config(&redis, ", memory_quota: 1MiB, eviction: allkeys-lfu", "")).await;
+        let mut a = login(&proxy, "a").await;
+        assert_eq!(write(&mut a, "hot:", 0..200, 1000).await, (200, 0));
+        // Read the hot keys often: their LFU counters climb.
+        for _ in 0..20 {
+            assert_eq!(hits(&mut a, "hot:", 200).await, 200);
+        }
+        write(&mut a, "cold:", 0..3000, 1000).await;
+        settled_usage(&proxy, "a").await;
+        let hot = hits(&mut a, "hot:", 200).await;
+        let (_, ready) = http_get(proxy.admin_addr().unwrap(), "/ready").await;
+        println!("backend {backend_policy}: {hot} of 200 hot keys kept");
+        if backend_policy == "allkeys-lfu" {
+            assert!(hot >= 180, "LFU evicted frequently read keys: {hot} of 200 left");
+            assert!(!ready.contains("evicts by idle time"), "{ready}");
+        } else {
+            assert!(ready.contains("tenant 'a' (allkeys-lfu) evicts by idle time instead"), "{ready}");
+        }
+        let (bytes, _) = true_usage(&redis, "a:").await;
+        assert!(bytes as f64 <= 1024.0 * 1024.0 * 1.1, "a uses {bytes}");
+    }
+}
