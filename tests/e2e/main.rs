@@ -12,6 +12,7 @@ mod pipeline;
 mod policy;
 mod pubsub;
 mod quota;
+mod redis_cli;
 mod reload;
 mod telemetry;
 mod tracking;
