@@ -218,6 +218,13 @@ async fn ttls_are_clamped_jittered_within_bounds_and_defaulted() {
     assert_eq!(c.cmd(&[b"HSET", b"hash0", b"g", b"w"]).await, b":1\r\n");
     let t = pttl(c.cmd(&[b"PTTL", b"hash0"]).await);
     assert!(t <= 50_000, "hash0 pttl {t}");
+    // A blocking command's written key gets the default too; its reply is the command's own.
+    assert_eq!(c.cmd(&[b"DEL", b"src"]).await, b":0\r\n");
+    assert_eq!(c.cmd(&[b"RPUSH", b"src", b"x"]).await, b":1\r\n");
+    assert_eq!(c.cmd(&[b"BLMOVE", b"src", b"moved", b"LEFT", b"RIGHT", b"0"]).await, b"$1\r\nx\r\n");
+    let t = pttl(c.cmd(&[b"PTTL", b"moved"]).await);
+    assert!((39_000..=50_000).contains(&t), "moved pttl {t}");
+    assert_eq!(c.cmd(&[b"PING"]).await, b"+PONG\r\n", "the hidden PEXPIRE's reply was not delivered");
 }
 
 #[tokio::test]

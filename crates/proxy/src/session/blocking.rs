@@ -24,9 +24,24 @@ impl Drop for AbortOnDrop {
 }
 
 impl Session {
-    pub(super) fn blocking(&mut self, tenant: &Arc<TenantRt>, req: &Request, strip: ReplyKeys) {
+    /// `default_ttls`: (argument index, ms) of written keys to give the
+    /// tenant's default TTL if they have none, as for other writes.
+    pub(super) fn blocking(
+        &mut self,
+        tenant: &Arc<TenantRt>,
+        req: &Request,
+        strip: ReplyKeys,
+        default_ttls: &[(usize, u64)],
+    ) {
         let mut bytes = BytesMut::new();
         encode::command(&mut bytes, &req.args, &self.keys, &tenant.namespace);
+        for (i, ms) in default_ttls {
+            let ms = ms.to_string();
+            let key: &[u8] = &req.args[*i];
+            encode::command(&mut bytes, &[&b"PEXPIRE"[..], key, ms.as_bytes(), b"NX"], &[1], &tenant.namespace);
+        }
+        // The blocking command's reply, then the hidden PEXPIREs' (dropped).
+        let hidden = default_ttls.len();
         let node = tenant.backend.route(&req.args, &self.keys).clone();
         let proto = self.state.proto;
         let (tx, rx) = oneshot::channel();
@@ -40,6 +55,7 @@ impl Session {
                 client.blocked.store(true, std::sync::atomic::Ordering::Relaxed);
                 let mut buf = BytesMut::with_capacity(4096);
                 let mut scanner = ReplyScanner::new();
+                let (mut reply, mut dropped) = (None, 0);
                 loop {
                     if conn.read_buf(&mut buf).await.map_err(|e| e.to_string())? == 0 {
                         return Err("connection closed by the backend".to_string());
@@ -49,12 +65,19 @@ impl Session {
                             buf.advance(len); // an out-of-band push: not the reply
                             continue;
                         }
-                        let reply = buf.split_to(len).freeze();
-                        if buf.is_empty() {
-                            // Answered and nothing else pending: clean for the next one.
-                            node.give_back(proto, conn);
+                        let frame = buf.split_to(len).freeze();
+                        if reply.is_none() {
+                            reply = Some(frame);
+                        } else {
+                            dropped += 1;
                         }
-                        return Ok(reply);
+                        if dropped == hidden {
+                            if buf.is_empty() {
+                                // Answered and nothing else pending: clean for the next one.
+                                node.give_back(proto, conn);
+                            }
+                            return Ok(reply.expect("set above"));
+                        }
                     }
                 }
             }

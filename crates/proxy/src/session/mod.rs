@@ -491,15 +491,18 @@ impl Session {
         if grows && tenant.config.memory.is_some() {
             tenant.quota.add(crate::quota::write_cost(&req.args, &self.keys));
         }
-        if blocking && self.tx.is_none() {
-            metrics.bytes_in.inc_by(bytes as u64);
-            return self.blocking(&tenant, &req, reply);
-        }
         let policy = &tenant.config.ttl;
         let ttl = (!policy.is_noop()).then(|| {
             let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
             ttl::rewrite(spec, &req.args, &self.keys, |k| policy.rule_for(k), now_ms, fastrand::f64)
         });
+        if blocking && self.tx.is_none() {
+            metrics.bytes_in.inc_by(bytes as u64);
+            // Blocking commands set no TTLs; the keys they create (BLMOVE's
+            // destination) still get the default.
+            let defaults = ttl.map(|rw| rw.default_for).unwrap_or_default();
+            return self.blocking(&tenant, &req, reply, &defaults);
+        }
         if let Some(tx) = &mut self.tx {
             metrics.bytes_in.inc_by(bytes as u64);
             tx.queued.push(Queued { args: req.args, keys: self.keys.clone(), ttl, reply });
