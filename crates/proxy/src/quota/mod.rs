@@ -96,6 +96,13 @@ impl QuotaState {
         self.local.fetch_add(bytes, Ordering::Relaxed);
     }
 
+    /// `n` keys were deleted by a client: about the mean key size each.
+    pub fn freed_keys(&self, n: u64) {
+        if let Some(mean) = self.mean_key_bytes() {
+            self.add(-((n * mean) as i64));
+        }
+    }
+
     pub fn admit(&self, quota: &MemoryQuota) -> Admit {
         let used = self.used();
         match quota.eviction {
@@ -187,6 +194,14 @@ mod tests {
         assert_eq!(s.used(), 1350);
         assert_eq!(s.mean_key_bytes(), Some(100));
         assert!(s.known());
+    }
+
+    #[test]
+    fn deletes_free_the_mean_key_size() {
+        let s = QuotaState::default();
+        s.flushed(0, Figures { measured: 10_000, delta: 0, keys: 10 });
+        s.freed_keys(3);
+        assert_eq!(s.used(), 7_000);
     }
 
     #[test]

@@ -54,6 +54,8 @@ pub struct Forward<'a> {
     pub ttl: Option<TtlRewrite>,
     /// For reads: how the reply counts as hits and misses, and where.
     pub tally: Option<(Tally, KeyspaceCounters)>,
+    /// A DEL/UNLINK whose reply frees quota (tenants with a memory quota).
+    pub freed: Option<Arc<crate::quota::QuotaState>>,
     /// A sampled command's span: it ends when the reply arrives.
     pub span: Option<tracing::Span>,
 }
@@ -135,6 +137,9 @@ impl Batcher {
         b.spans.extend(f.span);
         if let Some((t, counters)) = f.tally {
             b.fixes.push((b.count, Fix::Tally(t, counters)));
+        }
+        if let Some(quota) = f.freed {
+            b.fixes.push((b.count, Fix::Freed(quota)));
         }
         b.count += 1;
         if let Some(rw) = &f.ttl {

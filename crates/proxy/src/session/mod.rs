@@ -534,6 +534,8 @@ impl Session {
             });
             tracing::info_span!(target: "tenantry::command", "command", tenant = %tenant.id, command = spec.name, keyspace)
         });
+        let freed =
+            (tenant.config.memory.is_some() && matches!(spec.name, "del" | "unlink")).then(|| tenant.quota.clone());
         let f = Forward {
             tenant: &tenant,
             proto: self.state.proto,
@@ -542,6 +544,7 @@ impl Session {
             reply,
             ttl,
             tally,
+            freed,
             span,
         };
         self.batcher.forward(&mut self.replies, f);

@@ -32,6 +32,10 @@ pub enum Fix {
     Drop,
     /// A read whose reply counts as hits and misses of a keyspace.
     Tally(Tally, KeyspaceCounters),
+    /// DEL/UNLINK of a tenant with a memory quota: `:n` deleted keys free
+    /// about `n` times the mean key size, counted at once rather than at the
+    /// next measurement (so a full `noeviction` tenant gets its room back).
+    Freed(Arc<crate::quota::QuotaState>),
 }
 
 pub struct BackendReplies {
@@ -174,6 +178,15 @@ fn fix_batch(bytes: &[u8], b: &BackendReplies, out: &mut OutQueue) {
                 if let Some((hits, misses)) = hits::count(*t, reply) {
                     counters.hits.inc_by(hits);
                     counters.misses.inc_by(misses);
+                }
+                out.extend(reply);
+                fixes.next();
+            }
+            Some((at, Fix::Freed(quota))) if *at == i => {
+                if let Some(n) =
+                    reply.strip_prefix(b":").and_then(|r| tenantry_protocol::num::parse_i64(&r[..r.len() - 2]))
+                {
+                    quota.freed_keys(n.max(0) as u64);
                 }
                 out.extend(reply);
                 fixes.next();

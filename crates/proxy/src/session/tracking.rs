@@ -102,6 +102,7 @@ impl Session {
             reply: ReplyKeys::None,
             ttl: None,
             tally: None,
+            freed: None,
             span: None,
         };
         self.batcher.forward(&mut self.replies, f);
