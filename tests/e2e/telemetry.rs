@@ -236,6 +236,7 @@ async fn the_status_page_shows_tenants_and_backends_in_a_browser() {
     // Tenant a: 199 hits, 1 miss, its hot key; tenant b is listed too.
     assert!(dom.contains("<td>a</td><td>local</td><td>a:</td><td>1</td><td>99.5%</td><td>199</td><td>1</td>"), "{dom}");
     assert!(dom.contains("page:1 (") && dom.contains("<td>b</td>"), "{dom}");
+    assert!(dom.contains("<td>no quota</td>"), "{dom}");
     assert!(dom.contains(&format!("<td>{}</td><td>local</td><td>yes</td>", redis.addr())), "{dom}");
 }
 
