@@ -126,3 +126,29 @@ async fn randomkey_picks_among_the_tenants_keys_only() {
     assert!(seen.len() > 1, "always the same key: {seen:?}");
     assert_eq!(demo.cmd(&[b"RANDOMKEY"]).await, b"$4\r\nonly\r\n");
 }
+
+/// DBSIZE, RANDOMKEY and INFO keyspace run on other connections than the
+/// client's batches: pipelined right after writes, they still see them.
+#[tokio::test]
+async fn keyspace_commands_see_the_writes_pipelined_before_them() {
+    let redis = RedisServer::start();
+    let proxy = TestProxy::two_tenants(&redis).await;
+    let mut c = proxy.raw().await;
+    for round in 1..=20 {
+        let mut req = tenantry_tests::encode(&[b"SET", format!("r{round}").as_bytes(), b"v"]);
+        req.extend(tenantry_tests::encode(&[b"DBSIZE"]));
+        req.extend(tenantry_tests::encode(&[b"INFO", b"keyspace"]));
+        c.send(&req).await;
+        assert_eq!(c.reply().await, b"+OK\r\n");
+        assert_eq!(c.reply().await, format!(":{round}\r\n").into_bytes(), "round {round}");
+        let info = String::from_utf8(c.reply().await).unwrap();
+        assert!(info.contains(&format!("db0:keys={round},")), "round {round}: {info}");
+    }
+    let mut req = tenantry_tests::encode(&[b"FLUSHDB"]);
+    req.extend(tenantry_tests::encode(&[b"SET", b"only", b"v"]));
+    req.extend(tenantry_tests::encode(&[b"RANDOMKEY"]));
+    c.send(&req).await;
+    assert_eq!(c.reply().await, b"+OK\r\n");
+    assert_eq!(c.reply().await, b"+OK\r\n");
+    assert_eq!(c.reply().await, b"$4\r\nonly\r\n");
+}

@@ -93,6 +93,24 @@ impl Session {
 }
 
 impl Session {
+    /// For commands served on other connections than the client's batches
+    /// (WAIT, FLUSHDB, DBSIZE, RANDOMKEY, INFO keyspace, FUNCTION): they must
+    /// see the client's earlier commands done. If some are still in flight,
+    /// the request is retried shortly (the client is not read meanwhile) and
+    /// this returns true.
+    pub(super) fn after_earlier_replies(&mut self, req: &Request) -> bool {
+        if self.replies.in_flight == 0 && self.batcher.pending() == 0 {
+            return false;
+        }
+        let now = tokio::time::Instant::now();
+        self.delayed = Some(super::Delayed {
+            req: req.clone(),
+            retry_at: now + std::time::Duration::from_millis(1),
+            deadline: now + std::time::Duration::from_secs(86_400),
+        });
+        true
+    }
+
     /// WAIT numreplicas timeout. A client's writes go over shared connections,
     /// so WAIT cannot run where they ran without stalling other clients.
     /// Instead: once every earlier command of the client is answered (its
@@ -101,14 +119,7 @@ impl Session {
     /// the replicas it counts have acknowledged everything up to that point,
     /// the client's writes included.
     pub(super) fn wait_replicas(&mut self, tenant: &Arc<TenantRt>, req: Request) {
-        if self.replies.in_flight > 0 || self.batcher.pending() > 0 {
-            // Retried shortly; the client is not read meanwhile.
-            let now = tokio::time::Instant::now();
-            self.delayed = Some(super::Delayed {
-                req,
-                retry_at: now + std::time::Duration::from_millis(1),
-                deadline: now + std::time::Duration::from_secs(86_400),
-            });
+        if self.after_earlier_replies(&req) {
             return;
         }
         tenant.metrics.command("wait");

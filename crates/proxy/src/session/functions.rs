@@ -29,6 +29,9 @@ impl Session {
             ));
             return Some(After::Continue);
         }
+        if self.after_earlier_replies(req) {
+            return Some(After::Continue);
+        }
         let sub = req.args[1].to_ascii_lowercase();
         let call = Call {
             node: tenant.backend.any_node().clone(),

@@ -15,11 +15,18 @@ use tokio::sync::oneshot;
 impl Session {
     /// `None` for a command that is not FLUSHDB/FLUSHALL/DBSIZE.
     pub(super) fn keyspace_command(&mut self, cmd: ConnCommand, req: &Request) -> Option<After> {
-        if cmd == ConnCommand::Info && wants_keyspace(&req.args[1..]) {
-            return self.info_with_keyspace(req);
-        }
-        if !matches!(cmd, ConnCommand::Flush | ConnCommand::DbSize | ConnCommand::RandomKey) {
+        let info = cmd == ConnCommand::Info && wants_keyspace(&req.args[1..]);
+        if !info && !matches!(cmd, ConnCommand::Flush | ConnCommand::DbSize | ConnCommand::RandomKey) {
             return None;
+        }
+        self.state.tenant.as_ref()?;
+        // They read or change the keyspace on other connections than the
+        // client's batches: its earlier writes must have landed.
+        if self.after_earlier_replies(req) {
+            return Some(After::Continue);
+        }
+        if info {
+            return self.info_with_keyspace(req);
         }
         let tenant = self.state.tenant.clone()?;
         let batch = self.state.runtime.load().config.cleanup.batch;
