@@ -79,26 +79,13 @@ pub fn strip_reply(kind: ReplyKeys, reply: &[u8], ns: &Namespace, out: &mut Byte
             }
             _ => out.extend_from_slice(reply),
         },
-        ReplyKeys::KeyList => match aggregate_header(reply)? {
-            Some((_, n, body)) => {
-                out.extend_from_slice(&reply[..body]);
-                let pos = strip_all(&reply[body..], n, ns, out)?;
-                out.extend_from_slice(&reply[body + pos..]);
-            }
-            None => out.extend_from_slice(reply),
-        },
+        ReplyKeys::KeyList => strip_key_list(reply, ns, out)?,
         ReplyKeys::ScanPage => match aggregate_header(reply)? {
             Some((b'*', 2, body)) => {
                 let cursor = element_len(&reply[body..])?;
                 let keys_at = body + cursor;
-                match aggregate_header(&reply[keys_at..])? {
-                    Some((_, n, inner)) => {
-                        out.extend_from_slice(&reply[..keys_at + inner]);
-                        let pos = strip_all(&reply[keys_at + inner..], n, ns, out)?;
-                        out.extend_from_slice(&reply[keys_at + inner + pos..]);
-                    }
-                    None => out.extend_from_slice(reply),
-                }
+                out.extend_from_slice(&reply[..keys_at]);
+                strip_key_list(&reply[keys_at..], ns, out)?;
             }
             _ => out.extend_from_slice(reply),
         },
@@ -127,28 +114,14 @@ pub fn strip_reply(kind: ReplyKeys, reply: &[u8], ns: &Namespace, out: &mut Byte
                 let channel_len = element_len(&reply[body + kind_len..])?;
                 let keys_at = body + kind_len + channel_len;
                 out.extend_from_slice(&reply[..keys_at]);
-                match aggregate_header(&reply[keys_at..])? {
-                    Some((_, n, inner)) => {
-                        out.extend_from_slice(&reply[keys_at..keys_at + inner]);
-                        let pos = strip_all(&reply[keys_at + inner..], n, ns, out)?;
-                        out.extend_from_slice(&reply[keys_at + inner + pos..]);
-                    }
-                    None => out.extend_from_slice(&reply[keys_at..]),
-                }
+                strip_key_list(&reply[keys_at..], ns, out)?;
             }
             // Client-side caching: `[invalidate, [key, ...]]` (or a null after a flush).
             (Some(b"invalidate"), Some((_, 2, body))) => {
                 let kind_len = element_len(&reply[body..])?;
                 let keys_at = body + kind_len;
                 out.extend_from_slice(&reply[..keys_at]);
-                match aggregate_header(&reply[keys_at..])? {
-                    Some((_, n, inner)) => {
-                        out.extend_from_slice(&reply[keys_at..keys_at + inner]);
-                        let pos = strip_all(&reply[keys_at + inner..], n, ns, out)?;
-                        out.extend_from_slice(&reply[keys_at + inner + pos..]);
-                    }
-                    None => out.extend_from_slice(&reply[keys_at..]),
-                }
+                strip_key_list(&reply[keys_at..], ns, out)?;
             }
             (Some(kind), Some((_, n, body))) if n >= 2 && PUBSUB_KINDS.contains(&kind) => {
                 let names = if kind == b"pmessage" { 2 } else { 1 };
@@ -198,6 +171,20 @@ pub fn strip_exec(kinds: &[ReplyKeys], reply: &[u8], ns: &Namespace, out: &mut B
             out.extend_from_slice(&reply[pos..]);
         }
         _ => out.extend_from_slice(reply),
+    }
+    Ok(())
+}
+
+/// An array of key names (or anything else, copied as is) at the front of
+/// `buf`, stripped, and the rest of `buf` after it copied.
+fn strip_key_list(buf: &[u8], ns: &Namespace, out: &mut BytesMut) -> Result<(), ReplyError> {
+    match aggregate_header(buf)? {
+        Some((_, n, body)) => {
+            out.extend_from_slice(&buf[..body]);
+            let pos = strip_all(&buf[body..], n, ns, out)?;
+            out.extend_from_slice(&buf[body + pos..]);
+        }
+        None => out.extend_from_slice(buf),
     }
     Ok(())
 }

@@ -7,7 +7,7 @@
 
 use super::Session;
 use crate::runtime::TenantRt;
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use std::sync::Arc;
 use tenantry_protocol::reply::ReplyScanner;
 use tenantry_protocol::{encode, ReplyKeys, Request};
@@ -41,8 +41,23 @@ impl Session {
             encode::command(&mut bytes, &[&b"PEXPIRE"[..], key, ms.as_bytes(), b"NX"], &[1], &tenant.namespace);
         }
         // The blocking command's reply, then the hidden PEXPIREs' (dropped).
-        let hidden = default_ttls.len();
         let node = tenant.backend.route(&req.args, &self.keys).clone();
+        self.on_own_connection(tenant, node, bytes.freeze(), 1 + default_ttls.len(), 0, strip);
+    }
+
+    /// Sends `bytes` (`count` commands) on a connection of the client's own
+    /// and passes on the reply of command `keep`: the client's later
+    /// commands wait for it, and if the client goes away the task is aborted,
+    /// closing the connection (which releases a blocked command).
+    fn on_own_connection(
+        &mut self,
+        tenant: &Arc<TenantRt>,
+        node: Arc<crate::backend::NodePool>,
+        bytes: Bytes,
+        count: usize,
+        keep: usize,
+        strip: ReplyKeys,
+    ) {
         let proto = self.state.proto;
         let (tx, rx) = oneshot::channel();
         let (done_tx, done_rx) = oneshot::channel();
@@ -55,28 +70,27 @@ impl Session {
                 client.blocked.store(true, std::sync::atomic::Ordering::Relaxed);
                 let mut buf = BytesMut::with_capacity(4096);
                 let mut scanner = ReplyScanner::new();
-                let (mut reply, mut dropped) = (None, 0);
+                let (mut kept, mut seen) = (None, 0);
                 loop {
                     if conn.read_buf(&mut buf).await.map_err(|e| e.to_string())? == 0 {
                         return Err("connection closed by the backend".to_string());
                     }
                     while let Some(len) = scanner.scan(&buf).map_err(|e| e.to_string())? {
                         if buf[0] == b'>' {
-                            buf.advance(len); // an out-of-band push: not the reply
+                            buf.advance(len); // an out-of-band push: not a reply
                             continue;
                         }
                         let frame = buf.split_to(len).freeze();
-                        if reply.is_none() {
-                            reply = Some(frame);
-                        } else {
-                            dropped += 1;
+                        if seen == keep {
+                            kept = Some(frame);
                         }
-                        if dropped == hidden {
+                        seen += 1;
+                        if seen == count {
                             if buf.is_empty() {
                                 // Answered and nothing else pending: clean for the next one.
                                 node.give_back(proto, conn);
                             }
-                            return Ok(reply.expect("set above"));
+                            return kept.ok_or_else(|| "no reply".to_string());
                         }
                     }
                 }
@@ -128,41 +142,7 @@ impl Session {
         encode::command(&mut bytes, &[&b"PUBLISH"[..], b"tenantry:wait", b""], &[], &none);
         encode::command(&mut bytes, &req.args, &[], &none);
         let node = tenant.backend.any_node().clone();
-        let proto = self.state.proto;
-        let client = self.state.client.clone();
-        let (tx, rx) = oneshot::channel();
-        let (done_tx, done_rx) = oneshot::channel();
-        let task = tokio::spawn(async move {
-            let result = async {
-                let mut conn = node.dedicated(proto).await?;
-                conn.write_all(&bytes).await.map_err(|e| e.to_string())?;
-                client.blocked.store(true, std::sync::atomic::Ordering::Relaxed);
-                let mut buf = BytesMut::with_capacity(256);
-                let mut scanner = ReplyScanner::new();
-                let mut replies = 0;
-                loop {
-                    if conn.read_buf(&mut buf).await.map_err(|e| e.to_string())? == 0 {
-                        return Err("connection closed by the backend".to_string());
-                    }
-                    while let Some(len) = scanner.scan(&buf).map_err(|e| e.to_string())? {
-                        let reply = buf.split_to(len).freeze();
-                        replies += 1;
-                        if replies == 2 {
-                            if buf.is_empty() {
-                                node.give_back(proto, conn);
-                            }
-                            return Ok(reply);
-                        }
-                    }
-                }
-            }
-            .await;
-            client.blocked.store(false, std::sync::atomic::Ordering::Relaxed);
-            let _ = tx.send(result.map_err(|e| node.unavailable(e)));
-            let _ = done_tx.send(());
-        });
-        self.waiting = Some(done_rx);
-        self.blocked = Some(AbortOnDrop(task.abort_handle()));
-        self.batcher.deferred(&mut self.replies, tenant, rx, ReplyKeys::None);
+        // The PUBLISH's reply is dropped, WAIT's passed on.
+        self.on_own_connection(tenant, node, bytes.freeze(), 2, 1, ReplyKeys::None);
     }
 }
