@@ -11,10 +11,9 @@ async fn proxy_with(redis: &RedisServer, tenants: &str) -> TestProxy {
     .await
 }
 
+/// Every tenant of these tests has the password `pw`.
 async fn login(proxy: &TestProxy, user: &str) -> RawClient {
-    let mut c = proxy.raw().await;
-    assert_eq!(c.cmd(&[b"AUTH", user.as_bytes(), b"pw"]).await, b"+OK\r\n");
-    c
+    proxy.login(user, "pw").await
 }
 
 /// Sends pipelines of 50 INCRs for `secs`, one every `pace` if given (else

@@ -108,12 +108,6 @@ async fn resp3_pushes_mix_with_replies_as_in_redis() {
     .await;
 }
 
-async fn login(proxy: &TestProxy, user: &str, password: &str) -> RawClient {
-    let mut c = proxy.raw().await;
-    assert_eq!(c.cmd(&[b"AUTH", user.as_bytes(), password.as_bytes()]).await, b"+OK\r\n");
-    c
-}
-
 #[tokio::test]
 async fn tenants_never_receive_list_or_count_each_others_channels() {
     let redis = RedisServer::start();
@@ -124,11 +118,11 @@ async fn tenants_never_receive_list_or_count_each_others_channels() {
     app.reply().await;
     app.send(&encode(&[b"PSUBSCRIBE", b"*"])).await;
     app.reply().await;
-    let mut demo = login(&proxy, "demo", "demo-pw").await;
+    let mut demo = proxy.login("demo", "demo-pw").await;
     demo.send(&encode(&[b"SUBSCRIBE", b"news"])).await;
     demo.reply().await;
 
-    let mut demo_pub = login(&proxy, "demo", "demo-pw").await;
+    let mut demo_pub = proxy.login("demo", "demo-pw").await;
     // One receiver: demo's own subscriber (app's `*` pattern is app:*).
     assert_eq!(demo_pub.cmd(&[b"PUBLISH", b"news", b"for demo"]).await, b":1\r\n");
     assert_eq!(

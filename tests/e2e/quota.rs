@@ -30,18 +30,13 @@ fn config(redis: &RedisServer, a: &str, b: &str) -> String {
     )
 }
 
+/// Every tenant of these tests has the password `pw`.
 async fn login(proxy: &TestProxy, user: &str) -> RawClient {
-    let mut c = proxy.raw().await;
-    assert_eq!(c.cmd(&[b"AUTH", user.as_bytes(), b"pw"]).await, b"+OK\r\n");
-    c
-}
-
-async fn metrics(proxy: &TestProxy) -> String {
-    http_get(proxy.admin_addr().expect("admin"), "/metrics").await.1
+    proxy.login(user, "pw").await
 }
 
 async fn used(proxy: &TestProxy, tenant: &str) -> f64 {
-    metric(&metrics(proxy).await, &format!("tenantry_tenant_memory_used_bytes{{tenant=\"{tenant}\"}}"))
+    metric(&proxy.metrics().await, &format!("tenantry_tenant_memory_used_bytes{{tenant=\"{tenant}\"}}"))
 }
 
 /// Waits until the proxy's figure for `tenant` has stopped moving (two
@@ -125,7 +120,7 @@ async fn usage_is_measured_within_a_few_percent_of_the_true_sum() {
         error * 100.0
     );
     assert!(error.abs() <= 0.10, "estimate {estimate} vs true {truth}");
-    let text = metrics(&proxy).await;
+    let text = proxy.metrics().await;
     assert_eq!(metric(&text, "tenantry_tenant_memory_quota_bytes{tenant=\"a\"}"), 512.0 * 1024.0 * 1024.0);
     // Tenant b has no quota: no figure at all.
     assert_eq!(metric(&text, "tenantry_tenant_memory_used_bytes{tenant=\"b\"}"), 0.0);
@@ -153,7 +148,7 @@ async fn noeviction_refuses_growing_writes_at_the_quota_but_serves_reads_and_del
     // Another tenant on the same backend is not affected.
     let mut b = login(&proxy, "b").await;
     assert_eq!(write(&mut b, "k:", 0..2000, 1000).await, (2000, 0));
-    let text = metrics(&proxy).await;
+    let text = proxy.metrics().await;
     assert_eq!(metric(&text, "tenantry_tenant_quota_refused_writes_total{tenant=\"a\"}"), (refused + 1) as f64);
     assert_eq!(metric(&text, "tenantry_command_errors_total{tenant=\"a\",kind=\"oom\"}"), (refused + 1) as f64);
 
@@ -228,7 +223,7 @@ async fn a_noisy_tenant_evicts_only_its_own_keys() {
     // Let eviction finish, then count.
     settled_usage(&proxy, "a").await;
     let (a_bytes, a_left) = true_usage(&redis, "a:flood:").await;
-    let text = metrics(&proxy).await;
+    let text = proxy.metrics().await;
     let evicted = metric_sum(&text, "tenantry_evictions_total", "tenant=\"a\",keyspace=\"flood\",reason=\"quota\"")
         + metric_sum(&text, "tenantry_evictions_total", "tenant=\"a\",keyspace=\"other\",reason=\"quota\"");
     let b_evicted = metric_sum(&text, "tenantry_evictions_total", "tenant=\"b\"");
@@ -363,7 +358,7 @@ async fn proxies_share_usage_and_one_of_them_evicts() {
     assert!((u1 - u2).abs() <= u1 * 0.02, "proxies disagree: {u1} vs {u2}");
     let evictions =
         |text: &str| metric_sum(text, "tenantry_evictions_total", "tenant=\"a\",keyspace=\"k\",reason=\"quota\"");
-    let (e1, e2) = (evictions(&metrics(&one).await), evictions(&metrics(&two).await));
+    let (e1, e2) = (evictions(&one.metrics().await), evictions(&two.metrics().await));
     assert!(e1 == 0.0 || e2 == 0.0, "both proxies evicted: {e1} and {e2}");
     let left = exists(&mut a1, "k:", 4000).await.iter().filter(|&&e| e).count();
     assert_eq!((e1 + e2) as usize, written1 - left);
@@ -382,7 +377,7 @@ async fn proxies_share_usage_and_one_of_them_evicts() {
     let mut a2 = login(&survivor, "a").await;
     let (written2, _) = write(&mut a2, "more:", 0..4000, 1000).await;
     settled_usage(&survivor, "a").await;
-    let took_over = metric_sum(&metrics(&survivor).await, "tenantry_evictions_total", "tenant=\"a\",keyspace=\"more\"");
+    let took_over = metric_sum(&survivor.metrics().await, "tenantry_evictions_total", "tenant=\"a\",keyspace=\"more\"");
     assert!(took_over > 0.0, "no eviction after the leader left ({written2} written)");
     let (bytes, _) = true_usage(&redis, "a:").await;
     assert!(bytes as f64 <= 2.0 * 1024.0 * 1024.0 * 1.1, "a uses {bytes}");

@@ -13,14 +13,9 @@ fn two_tenants(redis: &RedisServer) -> String {
     )
 }
 
+/// Every tenant of these tests has the password `pw`.
 async fn login(proxy: &TestProxy, user: &str) -> RawClient {
-    let mut c = proxy.raw().await;
-    assert_eq!(c.cmd(&[b"AUTH", user.as_bytes(), b"pw"]).await, b"+OK\r\n");
-    c
-}
-
-async fn metrics(proxy: &TestProxy) -> String {
-    http_get(proxy.admin_addr().expect("admin"), "/metrics").await.1
+    proxy.login(user, "pw").await
 }
 
 /// Writes `n` 1 KiB keys `prefix0..` in pipelines.
@@ -68,7 +63,7 @@ async fn hits_and_misses_equal_what_the_client_saw() {
     a.cmd(&[b"EXISTS", b"user:3", b"user:98"]).await;
     a.cmd(&[b"HGETALL", b"user:nohash"]).await;
     let (hits, misses) = (hits + 3, misses + 3);
-    let text = metrics(&proxy).await;
+    let text = proxy.metrics().await;
     assert_eq!(metric(&text, "tenantry_keyspace_hits_total{tenant=\"a\",keyspace=\"user\"}"), hits as f64, "{text}");
     assert_eq!(metric(&text, "tenantry_keyspace_misses_total{tenant=\"a\",keyspace=\"user\"}"), misses as f64);
     assert_eq!(metric(&text, "tenantry_commands_total{tenant=\"a\",command=\"get\"}"), 30.0);
@@ -76,7 +71,7 @@ async fn hits_and_misses_equal_what_the_client_saw() {
     // A refusal and a backend error are counted by kind.
     a.cmd(&[b"LASTSAVE"]).await;
     a.cmd(&[b"LPUSH", b"user:1", b"x"]).await;
-    let text = metrics(&proxy).await;
+    let text = proxy.metrics().await;
     assert_eq!(metric(&text, "tenantry_command_errors_total{tenant=\"a\",kind=\"refused\"}"), 1.0);
     assert_eq!(metric(&text, "tenantry_command_errors_total{tenant=\"a\",kind=\"WRONGTYPE\"}"), 1.0);
     assert!(metric(&text, "tenantry_command_duration_seconds_count{tenant=\"a\"}") >= 40.0, "{text}");
@@ -94,8 +89,8 @@ async fn evictions_are_attributed_to_the_tenant_whose_key_it_was_once_per_fleet(
     // Wait until one of them reports the node's events.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let reporters = metric_sum(&metrics(&one).await, "tenantry_event_reporter", "")
-            + metric_sum(&metrics(&two).await, "tenantry_event_reporter", "");
+        let reporters = metric_sum(&one.metrics().await, "tenantry_event_reporter", "")
+            + metric_sum(&two.metrics().await, "tenantry_event_reporter", "");
         if reporters == 1.0 {
             break;
         }
@@ -114,7 +109,7 @@ async fn evictions_are_attributed_to_the_tenant_whose_key_it_was_once_per_fleet(
     assert!(a_lost > 1000, "the flood evicted only {a_lost} keys");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let (t1, t2) = (metrics(&one).await, metrics(&two).await);
+        let (t1, t2) = (one.metrics().await, two.metrics().await);
         let count = |tenant: &str| {
             metric_sum(&t1, "tenantry_evictions_total", &format!("tenant=\"{tenant}\""))
                 + metric_sum(&t2, "tenantry_evictions_total", &format!("tenant=\"{tenant}\""))
@@ -145,7 +140,7 @@ async fn expirations_are_attributed_by_keyspace() {
     let redis = RedisServer::start();
     let proxy = TestProxy::start(&two_tenants(&redis)).await;
     let deadline = Instant::now() + Duration::from_secs(10);
-    while metric_sum(&metrics(&proxy).await, "tenantry_event_reporter", "") != 1.0 {
+    while metric_sum(&proxy.metrics().await, "tenantry_event_reporter", "") != 1.0 {
         assert!(Instant::now() < deadline, "no reporter");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -161,7 +156,7 @@ async fn expirations_are_attributed_by_keyspace() {
     }
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let text = metrics(&proxy).await;
+        let text = proxy.metrics().await;
         let n = metric(&text, "tenantry_expirations_total{tenant=\"b\",keyspace=\"sess\"}");
         if n == 20.0 {
             assert_eq!(metric_sum(&text, "tenantry_expirations_total", "tenant=\"a\""), 0.0);
@@ -200,7 +195,7 @@ async fn hot_keys_and_big_values_are_reported_per_tenant() {
     assert!(json["hot_keys"][0]["count"].as_u64().unwrap() >= 600, "{body}");
     assert_eq!(http_get(admin, "/hotkeys?tenant=nobody").await.0, 404);
 
-    let text = metrics(&proxy).await;
+    let text = proxy.metrics().await;
     assert!(metric(&text, "tenantry_hot_key_commands{tenant=\"a\",rank=\"1\",key=\"cart:hot\"}") >= 600.0, "{text}");
     assert_eq!(metric(&text, "tenantry_big_values_total{tenant=\"a\",keyspace=\"blob\"}"), 1.0);
 }
@@ -257,7 +252,7 @@ async fn the_grafana_dashboard_queries_metrics_that_exist() {
     while metric_sum(&text, "tenantry_backend_used_memory_bytes", "") == 0.0 {
         assert!(Instant::now() < deadline, "no backend figures");
         tokio::time::sleep(Duration::from_millis(100)).await;
-        text = metrics(&proxy).await;
+        text = proxy.metrics().await;
     }
     let dashboard =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/grafana/tenantry.json")).unwrap();

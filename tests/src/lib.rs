@@ -227,6 +227,18 @@ impl TestProxy {
         RawClient::connect(self.addr).await
     }
 
+    /// A raw connection authenticated as `user`; panics unless AUTH says +OK.
+    pub async fn login(&self, user: &str, password: &str) -> RawClient {
+        let mut c = self.raw().await;
+        assert_eq!(c.cmd(&[b"AUTH", user.as_bytes(), password.as_bytes()]).await, b"+OK\r\n");
+        c
+    }
+
+    /// The admin server's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        http_get(self.admin_addr().expect("admin"), "/metrics").await.1
+    }
+
     pub async fn stop(mut self) {
         if let Some(p) = self.proxy.take() {
             p.shutdown(Duration::from_secs(1)).await;
