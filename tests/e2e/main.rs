@@ -4,6 +4,7 @@ mod auth;
 mod backend_failure;
 mod blocking;
 mod clients;
+mod cluster;
 mod command_table;
 mod errors;
 mod isolation;

@@ -12,6 +12,8 @@ use tenantry_protocol::reply::reply_len;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+pub mod cluster;
+
 /// Held by tests that load the machine or measure time, so they do not run
 /// at the same moment as each other (the suite runs tests in parallel, and
 /// CI has two cores).
@@ -28,7 +30,7 @@ pub struct RedisServer {
     extra: Vec<String>,
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
     l.local_addr().expect("local addr").port()
 }
@@ -106,6 +108,10 @@ impl RedisServer {
     pub fn restart(&mut self) {
         self.stop();
         self.spawn().expect("restart redis-server on its port");
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
     }
 
     pub fn data_dir(&self) -> &Path {

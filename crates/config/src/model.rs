@@ -182,9 +182,59 @@ impl Default for ClientLimits {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BackendKind {
     Standalone,
+    /// Redis Cluster: `nodes` are seeds; the slot map is discovered from them.
+    Cluster {
+        topology_refresh: Duration,
+    },
+    /// Standalone nodes behind a consistent-hash ring, placed as twemproxy's
+    /// ketama distribution places them (one weight and name per node, in
+    /// `nodes` order).
+    Ring(RingSpec),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RingSpec {
+    pub hash: RingHash,
+    /// twemproxy's `hash_tag`: hash only what lies between these two bytes.
+    pub hash_tag: Option<[u8; 2]>,
+    pub weights: Vec<u32>,
+    /// The name each node's ring points are made from (`host:port` unless named).
+    pub names: Vec<String>,
+}
+
+/// twemproxy's key hashes (`hash:` of a pool).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RingHash {
+    Md5,
+    Fnv164,
+    Fnv1a64,
+    Fnv132,
+    Fnv1a32,
+}
+
+impl RingHash {
+    pub const NAMES: [(&'static str, RingHash); 5] = [
+        ("md5", RingHash::Md5),
+        ("fnv1_64", RingHash::Fnv164),
+        ("fnv1a_64", RingHash::Fnv1a64),
+        ("fnv1_32", RingHash::Fnv132),
+        ("fnv1a_32", RingHash::Fnv1a32),
+    ];
+}
+
+/// Whether a tenant's read-only commands may go to replicas of a cluster.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ReadFrom {
+    /// Masters only: reads see every write at once.
+    #[default]
+    Never,
+    /// A replica when one is up, else the master.
+    Prefer,
+    /// Replicas only; an error when a slot has none up.
+    Always,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -221,6 +271,7 @@ pub struct Tenant {
     /// not given, in any tenant's namespace.
     pub scripts: bool,
     pub memory: Option<MemoryQuota>,
+    pub read_from: ReadFrom,
 }
 
 /// A rate and the burst allowed above it.

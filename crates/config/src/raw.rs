@@ -85,6 +85,15 @@ pub struct RawBackend {
     pub connect_timeout: Option<Spanned<String>>,
     #[serde(default)]
     pub request_timeout: Option<Spanned<String>>,
+    /// cluster: how often the slot map is re-read when nothing forced it.
+    #[serde(default)]
+    pub topology_refresh: Option<Spanned<String>>,
+    /// ring: twemproxy's key hash (`fnv1a_64`, ...).
+    #[serde(default)]
+    pub hash: Option<Spanned<String>>,
+    /// ring: twemproxy's `hash_tag`, two characters.
+    #[serde(default)]
+    pub hash_tag: Option<Spanned<String>>,
 }
 
 /// A password given inline (`password`), in a file (`password_file`) or in an
@@ -129,6 +138,8 @@ pub struct RawTenant {
     pub memory_quota: Option<Spanned<String>>,
     #[serde(default)]
     pub eviction: Option<Spanned<String>>,
+    #[serde(default)]
+    pub read_from_replicas: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -191,21 +191,24 @@ pub(crate) fn validate(
         let field = format!("backends.{name}");
         let at = b.referenced;
         let b = &b.value;
-        let kind = match b.kind.value.as_str() {
-            "standalone" => BackendKind::Standalone,
-            other => {
-                c.error(
-                    b.kind.referenced,
-                    &format!("{field}.kind"),
-                    format!("unknown kind {other:?} (supported: standalone)"),
-                );
-                BackendKind::Standalone
-            }
-        };
         let mut nodes = Vec::new();
+        let mut weights = Vec::new();
+        let mut names = Vec::new();
+        let is_ring = b.kind.value == "ring";
         for n in &b.nodes.value {
-            if valid_host_port(&n.value) {
-                nodes.push(BackendAddr::new(&n.value));
+            // A ring node is written as twemproxy writes a server:
+            // `host:port[:weight] [name]`.
+            let (addr, weight, name) = if is_ring { ring_node(&n.value) } else { (n.value.as_str(), Some(1), None) };
+            if valid_host_port(addr) && weight.is_some() {
+                nodes.push(BackendAddr::new(addr));
+                weights.push(weight.unwrap_or(1));
+                names.push(name.map_or_else(|| ketama_name(addr), str::to_string));
+            } else if is_ring {
+                c.error(
+                    n.referenced,
+                    &format!("{field}.nodes"),
+                    format!("{:?} is not host:port[:weight] [name]", n.value),
+                );
             } else {
                 c.error(n.referenced, &format!("{field}.nodes"), format!("{:?} is not host:port", n.value));
             }
@@ -213,8 +216,64 @@ pub(crate) fn validate(
         if b.nodes.value.is_empty() {
             c.error(b.nodes.referenced, &format!("{field}.nodes"), "at least one node is needed");
         }
-        if kind == BackendKind::Standalone && b.nodes.value.len() > 1 {
-            c.error(b.nodes.referenced, &format!("{field}.nodes"), "a standalone backend has exactly one node");
+        let only = |c: &mut Checker, raw: &Option<Spanned<String>>, name: &str, kind: &str| {
+            if let Some(v) = raw {
+                c.error(v.referenced, &format!("{field}.{name}"), format!("only a {kind} backend has {name}"));
+            }
+        };
+        let kind = match b.kind.value.as_str() {
+            "standalone" => {
+                if b.nodes.value.len() > 1 {
+                    c.error(b.nodes.referenced, &format!("{field}.nodes"), "a standalone backend has exactly one node");
+                }
+                BackendKind::Standalone
+            }
+            "cluster" => BackendKind::Cluster {
+                topology_refresh: c.duration(
+                    &b.topology_refresh,
+                    &format!("{field}.topology_refresh"),
+                    Duration::from_secs(10),
+                ),
+            },
+            "ring" => {
+                let hash = match &b.hash {
+                    None => RingHash::Fnv1a64,
+                    Some(h) => {
+                        RingHash::NAMES.iter().find(|(n, _)| *n == h.value).map(|(_, k)| *k).unwrap_or_else(|| {
+                            let names: Vec<_> = RingHash::NAMES.iter().map(|(n, _)| *n).collect();
+                            c.error(
+                                h.referenced,
+                                &format!("{field}.hash"),
+                                format!("unknown hash {:?} (supported: {})", h.value, names.join(", ")),
+                            );
+                            RingHash::Fnv1a64
+                        })
+                    }
+                };
+                let hash_tag = b.hash_tag.as_ref().and_then(|t| match t.value.as_bytes() {
+                    [a, b] => Some([*a, *b]),
+                    _ => {
+                        c.error(t.referenced, &format!("{field}.hash_tag"), "a hash tag is two characters, as \"{}\"");
+                        None
+                    }
+                });
+                BackendKind::Ring(RingSpec { hash, hash_tag, weights, names })
+            }
+            other => {
+                c.error(
+                    b.kind.referenced,
+                    &format!("{field}.kind"),
+                    format!("unknown kind {other:?} (supported: standalone, cluster, ring)"),
+                );
+                BackendKind::Standalone
+            }
+        };
+        if !matches!(kind, BackendKind::Cluster { .. }) {
+            only(&mut c, &b.topology_refresh, "topology_refresh", "cluster");
+        }
+        if !matches!(kind, BackendKind::Ring(_)) {
+            only(&mut c, &b.hash, "hash", "ring");
+            only(&mut c, &b.hash_tag, "hash_tag", "ring");
         }
         let password = c.secret(b.secret(), at, &field);
         if b.username.is_some() && password.is_none() {
@@ -312,12 +371,49 @@ pub(crate) fn validate(
         let limits = t.limits.as_ref().map(|r| c.tenant_limits(r, &format!("{field}.limits"))).unwrap_or_default();
         let ttl = t.ttl.as_ref().map(|r| c.ttl(r, &format!("{field}.ttl"))).unwrap_or_default();
         let memory = c.memory_quota(t, &field);
+        if let (Some(_), Some(q)) = (&memory, &t.memory_quota) {
+            let kind = raw.backends.get(t.backend.value.as_str()).map(|b| b.value.kind.value.as_str());
+            if kind.is_some_and(|k| k != "standalone") {
+                c.error(
+                    q.referenced,
+                    &format!("{field}.memory_quota"),
+                    "memory quotas are enforced on standalone backends only (not yet on cluster or ring backends)",
+                );
+            }
+        }
+        let read_from = match &t.read_from_replicas {
+            None => ReadFrom::Never,
+            Some(r) => {
+                let read_from = match r.value.as_str() {
+                    "never" => ReadFrom::Never,
+                    "prefer" => ReadFrom::Prefer,
+                    "always" => ReadFrom::Always,
+                    other => {
+                        c.error(
+                            r.referenced,
+                            &format!("{field}.read_from_replicas"),
+                            format!("{other:?} is not one of never, prefer, always"),
+                        );
+                        ReadFrom::Never
+                    }
+                };
+                let kind = raw.backends.get(t.backend.value.as_str()).map(|b| b.value.kind.value.as_str());
+                if read_from != ReadFrom::Never && kind.is_some_and(|k| k != "cluster") {
+                    c.error(
+                        r.referenced,
+                        &format!("{field}.read_from_replicas"),
+                        "replicas are known only on a cluster backend",
+                    );
+                }
+                read_from
+            }
+        };
         if let Some(namespace) = namespace {
             let id = TenantId::new(name);
             let scripts = t.scripts.unwrap_or(false);
             tenants.insert(
                 id.clone(),
-                Tenant { id, backend, namespace, auth, rate_limit, commands, limits, ttl, scripts, memory },
+                Tenant { id, backend, namespace, auth, rate_limit, commands, limits, ttl, scripts, memory, read_from },
             );
         }
     }
@@ -358,6 +454,28 @@ pub(crate) fn validate(
 
 fn l_loc(raw: &RawConfig) -> Location {
     raw.limits.as_ref().map(|l| l.referenced).unwrap_or(Location::UNKNOWN)
+}
+
+/// Splits twemproxy's `host:port[:weight] [name]`; `None` weight when it is not a positive number.
+fn ring_node(s: &str) -> (&str, Option<u32>, Option<&str>) {
+    let (server, name) = match s.split_once(' ') {
+        Some((server, name)) if !name.trim().is_empty() => (server, Some(name.trim())),
+        _ => (s.trim(), None),
+    };
+    // `host:port:weight` has two colons (IPv6 hosts are not supported here).
+    match server.rsplit_once(':') {
+        Some((addr, w)) if addr.contains(':') => (addr, w.parse().ok().filter(|w: &u32| *w > 0), name),
+        _ => (server, Some(1), name),
+    }
+}
+
+/// The name twemproxy makes a server's ketama points from when it has none:
+/// `host:port`, or `host` alone on memcached's port 11211.
+fn ketama_name(addr: &str) -> String {
+    match addr.rsplit_once(':') {
+        Some((host, "11211")) => host.to_string(),
+        _ => addr.to_string(),
+    }
 }
 
 fn valid_host_port(s: &str) -> bool {

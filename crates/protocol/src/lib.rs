@@ -4,10 +4,13 @@
 #![forbid(unsafe_code)]
 
 pub mod classify;
+pub mod cluster;
 pub mod command;
 pub mod encode;
 pub mod glob;
 pub mod hits;
+pub mod ketama;
+pub mod merge;
 pub mod namespace;
 pub mod num;
 pub mod reply;

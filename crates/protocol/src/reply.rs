@@ -96,6 +96,20 @@ pub fn reply_len(buf: &[u8]) -> Result<Option<usize>, ReplyError> {
     ReplyScanner::new().scan(buf)
 }
 
+/// Cuts back-to-back complete frames (replies, or the commands tenantry
+/// encoded) into one `Bytes` each; `None` if the buffer does not end on a
+/// frame boundary.
+pub fn split_frames(buf: &bytes::Bytes) -> Option<Vec<bytes::Bytes>> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < buf.len() {
+        let len = reply_len(&buf[pos..]).ok()??;
+        out.push(buf.slice(pos..pos + len));
+        pos += len;
+    }
+    Some(out)
+}
+
 fn line_end(buf: &[u8], from: usize) -> Result<Option<usize>, ReplyError> {
     let window = &buf[from.min(buf.len())..];
     match window.iter().take(MAX_LINE).position(|&b| b == b'\r') {

@@ -79,12 +79,14 @@ async fn run(job: &Job, rate: Cleanup, status: &Status, index: usize) -> Result<
         .get_or_create(&CleanupLabel { tenant: job.tenant.to_string(), namespace: job.namespace.to_string() })
         .clone();
     let pace = Some(rate.keys_per_sec);
-    delete_namespace(job.backend.any_node(), &job.namespace, rate.batch, pace, |n| {
-        counter.inc_by(n);
-        status.update_cleanup(index, |c| c.deleted += n);
-    })
-    .await
-    .map(|_| ())
+    for node in job.backend.nodes() {
+        delete_namespace(&node, &job.namespace, rate.batch, pace, |n| {
+            counter.inc_by(n);
+            status.update_cleanup(index, |c| c.deleted += n);
+        })
+        .await?;
+    }
+    Ok(())
 }
 
 /// The keys of one namespace on one node, a SCAN page at a time.
@@ -147,11 +149,13 @@ pub(crate) async fn delete_namespace(
         if keys.is_empty() {
             continue;
         }
-        let mut args: Vec<&[u8]> = vec![b"UNLINK"];
-        args.extend(keys.iter().map(|k| k.as_ref()));
-        let reply = node.call(&args).await?;
-        if reply.first() == Some(&b'-') {
-            return Err(format!("UNLINK failed: {}", String::from_utf8_lossy(&reply).trim_end()));
+        for group in node.key_groups(&keys) {
+            let mut args: Vec<&[u8]> = vec![b"UNLINK"];
+            args.extend(group.iter().map(|k| k.as_ref()));
+            let reply = node.call(&args).await?;
+            if reply.first() == Some(&b'-') {
+                return Err(format!("UNLINK failed: {}", String::from_utf8_lossy(&reply).trim_end()));
+            }
         }
         deleted += keys.len() as u64;
         progress(keys.len() as u64);
@@ -188,15 +192,17 @@ pub(crate) async fn keyspace_stats(
             continue;
         }
         keys += page.len() as u64;
-        let count = page.len().to_string();
-        let mut args: Vec<&[u8]> = vec![b"EVAL", TTLS.as_bytes(), count.as_bytes()];
-        args.extend(page.iter().map(|k| k.as_ref()));
-        let reply = node.call(&args).await?;
-        let text = String::from_utf8_lossy(&reply);
-        let ints: Vec<u64> = text.lines().filter_map(|l| l.strip_prefix(':')?.parse().ok()).collect();
-        if let [n, sum] = ints[..] {
-            expires += n;
-            ttl_sum += sum;
+        for group in node.key_groups(&page) {
+            let count = group.len().to_string();
+            let mut args: Vec<&[u8]> = vec![b"EVAL", TTLS.as_bytes(), count.as_bytes()];
+            args.extend(group.iter().map(|k| k.as_ref()));
+            let reply = node.call(&args).await?;
+            let text = String::from_utf8_lossy(&reply);
+            let ints: Vec<u64> = text.lines().filter_map(|l| l.strip_prefix(':')?.parse().ok()).collect();
+            if let [n, sum] = ints[..] {
+                expires += n;
+                ttl_sum += sum;
+            }
         }
     }
     Ok((keys, expires, ttl_sum.checked_div(expires).unwrap_or(0)))

@@ -33,8 +33,11 @@ where
         let rt = runtime.load_full();
         let mut wanted = HashMap::new();
         for (name, router) in &rt.backends {
-            let node = router.any_node().clone();
-            wanted.insert((name.clone(), node.addr().to_string()), node);
+            // A cluster's masters as of its current map: a failover's new
+            // master gets its tasks within a tick.
+            for node in router.nodes() {
+                wanted.insert((name.clone(), node.addr().to_string()), node);
+            }
         }
         running.retain(|key, (node, stop)| {
             let keep = wanted.get(key).is_some_and(|n| Arc::ptr_eq(n, node));

@@ -46,6 +46,8 @@ pub struct ConnSettings {
     connect_timeout: Duration,
     request_timeout: Duration,
     pub version: OnceLock<String>,
+    /// A cluster replica that serves reads: `READONLY` after the handshake.
+    pub readonly: bool,
 }
 
 impl ConnSettings {
@@ -57,6 +59,7 @@ impl ConnSettings {
             connect_timeout: backend.connect_timeout,
             request_timeout: backend.request_timeout,
             version: OnceLock::new(),
+            readonly: false,
         }
     }
 
@@ -179,19 +182,41 @@ pub(crate) async fn connect(settings: &ConnSettings, proto: Protocol) -> Result<
     }
     hello.extend_from_slice(&[b"SETNAME", b"tenantry"]);
     let mut out = BytesMut::new();
-    tenantry_protocol::encode::command(&mut out, &hello, &[], &tenantry_protocol::Namespace::new("-").expect("valid"));
+    let ns = tenantry_protocol::Namespace::new("-").expect("valid");
+    tenantry_protocol::encode::command(&mut out, &hello, &[], &ns);
+    if settings.readonly {
+        tenantry_protocol::encode::command(&mut out, &[b"READONLY"], &[], &ns);
+    }
     let reply = tokio::time::timeout(settings.connect_timeout, async {
         stream.write_all(&out).await?;
         let mut buf = BytesMut::with_capacity(1024);
         let mut scanner = ReplyScanner::new();
-        loop {
+        let hello = loop {
+            if let Some(n) = scanner.scan(&buf).map_err(std::io::Error::other)? {
+                break buf.split_to(n);
+            }
             if stream.read_buf(&mut buf).await? == 0 {
                 return Err(std::io::Error::other("closed during handshake"));
             }
-            if let Some(n) = scanner.scan(&buf).map_err(std::io::Error::other)? {
-                return Ok(buf.split_to(n));
+        };
+        if settings.readonly {
+            let mut scanner = ReplyScanner::new();
+            let readonly = loop {
+                if let Some(n) = scanner.scan(&buf).map_err(std::io::Error::other)? {
+                    break buf.split_to(n);
+                }
+                if stream.read_buf(&mut buf).await? == 0 {
+                    return Err(std::io::Error::other("closed during handshake"));
+                }
+            };
+            if readonly.first() == Some(&b'-') && hello.first() != Some(&b'-') {
+                return Err(std::io::Error::other(format!(
+                    "READONLY failed: {}",
+                    String::from_utf8_lossy(&readonly[1..]).trim_end()
+                )));
             }
         }
+        Ok(hello)
     })
     .await
     .map_err(|_| "handshake timed out".to_string())?

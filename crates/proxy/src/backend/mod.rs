@@ -1,51 +1,142 @@
 //! Backends: where a tenant's commands go.
 //!
-//! A [`Router`] picks the node for each command. Standalone backends have one
-//! node; Redis Cluster (slot routing, split multi-key commands) will be another
-//! variant of the same enum, so sessions never care which kind they talk to.
+//! A [`Router`] places each command on a node: a standalone backend has one;
+//! a Redis Cluster places by the slot of the (namespaced) keys; a ring by
+//! twemproxy's ketama hash of them. Sessions ask where the keys of a
+//! command live ([`Router::placement`]), then for the node there
+//! ([`Router::node_at`]), and never care which kind they talk to.
 
+mod cluster;
 mod conn;
 mod pool;
+mod redirect;
+mod ring;
 
+pub use cluster::Cluster;
 pub use conn::{BackendError, Batch, BatchReply, ConnHandle};
 pub use pool::NodePool;
+pub use redirect::{follow_redirects, Follow};
+pub use ring::Ring;
 
 use bytes::Bytes;
 use std::sync::Arc;
-use tenantry_config::{Backend, BackendKind, BackendName};
+use tenantry_config::{Backend, BackendKind, BackendName, ReadFrom};
+use tenantry_protocol::Namespace;
 
 /// Routes commands of one backend to its nodes.
 #[derive(Debug)]
 pub enum Router {
     Standalone(Arc<NodePool>),
+    Cluster(Arc<Cluster>),
+    Ring(Ring),
 }
+
+/// Where a command's keys live: a cluster slot, or a ring node's index.
+pub type Place = u16;
+
+/// A command's keys live in more than one place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Spread;
 
 impl Router {
     pub fn new(backend: &Backend) -> Self {
-        match backend.kind {
+        match &backend.kind {
             BackendKind::Standalone => Router::Standalone(Arc::new(NodePool::new(backend, &backend.nodes[0]))),
+            BackendKind::Cluster { topology_refresh } => Router::Cluster(Cluster::new(backend, *topology_refresh)),
+            BackendKind::Ring(spec) => Router::Ring(Ring::new(backend, spec)),
         }
     }
 
     pub fn name(&self) -> &BackendName {
         match self {
             Router::Standalone(pool) => pool.backend_name(),
+            Router::Cluster(c) => c.backend_name(),
+            Router::Ring(ring) => ring.nodes()[0].backend_name(),
         }
     }
 
-    /// The node that serves a command, given its arguments and the positions
-    /// of its keys (prefixed on the wire). A standalone backend has one node;
-    /// Redis Cluster will route by the slot of the keys here.
-    pub fn route(&self, _args: &[Bytes], _keys: &[usize]) -> &Arc<NodePool> {
+    /// True for backends with more than one place for keys.
+    pub fn is_sharded(&self) -> bool {
+        !matches!(self, Router::Standalone(_))
+    }
+
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
         match self {
-            Router::Standalone(pool) => pool,
+            Router::Cluster(c) => Some(c),
+            _ => None,
         }
     }
 
-    /// A node that speaks for the backend (its server version, for HELLO).
-    pub fn any_node(&self) -> &Arc<NodePool> {
+    /// The place of the key at `args[key]` (namespaced on the wire).
+    pub fn place_of(&self, ns: &Namespace, key: &[u8]) -> Option<Place> {
         match self {
-            Router::Standalone(pool) => pool,
+            Router::Standalone(_) => None,
+            Router::Cluster(_) => Some(tenantry_protocol::cluster::key_slot(ns, key)),
+            Router::Ring(ring) => Some(ring.place_of(ns, key)),
+        }
+    }
+
+    /// Where all of a command's keys live; `None` when it has none or the
+    /// backend has one node.
+    pub fn placement(&self, ns: &Namespace, args: &[Bytes], keys: &[usize]) -> Result<Option<Place>, Spread> {
+        if !self.is_sharded() {
+            return Ok(None);
+        }
+        let mut place = None;
+        for &k in keys {
+            let p = self.place_of(ns, &args[k]);
+            if place.is_some() && place != p {
+                return Err(Spread);
+            }
+            place = p;
+        }
+        Ok(place)
+    }
+
+    /// The keys of a command, grouped by place, in order of first appearance.
+    pub fn places(&self, ns: &Namespace, args: &[Bytes], keys: &[usize]) -> Vec<(Option<Place>, Vec<usize>)> {
+        let mut groups: Vec<(Option<Place>, Vec<usize>)> = Vec::new();
+        for &k in keys {
+            let p = self.place_of(ns, &args[k]);
+            match groups.iter_mut().find(|(q, _)| *q == p) {
+                Some((_, ks)) => ks.push(k),
+                None => groups.push((p, vec![k])),
+            }
+        }
+        groups
+    }
+
+    /// The node for a place (`None`: any node, the first master). `read`: a
+    /// read-only command, and where the tenant reads from, and the client
+    /// (whose reads keep to one replica).
+    pub fn node_at(&self, place: Option<Place>, read: Option<(ReadFrom, u64)>) -> Result<Arc<NodePool>, String> {
+        match (self, place) {
+            (Router::Standalone(pool), _) => Ok(pool.clone()),
+            (Router::Cluster(c), Some(slot)) => match read {
+                Some((from, client)) if from != ReadFrom::Never => c.reader(slot, from, client),
+                _ => Ok(c.master(slot)),
+            },
+            (Router::Ring(ring), Some(index)) => Ok(ring.node(index).clone()),
+            (_, None) => Ok(self.any_node()),
+        }
+    }
+
+    /// A node that speaks for the backend (its server version, for HELLO),
+    /// and takes commands without keys.
+    pub fn any_node(&self) -> Arc<NodePool> {
+        match self {
+            Router::Standalone(pool) => pool.clone(),
+            Router::Cluster(c) => c.masters().swap_remove(0),
+            Router::Ring(ring) => ring.node(0).clone(),
+        }
+    }
+
+    /// Every node holding keys: a cluster's masters (in slot order), a ring's nodes.
+    pub fn nodes(&self) -> Vec<Arc<NodePool>> {
+        match self {
+            Router::Standalone(pool) => vec![pool.clone()],
+            Router::Cluster(c) => c.masters(),
+            Router::Ring(ring) => ring.nodes().to_vec(),
         }
     }
 
@@ -53,6 +144,8 @@ impl Router {
     pub fn is_up(&self) -> bool {
         match self {
             Router::Standalone(pool) => pool.is_up(),
+            Router::Cluster(c) => c.is_up(),
+            Router::Ring(ring) => ring.nodes().iter().all(|n| n.is_up()),
         }
     }
 }

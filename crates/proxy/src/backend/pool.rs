@@ -22,6 +22,8 @@ pub struct NodePool {
     /// worker looping on BRPOP reuses one instead of connecting each time,
     /// and its command reaches the node without a connect's delay.
     idle: Mutex<Vec<(Protocol, TcpStream)>>,
+    /// A Redis Cluster node: commands with several keys need them in one slot.
+    in_cluster: bool,
 }
 
 /// Idle connections kept per node, beyond which returned ones are closed.
@@ -29,9 +31,37 @@ const MAX_IDLE: usize = 32;
 
 impl NodePool {
     pub fn new(backend: &Backend, addr: &BackendAddr) -> Self {
-        let settings = Arc::new(ConnSettings::new(backend, addr));
+        Self::for_node(backend, addr, false)
+    }
+
+    /// The keys in groups one multi-key command may take: all together on
+    /// a standalone node, one group per slot on a cluster node.
+    pub fn key_groups<'a>(&self, keys: &'a [Bytes]) -> Vec<Vec<&'a Bytes>> {
+        if !self.in_cluster {
+            return vec![keys.iter().collect()];
+        }
+        let mut groups: std::collections::BTreeMap<u16, Vec<&Bytes>> = Default::default();
+        for k in keys {
+            groups.entry(redis_protocol::redis_keyslot(k)).or_default().push(k);
+        }
+        groups.into_values().collect()
+    }
+
+    /// `readonly`: a cluster replica serving reads (`READONLY` on each connection).
+    pub fn for_node(backend: &Backend, addr: &BackendAddr, readonly: bool) -> Self {
+        let mut settings = ConnSettings::new(backend, addr);
+        settings.readonly = readonly;
+        let settings = Arc::new(settings);
         let resp2 = (0..backend.connections).map(|_| spawn_connection(settings.clone(), Protocol::Resp2)).collect();
-        NodePool { settings, count: backend.connections, resp2, resp3: OnceLock::new(), idle: Mutex::default() }
+        let in_cluster = matches!(backend.kind, tenantry_config::BackendKind::Cluster { .. });
+        NodePool {
+            settings,
+            count: backend.connections,
+            resp2,
+            resp3: OnceLock::new(),
+            idle: Mutex::default(),
+            in_cluster,
+        }
     }
 
     pub fn backend_name(&self) -> &BackendName {

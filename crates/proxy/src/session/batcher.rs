@@ -3,7 +3,7 @@
 //! between them.
 
 use super::replies::{BackendReplies, Fix, Pending, ReplyQueue};
-use crate::backend::{Batch, ConnHandle, NodePool};
+use crate::backend::{Batch, Cluster, ConnHandle, Follow, NodePool};
 use crate::runtime::TenantRt;
 use crate::telemetry::KeyspaceCounters;
 use bytes::{Bytes, BytesMut};
@@ -36,6 +36,8 @@ pub struct Pinned {
 struct OpenBatch {
     tenant: Arc<TenantRt>,
     node: Arc<NodePool>,
+    /// A cluster's batch, whose MOVED/ASK replies are followed.
+    follow: Option<Arc<Cluster>>,
     proto: Protocol,
     bytes: BytesMut,
     count: usize,
@@ -47,6 +49,8 @@ struct OpenBatch {
 /// A request to forward, as the session prepared it.
 pub struct Forward<'a> {
     pub tenant: &'a Arc<TenantRt>,
+    /// Where the router placed it.
+    pub node: Arc<NodePool>,
     pub proto: Protocol,
     pub args: &'a [Bytes],
     pub keys: &'a [usize],
@@ -72,6 +76,8 @@ pub struct Queued {
 /// A transaction being queued by a client.
 pub struct Transaction {
     pub tenant: Arc<TenantRt>,
+    /// Where its keys live (a cluster slot): all must live in one place.
+    pub place: Option<crate::backend::Place>,
     pub proto: Protocol,
     pub queued: Vec<Queued>,
     /// A queued command was refused: EXEC answers EXECABORT.
@@ -127,8 +133,10 @@ impl Batcher {
 
     pub fn forward(&mut self, replies: &mut ReplyQueue, f: Forward<'_>) {
         self.flush_local(replies);
-        let node = f.tenant.backend.route(f.args, f.keys);
-        let b = self.open(replies, f.tenant, node, f.proto);
+        let b = self.open(replies, f.tenant, &f.node, f.proto);
+        if b.count == 0 {
+            b.follow = f.tenant.backend.cluster().cloned();
+        }
         let ns = &f.tenant.namespace;
         encode_rewritten(&mut b.bytes, f.args, f.keys, ns, f.ttl.as_ref());
         if f.reply != ReplyKeys::None {
@@ -153,8 +161,11 @@ impl Batcher {
     /// A command tenantry sends for its own reasons: the client never sees its reply.
     pub fn hidden(&mut self, replies: &mut ReplyQueue, tenant: &Arc<TenantRt>, proto: Protocol, args: &[&[u8]]) {
         self.flush_local(replies);
-        let node = tenant.backend.route(&[], &[]);
-        let b = self.open(replies, tenant, node, proto);
+        let node = match &self.pinned {
+            Some(p) => p.node.clone(),
+            None => tenant.backend.any_node(),
+        };
+        let b = self.open(replies, tenant, &node, proto);
         encode::command(&mut b.bytes, args, &[], &tenant.namespace);
         b.fixes.push((b.count, Fix::Drop));
         b.count += 1;
@@ -167,9 +178,14 @@ impl Batcher {
     /// only EXEC's reply is passed on. Default TTLs follow EXEC.
     pub fn transaction(&mut self, replies: &mut ReplyQueue, tx: Transaction) {
         self.flush(replies);
-        let node = tx.tenant.backend.route(&[], &[]);
+        // A transaction is not followed through redirections (its commands
+        // must run together): on a moved slot EXEC answers EXECABORT.
+        let node = match tx.tenant.backend.node_at(tx.place, None) {
+            Ok(node) => node,
+            Err(e) => return self.local(replies, |out| encode::Reply { out, proto: tx.proto }.error(&e)),
+        };
         let ns = tx.tenant.namespace.clone();
-        let b = self.open(replies, &tx.tenant, node, tx.proto);
+        let b = self.open(replies, &tx.tenant, &node, tx.proto);
         encode::command(&mut b.bytes, &[&b"MULTI"[..]], &[], &ns);
         for q in &tx.queued {
             encode_rewritten(&mut b.bytes, &q.args, &q.keys, &ns, q.ttl.as_ref());
@@ -210,10 +226,11 @@ impl Batcher {
             hidden: 0,
             fixes,
             namespace: tenant.namespace.clone(),
-            node: tenant.backend.any_node().clone(),
+            node: tenant.backend.any_node(),
             metrics: tenant.metrics.clone(),
             sent_at: Instant::now(),
             spans: Vec::new(),
+            follow: None,
         }));
     }
 
@@ -235,6 +252,7 @@ impl Batcher {
             self.batch = Some(OpenBatch {
                 tenant: tenant.clone(),
                 node: node.clone(),
+                follow: None,
                 proto,
                 bytes: BytesMut::new(),
                 count: 0,
@@ -262,7 +280,10 @@ impl Batcher {
     fn flush_batch(&mut self, replies: &mut ReplyQueue) {
         if let Some(b) = self.batch.take() {
             let (tx, rx) = oneshot::channel();
-            let batch = Batch { bytes: b.bytes.freeze(), count: b.count, reply: tx };
+            let bytes = b.bytes.freeze();
+            let follow =
+                b.follow.map(|cluster| Follow { cluster, client: self.client, proto: b.proto, request: bytes.clone() });
+            let batch = Batch { bytes, count: b.count, reply: tx };
             match &self.pinned {
                 Some(p) if Arc::ptr_eq(&p.node, &b.node) => p.conn.send(batch),
                 _ => b.node.send(self.client, b.proto, batch),
@@ -277,6 +298,7 @@ impl Batcher {
                 metrics: b.tenant.metrics.clone(),
                 sent_at: Instant::now(),
                 spans: b.spans,
+                follow,
             }));
         }
     }

@@ -29,6 +29,7 @@ impl Session {
     pub(super) fn blocking(
         &mut self,
         tenant: &Arc<TenantRt>,
+        node: Arc<crate::backend::NodePool>,
         req: &Request,
         strip: ReplyKeys,
         default_ttls: &[(usize, u64)],
@@ -41,7 +42,6 @@ impl Session {
             encode::command(&mut bytes, &[&b"PEXPIRE"[..], key, ms.as_bytes(), b"NX"], &[1], &tenant.namespace);
         }
         // The blocking command's reply, then the hidden PEXPIREs' (dropped).
-        let node = tenant.backend.route(&req.args, &self.keys).clone();
         self.on_own_connection(tenant, node, bytes.freeze(), 1 + default_ttls.len(), 0, strip);
     }
 

@@ -9,6 +9,7 @@ use super::Session;
 use crate::backend::NodePool;
 use crate::cleanup::{count_namespace, delete_namespace, NamespaceScan};
 use bytes::Bytes;
+use std::sync::Arc;
 use tenantry_protocol::{ConnCommand, Namespace, Protocol, Request};
 use tokio::sync::oneshot;
 
@@ -30,7 +31,7 @@ impl Session {
         }
         let tenant = self.state.tenant.clone()?;
         let batch = self.state.runtime.load().config.cleanup.batch;
-        let node = tenant.backend.any_node().clone();
+        let nodes = tenant.backend.nodes();
         let ns = tenant.namespace.clone();
         let (tx, rx) = oneshot::channel();
         match cmd {
@@ -47,7 +48,14 @@ impl Session {
                 self.waiting = Some(done_rx);
                 let id = tenant.id.clone();
                 tokio::spawn(async move {
-                    let reply = match delete_namespace(&node, &ns, batch, None, |_| {}).await {
+                    let mut result = Ok(0);
+                    for node in &nodes {
+                        match delete_namespace(node, &ns, batch, None, |_| {}).await {
+                            Ok(n) => result = result.map(|total| total + n),
+                            Err(e) => result = Err(e),
+                        }
+                    }
+                    let reply = match result {
                         Ok(n) => {
                             tracing::info!(tenant = %id, deleted = n, "FLUSHDB");
                             Bytes::from_static(b"+OK\r\n")
@@ -61,7 +69,7 @@ impl Session {
             ConnCommand::RandomKey => {
                 let null: &'static [u8] = if self.state.proto == Protocol::Resp3 { b"_\r\n" } else { b"$-1\r\n" };
                 tokio::spawn(async move {
-                    let reply = match random_key(&node, &ns).await {
+                    let reply = match random_key(&nodes, &ns).await {
                         Ok(Some(key)) => {
                             let client_key = ns.strip(&key).unwrap_or(&key);
                             let mut b = format!("${}\r\n", client_key.len()).into_bytes();
@@ -77,7 +85,14 @@ impl Session {
             }
             _ => {
                 tokio::spawn(async move {
-                    let reply = match count_namespace(&node, &ns, batch).await {
+                    let mut total = Ok(0);
+                    for node in &nodes {
+                        total = match (total, count_namespace(node, &ns, batch).await) {
+                            (Ok(t), Ok(n)) => Ok(t + n),
+                            (Err(e), _) | (_, Err(e)) => Err(e),
+                        };
+                    }
+                    let reply = match total {
                         Ok(n) => Bytes::from(format!(":{n}\r\n")),
                         Err(e) => Bytes::from(format!("-ERR DBSIZE failed: {e}\r\n")),
                     };
@@ -94,13 +109,17 @@ impl Session {
 /// the keyspace, then from the start; a random key of the first page that has
 /// any. Not uniform over keys (nor is Redis's RANDOMKEY under expiry), but
 /// never another tenant's. `None` when the namespace has no key.
-async fn random_key(node: &NodePool, ns: &Namespace) -> Result<Option<Bytes>, String> {
-    let start = Bytes::from(fastrand::u32(..).to_string());
-    for cursor in [start, Bytes::from_static(b"0")] {
-        let mut scan = NamespaceScan::new(node, ns, 100, cursor);
-        while let Some(keys) = scan.next_page().await? {
-            if !keys.is_empty() {
-                return Ok(Some(keys[fastrand::usize(..keys.len())].clone()));
+async fn random_key(nodes: &[Arc<NodePool>], ns: &Namespace) -> Result<Option<Bytes>, String> {
+    // From a random node on, so each node's keys have their chance.
+    let first = fastrand::usize(..nodes.len());
+    for node in nodes[first..].iter().chain(&nodes[..first]) {
+        let start = Bytes::from(fastrand::u32(..).to_string());
+        for cursor in [start, Bytes::from_static(b"0")] {
+            let mut scan = NamespaceScan::new(node, ns, 100, cursor);
+            while let Some(keys) = scan.next_page().await? {
+                if !keys.is_empty() {
+                    return Ok(Some(keys[fastrand::usize(..keys.len())].clone()));
+                }
             }
         }
     }
@@ -121,12 +140,23 @@ impl Session {
         let tenant = self.state.tenant.clone()?;
         let text = super::connection::info(&self.state, &req.args[1..]);
         let batch = self.state.runtime.load().config.cleanup.batch;
-        let node = tenant.backend.any_node().clone();
+        let nodes = tenant.backend.nodes();
         let ns = tenant.namespace.clone();
         let proto = self.state.proto;
         let (tx, rx) = oneshot::channel();
         tokio::spawn(async move {
-            let reply = match crate::cleanup::keyspace_stats(&node, &ns, batch).await {
+            let mut stats = Ok((0, 0, 0));
+            for node in &nodes {
+                stats = match (stats, crate::cleanup::keyspace_stats(node, &ns, batch).await) {
+                    // avg_ttl: weighted by each node's keys with a TTL.
+                    (Ok((k, e, t)), Ok((k2, e2, t2))) => {
+                        let avg = (t * e + t2 * e2).checked_div(e + e2).unwrap_or(0);
+                        Ok((k + k2, e + e2, avg))
+                    }
+                    (Err(e), _) | (_, Err(e)) => Err(e),
+                };
+            }
+            let reply = match stats {
                 Ok((keys, expires, avg_ttl)) => {
                     let mut text = text;
                     text.push_str(if text.is_empty() { "# Keyspace\r\n" } else { "\r\n# Keyspace\r\n" });

@@ -16,6 +16,7 @@ mod functions;
 mod keyspace;
 mod pubsub;
 mod replies;
+mod sharded;
 mod state;
 mod tracking;
 mod transaction;
@@ -32,6 +33,7 @@ use batcher::{Batcher, Forward, Queued, Transaction};
 use bytes::{Bytes, BytesMut};
 use connection::After;
 use replies::ReplyQueue;
+use sharded::{Route, CROSSSLOT};
 use state::State;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -76,6 +78,7 @@ pub async fn serve(mut stream: TcpStream, runtime: Arc<ArcSwap<Runtime>>, shutdo
         blocked: None,
         pubsub: None,
         watch: transaction::Watch::None,
+        watch_place: None,
         tracking: false,
         redirect: None,
         pushes: None,
@@ -231,6 +234,8 @@ struct Session {
     /// The subscriber connection, once the client has used Pub/Sub.
     pubsub: Option<pubsub::PubSub>,
     watch: transaction::Watch,
+    /// Where the watched keys live (a cluster slot).
+    watch_place: Option<crate::backend::Place>,
     /// CLIENT TRACKING is on (the client is pinned to its own connection).
     tracking: bool,
     /// The tenantry client id its invalidations are redirected to.
@@ -337,7 +342,8 @@ impl Session {
                 Some(_) if spec.name == "client|getredir" && self.getredir() => {}
                 Some(tenant) => {
                     if spec.name == "watch" {
-                        if let Err(msg) = self.before_watch(&tenant) {
+                        let keys = self.keys.clone();
+                        if let Err(msg) = self.before_watch(&tenant, &req.args, &keys) {
                             // Redis answers it without dooming the transaction.
                             self.error(msg);
                             return After::Continue;
@@ -496,14 +502,53 @@ impl Session {
             let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
             ttl::rewrite(spec, &req.args, &self.keys, |k| policy.rule_for(k), now_ms, fastrand::f64)
         });
+        let route = match self.route(&tenant, spec, &req.args, &self.keys) {
+            Ok(route) => route,
+            Err(e) => {
+                metrics.error(if e.starts_with("CROSSSLOT") { "crossslot" } else { "no_replica" }, 1);
+                if let Some(tx) = &mut self.tx {
+                    tx.dirty = true;
+                }
+                return self.refuse(&e);
+            }
+        };
+        let node = match route {
+            Route::Node(node) => node,
+            _ if self.tx.is_some() || blocking => {
+                metrics.error("crossslot", 1);
+                if let Some(tx) = &mut self.tx {
+                    tx.dirty = true;
+                }
+                let what = if blocking { "a blocking command" } else { "a transaction" };
+                return self.refuse(&format!("{CROSSSLOT} ({what} runs on one node)"));
+            }
+            route => {
+                metrics.bytes_in.inc_by(bytes as u64);
+                let keys = self.keys.clone();
+                let cmd = sharded::Command { args: &req.args, keys: &keys, ttl: ttl.as_ref(), strip: reply };
+                return self.forward_parts(&tenant, spec, cmd, route);
+            }
+        };
         if blocking && self.tx.is_none() {
             metrics.bytes_in.inc_by(bytes as u64);
             // Blocking commands set no TTLs; the keys they create (BLMOVE's
             // destination) still get the default.
             let defaults = ttl.map(|rw| rw.default_for).unwrap_or_default();
-            return self.blocking(&tenant, &req, reply, &defaults);
+            return self.blocking(&tenant, node, &req, reply, &defaults);
         }
         if let Some(tx) = &mut self.tx {
+            if tenant.backend.is_sharded() {
+                let place = tenant.backend.placement(&tenant.namespace, &req.args, &self.keys).ok().flatten();
+                match (tx.place, place) {
+                    (Some(a), Some(b)) if a != b => {
+                        tx.dirty = true;
+                        metrics.error("crossslot", 1);
+                        return self.refuse(CROSSSLOT);
+                    }
+                    (None, Some(_)) => tx.place = place,
+                    _ => {}
+                }
+            }
             metrics.bytes_in.inc_by(bytes as u64);
             tx.queued.push(Queued { args: req.args, keys: self.keys.clone(), ttl, reply });
             self.state.client.multi.store(tx.queued.len() as i64, std::sync::atomic::Ordering::Relaxed);
@@ -538,6 +583,7 @@ impl Session {
             (tenant.config.memory.is_some() && matches!(spec.name, "del" | "unlink")).then(|| tenant.quota.clone());
         let f = Forward {
             tenant: &tenant,
+            node,
             proto: self.state.proto,
             args: &req.args,
             keys: &self.keys,

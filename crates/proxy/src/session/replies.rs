@@ -1,7 +1,7 @@
 //! A client's replies in request order: tenantry's own, and those a backend
 //! owes for a batch. Ready replies move to the output queue in order.
 
-use crate::backend::{BackendError, BatchReply, NodePool};
+use crate::backend::{follow_redirects, BackendError, BatchReply, Follow, NodePool};
 use crate::out_queue::OutQueue;
 use crate::telemetry::{KeyspaceCounters, TenantMetrics};
 use bytes::Bytes;
@@ -51,6 +51,8 @@ pub struct BackendReplies {
     pub sent_at: Instant,
     /// Sampled commands' spans, ended (dropped) with the batch's replies.
     pub spans: Vec<tracing::Span>,
+    /// A cluster batch: its MOVED/ASK replies are followed before use.
+    pub follow: Option<Follow>,
 }
 
 #[derive(Default)]
@@ -100,6 +102,23 @@ impl ReplyQueue {
                             Err(oneshot::error::TryRecvError::Closed) => Err(()),
                         },
                     };
+                    if let Ok(Ok(bytes)) = &reply {
+                        if b.follow.is_some() && tenantry_protocol::cluster::may_hold_redirect(bytes) {
+                            // Wait again, for the batch with its redirections followed.
+                            let follow = b.follow.take().expect("checked");
+                            let (tx, rx) = oneshot::channel();
+                            let bytes = bytes.clone();
+                            tokio::spawn(async move {
+                                let _ = tx.send(follow_redirects(follow, bytes).await);
+                            });
+                            b.rx = rx;
+                            return;
+                        }
+                    }
+                    if let (Ok(Err(_)) | Err(()), Some(f)) = (&reply, &b.follow) {
+                        // A node went away: the map may have changed (failover).
+                        f.cluster.refresh_soon();
+                    }
                     self.in_flight -= b.count;
                     let visible = b.count - b.hidden;
                     let before = out.len();

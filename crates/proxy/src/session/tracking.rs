@@ -33,11 +33,10 @@ pub(super) struct Pushes {
 
 impl Session {
     /// Pins the client to a backend connection of its own (WATCH, tracking).
-    pub(super) fn pin(&mut self, tenant: &Arc<TenantRt>) {
+    pub(super) fn pin(&mut self, tenant: &Arc<TenantRt>, node: Arc<crate::backend::NodePool>) {
         if self.batcher.pinned.is_some() {
             return;
         }
-        let node = tenant.backend.route(&[], &[]).clone();
         let (tx, rx) = mpsc::channel(PUSH_BUFFER);
         let conn = node.pinned(self.state.proto, tx);
         self.batcher.pinned = Some(Pinned { node, conn });
@@ -87,8 +86,16 @@ impl Session {
             args.push(Bytes::new());
             keys.push(args.len() - 1);
         }
+        if on && tenant.backend.is_sharded() {
+            // Invalidations come from the node holding each key: one
+            // connection of the client's own would hear of one node's keys.
+            return self.error(&format!(
+                "ERR CLIENT TRACKING is not supported on backend '{}': its keys live on several nodes",
+                tenant.backend.name()
+            ));
+        }
         if on {
-            self.pin(&tenant);
+            self.pin(&tenant, tenant.backend.any_node());
         }
         self.tracking = on;
         self.redirect = if on { redirect } else { None };
@@ -96,6 +103,7 @@ impl Session {
         tenant.metrics.command("client|tracking");
         let f = Forward {
             tenant: &tenant,
+            node: tenant.backend.any_node(),
             proto: self.state.proto,
             args: &args,
             keys: &keys,

@@ -36,7 +36,9 @@ impl Session {
             ConnCommand::Multi if in_tx => self.error("ERR MULTI calls can not be nested"),
             ConnCommand::Multi => {
                 let tenant = self.state.tenant.clone()?;
-                self.tx = Some(Transaction { tenant, proto, queued: Vec::new(), dirty: false });
+                // A watching client's transaction runs where its keys are watched.
+                let place = if self.watch == Watch::Active { self.watch_place } else { None };
+                self.tx = Some(Transaction { tenant, place, proto, queued: Vec::new(), dirty: false });
                 self.batcher.local(&mut self.replies, |out| Reply { out, proto }.simple("OK"));
             }
             ConnCommand::Exec => match self.tx.take() {
@@ -94,12 +96,30 @@ impl Session {
     pub(super) fn before_watch(
         &mut self,
         tenant: &std::sync::Arc<crate::runtime::TenantRt>,
+        args: &[bytes::Bytes],
+        keys: &[usize],
     ) -> Result<(), &'static str> {
         if self.tx.is_some() {
             return Err("ERR WATCH inside MULTI is not allowed");
         }
+        // On a cluster, WATCH state lives on the node of the keys' slot: all
+        // watched keys must share it, as in Redis Cluster.
+        let backend = &tenant.backend;
+        let place = backend.placement(&tenant.namespace, args, keys).map_err(|_| super::sharded::CROSSSLOT)?;
+        if backend.is_sharded() && self.watch == Watch::Active && self.watch_place != place {
+            return Err(super::sharded::CROSSSLOT);
+        }
+        let node = backend.node_at(place, None).map_err(|_| "ERR no node serves the watched keys")?;
+        if let Some(pinned) = &self.batcher.pinned {
+            if !std::sync::Arc::ptr_eq(&pinned.node, &node) {
+                return Err(
+                    "ERR the watched keys live on another node than the client's pending commands; retry the WATCH",
+                );
+            }
+        }
+        self.watch_place = place;
         let proto = self.state.proto;
-        self.pin(tenant);
+        self.pin(tenant, node);
         if self.watch == Watch::Stale {
             // Keys an UNWATCH (answered by tenantry) left watched on the connection.
             self.batcher.hidden(&mut self.replies, tenant, proto, &[b"UNWATCH"]);

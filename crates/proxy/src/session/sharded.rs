@@ -1,0 +1,224 @@
+//! Commands on a backend with more than one node (a Redis Cluster, a ring):
+//! where each goes, and the ones that go to several nodes at once: MGET,
+//! MSET, DEL, UNLINK, EXISTS and TOUCH split by slot, KEYS over every node,
+//! SCAN one node after another behind one cursor. Split commands answer as
+//! one Redis would; other commands whose keys span slots get Redis
+//! Cluster's `CROSSSLOT`.
+
+use super::Session;
+use crate::backend::{follow_redirects, Batch, Follow, NodePool, Place, Spread};
+use crate::runtime::TenantRt;
+use bytes::{Bytes, BytesMut};
+use std::sync::Arc;
+use tenantry_config::ReadFrom;
+use tenantry_protocol::command::{flags, CommandSpec};
+use tenantry_protocol::merge::{merge, split_scan_cursor, Merge, MAX_SCAN_NODES};
+use tenantry_protocol::ttl::TtlRewrite;
+use tenantry_protocol::{encode, ReplyKeys};
+use tokio::sync::oneshot;
+
+pub(super) const CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same slot";
+
+/// Where a command goes.
+pub(super) enum Route {
+    Node(Arc<NodePool>),
+    /// Split by place: each place's keys (argument indexes).
+    Split(Vec<(Option<Place>, Vec<usize>)>),
+    /// KEYS: every node.
+    Every,
+    /// SCAN: the node the cursor names.
+    Scan,
+}
+
+/// Commands whose keys may be split into one command per slot, with the
+/// replies merged as [`merge_for`] says.
+fn splittable(name: &str) -> bool {
+    matches!(name, "mget" | "mset" | "del" | "unlink" | "exists" | "touch")
+}
+
+impl Session {
+    /// Where a command with these keys goes; an error reply when it cannot.
+    pub(super) fn route(
+        &self,
+        tenant: &TenantRt,
+        spec: &CommandSpec,
+        args: &[Bytes],
+        keys: &[usize],
+    ) -> Result<Route, String> {
+        let backend = &tenant.backend;
+        if !backend.is_sharded() {
+            return Ok(Route::Node(backend.any_node()));
+        }
+        match spec.name {
+            "keys" | "pubsub|shardchannels" => return Ok(Route::Every),
+            "scan" => return Ok(Route::Scan),
+            // Where tenantry's subscriber connections are: a cluster passes
+            // every PUBLISH to every node, but counts receivers on its own.
+            "publish" | "pubsub|channels" | "pubsub|numsub" => return Ok(Route::Node(backend.any_node())),
+            _ => {}
+        }
+        let read = (spec.has_flag(flags::READONLY) && tenant.config.read_from != ReadFrom::Never)
+            .then_some((tenant.config.read_from, self.batcher.client));
+        match backend.placement(&tenant.namespace, args, keys) {
+            Ok(place) => backend.node_at(place, read).map(Route::Node),
+            Err(Spread) if splittable(spec.name) => Ok(Route::Split(backend.places(&tenant.namespace, args, keys))),
+            Err(Spread) => Err(CROSSSLOT.to_string()),
+        }
+    }
+
+    /// Sends a command to several nodes and queues its merged reply.
+    pub(super) fn forward_parts(&mut self, tenant: &Arc<TenantRt>, spec: &CommandSpec, cmd: Command<'_>, route: Route) {
+        let Command { args, keys, ttl, strip } = cmd;
+        let backend = &tenant.backend;
+        let (parts, how) = match route {
+            Route::Node(_) => unreachable!("one node is forwarded as usual"),
+            Route::Split(places) => split(spec, args, keys, &places, backend),
+            Route::Every => {
+                let nodes = backend.nodes();
+                let parts = nodes.into_iter().map(|n| Part { node: n, args: args.to_vec(), keys: keys.to_vec() });
+                (Ok(parts.collect()), Merge::Concat)
+            }
+            Route::Scan => scan(args, keys, backend),
+        };
+        let parts = match parts {
+            Ok(parts) => parts,
+            Err(e) => return self.refuse(&e),
+        };
+        // Earlier commands go first on each node's connection.
+        self.batcher.flush(&mut self.replies);
+        let ns = &tenant.namespace;
+        let proto = self.state.proto;
+        let mut sent = Vec::with_capacity(parts.len());
+        for part in parts {
+            let mut bytes = BytesMut::new();
+            encode::command(&mut bytes, &part.args, &part.keys, ns);
+            let mut count = 1;
+            for (i, ms) in ttl.map(|rw| rw.default_for.as_slice()).unwrap_or_default() {
+                if let Some(k) = part.keys.iter().find(|&&k| part.args[k] == args[*i]) {
+                    let ms = ms.to_string();
+                    encode::command(&mut bytes, &[&b"PEXPIRE"[..], &part.args[*k], ms.as_bytes(), b"NX"], &[1], ns);
+                    count += 1;
+                }
+            }
+            let bytes = bytes.freeze();
+            let follow = backend.cluster().map(|c| Follow {
+                cluster: c.clone(),
+                client: self.batcher.client,
+                proto,
+                request: bytes.clone(),
+            });
+            let (tx, rx) = oneshot::channel();
+            part.node.send(self.batcher.client, proto, Batch { bytes, count, reply: tx });
+            sent.push((part.node, follow, rx));
+        }
+        let (tx, rx) = oneshot::channel();
+        tokio::spawn(async move {
+            let mut replies = Vec::with_capacity(sent.len());
+            for (node, follow, rx) in sent {
+                let reply = match rx.await {
+                    Ok(Ok(bytes)) => match follow {
+                        Some(f) if tenantry_protocol::cluster::may_hold_redirect(&bytes) => {
+                            follow_redirects(f, bytes).await
+                        }
+                        _ => Ok(bytes),
+                    },
+                    Ok(Err(e)) => Err(e),
+                    Err(_) => Err(node.lost()),
+                };
+                match reply {
+                    // The part's own reply; its default TTLs' are dropped.
+                    Ok(bytes) => match tenantry_protocol::reply::reply_len(&bytes) {
+                        Ok(Some(len)) => replies.push(bytes.slice(..len)),
+                        _ => replies.push(Bytes::from_static(b"-ERR invalid reply from a node\r\n")),
+                    },
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                }
+            }
+            let _ = tx.send(Ok(merge(&how, &replies)));
+        });
+        self.batcher.deferred(&mut self.replies, tenant, rx, strip);
+    }
+}
+
+/// A command to send to several nodes.
+pub(super) struct Command<'a> {
+    pub args: &'a [Bytes],
+    pub keys: &'a [usize],
+    /// Default TTLs of the keys it writes, set on each part's node.
+    pub ttl: Option<&'a TtlRewrite>,
+    /// Key names in the merged reply.
+    pub strip: ReplyKeys,
+}
+
+/// One node's share of a split command.
+struct Part {
+    node: Arc<NodePool>,
+    args: Vec<Bytes>,
+    /// Key positions in `args`.
+    keys: Vec<usize>,
+}
+
+fn merge_for(name: &str) -> Merge {
+    match name {
+        "mget" => Merge::Arrays { order: Vec::new() },
+        "mset" => Merge::AllOk,
+        _ => Merge::Sum,
+    }
+}
+
+/// One command per place, each with its keys (and MSET's values).
+fn split(
+    spec: &CommandSpec,
+    args: &[Bytes],
+    keys: &[usize],
+    places: &[(Option<Place>, Vec<usize>)],
+    backend: &crate::backend::Router,
+) -> (Result<Vec<Part>, String>, Merge) {
+    let mut how = merge_for(spec.name);
+    // A key's arguments run to the next key (MSET: key and value).
+    let span = |k: usize| {
+        let next = keys.iter().copied().filter(|&j| j > k).min().unwrap_or(args.len());
+        k..next
+    };
+    let mut parts = Vec::with_capacity(places.len());
+    let mut order = vec![(0, 0); keys.len()];
+    for (p, (place, ks)) in places.iter().enumerate() {
+        let node = match backend.node_at(*place, None) {
+            Ok(node) => node,
+            Err(e) => return (Err(e), how),
+        };
+        let mut part = Part { node, args: vec![args[0].clone()], keys: Vec::new() };
+        for (i, &k) in ks.iter().enumerate() {
+            part.keys.push(part.args.len());
+            part.args.extend_from_slice(&args[span(k)]);
+            if let Some(at) = keys.iter().position(|&j| j == k) {
+                order[at] = (p, i);
+            }
+        }
+        parts.push(part);
+    }
+    if let Merge::Arrays { order: o } = &mut how {
+        *o = order;
+    }
+    (Ok(parts), how)
+}
+
+/// SCAN on the node the client's cursor names, from that node's cursor.
+fn scan(args: &[Bytes], keys: &[usize], backend: &crate::backend::Router) -> (Result<Vec<Part>, String>, Merge) {
+    let nodes = backend.nodes();
+    let cursor = std::str::from_utf8(&args[1]).ok().and_then(|c| c.parse::<u64>().ok());
+    let Some(cursor) = cursor else {
+        return (Err("ERR invalid cursor".into()), Merge::Concat);
+    };
+    let (node, own) = split_scan_cursor(cursor);
+    if node >= nodes.len() || nodes.len() > MAX_SCAN_NODES {
+        return (Err("ERR invalid cursor".into()), Merge::Concat);
+    }
+    let mut part_args = args.to_vec();
+    part_args[1] = Bytes::from(own.to_string());
+    let part = Part { node: nodes[node].clone(), args: part_args, keys: keys.to_vec() };
+    (Ok(vec![part]), Merge::Scan { node, nodes: nodes.len() })
+}

@@ -1,0 +1,135 @@
+//! A Redis Cluster backend, against a real local cluster (3 masters, 3
+//! replicas): clients see one plain Redis.
+
+use redis::AsyncCommands;
+use std::collections::BTreeSet;
+use tenantry_protocol::cluster::key_slot;
+use tenantry_protocol::Namespace;
+use tenantry_tests::cluster::{cli, RedisCluster};
+use tenantry_tests::TestProxy;
+
+pub(crate) fn config(cluster: &RedisCluster, extra_tenant: &str) -> String {
+    let seeds: Vec<String> = cluster.seeds().iter().take(2).map(|s| format!("\"{s}\"")).collect();
+    format!(
+        "admin: 127.0.0.1:0\n\
+         backends:\n  c: {{ kind: cluster, nodes: [{}], topology_refresh: 1s }}\n\
+         tenants:\n  app: {{ backend: c, namespace: \"app:\"{extra_tenant} }}\n  \
+         demo: {{ backend: c, namespace: \"demo:\", auth: {{ username: demo, password: demo-pw }}, scripts: true }}\n\
+         default_tenant: app\n",
+        seeds.join(", ")
+    )
+}
+
+#[tokio::test]
+async fn a_cluster_looks_like_one_redis() {
+    let _heavy = tenantry_tests::heavy().await;
+    let cluster = RedisCluster::start(3, 1);
+    let proxy = TestProxy::start(&config(&cluster, "")).await;
+    let mut app = proxy.client().await;
+    let mut demo = proxy.client_as("demo", "demo-pw").await;
+    let app_ns = Namespace::new("app:").unwrap();
+
+    // Routing: every key lands on the master of its namespaced key's slot.
+    for i in 0..200 {
+        let _: () = app.set(format!("k{i}"), format!("app-{i}")).await.unwrap();
+        let _: () = demo.set(format!("k{i}"), format!("demo-{i}")).await.unwrap();
+    }
+    let mut masters_used = BTreeSet::new();
+    for i in (0..200).step_by(7) {
+        let key = format!("k{i}");
+        let node = cluster.master_of_slot(key_slot(&app_ns, key.as_bytes()));
+        masters_used.insert(node);
+        let stored = cli(cluster.nodes[node].port(), &["GET", &format!("app:{key}")]);
+        assert_eq!(stored.trim(), format!("app-{i}"));
+        let v: String = app.get(&key).await.unwrap();
+        assert_eq!(v, format!("app-{i}"));
+        let v: String = demo.get(&key).await.unwrap();
+        assert_eq!(v, format!("demo-{i}"));
+    }
+    assert_eq!(masters_used.len(), 3, "keys spread over all three masters");
+
+    // Multi-key commands across slots are split and merged in request order.
+    let keys: Vec<String> = (0..30).map(|i| format!("m{i}")).collect();
+    let mut mset = redis::cmd("MSET");
+    for k in &keys {
+        mset.arg(k).arg(format!("v-{k}"));
+    }
+    let _: () = mset.query_async(&mut app).await.unwrap();
+    let mut asked = keys.clone();
+    asked.insert(5, "missing".into());
+    let got: Vec<Option<String>> = app.mget(&asked).await.unwrap();
+    let want: Vec<Option<String>> = asked.iter().map(|k| (k != "missing").then(|| format!("v-{k}"))).collect();
+    assert_eq!(got, want);
+    let n: i64 = redis::cmd("EXISTS").arg(&asked).query_async(&mut app).await.unwrap();
+    assert_eq!(n, 30);
+    let n: i64 = redis::cmd("TOUCH").arg(&asked).query_async(&mut app).await.unwrap();
+    assert_eq!(n, 30);
+    let n: i64 = app.del(&keys[..10]).await.unwrap();
+    assert_eq!(n, 10);
+    let n: i64 = redis::cmd("UNLINK").arg(&keys[5..15]).query_async(&mut app).await.unwrap();
+    assert_eq!(n, 5);
+
+    // Commands that cannot be split get Redis Cluster's CROSSSLOT; hash tags
+    // keep keys together after namespacing.
+    let mut raw = proxy.raw().await;
+    let crossslot = b"-CROSSSLOT Keys in request don't hash to the same slot\r\n".to_vec();
+    assert_eq!(raw.cmd(&[b"MSETNX", b"a", b"1", b"b", b"2"]).await, crossslot);
+    assert_eq!(raw.cmd(&[b"SUNION", b"a", b"b"]).await, crossslot);
+    assert_eq!(raw.cmd(&[b"MSETNX", b"{t}a", b"1", b"{t}b", b"2"]).await, b":1\r\n");
+    assert_eq!(raw.cmd(&[b"RENAME", b"{t}a", b"{t}c"]).await, b"+OK\r\n");
+    assert_eq!(raw.cmd(&[b"MGET", b"{t}c", b"{t}b"]).await, b"*2\r\n$1\r\n1\r\n$1\r\n2\r\n");
+
+    // Transactions need one slot: a second slot dooms it, as in Redis Cluster.
+    assert_eq!(raw.cmd(&[b"MULTI"]).await, b"+OK\r\n");
+    assert_eq!(raw.cmd(&[b"SET", b"{t}x", b"1"]).await, b"+QUEUED\r\n");
+    assert_eq!(raw.cmd(&[b"SET", b"{u}x", b"1"]).await, crossslot);
+    assert!(raw.cmd(&[b"EXEC"]).await.starts_with(b"-EXECABORT"));
+    assert_eq!(raw.cmd(&[b"MULTI"]).await, b"+OK\r\n");
+    assert_eq!(raw.cmd(&[b"INCR", b"{t}n"]).await, b"+QUEUED\r\n");
+    assert_eq!(raw.cmd(&[b"INCR", b"{t}n"]).await, b"+QUEUED\r\n");
+    assert_eq!(raw.cmd(&[b"EXEC"]).await, b"*2\r\n:1\r\n:2\r\n");
+    // WATCH on the transaction's slot still guards it.
+    assert_eq!(raw.cmd(&[b"WATCH", b"{t}n"]).await, b"+OK\r\n");
+    let _: () = app.set("{t}n", 10).await.unwrap();
+    assert_eq!(raw.cmd(&[b"MULTI"]).await, b"+OK\r\n");
+    assert_eq!(raw.cmd(&[b"INCR", b"{t}n"]).await, b"+QUEUED\r\n");
+    assert_eq!(raw.cmd(&[b"EXEC"]).await, b"*-1\r\n");
+
+    // Scripts: keys in one slot run, keys in two are refused.
+    let mut d = proxy.login("demo", "demo-pw").await;
+    let script = b"return redis.call('get', KEYS[1])";
+    assert_eq!(d.cmd(&[b"EVAL", script, b"1", b"k3"]).await, b"$6\r\ndemo-3\r\n");
+    assert_eq!(d.cmd(&[b"EVAL", script, b"2", b"k3", b"k4"]).await, crossslot);
+
+    // SCAN, KEYS, DBSIZE and FLUSHDB cover every master, for the tenant only.
+    let mut seen = BTreeSet::new();
+    let mut cursor = 0u64;
+    loop {
+        let (next, page): (u64, Vec<String>) =
+            redis::cmd("SCAN").arg(cursor).arg("COUNT").arg(50).query_async(&mut demo).await.unwrap();
+        seen.extend(page);
+        cursor = next;
+        if cursor == 0 {
+            break;
+        }
+    }
+    let all: BTreeSet<String> = (0..200).map(|i| format!("k{i}")).collect();
+    assert_eq!(seen, all);
+    let keys: Vec<String> = demo.keys("k1*").await.unwrap();
+    assert_eq!(keys.len(), (0..200).filter(|i| i.to_string().starts_with('1')).count());
+    let n: i64 = redis::cmd("DBSIZE").query_async(&mut demo).await.unwrap();
+    assert_eq!(n, 200);
+    let _: () = redis::cmd("FLUSHDB").query_async(&mut demo).await.unwrap();
+    let n: i64 = redis::cmd("DBSIZE").query_async(&mut demo).await.unwrap();
+    assert_eq!(n, 0);
+    let v: String = app.get("k3").await.unwrap();
+    assert_eq!(v, "app-3", "FLUSHDB of one tenant leaves the other's keys");
+
+    // Pub/Sub: a message published through any node reaches the subscriber.
+    let mut sub = proxy.raw().await;
+    sub.cmd(&[b"SUBSCRIBE", b"news"]).await;
+    let mut p = proxy.raw().await;
+    assert_eq!(p.cmd(&[b"PUBLISH", b"news", b"hello"]).await, b":1\r\n");
+    assert_eq!(sub.reply().await, b"*3\r\n$7\r\nmessage\r\n$4\r\nnews\r\n$5\r\nhello\r\n");
+    proxy.stop().await;
+}
