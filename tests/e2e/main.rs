@@ -5,6 +5,7 @@ mod backend_failure;
 mod blocking;
 mod clients;
 mod cluster;
+mod cluster_changes;
 mod command_table;
 mod errors;
 mod isolation;
