@@ -133,3 +133,55 @@ async fn a_cluster_looks_like_one_redis() {
     assert_eq!(sub.reply().await, b"*3\r\n$7\r\nmessage\r\n$4\r\nnews\r\n$5\r\nhello\r\n");
     proxy.stop().await;
 }
+
+fn get_calls(cluster: &RedisCluster, node: usize) -> u64 {
+    let stats = cli(cluster.nodes[node].port(), &["INFO", "commandstats"]);
+    stats
+        .lines()
+        .find_map(|l| l.strip_prefix("cmdstat_get:calls="))
+        .and_then(|rest| rest.split(',').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn read_only_commands_go_to_replicas_when_the_tenant_asks() {
+    let _heavy = tenantry_tests::heavy().await;
+    let cluster = RedisCluster::start(3, 1);
+    // app reads from replicas always; demo never (the default).
+    let proxy = TestProxy::start(&config(&cluster, ", read_from_replicas: always")).await;
+    let mut app = proxy.client().await;
+    let mut demo = proxy.client_as("demo", "demo-pw").await;
+    for i in 0..50 {
+        let _: () = app.set(format!("r{i}"), i).await.unwrap();
+    }
+    for (master, _) in cluster.masters() {
+        cli(cluster.nodes[master].port(), &["WAIT", "1", "1000"]);
+    }
+    // Replica connections come up a moment after the masters'.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    for i in 0..50 {
+        while let Err(e) = redis::cmd("GET").arg(format!("r{i}")).query_async::<Option<i64>>(&mut app).await {
+            assert!(std::time::Instant::now() < deadline, "replicas never served a read: {e}");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+    let masters = cluster.masters();
+    let on_masters = |c: &RedisCluster| masters.iter().map(|(m, _)| get_calls(c, *m)).sum::<u64>();
+    let on_replicas = |c: &RedisCluster| masters.iter().flat_map(|(_, r)| r).map(|r| get_calls(c, *r)).sum::<u64>();
+    let (m0, r0) = (on_masters(&cluster), on_replicas(&cluster));
+    for i in 0..50 {
+        let v: i64 = app.get(format!("r{i}")).await.unwrap();
+        assert_eq!(v, i);
+    }
+    let (m1, r1) = (on_masters(&cluster), on_replicas(&cluster));
+    assert_eq!((m1 - m0, r1 - r0), (0, 50), "app's reads are served by replicas");
+    for i in 0..20 {
+        let v: Option<i64> = demo.get(format!("r{i}")).await.unwrap();
+        assert_eq!(v, None);
+    }
+    let (m2, r2) = (on_masters(&cluster), on_replicas(&cluster));
+    assert_eq!((m2 - m1, r2 - r1), (20, 0), "demo reads from masters");
+    // Writes always go to masters.
+    let _: () = app.set("w", 1).await.unwrap();
+    proxy.stop().await;
+}
