@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 REDIS_PORT ?= 6390
 
-.PHONY: help run test test-unit test-e2e lint deps deps-bench bench fuzz check-config
+.PHONY: help run run-cluster test test-unit test-e2e lint deps deps-bench bench fuzz check-config
 
 help: ## Show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -11,6 +11,10 @@ help: ## Show this help
 run: deps ## Start redis-server on 127.0.0.1:$(REDIS_PORT) and tenantry on 127.0.0.1:6379 (config/example.yaml)
 	$(CARGO) build --release --bin tenantry
 	scripts/run-local.sh $(REDIS_PORT) config/example.yaml
+
+run-cluster: deps ## Start a 3-master, 3-replica Redis Cluster on 127.0.0.1:7000-7005 and tenantry on 127.0.0.1:6379 (config/cluster.yaml)
+	$(CARGO) build --release --bin tenantry
+	scripts/run-cluster.sh config/cluster.yaml
 
 test: deps lint ## Install what the tests need, then run every test
 	$(CARGO) test --workspace --all-targets
@@ -28,8 +32,8 @@ lint: ## cargo fmt --check and clippy with warnings as errors
 check-config: ## Validate config/*.yaml with `tenantry check`
 	for f in config/*.yaml; do $(CARGO) run -q --bin tenantry -- check $$f || exit 1; done
 
-deps: ## Install redis-server, redis-tools and chromium (Debian packages) if absent
-	@scripts/install-deps.sh redis-server:redis-server redis-cli:redis-tools chromium:chromium
+deps: ## Install redis-server, redis-tools, twemproxy and chromium (Debian packages) if absent
+	@scripts/install-deps.sh redis-server:redis-server redis-cli:redis-tools nutcracker:nutcracker chromium:chromium
 
 deps-bench: ## Also install redis-benchmark and twemproxy (nutcracker)
 	@scripts/install-deps.sh redis-server:redis-server redis-benchmark:redis-tools nutcracker:nutcracker
