@@ -16,6 +16,7 @@ mod pubsub;
 mod quota;
 mod redis_cli;
 mod reload;
+mod ring;
 mod telemetry;
 mod tracking;
 mod transactions;
