@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Side-by-side load benchmark: tenantry vs the same redis-server directly vs
-twemproxy (nutcracker) on it, with redis-benchmark, in one run.
+twemproxy (nutcracker) on it, with redis-benchmark, in one run; then tenantry
+over a local 3-master Redis Cluster vs tenantry over one node.
 
 Runs alternate (direct, tenantry, twemproxy, direct, ...) so drift in machine
 load hits all three alike; for each workload it prints the median ops/s of
@@ -61,6 +62,67 @@ def bench(port, test, pipeline, requests, clients, size):
     sys.exit(f"no result for {test} on port {port}: {out!r}")
 
 
+def start_cluster(tmp, procs, masters=3):
+    """A local Redis Cluster of `masters` masters on free ports; its seed addresses."""
+    ports = []
+    for i in range(masters):
+        port, bus = free_port(), free_port()
+        d = os.path.join(tmp, f"node{i}")
+        os.makedirs(d)
+        procs.append(subprocess.Popen(
+            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", d, "--cluster-enabled", "yes", "--cluster-port", str(bus),
+             "--cluster-config-file", "nodes.conf"], stdout=subprocess.DEVNULL))
+        wait_port(port, procs[-1], "cluster node")
+        ports.append(port)
+    subprocess.run(["redis-cli", "--cluster", "create", *[f"127.0.0.1:{p}" for p in ports], "--cluster-yes"],
+                   check=True, capture_output=True)
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        infos = [subprocess.run(["redis-cli", "-p", str(p), "cluster", "info"], capture_output=True, text=True).stdout
+                 for p in ports]
+        if all("cluster_state:ok" in i for i in infos):
+            return [f"127.0.0.1:{p}" for p in ports]
+        time.sleep(0.1)
+    sys.exit("the benchmark's cluster did not become healthy")
+
+
+def start_tenantry(binary, tmp, name, port, backend, procs):
+    cfg = os.path.join(tmp, f"{name}.yaml")
+    with open(cfg, "w") as f:
+        f.write(f"listen: 127.0.0.1:{port}\n"
+                f"backends:\n  b: {backend}\n"
+                "tenants:\n  bench: { backend: b, namespace: \"bench:\" }\n"
+                "default_tenant: bench\n")
+    procs.append(subprocess.Popen([binary, "run", "--config", cfg], env={**os.environ, "TENANTRY_LOG": "warn"}))
+    wait_port(port, procs[-1], name)
+
+
+def cluster_bench(args, tmp, procs, rport):
+    """tenantry over the cluster against tenantry over one node, alternating."""
+    seeds = start_cluster(tmp, procs)
+    one, many = free_port(), free_port()
+    start_tenantry(args.tenantry, tmp, "tenantry-one-node", one,
+                   f"{{ kind: standalone, nodes: [\"127.0.0.1:{rport}\"] }}", procs)
+    nodes = ", ".join(f'"{s}"' for s in seeds)
+    start_tenantry(args.tenantry, tmp, "tenantry-cluster", many, f"{{ kind: cluster, nodes: [{nodes}] }}", procs)
+    time.sleep(1)  # the slot map
+    targets = [("one node", one), ("cluster", many)]
+    results = {(w[0], t[0]): [] for w in WORKLOADS for t in targets}
+    for rnd in range(args.rounds):
+        for name, test, pipeline, requests in WORKLOADS:
+            for target, port in targets:
+                n = int(requests * args.scale)
+                results[(name, target)].append(bench(port, test, pipeline, n, args.clients, args.size))
+        print(f"cluster round {rnd + 1}/{args.rounds} done", file=sys.stderr)
+    print(f"\ntenantry over a {len(seeds)}-master Redis Cluster vs tenantry over one redis-server, median ops/s\n")
+    print("| workload | tenantry, one node | tenantry, cluster | cluster/one node |")
+    print("|---|---:|---:|---:|")
+    for name, *_ in WORKLOADS:
+        med = {t: statistics.median(results[(name, t)]) for t, _ in targets}
+        print(f"| {name} | {med['one node']:.0f} | {med['cluster']:.0f} | {med['cluster'] / med['one node']:.2f} |")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--tenantry", default="target/release/tenantry")
@@ -68,6 +130,7 @@ def main():
     ap.add_argument("--clients", type=int, default=50)
     ap.add_argument("--size", type=int, default=100)
     ap.add_argument("--scale", type=float, default=1.0, help="multiply requests per run")
+    ap.add_argument("--no-cluster", action="store_true", help="skip the cluster workload")
     args = ap.parse_args()
     nutcracker = shutil.which("nutcracker") or "/usr/sbin/nutcracker"
 
@@ -116,6 +179,13 @@ def main():
             ok &= tr >= nr
             print(f"| {name} | {med['redis']:.0f} | {med['tenantry']:.0f} | {med['twemproxy']:.0f} | {tr:.2f} | {nr:.2f} |")
         print("\ntenantry >= twemproxy on every workload" if ok else "\ntenantry is below twemproxy on some workload")
+        if not args.no_cluster:
+            # Stop the first tenantry and twemproxy: fewer processes share the cores.
+            for p in procs[1:]:
+                p.terminate()
+                p.wait(timeout=10)
+            del procs[1:]
+            cluster_bench(args, tmp, procs, rport)
     finally:
         # Proxies first, then Redis, so no proxy sees its backend vanish.
         for p in reversed(procs):
