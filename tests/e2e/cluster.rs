@@ -131,6 +131,33 @@ async fn a_cluster_looks_like_one_redis() {
     let mut p = proxy.raw().await;
     assert_eq!(p.cmd(&[b"PUBLISH", b"news", b"hello"]).await, b":1\r\n");
     assert_eq!(sub.reply().await, b"*3\r\n$7\r\nmessage\r\n$4\r\nnews\r\n$5\r\nhello\r\n");
+
+    // Sharded channels: each subscriber is served by its channel's slot's
+    // master, wherever that is.
+    let mut tags = Vec::new();
+    let mut seen_masters = BTreeSet::new();
+    for i in 0..100 {
+        let tag = format!("{{s{i}}}ch");
+        let master = cluster.master_of_slot(key_slot(&app_ns, tag.as_bytes()));
+        if seen_masters.insert(master) {
+            tags.push(tag);
+        }
+    }
+    assert_eq!(tags.len(), 3);
+    let mut subs = Vec::new();
+    for tag in &tags {
+        let mut s = proxy.raw().await;
+        let want = format!("*3\r\n$10\r\nssubscribe\r\n${}\r\n{tag}\r\n:1\r\n", tag.len());
+        assert_eq!(s.cmd(&[b"SSUBSCRIBE", tag.as_bytes()]).await, want.into_bytes());
+        subs.push(s);
+    }
+    for (tag, s) in tags.iter().zip(&mut subs) {
+        assert_eq!(p.cmd(&[b"SPUBLISH", tag.as_bytes(), b"hi"]).await, b":1\r\n");
+        let want = format!("*3\r\n$8\r\nsmessage\r\n${}\r\n{tag}\r\n$2\r\nhi\r\n", tag.len());
+        assert_eq!(s.reply().await, want.into_bytes());
+    }
+    let mut s = proxy.raw().await;
+    assert_eq!(s.cmd(&[b"SSUBSCRIBE", tags[0].as_bytes(), tags[1].as_bytes()]).await, crossslot);
     proxy.stop().await;
 }
 

@@ -70,6 +70,8 @@ struct Outgoing {
 
 pub(super) struct PubSub {
     tenant: Arc<TenantRt>,
+    /// The node the subscriber connection is to.
+    node: Arc<NodePool>,
     commands: mpsc::UnboundedSender<Outgoing>,
     pub messages: mpsc::Receiver<Bytes>,
     _task: AbortOnDrop,
@@ -95,12 +97,18 @@ fn index(kind: PubSubKind) -> usize {
 }
 
 impl PubSub {
-    fn open(tenant: Arc<TenantRt>, proto: Protocol, backend_id: Arc<AtomicU64>) -> Self {
+    fn open(tenant: Arc<TenantRt>, node: Arc<NodePool>, proto: Protocol, backend_id: Arc<AtomicU64>) -> Self {
         let (commands, rx) = mpsc::unbounded_channel();
         let (tx, messages) = mpsc::channel(MESSAGE_BUFFER);
-        let node = tenant.backend.any_node().clone();
-        let task = tokio::spawn(subscriber(node, proto, tenant.namespace.clone(), rx, tx, backend_id));
-        PubSub { tenant, commands, messages, _task: AbortOnDrop(task.abort_handle()), subscribed: Default::default() }
+        let task = tokio::spawn(subscriber(node.clone(), proto, tenant.namespace.clone(), rx, tx, backend_id));
+        PubSub {
+            tenant,
+            node,
+            commands,
+            messages,
+            _task: AbortOnDrop(task.abort_handle()),
+            subscribed: Default::default(),
+        }
     }
 
     /// True while the backend holds a subscription for this client.
@@ -180,9 +188,30 @@ impl Session {
                 spec.name.to_ascii_uppercase()
             ));
         }
+        // A cluster passes ordinary messages to every node, so any node
+        // serves SUBSCRIBE; a sharded channel is served by its slot's node
+        // only, and one subscriber connection is to one node.
+        let node = match (kind, tenant.backend.placement(&tenant.namespace, &req.args, &self.keys)) {
+            (PubSubKind::Shard, Err(_)) => return self.refuse(super::sharded::CROSSSLOT),
+            (PubSubKind::Shard, Ok(place @ Some(_))) => match tenant.backend.node_at(place, None) {
+                Ok(node) => node,
+                Err(e) => return self.refuse(&e),
+            },
+            _ => self.pubsub.as_ref().map_or_else(|| tenant.backend.any_node(), |p| p.node.clone()),
+        };
+        if let Some(p) = &self.pubsub {
+            if subscribe && !Arc::ptr_eq(&p.node, &node) {
+                return self.refuse(&format!(
+                    "ERR this connection's subscriptions are served by {}, and this sharded channel lives on {}: \
+                     subscribe to it on another connection",
+                    p.node.addr(),
+                    node.addr()
+                ));
+            }
+        }
         let proto = self.state.proto;
         let backend_id = self.state.client.subscriber_backend_id.clone();
-        let pubsub = self.pubsub.get_or_insert_with(|| PubSub::open(tenant.clone(), proto, backend_id));
+        let pubsub = self.pubsub.get_or_insert_with(|| PubSub::open(tenant.clone(), node, proto, backend_id));
         let frames = pubsub.apply(kind, subscribe, &req.args[1..]);
         for (count, set) in self.state.client.subscriptions.iter().zip(&pubsub.subscribed) {
             count.store(set.len(), std::sync::atomic::Ordering::Relaxed);
