@@ -1,20 +1,31 @@
-//! Arbitrary backend bytes: the reply scanner and the reply strippers never
-//! panic, and a stripped reply is still one whole reply.
+//! Arbitrary backend bytes: the reply scanner, the reply strippers, the
+//! cluster redirection and slot-map parsers and the split-reply merger never
+//! panic, and a stripped or merged reply is still one whole reply.
 #![no_main]
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use libfuzzer_sys::fuzz_target;
+use tenantry_protocol::cluster::{parse_cluster_slots, parse_redirect};
+use tenantry_protocol::merge::{merge, Merge};
 use tenantry_protocol::reply::reply_len;
 use tenantry_protocol::strip::strip_reply;
 use tenantry_protocol::{Namespace, ReplyKeys};
 
 fuzz_target!(|data: &[u8]| {
+    let _ = parse_cluster_slots(data, "127.0.0.1");
     let Ok(Some(len)) = reply_len(data) else { return };
+    let reply = &data[..len];
+    let _ = parse_redirect(reply);
     let ns = Namespace::new("fz:").unwrap();
-    for kind in [ReplyKeys::FirstOfPair, ReplyKeys::StreamKeys] {
+    for kind in [ReplyKeys::FirstElement, ReplyKeys::StreamKeys, ReplyKeys::KeyList, ReplyKeys::ScanPage] {
         let mut out = BytesMut::new();
-        if strip_reply(kind, &data[..len], &ns, &mut out).is_ok() {
+        if strip_reply(kind, reply, &ns, &mut out).is_ok() {
             assert_eq!(reply_len(&out), Ok(Some(out.len())));
         }
+    }
+    let parts = [Bytes::copy_from_slice(reply), Bytes::copy_from_slice(reply)];
+    for how in [Merge::Concat, Merge::Sum, Merge::AllOk, Merge::Scan { node: 0, nodes: 2 }, Merge::Arrays { order: vec![(1, 0), (0, 1)] }] {
+        let merged = merge(&how, &parts);
+        assert_eq!(reply_len(&merged), Ok(Some(merged.len())));
     }
 });

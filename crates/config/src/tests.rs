@@ -199,3 +199,45 @@ fn bad_memory_settings_are_reported() {
     assert!(e.iter().any(|e| e.contains("tenants.demo.eviction: only used with memory_quota")), "{e:?}");
     assert!(e.iter().any(|e| e.contains("quotas.sample_one_in: must be at least 1")), "{e:?}");
 }
+
+#[test]
+fn cluster_and_ring_backends() {
+    let text = GOOD
+        .replace("kind: standalone", "kind: cluster\n    topology_refresh: 3s")
+        .replace("    namespace: \"app:\"\n", "    namespace: \"app:\"\n    read_from_replicas: prefer\n");
+    let c = parse(&text, &PathBuf::from("t.yaml"), &env).unwrap();
+    let backend = c.backends.values().next().unwrap();
+    assert_eq!(backend.kind, BackendKind::Cluster { topology_refresh: std::time::Duration::from_secs(3) });
+    assert_eq!(c.tenants[&TenantId::new("app")].read_from, ReadFrom::Prefer);
+    assert_eq!(c.tenants[&TenantId::new("demo")].read_from, ReadFrom::Never);
+
+    let ring = GOOD.replace("kind: standalone", "kind: ring\n    hash: md5\n    hash_tag: \"{}\"");
+    let ring = ring.replace("nodes: [\"127.0.0.1:7000\"]", "nodes: [\"127.0.0.1:6390:2 cache-a\", \"127.0.0.1:6391\"]");
+    let c = parse(&ring, &PathBuf::from("t.yaml"), &env).unwrap();
+    let backend = c.backends.values().next().unwrap();
+    assert_eq!(backend.nodes, vec![BackendAddr::new("127.0.0.1:6390"), BackendAddr::new("127.0.0.1:6391")]);
+    let BackendKind::Ring(spec) = &backend.kind else { panic!("a ring") };
+    assert_eq!(spec.hash, RingHash::Md5);
+    assert_eq!(spec.hash_tag, Some(*b"{}"));
+    assert_eq!(spec.weights, vec![2, 1]);
+    assert_eq!(spec.names, vec!["cache-a".to_string(), "127.0.0.1:6391".to_string()]);
+}
+
+#[test]
+fn bad_cluster_and_ring_settings_are_reported() {
+    let text = GOOD
+        .replace("kind: standalone", "kind: ring\n    hash: crc99\n    hash_tag: \"{\"\n    topology_refresh: 1s")
+        .replace("    namespace: \"app:\"\n", "    namespace: \"app:\"\n    read_from_replicas: sometimes\n")
+        .replace(
+            "    namespace: \"demo:\"\n",
+            "    namespace: \"demo:\"\n    memory_quota: 1MiB\n    read_from_replicas: always\n",
+        );
+    let e = errors(&text);
+    let has = |s: &str| e.iter().any(|e| e.contains(s));
+    assert!(has("hash: unknown hash \"crc99\""), "{e:?}");
+    assert!(has("hash_tag: a hash tag is two characters"), "{e:?}");
+    assert!(has("topology_refresh: only a cluster backend has topology_refresh"), "{e:?}");
+    assert!(has("read_from_replicas: \"sometimes\" is not one of never, prefer, always"), "{e:?}");
+    assert!(has("replicas are known only on a cluster backend"), "{e:?}");
+    assert!(has("memory quotas are enforced on standalone backends only"), "{e:?}");
+}

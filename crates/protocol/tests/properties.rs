@@ -205,3 +205,83 @@ proptest! {
         prop_assert!(!matches(&longer, &text));
     }
 }
+
+mod sharding {
+    use super::*;
+    use tenantry_protocol::cluster::{key_slot, parse_redirect};
+    use tenantry_protocol::merge::{merge, scan_cursor, split_scan_cursor, Merge};
+
+    fn key() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..20),
+            // Keys with hash tags, empty tags and stray braces.
+            ("[a-z{}]{0,6}", "[a-z{}]{0,6}").prop_map(|(a, b)| format!("{a}{{{b}}}x").into_bytes()),
+        ]
+    }
+
+    proptest! {
+        /// The slot tenantry routes by is Redis's slot of the key on the wire.
+        #[test]
+        fn key_slot_is_the_slot_of_the_namespaced_key(k in key(), ns in "[a-z:]{1,8}") {
+            let ns = Namespace::new(&ns).unwrap();
+            let wire = ns.prefixed(&k);
+            prop_assert_eq!(key_slot(&ns, &k), redis_protocol::redis_keyslot(&wire));
+        }
+
+        /// Keys sharing a non-empty hash tag share a slot in every namespace.
+        #[test]
+        fn shared_tags_share_slots(tag in "[a-z0-9]{1,8}", a in "[a-z]{0,5}", b in "[a-z]{0,5}", ns in "[a-z:]{1,8}") {
+            let ns = Namespace::new(&ns).unwrap();
+            let (ka, kb) = (format!("{a}{{{tag}}}1"), format!("{b}{{{tag}}}2"));
+            // Only when the tag is the first `{` of each key.
+            prop_assume!(!a.contains('{') && !b.contains('{'));
+            prop_assert_eq!(key_slot(&ns, ka.as_bytes()), key_slot(&ns, kb.as_bytes()));
+        }
+
+        /// Any bytes: never a panic, and a redirect only from an error line.
+        #[test]
+        fn redirect_parsing_is_total(bytes in proptest::collection::vec(any::<u8>(), 0..40)) {
+            if let Some(r) = parse_redirect(&bytes) {
+                prop_assert!(bytes.starts_with(b"-"));
+                prop_assert!((r.slot as usize) < 16384);
+            }
+        }
+
+        /// A SCAN cursor names the node and its cursor, and moves to the next
+        /// node when one is done.
+        #[test]
+        fn scan_cursors_round_trip(node in 0usize..64, extra in 1usize..64, cursor in 0u64..(1 << 50)) {
+            let nodes = node + extra;
+            let c = scan_cursor(node, nodes, cursor).unwrap();
+            if cursor == 0 {
+                prop_assert_eq!(split_scan_cursor(c), (node + 1, 0));
+            } else {
+                prop_assert_eq!(split_scan_cursor(c), (node, cursor));
+            }
+        }
+
+        /// Split MGET replies merge back in the client's key order.
+        #[test]
+        fn mget_parts_merge_in_key_order(values in proptest::collection::vec(proptest::option::of("[a-z]{0,4}"), 1..12), parts in 1usize..4) {
+            let mut per_part: Vec<Vec<Option<String>>> = vec![Vec::new(); parts];
+            let mut order = Vec::new();
+            for (i, v) in values.iter().enumerate() {
+                let p = i % parts;
+                order.push((p, per_part[p].len()));
+                per_part[p].push(v.clone());
+            }
+            let encode_array = |vs: &[Option<String>]| {
+                let mut out = format!("*{}\r\n", vs.len());
+                for v in vs {
+                    match v {
+                        Some(s) => out.push_str(&format!("${}\r\n{s}\r\n", s.len())),
+                        None => out.push_str("$-1\r\n"),
+                    }
+                }
+                Bytes::from(out)
+            };
+            let replies: Vec<Bytes> = per_part.iter().map(|vs| encode_array(vs)).collect();
+            prop_assert_eq!(merge(&Merge::Arrays { order }, &replies), encode_array(&values));
+        }
+    }
+}
