@@ -100,6 +100,21 @@ async fn a_cluster_looks_like_one_redis() {
     let script = b"return redis.call('get', KEYS[1])";
     assert_eq!(d.cmd(&[b"EVAL", script, b"1", b"k3"]).await, b"$6\r\ndemo-3\r\n");
     assert_eq!(d.cmd(&[b"EVAL", script, b"2", b"k3", b"k4"]).await, crossslot);
+    // Functions are loaded on every master, so FCALL works on any key.
+    let lib =
+        b"#!lua name=tlib\nredis.register_function('tget', function(keys, args) return redis.call('get', keys[1]) end)";
+    assert_eq!(d.cmd(&[b"FUNCTION", b"LOAD", lib]).await, b"$4\r\ntlib\r\n");
+    for i in 0..12 {
+        let k = format!("k{i}");
+        let want = format!("demo-{i}");
+        let got = d.cmd(&[b"FCALL", b"tget", b"1", k.as_bytes()]).await;
+        assert_eq!(got, format!("${}\r\n{want}\r\n", want.len()).into_bytes());
+    }
+    assert!(d.cmd(&[b"FUNCTION", b"LIST"]).await.starts_with(b"*1\r\n"));
+    assert_eq!(d.cmd(&[b"FUNCTION", b"DELETE", b"tlib"]).await, b"+OK\r\n");
+    for (m, _) in cluster.masters() {
+        assert_eq!(cli(cluster.nodes[m].port(), &["FUNCTION", "LIST"]).trim(), "", "deleted on every master");
+    }
 
     // SCAN, KEYS, DBSIZE and FLUSHDB cover every master, for the tenant only.
     let mut seen = BTreeSet::new();

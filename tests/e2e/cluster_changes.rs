@@ -77,6 +77,13 @@ async fn a_live_slot_migration_is_invisible_to_clients() {
     for (i, _) in cluster.masters() {
         run_cli(cluster.nodes[i].port(), &["CLUSTER", "SETSLOT", &s, "NODE", &target_id]).await;
     }
+    // The first command after the hand-over is a transaction, sent where
+    // the slot was: MOVED, EXECABORT, so it runs again on the new master.
+    let k0 = keys[0].as_bytes();
+    assert_eq!(c.cmd(&[b"MULTI"]).await, b"+OK\r\n");
+    assert_eq!(c.cmd(&[b"SET", k0, b"tx"]).await, b"+QUEUED\r\n");
+    assert_eq!(c.cmd(&[b"GET", k0]).await, b"+QUEUED\r\n");
+    assert_eq!(c.cmd(&[b"EXEC"]).await, b"*2\r\n+OK\r\n$2\r\ntx\r\n");
     for k in &keys[1..] {
         let want = format!("v-{k}");
         let got = c.cmd(&[b"GET", k.as_bytes()]).await;

@@ -131,6 +131,14 @@ impl Router {
         }
     }
 
+    /// The node holding one of tenantry's own keys (not namespaced).
+    pub fn node_of_own_key(&self, key: &[u8]) -> Arc<NodePool> {
+        match self {
+            Router::Cluster(c) => c.master(redis_protocol::redis_keyslot(key)),
+            _ => self.any_node(),
+        }
+    }
+
     /// Every node holding keys: a cluster's masters (in slot order), a ring's nodes.
     pub fn nodes(&self) -> Vec<Arc<NodePool>> {
         match self {

@@ -35,6 +35,9 @@ pub async fn follow_redirects(f: Follow, replies: Bytes) -> BatchReply {
     if commands.len() != replies_of.len() {
         return Ok(replies);
     }
+    if commands.first().is_some_and(|c| c.as_ref() == b"*1\r\n$5\r\nMULTI\r\n") {
+        return follow_transaction(f, replies).await;
+    }
     for _ in 0..MAX_HOPS {
         // Per target node: the commands to send there, in batch order, and
         // whether each needs ASKING first.
@@ -105,4 +108,27 @@ pub async fn follow_redirects(f: Follow, replies: Bytes) -> BatchReply {
         out.extend_from_slice(r);
     }
     Ok(out.freeze())
+}
+
+/// A transaction batch (MULTI, its commands, EXEC, hidden default TTLs)
+/// whose slot moved: its commands were answered MOVED and EXEC EXECABORT, so
+/// nothing ran; the whole batch runs again where MOVED says. (An ASK, a slot
+/// half migrated, is left to the client as EXECABORT: a transaction cannot
+/// be split between the two nodes.)
+async fn follow_transaction(f: Follow, mut replies: Bytes) -> BatchReply {
+    for _ in 0..MAX_HOPS {
+        let Some(frames) = split_frames(&replies) else { break };
+        let moved = frames.iter().filter_map(|r| parse_redirect(r)).find(|r| r.kind == RedirectKind::Moved);
+        let aborted = frames.iter().any(|r| r.starts_with(b"-EXECABORT"));
+        let Some(moved) = moved.filter(|_| aborted) else { break };
+        f.cluster.moved(moved.slot, &moved.addr);
+        let node = f.cluster.node(&moved.addr);
+        let (tx, rx) = oneshot::channel();
+        node.send(f.client, f.proto, Batch { bytes: f.request.clone(), count: frames.len(), reply: tx });
+        replies = match rx.await {
+            Ok(r) => r?,
+            Err(_) => return Err(node.lost()),
+        };
+    }
+    Ok(replies)
 }

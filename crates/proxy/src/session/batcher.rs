@@ -178,14 +178,14 @@ impl Batcher {
     /// only EXEC's reply is passed on. Default TTLs follow EXEC.
     pub fn transaction(&mut self, replies: &mut ReplyQueue, tx: Transaction) {
         self.flush(replies);
-        // A transaction is not followed through redirections (its commands
-        // must run together): on a moved slot EXEC answers EXECABORT.
+        // Followed as a whole: if its slot moved, it runs again where it went.
         let node = match tx.tenant.backend.node_at(tx.place, None) {
             Ok(node) => node,
             Err(e) => return self.local(replies, |out| encode::Reply { out, proto: tx.proto }.error(&e)),
         };
         let ns = tx.tenant.namespace.clone();
         let b = self.open(replies, &tx.tenant, &node, tx.proto);
+        b.follow = tx.tenant.backend.cluster().cloned();
         encode::command(&mut b.bytes, &[&b"MULTI"[..]], &[], &ns);
         for q in &tx.queued {
             encode_rewritten(&mut b.bytes, &q.args, &q.keys, &ns, q.ttl.as_ref());
@@ -281,12 +281,19 @@ impl Batcher {
         if let Some(b) = self.batch.take() {
             let (tx, rx) = oneshot::channel();
             let bytes = b.bytes.freeze();
-            let follow =
-                b.follow.map(|cluster| Follow { cluster, client: self.client, proto: b.proto, request: bytes.clone() });
+            let pinned = self.pinned.as_ref().filter(|p| Arc::ptr_eq(&p.node, &b.node));
+            // Not on the client's own connection: WATCH state lives there, and
+            // a command sent again elsewhere would run unguarded by it.
+            let follow = b.follow.filter(|_| pinned.is_none()).map(|cluster| Follow {
+                cluster,
+                client: self.client,
+                proto: b.proto,
+                request: bytes.clone(),
+            });
             let batch = Batch { bytes, count: b.count, reply: tx };
-            match &self.pinned {
-                Some(p) if Arc::ptr_eq(&p.node, &b.node) => p.conn.send(batch),
-                _ => b.node.send(self.client, b.proto, batch),
+            match pinned {
+                Some(p) => p.conn.send(batch),
+                None => b.node.send(self.client, b.proto, batch),
             }
             replies.push(Pending::Backend(BackendReplies {
                 rx,

@@ -34,7 +34,11 @@ impl Session {
         }
         let sub = req.args[1].to_ascii_lowercase();
         let call = Call {
-            node: tenant.backend.any_node().clone(),
+            node: tenant.backend.any_node(),
+            // On a cluster or ring, every node runs FCALLs, so every node
+            // gets the libraries; the owners' hash is where its key lives.
+            everywhere: tenant.backend.nodes(),
+            owners: tenant.backend.node_of_own_key(OWNERS),
             proto: self.state.proto,
             owner: Bytes::copy_from_slice(tenant.namespace.as_bytes()),
             args: req.args.clone(),
@@ -60,7 +64,12 @@ impl Session {
 }
 
 struct Call {
+    /// Where libraries are listed from.
     node: Arc<NodePool>,
+    /// Where they are loaded and deleted.
+    everywhere: Vec<Arc<NodePool>>,
+    /// Where `tenantry:functions` lives.
+    owners: Arc<NodePool>,
     proto: Protocol,
     /// The tenant's namespace: who owns a library.
     owner: Bytes,
@@ -83,14 +92,28 @@ impl Call {
         self.node.call_in(self.proto, &args).await
     }
 
+    /// The command on every node: the first node's reply, or the first error.
+    async fn forward_everywhere(&self) -> Result<Bytes, String> {
+        let args: Vec<&[u8]> = self.args.iter().map(|a| a.as_ref()).collect();
+        let mut first = None;
+        for node in &self.everywhere {
+            let reply = node.call_in(self.proto, &args).await?;
+            if reply.first() == Some(&b'-') {
+                return Ok(reply);
+            }
+            first.get_or_insert(reply);
+        }
+        Ok(first.unwrap_or_default())
+    }
+
     async fn owner_of(&self, lib: &[u8]) -> Result<Option<Bytes>, String> {
-        let reply = self.node.call(&[b"HGET", OWNERS, lib]).await?;
+        let reply = self.owners.call(&[b"HGET", OWNERS, lib]).await?;
         Ok(bulk_strings(&[b"*1\r\n", reply.as_ref()].concat()).first().map(|v| Bytes::copy_from_slice(v)))
     }
 
     /// The tenant's libraries.
     async fn owned(&self) -> Result<Vec<Bytes>, String> {
-        let reply = self.node.call(&[b"HGETALL", OWNERS]).await?;
+        let reply = self.owners.call(&[b"HGETALL", OWNERS]).await?;
         let fields = bulk_strings(&reply);
         Ok(fields
             .chunks(2)
@@ -109,16 +132,16 @@ impl Call {
             Some(o) if o != self.owner => return Ok(taken()),
             Some(_) => {}
             None => {
-                let r = self.node.call(&[b"HSETNX", OWNERS, lib, &self.owner]).await?;
+                let r = self.owners.call(&[b"HSETNX", OWNERS, lib, &self.owner]).await?;
                 claimed = r.as_ref() == b":1\r\n";
                 if !claimed && self.owner_of(lib).await?.is_some_and(|o| o != self.owner) {
                     return Ok(taken());
                 }
             }
         }
-        let reply = self.forward().await?;
+        let reply = self.forward_everywhere().await?;
         if claimed && reply.first() == Some(&b'-') {
-            self.node.call(&[b"HDEL", OWNERS, lib]).await?;
+            self.owners.call(&[b"HDEL", OWNERS, lib]).await?;
         }
         Ok(reply)
     }
@@ -129,9 +152,9 @@ impl Call {
         if self.owner_of(&lib).await?.as_ref() != Some(&self.owner) {
             return Ok(error("ERR Library not found"));
         }
-        let reply = self.forward().await?;
+        let reply = self.forward_everywhere().await?;
         if reply.first() == Some(&b'+') {
-            self.node.call(&[b"HDEL", OWNERS, &lib]).await?;
+            self.owners.call(&[b"HDEL", OWNERS, &lib]).await?;
         }
         Ok(reply)
     }
@@ -145,8 +168,10 @@ impl Call {
             return Ok(error("ERR FUNCTION FLUSH only supports SYNC|ASYNC option"));
         }
         for lib in self.owned().await? {
-            self.node.call(&[b"FUNCTION", b"DELETE", &lib]).await?;
-            self.node.call(&[b"HDEL", OWNERS, &lib]).await?;
+            for node in &self.everywhere {
+                node.call(&[b"FUNCTION", b"DELETE", &lib]).await?;
+            }
+            self.owners.call(&[b"HDEL", OWNERS, &lib]).await?;
         }
         Ok(Bytes::from_static(b"+OK\r\n"))
     }
