@@ -14,6 +14,7 @@ mod pipeline;
 mod policy;
 mod pubsub;
 mod quota;
+mod quota_cluster;
 mod redis_cli;
 mod reload;
 mod ring;

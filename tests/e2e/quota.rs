@@ -31,7 +31,7 @@ fn config(redis: &RedisServer, a: &str, b: &str) -> String {
 }
 
 /// Every tenant of these tests has the password `pw`.
-async fn login(proxy: &TestProxy, user: &str) -> RawClient {
+pub(crate) async fn login(proxy: &TestProxy, user: &str) -> RawClient {
     proxy.login(user, "pw").await
 }
 
@@ -41,7 +41,7 @@ async fn used(proxy: &TestProxy, tenant: &str) -> f64 {
 
 /// Waits until the proxy's figure for `tenant` has stopped moving (two
 /// measuring passes after the last write) and returns it.
-async fn settled_usage(proxy: &TestProxy, tenant: &str) -> f64 {
+pub(crate) async fn settled_usage(proxy: &TestProxy, tenant: &str) -> f64 {
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut last = -1.0;
     loop {
@@ -57,7 +57,12 @@ async fn settled_usage(proxy: &TestProxy, tenant: &str) -> f64 {
 
 /// Sends SETs of `size`-byte values to `prefix{from..to}` in pipelines of 200;
 /// returns (written, refused with -OOM).
-async fn write(c: &mut RawClient, prefix: &str, range: std::ops::Range<usize>, size: usize) -> (usize, usize) {
+pub(crate) async fn write(
+    c: &mut RawClient,
+    prefix: &str,
+    range: std::ops::Range<usize>,
+    size: usize,
+) -> (usize, usize) {
     let value = vec![b'v'; size];
     let (mut ok, mut oom) = (0, 0);
     for chunk in range.collect::<Vec<_>>().chunks(200) {
@@ -78,7 +83,7 @@ async fn write(c: &mut RawClient, prefix: &str, range: std::ops::Range<usize>, s
 }
 
 /// GETs `prefix0..n`: how many hit.
-async fn hits(c: &mut RawClient, prefix: &str, n: usize) -> usize {
+pub(crate) async fn hits(c: &mut RawClient, prefix: &str, n: usize) -> usize {
     let mut found = 0;
     for chunk in (0..n).collect::<Vec<_>>().chunks(200) {
         let req: Vec<u8> = chunk.iter().flat_map(|i| encode(&[b"GET", format!("{prefix}{i}").as_bytes()])).collect();
@@ -270,7 +275,7 @@ async fn ready_warns_when_quotas_overcommit_or_the_backend_can_evict_across_tena
         let (status, body) = http_get(admin, "/ready").await;
         assert_eq!(status, 200, "a warning, not unready: {body}");
         if body.contains("memory quotas overcommit the node") {
-            assert!(body.contains("add up to 16777216 bytes, its maxmemory is 10485760"), "{body}");
+            assert!(body.contains("add up to 16777216 bytes on it, its maxmemory is 10485760"), "{body}");
             assert!(body.contains("maxmemory-policy allkeys-lru can still evict any tenant's keys"), "{body}");
             assert!(body.contains("tenants without a memory_quota share it: b"), "{body}");
             break;

@@ -17,11 +17,16 @@ pub const NODE_TIMEOUT_MS: u64 = 1000;
 impl RedisCluster {
     /// `masters` masters with `replicas` replicas each.
     pub fn start(masters: usize, replicas: usize) -> Self {
+        Self::start_with(masters, replicas, &[])
+    }
+
+    /// With extra `redis-server` arguments for every node (`--maxmemory` ...).
+    pub fn start_with(masters: usize, replicas: usize, extra: &[&str]) -> Self {
         let timeout = NODE_TIMEOUT_MS.to_string();
         let nodes: Vec<RedisServer> = (0..masters * (1 + replicas))
             .map(|_| {
                 let bus = crate::free_port().to_string();
-                RedisServer::start_with(&[
+                let mut args = vec![
                     "--cluster-enabled",
                     "yes",
                     "--cluster-port",
@@ -30,7 +35,9 @@ impl RedisCluster {
                     &timeout,
                     "--cluster-config-file",
                     "nodes.conf",
-                ])
+                ];
+                args.extend_from_slice(extra);
+                RedisServer::start_with(&args)
             })
             .collect();
         let addrs: Vec<String> = nodes.iter().map(RedisServer::addr).collect();

@@ -239,5 +239,4 @@ fn bad_cluster_and_ring_settings_are_reported() {
     assert!(has("topology_refresh: only a cluster backend has topology_refresh"), "{e:?}");
     assert!(has("read_from_replicas: \"sometimes\" is not one of never, prefer, always"), "{e:?}");
     assert!(has("replicas are known only on a cluster backend"), "{e:?}");
-    assert!(has("memory quotas are enforced on standalone backends only"), "{e:?}");
 }

@@ -371,16 +371,6 @@ pub(crate) fn validate(
         let limits = t.limits.as_ref().map(|r| c.tenant_limits(r, &format!("{field}.limits"))).unwrap_or_default();
         let ttl = t.ttl.as_ref().map(|r| c.ttl(r, &format!("{field}.ttl"))).unwrap_or_default();
         let memory = c.memory_quota(t, &field);
-        if let (Some(_), Some(q)) = (&memory, &t.memory_quota) {
-            let kind = raw.backends.get(t.backend.value.as_str()).map(|b| b.value.kind.value.as_str());
-            if kind.is_some_and(|k| k != "standalone") {
-                c.error(
-                    q.referenced,
-                    &format!("{field}.memory_quota"),
-                    "memory quotas are enforced on standalone backends only (not yet on cluster or ring backends)",
-                );
-            }
-        }
         let read_from = match &t.read_from_replicas {
             None => ReadFrom::Never,
             Some(r) => {

@@ -182,6 +182,14 @@ impl Cluster {
             });
             slots[r.start as usize..=r.end as usize].fill(index);
         }
+        // Tags for tenantry's own keys on each master: the first number
+        // whose slot it serves (the same on every proxy).
+        for (index, shard) in shards.iter().enumerate() {
+            let tag = (0u32..100_000)
+                .map(|i| i.to_string())
+                .find(|t| slots[redis_protocol::redis_keyslot(t.as_bytes()) as usize] == index as u16);
+            shard.master.set_local_tag(tag.map(Arc::from));
+        }
         let changed = {
             let old = self.topology.load();
             old.slots != slots || old.shards.len() != shards.len()

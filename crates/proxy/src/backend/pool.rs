@@ -24,6 +24,9 @@ pub struct NodePool {
     idle: Mutex<Vec<(Protocol, TcpStream)>>,
     /// A Redis Cluster node: commands with several keys need them in one slot.
     in_cluster: bool,
+    /// A cluster master's hash tag for tenantry's own keys on it (leases,
+    /// quota figures): one whose slot the node serves, set with each map.
+    local_tag: Mutex<Option<Arc<str>>>,
 }
 
 /// Idle connections kept per node, beyond which returned ones are closed.
@@ -32,6 +35,24 @@ const MAX_IDLE: usize = 32;
 impl NodePool {
     pub fn new(backend: &Backend, addr: &BackendAddr) -> Self {
         Self::for_node(backend, addr, false)
+    }
+
+    /// The name of one of tenantry's own keys on this node: as given on a
+    /// standalone node; on a cluster master, with a hash tag that lands it in
+    /// one of the node's own slots (so every proxy names the same key, and the
+    /// node serves it).
+    pub fn local_key(&self, base: &[u8]) -> Vec<u8> {
+        let mut key = base.to_vec();
+        if let Some(tag) = self.local_tag.lock().expect("not poisoned").as_ref() {
+            key.push(b'{');
+            key.extend_from_slice(tag.as_bytes());
+            key.push(b'}');
+        }
+        key
+    }
+
+    pub(super) fn set_local_tag(&self, tag: Option<Arc<str>>) {
+        *self.local_tag.lock().expect("not poisoned") = tag;
     }
 
     /// The keys in groups one multi-key command may take: all together on
@@ -61,6 +82,7 @@ impl NodePool {
             resp3: OnceLock::new(),
             idle: Mutex::default(),
             in_cluster,
+            local_tag: Mutex::default(),
         }
     }
 

@@ -21,16 +21,16 @@ const SCAN_TRIES: usize = 8;
 /// key with a TTL) before looking again; its writes get -OOM meanwhile.
 const NOTHING_TO_EVICT_BACKOFF: Duration = Duration::from_millis(250);
 
-/// ARGV[1] is the policy. Returns a flag (1 if the node does not track what
+/// A[1] is the policy (see `eval_spread`). Returns a flag (1 if the node does not track what
 /// the policy needs and idle time or frequency stood in), then for each key
 /// a pair: eligible (0/1) and a score, highest evicted first.
-const SCORE_SCRIPT: &str = "local policy = ARGV[1] local out = {0} \
+const SCORE_SCRIPT: &str = "local policy = A[1] local out = {0} \
   local function idle(k) \
     local v = redis.pcall('object', 'idletime', k) \
     if type(v) == 'number' then return v end \
     out[1] = 1 local f = redis.pcall('object', 'freq', k) \
     if type(f) == 'number' then return 255 - f end return 0 end \
-  for i, k in ipairs(KEYS) do \
+  for i, k in ipairs(K) do \
     local ok, score = 0, 0 \
     local ttl = redis.call('pttl', k) \
     if ttl ~= -2 then \
@@ -46,7 +46,7 @@ const SCORE_SCRIPT: &str = "local policy = ARGV[1] local out = {0} \
 
 /// MEMORY USAGE then UNLINK of each key: the bytes freed, or -1 if it was gone.
 const EVICT_SCRIPT: &str = "local out = {} \
-  for i, k in ipairs(KEYS) do \
+  for i, k in ipairs(K) do \
     local m = redis.call('memory', 'usage', k) \
     if m and redis.call('unlink', k) == 1 then out[i] = m else out[i] = -1 end \
   end return out";
@@ -93,7 +93,7 @@ async fn round(node: &NodeQuotas, t: &TenantRt, quota: MemoryQuota, excess: u64)
     if candidates.is_empty() {
         return Ok(0);
     }
-    let scores = node.eval(SCORE_SCRIPT, &candidates, &[quota.eviction.name().to_string()]).await?;
+    let scores = node.eval_spread(SCORE_SCRIPT, &candidates, &[quota.eviction.name().to_string()]).await?;
     if scores.len() != 1 + 2 * candidates.len() {
         return Err(format!("{} scores for {} keys", scores.len(), candidates.len()));
     }
@@ -119,7 +119,7 @@ async fn round(node: &NodeQuotas, t: &TenantRt, quota: MemoryQuota, excess: u64)
     if chosen.is_empty() {
         return Ok(0);
     }
-    let freed = node.eval(EVICT_SCRIPT, &chosen, &[]).await?;
+    let freed = node.eval_spread(EVICT_SCRIPT, &chosen, &[]).await?;
     let mut bytes = 0;
     let mut count = 0;
     for (key, size) in chosen.iter().zip(freed) {

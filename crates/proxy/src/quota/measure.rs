@@ -18,7 +18,7 @@ const DELTAS_SCRIPT: &str = "local out = {} \
 
 /// MEMORY USAGE of each key, -1 for keys gone since SCAN saw them.
 const SIZES_SCRIPT: &str = "local out = {} \
-  for i, k in ipairs(KEYS) do out[i] = redis.call('memory', 'usage', k) or -1 end return out";
+  for i, k in ipairs(K) do out[i] = redis.call('memory', 'usage', k) or -1 end return out";
 
 /// Stores each namespace's measurement (ARGV: bytes, keys, minus the delta
 /// before the pass, per key) and takes the delta the pass has now accounted for out of
@@ -66,7 +66,7 @@ async fn pass(node: &NodeQuotas) -> Result<(), String> {
         return Ok(());
     }
     let settings = node.settings();
-    let hashes: Vec<Vec<u8>> = tenants.iter().map(|t| figures_key(&t.namespace)).collect();
+    let hashes: Vec<Vec<u8>> = tenants.iter().map(|t| node.node.local_key(&figures_key(&t.namespace))).collect();
     let before = node.eval(DELTAS_SCRIPT, &hashes, &[]).await?;
     if before.len() != hashes.len() {
         return Err(format!("{} deltas for {} tenants", before.len(), hashes.len()));
@@ -92,7 +92,7 @@ async fn pass(node: &NodeQuotas) -> Result<(), String> {
             t.keys += 1;
         }
         if !sample.is_empty() {
-            let sizes = node.eval(SIZES_SCRIPT, &sample, &[]).await?;
+            let sizes = node.eval_spread(SIZES_SCRIPT, &sample, &[]).await?;
             if sizes.len() != sample.len() {
                 return Err(format!("{} sizes for {} keys", sizes.len(), sample.len()));
             }

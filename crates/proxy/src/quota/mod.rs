@@ -29,7 +29,9 @@ mod worker;
 
 pub use worker::supervise;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::Mutex;
 use tenantry_config::{Eviction, MemoryQuota};
 use tenantry_protocol::Namespace;
 
@@ -62,6 +64,12 @@ pub struct QuotaState {
     measured: AtomicU64,
     /// The figures have been read from the backend at least once.
     known: AtomicBool,
+    /// Each node's figures, summed into the above: a cluster's masters or a
+    /// ring's nodes each hold the figures of the tenant's keys on them.
+    nodes: Mutex<HashMap<String, Figures>>,
+    /// One node's refresh is sending `local` to its node: the others send
+    /// nothing meanwhile, so no write is counted on two nodes.
+    flushing: AtomicBool,
 }
 
 /// Whether a write may go ahead.
@@ -113,19 +121,48 @@ impl QuotaState {
         }
     }
 
-    /// The part of the local delta to send; `flushed` is called with it once sent.
-    fn pending(&self) -> i64 {
-        self.local.load(Ordering::Relaxed)
+    /// The local delta to send to a node, or `None` (send 0) while another
+    /// node's refresh is sending it; `flushed` or `unsent` is called after.
+    fn pending(&self) -> Option<i64> {
+        let mine = self.flushing.compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed).is_ok();
+        mine.then(|| self.local.load(Ordering::Relaxed))
     }
 
-    /// The backend has taken `sent` into its delta and now holds these figures.
-    fn flushed(&self, sent: i64, figures: Figures) {
+    /// A refresh that took `pending` failed: the delta stays local.
+    fn unsent(&self, sent: Option<i64>) {
+        if sent.is_some() {
+            self.flushing.store(false, Ordering::Release);
+        }
+    }
+
+    /// `node` has taken `sent` into its delta and now holds these figures.
+    fn flushed(&self, node: &str, sent: Option<i64>, figures: Figures) {
+        let total = {
+            let mut nodes = self.nodes.lock().expect("not poisoned");
+            nodes.insert(node.to_string(), figures);
+            nodes.values().fold(Figures::default(), |a, f| Figures {
+                measured: a.measured + f.measured,
+                delta: a.delta + f.delta,
+                keys: a.keys + f.keys,
+            })
+        };
         // Shared first: for a moment `sent` counts twice, never zero times.
-        self.shared.store(figures.measured + figures.delta, Ordering::Relaxed);
-        self.local.fetch_sub(sent, Ordering::Relaxed);
-        self.keys.store(figures.keys.max(0) as u64, Ordering::Relaxed);
-        self.measured.store(figures.measured.max(0) as u64, Ordering::Relaxed);
+        self.shared.store(total.measured + total.delta, Ordering::Relaxed);
+        if let Some(sent) = sent {
+            self.local.fetch_sub(sent, Ordering::Relaxed);
+            self.flushing.store(false, Ordering::Release);
+        }
+        self.keys.store(total.keys.max(0) as u64, Ordering::Relaxed);
+        self.measured.store(total.measured.max(0) as u64, Ordering::Relaxed);
         self.known.store(true, Ordering::Relaxed);
+    }
+
+    /// A node left the backend (a failover's old master): its figures go.
+    pub fn forget_node(&self, node: &str) {
+        let mut nodes = self.nodes.lock().expect("not poisoned");
+        if let Some(f) = nodes.remove(node) {
+            self.shared.fetch_sub(f.measured + f.delta, Ordering::Relaxed);
+        }
     }
 }
 
@@ -189,17 +226,27 @@ mod tests {
         let s = QuotaState::default();
         s.add(300);
         let sent = s.pending();
+        assert_eq!(sent, Some(300));
+        assert_eq!(s.pending(), None, "one node at a time takes the delta");
         s.add(50); // written while the flush was on its way
-        s.flushed(sent, Figures { measured: 1000, delta: 300, keys: 10 });
+        s.flushed("a", sent, Figures { measured: 1000, delta: 300, keys: 10 });
         assert_eq!(s.used(), 1350);
         assert_eq!(s.mean_key_bytes(), Some(100));
         assert!(s.known());
+        // A second node's figures add up; a node that leaves takes its own.
+        let sent = s.pending();
+        assert_eq!(sent, Some(50));
+        s.flushed("b", sent, Figures { measured: 500, delta: 50, keys: 5 });
+        assert_eq!(s.used(), 1850);
+        assert_eq!(s.mean_key_bytes(), Some(100));
+        s.forget_node("a");
+        assert_eq!(s.used(), 550);
     }
 
     #[test]
     fn deletes_free_the_mean_key_size() {
         let s = QuotaState::default();
-        s.flushed(0, Figures { measured: 10_000, delta: 0, keys: 10 });
+        s.flushed("a", None, Figures { measured: 10_000, delta: 0, keys: 10 });
         s.freed_keys(3);
         assert_eq!(s.used(), 7_000);
     }

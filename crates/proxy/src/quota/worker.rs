@@ -96,7 +96,7 @@ impl NodeQuotas {
             if tenants.is_empty() {
                 if let Some(work) = leader.take() {
                     work.cancel();
-                    lease::release(&self.node, LEASE_KEY, &self.me).await;
+                    lease::release(&self.node, &self.node.local_key(LEASE_KEY), &self.me).await;
                 }
                 continue;
             }
@@ -108,7 +108,7 @@ impl NodeQuotas {
             }
             last_lease = Some(Instant::now());
             self.check_backend(&tenants).await;
-            let holds = lease::hold(&self.node, LEASE_KEY, &self.me).await;
+            let holds = lease::hold(&self.node, &self.node.local_key(LEASE_KEY), &self.me).await;
             let working = leader.as_ref().is_some_and(|w| !w.is_cancelled());
             match (holds, working) {
                 (true, false) => {
@@ -127,9 +127,14 @@ impl NodeQuotas {
                 _ => {}
             }
         }
+        // The node left the backend (or the config): its figures no longer count.
+        let node = self.node.addr().to_string();
+        for t in self.tenants() {
+            t.quota.forget_node(&node);
+        }
         if let Some(work) = leader {
             work.cancel();
-            lease::release(&self.node, LEASE_KEY, &self.me).await;
+            lease::release(&self.node, &self.node.local_key(LEASE_KEY), &self.me).await;
         }
     }
 
@@ -143,17 +148,44 @@ impl NodeQuotas {
         integers(&reply).ok_or_else(|| String::from_utf8_lossy(&reply).trim().to_string())
     }
 
+    /// Runs a script over keys of many slots (a sample of the node's keys):
+    /// a cluster refuses declared keys in several slots, so they go as
+    /// arguments, and the script is flagged to reach them (and to run at
+    /// maxmemory: it may be what frees memory). `body` sees them
+    /// as `K`, and its own arguments as `A`.
+    pub async fn eval_spread(&self, body: &str, keys: &[Vec<u8>], argv: &[String]) -> Result<Vec<i64>, String> {
+        let script = format!(
+            "#!lua flags=allow-cross-slot-keys,allow-oom\nlocal n = tonumber(ARGV[1]) local K, A = {{}}, {{}} \
+             for i = 2, n + 1 do K[#K + 1] = ARGV[i] end for i = n + 2, #ARGV do A[#A + 1] = ARGV[i] end\n{body}"
+        );
+        let count = keys.len().to_string();
+        let mut args: Vec<&[u8]> = vec![b"EVAL", script.as_bytes(), b"0", count.as_bytes()];
+        args.extend(keys.iter().map(Vec::as_slice));
+        args.extend(argv.iter().map(String::as_bytes));
+        let reply = self.node.call(&args).await?;
+        integers(&reply).ok_or_else(|| String::from_utf8_lossy(&reply).trim().to_string())
+    }
+
     /// Adds this proxy's deltas to the shared ones and reads every figure back.
     async fn refresh(&self, tenants: &[Arc<TenantRt>]) -> Result<(), String> {
-        let keys: Vec<Vec<u8>> = tenants.iter().map(|t| figures_key(&t.namespace)).collect();
-        let sent: Vec<i64> = tenants.iter().map(|t| t.quota.pending()).collect();
-        let sent_text: Vec<String> = sent.iter().map(i64::to_string).collect();
-        let values = self.eval(REFRESH_SCRIPT, &keys, &sent_text).await?;
-        if values.len() != 3 * tenants.len() {
-            return Err(format!("{} figures for {} tenants", values.len(), tenants.len()));
-        }
+        let keys: Vec<Vec<u8>> = tenants.iter().map(|t| self.node.local_key(&figures_key(&t.namespace))).collect();
+        let sent: Vec<Option<i64>> = tenants.iter().map(|t| t.quota.pending()).collect();
+        let sent_text: Vec<String> = sent.iter().map(|s| s.unwrap_or(0).to_string()).collect();
+        let values = match self.eval(REFRESH_SCRIPT, &keys, &sent_text).await {
+            Ok(v) if v.len() == 3 * tenants.len() => v,
+            result => {
+                for (t, sent) in tenants.iter().zip(sent) {
+                    t.quota.unsent(sent);
+                }
+                return Err(match result {
+                    Ok(v) => format!("{} figures for {} tenants", v.len(), tenants.len()),
+                    Err(e) => e,
+                });
+            }
+        };
+        let node = self.node.addr().to_string();
         for ((t, sent), v) in tenants.iter().zip(sent).zip(values.chunks(3)) {
-            t.quota.flushed(sent, Figures { measured: v[0], delta: v[1], keys: v[2] });
+            t.quota.flushed(&node, sent, Figures { measured: v[0], delta: v[1], keys: v[2] });
             t.metrics.memory_used.set(t.quota.used() as i64);
             t.metrics.memory_quota.set(t.config.memory.map_or(0, |m| m.bytes) as i64);
         }
@@ -171,8 +203,10 @@ impl NodeQuotas {
         };
         let maxmemory: u64 = field("maxmemory").and_then(|v| v.parse().ok()).unwrap_or(0);
         let policy = field("maxmemory_policy").unwrap_or("noeviction").to_string();
-        let quotas: u64 = tenants.iter().filter_map(|t| t.config.memory.map(|m| m.bytes)).sum();
         let rt = self.runtime.load();
+        // On a cluster or ring each node holds about its share of every tenant's keys.
+        let nodes = rt.backends.get(&self.backend).map_or(1, |b| b.nodes().len().max(1)) as u64;
+        let quotas: u64 = tenants.iter().filter_map(|t| t.config.memory.map(|m| m.bytes)).sum::<u64>() / nodes;
         let mut unquoted: Vec<&str> = rt
             .tenants
             .values()
@@ -185,8 +219,8 @@ impl NodeQuotas {
             "overcommit",
             overcommit.then(|| {
                 format!(
-                    "memory quotas overcommit the node: the tenants' quotas add up to {quotas} bytes, \
-                     its maxmemory is {maxmemory}"
+                    "memory quotas overcommit the node: the tenants' quotas add up to {quotas} bytes \
+                     on it, its maxmemory is {maxmemory}"
                 )
             }),
         );

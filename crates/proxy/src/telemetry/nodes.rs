@@ -175,7 +175,7 @@ impl NodeWatcher {
     }
 
     async fn hold_lease(&self) -> bool {
-        crate::lease::hold(&self.node, LEASE_KEY, &self.me).await
+        crate::lease::hold(&self.node, &self.node.local_key(LEASE_KEY), &self.me).await
     }
 
     /// Makes sure the node publishes evicted and expired key events.

@@ -1,0 +1,98 @@
+//! Memory quotas on a Redis Cluster backend: each master measures and
+//! evicts its share of a tenant's keys, and the proxy adds the masters'
+//! figures up against the tenant's one quota.
+
+use super::quota::{hits, login, settled_usage, write};
+use tenantry_tests::cluster::RedisCluster;
+use tenantry_tests::{heavy, metric_sum, TestProxy};
+
+/// A tenant's true use on one node: MEMORY USAGE summed over its keys
+/// (flagged to reach keys of every slot of the node).
+const TRUE_USAGE: &str = "#!lua flags=allow-cross-slot-keys,no-writes\n\
+  local sum, n, cursor = 0, 0, '0' \
+  repeat local r = redis.call('scan', cursor, 'match', ARGV[1], 'count', 1000) cursor = r[1] \
+    for _, k in ipairs(r[2]) do sum = sum + (redis.call('memory', 'usage', k) or 0) n = n + 1 end \
+  until cursor == '0' return {sum, n}";
+
+async fn true_usage(cluster: &RedisCluster, pattern: &str) -> (u64, u64) {
+    let mut total = (0, 0);
+    for (m, _) in cluster.masters() {
+        let mut c = tenantry_tests::direct(&cluster.nodes[m]).await;
+        let (bytes, keys): (u64, u64) =
+            redis::cmd("EVAL").arg(TRUE_USAGE).arg(0).arg(pattern).query_async(&mut c).await.unwrap();
+        total = (total.0 + bytes, total.1 + keys);
+    }
+    total
+}
+
+fn config(cluster: &RedisCluster, a: &str, b: &str) -> String {
+    let seeds: Vec<String> = cluster.seeds().iter().map(|s| format!("\"{s}\"")).collect();
+    format!(
+        "admin: 127.0.0.1:0\nbackends:\n  shared: {{ kind: cluster, nodes: [{}] }}\n\
+         tenants:\n  a: {{ backend: shared, namespace: \"a:\", auth: {{ username: a, password: pw }}{a} }}\n  \
+         b: {{ backend: shared, namespace: \"b:\", auth: {{ username: b, password: pw }}{b} }}\n",
+        seeds.join(", ")
+    )
+}
+
+#[tokio::test]
+async fn a_noisy_tenant_evicts_only_its_own_keys_on_a_cluster() {
+    let _heavy = heavy().await;
+    const B_KEYS: usize = 4000;
+    const A_FLOOD: usize = 60_000;
+    const VALUE: usize = 1000;
+    const A_QUOTA: f64 = 6.0 * 1024.0 * 1024.0;
+    let maxmemory = ["--maxmemory", "12mb", "--maxmemory-policy", "allkeys-lru"];
+
+    // Without quotas: each node's one policy evicts whoever's keys.
+    let plain = {
+        let cluster = RedisCluster::start_with(3, 0, &maxmemory);
+        let proxy = TestProxy::start(&config(&cluster, "", "")).await;
+        let (mut a, mut b) = (login(&proxy, "a").await, login(&proxy, "b").await);
+        write(&mut b, "work:", 0..B_KEYS, VALUE).await;
+        let before = hits(&mut b, "work:", B_KEYS).await;
+        write(&mut a, "flood:", 0..A_FLOOD, VALUE).await;
+        (before, hits(&mut b, "work:", B_KEYS).await)
+    };
+
+    let cluster = RedisCluster::start_with(3, 0, &maxmemory);
+    let proxy = TestProxy::start(&config(
+        &cluster,
+        ", memory_quota: 6MiB, eviction: allkeys-lru",
+        ", memory_quota: 8MiB, eviction: allkeys-lru",
+    ))
+    .await;
+    let (mut a, mut b) = (login(&proxy, "a").await, login(&proxy, "b").await);
+    assert_eq!(write(&mut b, "work:", 0..B_KEYS, VALUE).await, (B_KEYS, 0));
+    let before = hits(&mut b, "work:", B_KEYS).await;
+    let (a_written, a_refused) = write(&mut a, "flood:", 0..A_FLOOD, VALUE).await;
+    let after = hits(&mut b, "work:", B_KEYS).await;
+    settled_usage(&proxy, "a").await;
+    let (a_bytes, a_left) = true_usage(&cluster, "a:flood:*").await;
+    let text = proxy.metrics().await;
+    let evicted = metric_sum(&text, "tenantry_evictions_total", "tenant=\"a\",keyspace=\"flood\",reason=\"quota\"")
+        + metric_sum(&text, "tenantry_evictions_total", "tenant=\"a\",keyspace=\"other\",reason=\"quota\"");
+    let b_evicted = metric_sum(&text, "tenantry_evictions_total", "tenant=\"b\"");
+    let mut backend_evicted = 0u64;
+    for (m, _) in cluster.masters() {
+        let info = tenantry_tests::cluster::cli(cluster.nodes[m].port(), &["INFO", "stats"]);
+        backend_evicted +=
+            info.lines().find_map(|l| l.strip_prefix("evicted_keys:")).unwrap().trim().parse::<u64>().unwrap();
+    }
+    println!("noisy neighbour on a 3-master cluster (12 MB maxmemory each): B {B_KEYS} keys, then A {A_FLOOD} writes");
+    println!("  plain shared cluster: B hits {} before, {} after", plain.0, plain.1);
+    println!("  tenantry quotas:      B hits {before} before, {after} after; backend evictions {backend_evicted}");
+    println!(
+        "  A: {a_written} written, {a_refused} refused; {a_left} left using {a_bytes} bytes ({:.1}% of its quota); \
+         {evicted} evicted by quota",
+        a_bytes as f64 / A_QUOTA * 100.0
+    );
+    assert!(plain.1 < plain.0, "without quotas B should lose keys: {plain:?}");
+    assert_eq!((before, after), (B_KEYS, B_KEYS), "B lost keys");
+    assert_eq!(b_evicted, 0.0);
+    assert_eq!(backend_evicted, 0, "the nodes' own policy evicted");
+    assert!(a_bytes as f64 <= A_QUOTA * 1.10, "A uses {a_bytes} bytes");
+    assert!(a_bytes as f64 >= A_QUOTA * 0.80, "A was evicted far below its quota: {a_bytes} bytes");
+    assert_eq!(evicted as u64, a_written as u64 - a_left, "A's quota evictions vs A's keys that disappeared");
+    assert!(a_refused < A_FLOOD / 10, "eviction should keep up with most of the flood: {a_refused} refused");
+}
