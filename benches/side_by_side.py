@@ -62,6 +62,18 @@ def bench(port, test, pipeline, requests, clients, size):
     sys.exit(f"no result for {test} on port {port}: {out!r}")
 
 
+def alternate(args, targets, what):
+    """Every workload on every target in turn, `args.rounds` times: ops/s per (workload, target)."""
+    results = {(w[0], t[0]): [] for w in WORKLOADS for t in targets}
+    for rnd in range(args.rounds):
+        for name, test, pipeline, requests in WORKLOADS:
+            for target, port in targets:
+                n = int(requests * args.scale)
+                results[(name, target)].append(bench(port, test, pipeline, n, args.clients, args.size))
+        print(f"{what} {rnd + 1}/{args.rounds} done", file=sys.stderr)
+    return results
+
+
 def start_cluster(tmp, procs, masters=3):
     """A local Redis Cluster of `masters` masters on free ports; its seed addresses."""
     ports = []
@@ -108,13 +120,7 @@ def cluster_bench(args, tmp, procs, rport):
     start_tenantry(args.tenantry, tmp, "tenantry-cluster", many, f"{{ kind: cluster, nodes: [{nodes}] }}", procs)
     time.sleep(1)  # the slot map
     targets = [("one node", one), ("cluster", many)]
-    results = {(w[0], t[0]): [] for w in WORKLOADS for t in targets}
-    for rnd in range(args.rounds):
-        for name, test, pipeline, requests in WORKLOADS:
-            for target, port in targets:
-                n = int(requests * args.scale)
-                results[(name, target)].append(bench(port, test, pipeline, n, args.clients, args.size))
-        print(f"cluster round {rnd + 1}/{args.rounds} done", file=sys.stderr)
+    results = alternate(args, targets, "cluster round")
     print(f"\ntenantry over a {len(seeds)}-master Redis Cluster vs tenantry over one redis-server, median ops/s\n")
     print("| workload | tenantry, one node | tenantry, cluster | cluster/one node |")
     print("|---|---:|---:|---:|")
@@ -161,13 +167,7 @@ def main():
         wait_port(nport, procs[-1], "nutcracker")
 
         targets = [("redis", rport), ("tenantry", tport), ("twemproxy", nport)]
-        results = {(w[0], t[0]): [] for w in WORKLOADS for t in targets}
-        for rnd in range(args.rounds):
-            for name, test, pipeline, requests in WORKLOADS:
-                for target, port in targets:
-                    n = int(requests * args.scale)
-                    results[(name, target)].append(bench(port, test, pipeline, n, args.clients, args.size))
-            print(f"round {rnd + 1}/{args.rounds} done", file=sys.stderr)
+        results = alternate(args, targets, "round")
 
         print(f"\n{args.clients} clients, {args.size}-byte values, {args.rounds} alternating rounds, median ops/s\n")
         print(f"| workload | redis | tenantry | twemproxy | tenantry/redis | twemproxy/redis |")

@@ -190,25 +190,9 @@ pub(crate) async fn connect(settings: &ConnSettings, proto: Protocol) -> Result<
     let reply = tokio::time::timeout(settings.connect_timeout, async {
         stream.write_all(&out).await?;
         let mut buf = BytesMut::with_capacity(1024);
-        let mut scanner = ReplyScanner::new();
-        let hello = loop {
-            if let Some(n) = scanner.scan(&buf).map_err(std::io::Error::other)? {
-                break buf.split_to(n);
-            }
-            if stream.read_buf(&mut buf).await? == 0 {
-                return Err(std::io::Error::other("closed during handshake"));
-            }
-        };
+        let hello = read_reply(&mut stream, &mut buf).await?;
         if settings.readonly {
-            let mut scanner = ReplyScanner::new();
-            let readonly = loop {
-                if let Some(n) = scanner.scan(&buf).map_err(std::io::Error::other)? {
-                    break buf.split_to(n);
-                }
-                if stream.read_buf(&mut buf).await? == 0 {
-                    return Err(std::io::Error::other("closed during handshake"));
-                }
-            };
+            let readonly = read_reply(&mut stream, &mut buf).await?;
             if readonly.first() == Some(&b'-') && hello.first() != Some(&b'-') {
                 return Err(std::io::Error::other(format!(
                     "READONLY failed: {}",
@@ -228,6 +212,19 @@ pub(crate) async fn connect(settings: &ConnSettings, proto: Protocol) -> Result<
         let _ = settings.version.set(v);
     }
     Ok(stream)
+}
+
+/// Reads one whole reply during the handshake.
+async fn read_reply(stream: &mut TcpStream, buf: &mut BytesMut) -> std::io::Result<BytesMut> {
+    let mut scanner = ReplyScanner::new();
+    loop {
+        if let Some(n) = scanner.scan(buf).map_err(std::io::Error::other)? {
+            return Ok(buf.split_to(n));
+        }
+        if stream.read_buf(buf).await? == 0 {
+            return Err(std::io::Error::other("closed during handshake"));
+        }
+    }
 }
 
 /// Finds `name` followed by a bulk or simple string in a HELLO reply.
