@@ -3,6 +3,7 @@
 //! figures up against the tenant's one quota.
 
 use super::quota::{hits, login, settled_usage, write};
+use std::time::{Duration, Instant};
 use tenantry_tests::cluster::RedisCluster;
 use tenantry_tests::{heavy, metric_sum, TestProxy};
 
@@ -44,15 +45,41 @@ async fn a_noisy_tenant_evicts_only_its_own_keys_on_a_cluster() {
     const A_QUOTA: f64 = 6.0 * 1024.0 * 1024.0;
     let maxmemory = ["--maxmemory", "12mb", "--maxmemory-policy", "allkeys-lru"];
 
-    // Without quotas: each node's one policy evicts whoever's keys.
+    // Without quotas: each node's one policy evicts whoever's keys; the
+    // nodes' evictions are attributed to the tenants whose keys they were.
     let plain = {
         let cluster = RedisCluster::start_with(3, 0, &maxmemory);
         let proxy = TestProxy::start(&config(&cluster, "", "")).await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while metric_sum(&proxy.metrics().await, "tenantry_event_reporter", "") < 3.0 {
+            assert!(Instant::now() < deadline, "every master gets an event reporter");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await; // subscribed
         let (mut a, mut b) = (login(&proxy, "a").await, login(&proxy, "b").await);
         write(&mut b, "work:", 0..B_KEYS, VALUE).await;
         let before = hits(&mut b, "work:", B_KEYS).await;
         write(&mut a, "flood:", 0..A_FLOOD, VALUE).await;
-        (before, hits(&mut b, "work:", B_KEYS).await)
+        let after = hits(&mut b, "work:", B_KEYS).await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            // Recounted each time: the nodes may still be evicting.
+            let a_lost = A_FLOOD - hits(&mut a, "flood:", A_FLOOD).await;
+            let text = proxy.metrics().await;
+            let seen = |t: &str| metric_sum(&text, "tenantry_evictions_total", &format!("tenant=\"{t}\""));
+            if (seen("a"), seen("b")) == (a_lost as f64, (B_KEYS - after) as f64) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "evictions in metrics a={} b={}; keys lost a={a_lost} b={}",
+                seen("a"),
+                seen("b"),
+                B_KEYS - after
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        (before, after)
     };
 
     let cluster = RedisCluster::start_with(3, 0, &maxmemory);
