@@ -190,7 +190,11 @@ async fn read_only_commands_go_to_replicas_when_the_tenant_asks() {
     let _heavy = tenantry_tests::heavy().await;
     let cluster = RedisCluster::start(3, 1);
     // app reads from replicas always; demo never (the default).
-    let proxy = TestProxy::start(&config(&cluster, ", read_from_replicas: always")).await;
+    let yaml = config(&cluster, ", read_from_replicas: always").replace(
+        "default_tenant:",
+        "  p: { backend: c, namespace: \"p:\", auth: { username: p, password: pw }, read_from_replicas: prefer }\ndefault_tenant:",
+    );
+    let proxy = TestProxy::start(&yaml).await;
     let mut app = proxy.client().await;
     let mut demo = proxy.client_as("demo", "demo-pw").await;
     for i in 0..50 {
@@ -210,6 +214,7 @@ async fn read_only_commands_go_to_replicas_when_the_tenant_asks() {
     let masters = cluster.masters();
     let on_masters = |c: &RedisCluster| masters.iter().map(|(m, _)| get_calls(c, *m)).sum::<u64>();
     let on_replicas = |c: &RedisCluster| masters.iter().flat_map(|(_, r)| r).map(|r| get_calls(c, *r)).sum::<u64>();
+    let masters = masters.clone();
     let (m0, r0) = (on_masters(&cluster), on_replicas(&cluster));
     for i in 0..50 {
         let v: i64 = app.get(format!("r{i}")).await.unwrap();
@@ -225,5 +230,30 @@ async fn read_only_commands_go_to_replicas_when_the_tenant_asks() {
     assert_eq!((m2 - m1, r2 - r1), (20, 0), "demo reads from masters");
     // Writes always go to masters.
     let _: () = app.set("w", 1).await.unwrap();
+
+    // `prefer` reads from replicas while they are up...
+    let mut prefer = proxy.client_as("p", "pw").await;
+    let (m3, r3) = (on_masters(&cluster), on_replicas(&cluster));
+    for i in 0..10 {
+        let v: Option<i64> = prefer.get(format!("r{i}")).await.unwrap();
+        assert_eq!(v, None, "p has its own namespace");
+    }
+    assert_eq!((on_masters(&cluster) - m3, on_replicas(&cluster) - r3), (0, 10));
+    // ...and from masters when they are gone, where `always` says why it cannot.
+    let mut cluster = cluster;
+    for (_, replicas) in &masters {
+        for &r in replicas {
+            cluster.nodes[r].stop();
+        }
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let m4 = on_masters(&cluster);
+    for i in 0..10 {
+        let v: Option<i64> = prefer.get(format!("r{i}")).await.unwrap();
+        assert_eq!(v, None);
+    }
+    assert_eq!(on_masters(&cluster) - m4, 10, "prefer falls back to masters");
+    let e = redis::cmd("GET").arg("r1").query_async::<Option<i64>>(&mut app).await.unwrap_err();
+    assert!(e.to_string().contains("no replica of slot"), "{e}");
     proxy.stop().await;
 }
