@@ -47,6 +47,12 @@ async fn a_cluster_looks_like_one_redis() {
         assert_eq!(v, format!("demo-{i}"));
     }
     assert_eq!(masters_used.len(), 3, "keys spread over all three masters");
+    // WAIT covers every master the client wrote to: each has its replica.
+    let mut w = proxy.raw().await;
+    for i in 0..30 {
+        assert_eq!(w.cmd(&[b"SET", format!("w{i}").as_bytes(), b"1"]).await, b"+OK\r\n");
+    }
+    assert_eq!(w.cmd(&[b"WAIT", b"1", b"5000"]).await, b":1\r\n");
 
     // Multi-key commands across slots are split and merged in request order.
     let keys: Vec<String> = (0..30).map(|i| format!("m{i}")).collect();

@@ -50,6 +50,19 @@ impl RedisCluster {
         assert!(out.status.success(), "cluster create failed: {}", String::from_utf8_lossy(&out.stdout));
         let cluster = RedisCluster { nodes };
         cluster.wait_healthy(Duration::from_secs(30)).expect("cluster becomes healthy");
+        // Replicas in sync, so WAIT and replica reads work from the start.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for (master, _) in cluster.masters() {
+            loop {
+                let info = cluster.cli(master, &["INFO", "replication"]);
+                let online = info.lines().filter(|l| l.starts_with("slave") && l.contains("state=online")).count();
+                if online >= replicas {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "replicas of node {master} not in sync: {info}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
         cluster
     }
 

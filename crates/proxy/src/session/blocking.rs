@@ -58,51 +58,86 @@ impl Session {
         keep: usize,
         strip: ReplyKeys,
     ) {
+        self.on_own_connections(tenant, vec![node], bytes, (count, keep), strip, |mut replies| replies.remove(0));
+    }
+
+    /// `on_own_connection` on several nodes at once; `merge` makes the
+    /// client's one reply of theirs (in `nodes` order).
+    fn on_own_connections(
+        &mut self,
+        tenant: &Arc<TenantRt>,
+        nodes: Vec<Arc<crate::backend::NodePool>>,
+        bytes: Bytes,
+        (count, keep): (usize, usize),
+        strip: ReplyKeys,
+        merge: impl FnOnce(Vec<Bytes>) -> Bytes + Send + 'static,
+    ) {
         let proto = self.state.proto;
         let (tx, rx) = oneshot::channel();
         let (done_tx, done_rx) = oneshot::channel();
         let client = self.state.client.clone();
         let task = tokio::spawn(async move {
-            let result = async {
-                let mut conn = node.dedicated(proto).await?;
-                conn.write_all(&bytes).await.map_err(|e| e.to_string())?;
-                // INFO's blocked_clients counts it from here (tests wait on that).
-                client.blocked.store(true, std::sync::atomic::Ordering::Relaxed);
-                let mut buf = BytesMut::with_capacity(4096);
-                let mut scanner = ReplyScanner::new();
-                let (mut kept, mut seen) = (None, 0);
-                loop {
-                    if conn.read_buf(&mut buf).await.map_err(|e| e.to_string())? == 0 {
-                        return Err("connection closed by the backend".to_string());
-                    }
-                    while let Some(len) = scanner.scan(&buf).map_err(|e| e.to_string())? {
-                        if buf[0] == b'>' {
-                            buf.advance(len); // an out-of-band push: not a reply
-                            continue;
-                        }
-                        let frame = buf.split_to(len).freeze();
-                        if seen == keep {
-                            kept = Some(frame);
-                        }
-                        seen += 1;
-                        if seen == count {
-                            if buf.is_empty() {
-                                // Answered and nothing else pending: clean for the next one.
-                                node.give_back(proto, conn);
-                            }
-                            return kept.ok_or_else(|| "no reply".to_string());
-                        }
-                    }
+            // INFO's blocked_clients counts it from here (tests wait on that).
+            client.blocked.store(true, std::sync::atomic::Ordering::Relaxed);
+            let mut running = tokio::task::JoinSet::new();
+            for (i, node) in nodes.iter().enumerate() {
+                let (node, bytes) = (node.clone(), bytes.clone());
+                running.spawn(async move { (i, own_connection(&node, proto, &bytes, count, keep).await) });
+            }
+            let mut replies = vec![Bytes::new(); nodes.len()];
+            let mut result = Ok(());
+            while let Some(Ok((i, reply))) = running.join_next().await {
+                match reply {
+                    Ok(r) => replies[i] = r,
+                    Err(e) => result = Err(nodes[i].unavailable(e)),
                 }
             }
-            .await;
             client.blocked.store(false, std::sync::atomic::Ordering::Relaxed);
-            let _ = tx.send(result.map_err(|e| node.unavailable(e)));
+            let _ = tx.send(result.map(|()| merge(replies)));
             let _ = done_tx.send(());
         });
         self.waiting = Some(done_rx);
         self.blocked = Some(AbortOnDrop(task.abort_handle()));
         self.batcher.deferred(&mut self.replies, tenant, rx, strip);
+    }
+}
+
+/// Runs `count` commands on a connection of one's own to `node` and returns
+/// the reply of command `keep`; the connection is kept for reuse if clean.
+async fn own_connection(
+    node: &crate::backend::NodePool,
+    proto: tenantry_protocol::Protocol,
+    bytes: &[u8],
+    count: usize,
+    keep: usize,
+) -> Result<Bytes, String> {
+    let mut conn = node.dedicated(proto).await?;
+    conn.write_all(bytes).await.map_err(|e| e.to_string())?;
+    let mut buf = BytesMut::with_capacity(4096);
+    let mut scanner = ReplyScanner::new();
+    let (mut kept, mut seen) = (None, 0);
+    loop {
+        if conn.read_buf(&mut buf).await.map_err(|e| e.to_string())? == 0 {
+            return Err("connection closed by the backend".to_string());
+        }
+        while let Some(len) = scanner.scan(&buf).map_err(|e| e.to_string())? {
+            if buf[0] == b'>' {
+                buf.advance(len); // an out-of-band push: not a reply
+                continue;
+            }
+            let frame = buf.split_to(len).freeze();
+            if seen == keep {
+                kept = Some(frame);
+            }
+            seen += 1;
+            if seen == count {
+                if buf.is_empty() {
+                    // Answered and nothing else pending: clean for the next one.
+                    node.give_back(proto, conn);
+                }
+                return kept.ok_or_else(|| "no reply".to_string());
+            }
+        }
     }
 }
 
@@ -141,8 +176,18 @@ impl Session {
         let none = tenantry_protocol::Namespace::new("-").expect("valid");
         encode::command(&mut bytes, &[&b"PUBLISH"[..], b"tenantry:wait", b""], &[], &none);
         encode::command(&mut bytes, &req.args, &[], &none);
-        let node = tenant.backend.any_node().clone();
+        // On a cluster, every master the client wrote to since its last
+        // WAIT; the answer is the fewest replicas any of them reached.
+        let mut nodes = std::mem::take(&mut self.wrote_to);
+        if nodes.is_empty() {
+            nodes.push(tenant.backend.any_node());
+        }
         // The PUBLISH's reply is dropped, WAIT's passed on.
-        self.on_own_connection(tenant, node, bytes.freeze(), 2, 1, ReplyKeys::None);
+        self.on_own_connections(tenant, nodes, bytes.freeze(), (2, 1), ReplyKeys::None, |replies| {
+            let fewest = replies.iter().min_by_key(|r| {
+                r.strip_prefix(b":").and_then(|n| tenantry_protocol::num::parse_i64(&n[..n.len().saturating_sub(2)]))
+            });
+            fewest.cloned().unwrap_or_default()
+        });
     }
 }

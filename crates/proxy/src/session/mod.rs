@@ -79,6 +79,7 @@ pub async fn serve(mut stream: TcpStream, runtime: Arc<ArcSwap<Runtime>>, shutdo
         pubsub: None,
         watch: transaction::Watch::None,
         watch_place: None,
+        wrote_to: Vec::new(),
         tracking: false,
         redirect: None,
         pushes: None,
@@ -236,6 +237,8 @@ struct Session {
     watch: transaction::Watch,
     /// Where the watched keys live (a cluster slot).
     watch_place: Option<crate::backend::Place>,
+    /// A cluster's masters this client wrote to since its last WAIT.
+    wrote_to: Vec<Arc<crate::backend::NodePool>>,
     /// CLIENT TRACKING is on (the client is pinned to its own connection).
     tracking: bool,
     /// The tenantry client id its invalidations are redirected to.
@@ -513,7 +516,15 @@ impl Session {
             }
         };
         let node = match route {
-            Route::Node(node) => node,
+            Route::Node(node) => {
+                if tenant.backend.is_sharded()
+                    && spec.has_flag(flags::WRITE)
+                    && !self.wrote_to.iter().any(|n| Arc::ptr_eq(n, &node))
+                {
+                    self.wrote_to.push(node.clone());
+                }
+                node
+            }
             _ if self.tx.is_some() || blocking => {
                 metrics.error("crossslot", 1);
                 if let Some(tx) = &mut self.tx {

@@ -84,6 +84,13 @@ impl Session {
             Ok(parts) => parts,
             Err(e) => return self.refuse(&e),
         };
+        if spec.has_flag(flags::WRITE) {
+            for part in &parts {
+                if !self.wrote_to.iter().any(|n| Arc::ptr_eq(n, &part.node)) {
+                    self.wrote_to.push(part.node.clone());
+                }
+            }
+        }
         // Earlier commands go first on each node's connection.
         self.batcher.flush(&mut self.replies);
         let ns = &tenant.namespace;
