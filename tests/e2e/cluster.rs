@@ -179,6 +179,15 @@ async fn a_cluster_looks_like_one_redis() {
     }
     let mut s = proxy.raw().await;
     assert_eq!(s.cmd(&[b"SSUBSCRIBE", tags[0].as_bytes(), tags[1].as_bytes()]).await, crossslot);
+    // SHARDNUMSUB asks each channel's master, answering in the order asked.
+    let mut ask: Vec<&[u8]> = vec![b"PUBSUB", b"SHARDNUMSUB", tags[2].as_bytes(), b"{none}x", tags[0].as_bytes()];
+    let mut want = String::from("*6\r\n");
+    for (ch, n) in [(tags[2].as_str(), 1), ("{none}x", 0), (tags[0].as_str(), 1)] {
+        want.push_str(&format!("${}\r\n{ch}\r\n:{n}\r\n", ch.len()));
+    }
+    assert_eq!(p.cmd(&ask).await, want.into_bytes());
+    ask.truncate(2);
+    assert_eq!(p.cmd(&ask).await, b"*0\r\n");
     proxy.stop().await;
 }
 

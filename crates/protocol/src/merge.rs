@@ -12,6 +12,9 @@ pub enum Merge {
     Arrays { order: Vec<(usize, usize)> },
     /// KEYS: every part's array, one after the other.
     Concat,
+    /// PUBSUB SHARDNUMSUB: flat (name, count) pairs; `order[i]` is (part,
+    /// pair of that part) of the client's i-th channel.
+    Pairs { order: Vec<(usize, usize)> },
     /// MSET: `+OK` when every part said so.
     AllOk,
     /// DEL, UNLINK, EXISTS, TOUCH: the sum of the parts' integers.
@@ -94,6 +97,21 @@ pub fn merge(how: &Merge, parts: &[Bytes]) -> Bytes {
                 out.put_slice(e);
             }
         }
+        Merge::Pairs { order } => {
+            let Some(arrays) = parts.iter().map(|p| elements(p)).collect::<Option<Vec<_>>>() else {
+                return error("unexpected reply from a node while merging");
+            };
+            out.put_slice(format!("*{}\r\n", 2 * order.len()).as_bytes());
+            for &(part, i) in order {
+                match (arrays.get(part).and_then(|a| a.get(2 * i)), arrays.get(part).and_then(|a| a.get(2 * i + 1))) {
+                    (Some(name), Some(count)) => {
+                        out.put_slice(name);
+                        out.put_slice(count);
+                    }
+                    _ => return error("a node's reply has fewer pairs than channels"),
+                }
+            }
+        }
         Merge::AllOk => out.put_slice(b"+OK\r\n"),
         Merge::Sum => match parts.iter().map(|p| integer(p)).sum::<Option<i64>>() {
             Some(n) => out.put_slice(format!(":{n}\r\n").as_bytes()),
@@ -134,6 +152,13 @@ mod tests {
         let parts = [b("*2\r\n$1\r\na\r\n$-1\r\n"), b("*1\r\n$1\r\nc\r\n")];
         let order = vec![(0, 0), (1, 0), (0, 1)];
         assert_eq!(merge(&Merge::Arrays { order }, &parts), b("*3\r\n$1\r\na\r\n$1\r\nc\r\n$-1\r\n"));
+    }
+
+    #[test]
+    fn shardnumsub_pairs_keep_the_channel_order() {
+        let parts = [b("*2\r\n$1\r\na\r\n:1\r\n"), b("*4\r\n$1\r\nb\r\n:0\r\n$1\r\nc\r\n:2\r\n")];
+        let merged = merge(&Merge::Pairs { order: vec![(1, 0), (0, 0), (1, 1)] }, &parts);
+        assert_eq!(merged, b("*6\r\n$1\r\nb\r\n:0\r\n$1\r\na\r\n:1\r\n$1\r\nc\r\n:2\r\n"));
     }
 
     #[test]

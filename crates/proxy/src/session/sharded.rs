@@ -33,7 +33,7 @@ pub(super) enum Route {
 /// Commands whose keys may be split into one command per slot, with the
 /// replies merged as [`merge_for`] says.
 fn splittable(name: &str) -> bool {
-    matches!(name, "mget" | "mset" | "del" | "unlink" | "exists" | "touch")
+    matches!(name, "mget" | "mset" | "del" | "unlink" | "exists" | "touch" | "pubsub|shardnumsub")
 }
 
 impl Session {
@@ -171,6 +171,7 @@ struct Part {
 fn merge_for(name: &str) -> Merge {
     match name {
         "mget" => Merge::Arrays { order: Vec::new() },
+        "pubsub|shardnumsub" => Merge::Pairs { order: Vec::new() },
         "mset" => Merge::AllOk,
         _ => Merge::Sum,
     }
@@ -197,7 +198,9 @@ fn split(
             Ok(node) => node,
             Err(e) => return (Err(e), how),
         };
-        let mut part = Part { node, args: vec![args[0].clone()], keys: Vec::new() };
+        // The command (and subcommand) before its first key, then this place's keys.
+        let first = keys.iter().copied().min().unwrap_or(1);
+        let mut part = Part { node, args: args[..first].to_vec(), keys: Vec::new() };
         for (i, &k) in ks.iter().enumerate() {
             part.keys.push(part.args.len());
             part.args.extend_from_slice(&args[span(k)]);
@@ -207,7 +210,7 @@ fn split(
         }
         parts.push(part);
     }
-    if let Merge::Arrays { order: o } = &mut how {
+    if let Merge::Arrays { order: o } | Merge::Pairs { order: o } = &mut how {
         *o = order;
     }
     (Ok(parts), how)
