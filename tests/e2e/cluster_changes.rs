@@ -93,6 +93,14 @@ async fn a_live_slot_migration_is_invisible_to_clients() {
     let got = c.cmd(&[b"MGET", keys[1].as_bytes(), b"elsewhere", keys[2].as_bytes()]).await;
     let (a, b) = (format!("v-{}", keys[1]), format!("v-{}", keys[2]));
     assert_eq!(got, format!("*3\r\n${}\r\n{a}\r\n$-1\r\n${}\r\n{b}\r\n", a.len(), b.len()).into_bytes());
+    // The redirections the clients never saw are in the metrics.
+    let text = proxy.metrics().await;
+    let event = |e: &str| {
+        tenantry_tests::metric(&text, &format!("tenantry_cluster_events_total{{backend=\"c\",event=\"{e}\"}}"))
+    };
+    assert!(event("ask") >= 20.0, "{text}");
+    assert!(event("moved") >= 1.0, "{text}");
+    assert_eq!(tenantry_tests::metric(&text, "tenantry_cluster_masters{backend=\"c\"}"), 3.0);
     proxy.stop().await;
 }
 

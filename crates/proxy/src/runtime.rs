@@ -73,7 +73,7 @@ impl Runtime {
             .iter()
             .map(|(name, b)| {
                 let kept = previous.and_then(|p| same_backend(p, name, b));
-                (name.clone(), kept.unwrap_or_else(|| Arc::new(Router::new(b))))
+                (name.clone(), kept.unwrap_or_else(|| Arc::new(Router::new(b, families))))
             })
             .collect();
         let mut tenants = HashMap::new();

@@ -3,6 +3,7 @@
 //! connection), and the pools of every node in it.
 
 use super::pool::NodePool;
+use crate::telemetry::ClusterMetrics;
 use arc_swap::ArcSwap;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -43,10 +44,11 @@ pub struct Cluster {
     /// Used until the first map arrives, and to rediscover from.
     seeds: Vec<Arc<NodePool>>,
     refresh: Arc<Notify>,
+    pub metrics: ClusterMetrics,
 }
 
 impl Cluster {
-    pub fn new(backend: &Backend, refresh_every: Duration) -> Arc<Self> {
+    pub fn new(backend: &Backend, refresh_every: Duration, metrics: ClusterMetrics) -> Arc<Self> {
         let seeds: Vec<Arc<NodePool>> = backend.nodes.iter().map(|a| Arc::new(NodePool::new(backend, a))).collect();
         let pools = seeds.iter().map(|p| (p.addr().clone(), p.clone())).collect();
         let cluster = Arc::new(Cluster {
@@ -55,6 +57,7 @@ impl Cluster {
             pools: Mutex::new(pools),
             seeds,
             refresh: Arc::new(Notify::new()),
+            metrics,
         });
         tokio::spawn(keep_current(Arc::downgrade(&cluster), cluster.refresh.clone(), refresh_every));
         cluster
@@ -208,6 +211,7 @@ impl Cluster {
             let masters: Vec<String> = shards.iter().map(|s| s.master.addr().to_string()).collect();
             tracing::info!(backend = %self.backend.name, ?masters, "cluster slot map updated");
         }
+        self.metrics.masters.set(shards.len() as i64);
         self.topology.store(Arc::new(Topology { slots, shards }));
     }
 }
@@ -219,8 +223,12 @@ async fn keep_current(cluster: Weak<Cluster>, wake: Arc<Notify>, every: Duration
         let delay = {
             let Some(c) = cluster.upgrade() else { return };
             match c.refresh().await {
-                Ok(()) => every,
+                Ok(()) => {
+                    c.metrics.refreshed.inc();
+                    every
+                }
                 Err(e) => {
+                    c.metrics.refresh_failed.inc();
                     tracing::warn!(backend = %c.backend.name, error = %e, "cluster slot map not refreshed");
                     // An unknown map is retried soon rather than at the period.
                     every.min(Duration::from_millis(500))

@@ -39,10 +39,13 @@ pub type Place = u16;
 pub struct Spread;
 
 impl Router {
-    pub fn new(backend: &Backend) -> Self {
+    pub fn new(backend: &Backend, families: &crate::telemetry::Families) -> Self {
         match &backend.kind {
             BackendKind::Standalone => Router::Standalone(Arc::new(NodePool::new(backend, &backend.nodes[0]))),
-            BackendKind::Cluster { topology_refresh } => Router::Cluster(Cluster::new(backend, *topology_refresh)),
+            BackendKind::Cluster { topology_refresh } => {
+                let metrics = crate::telemetry::ClusterMetrics::new(families, backend.name.as_str());
+                Router::Cluster(Cluster::new(backend, *topology_refresh, metrics))
+            }
             BackendKind::Ring(spec) => Router::Ring(Ring::new(backend, spec)),
         }
     }

@@ -46,7 +46,10 @@ pub async fn follow_redirects(f: Follow, replies: Bytes) -> BatchReply {
         for (i, reply) in replies_of.iter().enumerate() {
             let Some(r) = parse_redirect(reply) else { continue };
             let ask = r.kind == RedirectKind::Ask;
-            if !ask {
+            if ask {
+                f.cluster.metrics.ask.inc();
+            } else {
+                f.cluster.metrics.moved.inc();
                 f.cluster.moved(r.slot, &r.addr);
             }
             let node = f.cluster.node(&r.addr);
@@ -121,6 +124,7 @@ async fn follow_transaction(f: Follow, mut replies: Bytes) -> BatchReply {
         let moved = frames.iter().filter_map(|r| parse_redirect(r)).find(|r| r.kind == RedirectKind::Moved);
         let aborted = frames.iter().any(|r| r.starts_with(b"-EXECABORT"));
         let Some(moved) = moved.filter(|_| aborted) else { break };
+        f.cluster.metrics.moved.inc();
         f.cluster.moved(moved.slot, &moved.addr);
         let node = f.cluster.node(&moved.addr);
         let (tx, rx) = oneshot::channel();

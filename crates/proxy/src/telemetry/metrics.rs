@@ -51,6 +51,19 @@ pub struct HotKeyLabels {
     pub key: String,
 }
 
+/// A cluster backend's event: `moved`, `ask` (redirections followed),
+/// `refreshed`, `refresh_failed` (slot map reads).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClusterEventLabels {
+    pub backend: String,
+    pub event: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BackendLabel {
+    pub backend: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct NodeLabels {
     pub backend: String,
@@ -131,6 +144,8 @@ pub struct Families {
     pub backend_expired_keys: Family<NodeLabels, Gauge>,
     pub backend_connected_clients: Family<NodeLabels, Gauge>,
     pub backend_up: Family<NodeLabels, Gauge>,
+    pub cluster_events: Family<ClusterEventLabels, Counter>,
+    pub cluster_masters: Family<BackendLabel, Gauge>,
     /// 1 on the proxy that reports a node's evictions and expirations.
     pub event_reporter: Family<NodeLabels, Gauge>,
 }
@@ -159,6 +174,8 @@ impl Default for Families {
             backend_expired_keys: Family::default(),
             backend_connected_clients: Family::default(),
             backend_up: Family::default(),
+            cluster_events: Family::default(),
+            cluster_masters: Family::default(),
             event_reporter: Family::default(),
         }
     }
@@ -234,10 +251,41 @@ impl Families {
         );
         p.register("backend_up", "1 if the node answered its last INFO", self.backend_up.clone());
         p.register(
+            "cluster_events",
+            "A cluster backend's redirections followed (event=moved|ask) and slot map reads (refreshed|refresh_failed)",
+            self.cluster_events.clone(),
+        );
+        p.register("cluster_masters", "Masters in a cluster backend's slot map", self.cluster_masters.clone());
+        p.register(
             "event_reporter",
             "1 if this proxy reports the node's evictions and expirations",
             self.event_reporter.clone(),
         );
+    }
+}
+
+/// A cluster backend's handles.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterMetrics {
+    pub moved: Counter,
+    pub ask: Counter,
+    pub refreshed: Counter,
+    pub refresh_failed: Counter,
+    pub masters: Gauge,
+}
+
+impl ClusterMetrics {
+    pub fn new(families: &Families, backend: &str) -> Self {
+        let event = |event| {
+            families.cluster_events.get_or_create(&ClusterEventLabels { backend: backend.to_string(), event }).clone()
+        };
+        ClusterMetrics {
+            moved: event("moved"),
+            ask: event("ask"),
+            refreshed: event("refreshed"),
+            refresh_failed: event("refresh_failed"),
+            masters: families.cluster_masters.get_or_create(&BackendLabel { backend: backend.to_string() }).clone(),
+        }
     }
 }
 
