@@ -24,7 +24,7 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let parts = [Bytes::copy_from_slice(reply), Bytes::copy_from_slice(reply)];
-    for how in [Merge::Concat, Merge::Sum, Merge::AllOk, Merge::Scan { node: 0, nodes: 2 }, Merge::Arrays { order: vec![(1, 0), (0, 1)] }] {
+    for how in [Merge::Concat, Merge::Sum, Merge::AllOk, Merge::First, Merge::Least, Merge::Scan { node: 0, nodes: 2 }, Merge::Arrays { order: vec![(1, 0), (0, 1)] }] {
         let merged = merge(&how, &parts);
         assert_eq!(reply_len(&merged), Ok(Some(merged.len())));
     }

@@ -106,6 +106,16 @@ async fn a_cluster_looks_like_one_redis() {
     let script = b"return redis.call('get', KEYS[1])";
     assert_eq!(d.cmd(&[b"EVAL", script, b"1", b"k3"]).await, b"$6\r\ndemo-3\r\n");
     assert_eq!(d.cmd(&[b"EVAL", script, b"2", b"k3", b"k4"]).await, crossslot);
+    // SCRIPT LOAD reaches every master, so EVALSHA works for keys on any.
+    let sha = d.cmd(&[b"SCRIPT", b"LOAD", script]).await;
+    let sha = &sha[sha.len() - 42..sha.len() - 2];
+    for i in 0..12 {
+        let k = format!("k{i}");
+        let want = format!("demo-{i}");
+        let got = d.cmd(&[b"EVALSHA", sha, b"1", k.as_bytes()]).await;
+        assert_eq!(got, format!("${}\r\n{want}\r\n", want.len()).into_bytes());
+    }
+    assert_eq!(d.cmd(&[b"SCRIPT", b"EXISTS", sha, b"0000"]).await, b"*2\r\n:1\r\n:0\r\n");
     // Functions are loaded on every master, so FCALL works on any key.
     let lib =
         b"#!lua name=tlib\nredis.register_function('tget', function(keys, args) return redis.call('get', keys[1]) end)";

@@ -17,6 +17,11 @@ pub enum Merge {
     Pairs { order: Vec<(usize, usize)> },
     /// MSET: `+OK` when every part said so.
     AllOk,
+    /// SCRIPT LOAD on every node: each answers the same (the SHA).
+    First,
+    /// SCRIPT EXISTS on every node: per element, the least of the parts'
+    /// integers (1 only where every node has the script).
+    Least,
     /// DEL, UNLINK, EXISTS, TOUCH: the sum of the parts' integers.
     Sum,
     /// SCAN of one node: the node's cursor turned into the client's
@@ -113,6 +118,24 @@ pub fn merge(how: &Merge, parts: &[Bytes]) -> Bytes {
             }
         }
         Merge::AllOk => out.put_slice(b"+OK\r\n"),
+        Merge::First => match parts.first() {
+            Some(p) => out.put_slice(p),
+            None => return error("no node to ask"),
+        },
+        Merge::Least => {
+            let Some(arrays) = parts.iter().map(|p| elements(p)).collect::<Option<Vec<_>>>() else {
+                return error("unexpected reply from a node while merging");
+            };
+            let n = arrays.first().map_or(0, Vec::len);
+            out.put_slice(format!("*{n}\r\n").as_bytes());
+            for i in 0..n {
+                let least = arrays.iter().map(|a| a.get(i).and_then(|e| integer(e))).min().flatten();
+                match least {
+                    Some(v) => out.put_slice(format!(":{v}\r\n").as_bytes()),
+                    None => return error("unexpected reply from a node while merging"),
+                }
+            }
+        }
         Merge::Sum => match parts.iter().map(|p| integer(p)).sum::<Option<i64>>() {
             Some(n) => out.put_slice(format!(":{n}\r\n").as_bytes()),
             None => return error("unexpected reply from a node while merging"),
@@ -159,6 +182,13 @@ mod tests {
         let parts = [b("*2\r\n$1\r\na\r\n:1\r\n"), b("*4\r\n$1\r\nb\r\n:0\r\n$1\r\nc\r\n:2\r\n")];
         let merged = merge(&Merge::Pairs { order: vec![(1, 0), (0, 0), (1, 1)] }, &parts);
         assert_eq!(merged, b("*6\r\n$1\r\nb\r\n:0\r\n$1\r\na\r\n:1\r\n$1\r\nc\r\n:2\r\n"));
+    }
+
+    #[test]
+    fn script_exists_needs_every_node() {
+        let parts = [b("*2\r\n:1\r\n:1\r\n"), b("*2\r\n:0\r\n:1\r\n")];
+        assert_eq!(merge(&Merge::Least, &parts), b("*2\r\n:0\r\n:1\r\n"));
+        assert_eq!(merge(&Merge::First, &[b("$2\r\nab\r\n"), b("$2\r\nab\r\n")]), b("$2\r\nab\r\n"));
     }
 
     #[test]

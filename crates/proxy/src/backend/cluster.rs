@@ -100,6 +100,14 @@ impl Cluster {
         }
     }
 
+    /// The master of the first slots (a seed before the map is known).
+    pub fn first_master(&self) -> Arc<NodePool> {
+        match self.topology.load().shards.first() {
+            Some(shard) => shard.master.clone(),
+            None => self.seeds[0].clone(),
+        }
+    }
+
     /// Every master, in shard order (the seeds before the map is known).
     pub fn masters(&self) -> Vec<Arc<NodePool>> {
         let topology = self.topology.load();

@@ -129,7 +129,7 @@ impl Router {
     pub fn any_node(&self) -> Arc<NodePool> {
         match self {
             Router::Standalone(pool) => pool.clone(),
-            Router::Cluster(c) => c.masters().swap_remove(0),
+            Router::Cluster(c) => c.first_master(),
             Router::Ring(ring) => ring.node(0).clone(),
         }
     }

@@ -50,7 +50,9 @@ impl Session {
             return Ok(Route::Node(backend.any_node()));
         }
         match spec.name {
-            "keys" | "pubsub|shardchannels" => return Ok(Route::Every),
+            // Scripts are cached per node: loaded everywhere, so EVALSHA
+            // finds them on whichever master its keys live.
+            "keys" | "pubsub|shardchannels" | "script|load" | "script|exists" => return Ok(Route::Every),
             "scan" => return Ok(Route::Scan),
             // Where tenantry's subscriber connections are: a cluster passes
             // every PUBLISH to every node, but counts receivers on its own.
@@ -76,7 +78,12 @@ impl Session {
             Route::Every => {
                 let nodes = backend.nodes();
                 let parts = nodes.into_iter().map(|n| Part { node: n, args: args.to_vec(), keys: keys.to_vec() });
-                (Ok(parts.collect()), Merge::Concat)
+                let how = match spec.name {
+                    "script|load" => Merge::First,
+                    "script|exists" => Merge::Least,
+                    _ => Merge::Concat,
+                };
+                (Ok(parts.collect()), how)
             }
             Route::Scan => scan(args, keys, backend),
         };
