@@ -136,7 +136,7 @@ pub fn merge(how: &Merge, parts: &[Bytes]) -> Bytes {
                 }
             }
         }
-        Merge::Sum => match parts.iter().map(|p| integer(p)).sum::<Option<i64>>() {
+        Merge::Sum => match parts.iter().try_fold(0i64, |sum, p| sum.checked_add(integer(p)?)) {
             Some(n) => out.put_slice(format!(":{n}\r\n").as_bytes()),
             None => return error("unexpected reply from a node while merging"),
         },
@@ -196,6 +196,9 @@ mod tests {
         assert_eq!(merge(&Merge::Sum, &[b(":2\r\n"), b(":3\r\n")]), b(":5\r\n"));
         assert_eq!(merge(&Merge::AllOk, &[b("+OK\r\n"), b("+OK\r\n")]), b("+OK\r\n"));
         assert_eq!(merge(&Merge::Sum, &[b(":2\r\n"), b("-OOM no\r\n")]), b("-OOM no\r\n"));
+        // Found by the fuzz target: a sum past i64 is an error, not a panic.
+        let huge = b(":9222222222222222222\r\n");
+        assert!(merge(&Merge::Sum, &[huge.clone(), huge]).starts_with(b"-ERR"));
         assert_eq!(merge(&Merge::Concat, &[b("*1\r\n$1\r\na\r\n"), b("*0\r\n")]), b("*1\r\n$1\r\na\r\n"));
     }
 
