@@ -60,15 +60,15 @@ async fn a_noisy_tenant_evicts_only_its_own_keys_on_a_cluster() {
         write(&mut b, "work:", 0..B_KEYS, VALUE).await;
         let before = hits(&mut b, "work:", B_KEYS).await;
         write(&mut a, "flood:", 0..A_FLOOD, VALUE).await;
-        let after = hits(&mut b, "work:", B_KEYS).await;
         let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
+        let after = loop {
             // Recounted each time: the nodes may still be evicting.
+            let after = hits(&mut b, "work:", B_KEYS).await;
             let a_lost = A_FLOOD - hits(&mut a, "flood:", A_FLOOD).await;
             let text = proxy.metrics().await;
             let seen = |t: &str| metric_sum(&text, "tenantry_evictions_total", &format!("tenant=\"{t}\""));
             if (seen("a"), seen("b")) == (a_lost as f64, (B_KEYS - after) as f64) {
-                break;
+                break after;
             }
             assert!(
                 Instant::now() < deadline,
@@ -78,7 +78,7 @@ async fn a_noisy_tenant_evicts_only_its_own_keys_on_a_cluster() {
                 B_KEYS - after
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        };
         (before, after)
     };
 
