@@ -64,7 +64,9 @@ pub(super) async fn run(node: Arc<NodeQuotas>, stop: CancellationToken) {
             if used <= quota.bytes || resting.get(&t.id).is_some_and(|until| Instant::now() < *until) {
                 continue;
             }
-            match round(&node, &t, quota, used - quota.bytes).await {
+            // Every node's evictor sees the same excess: each takes its share.
+            let share = (used - quota.bytes).div_ceil(node.nodes());
+            match round(&node, &t, quota, share).await {
                 Ok(0) => {
                     resting.insert(t.id.clone(), Instant::now() + NOTHING_TO_EVICT_BACKOFF);
                 }

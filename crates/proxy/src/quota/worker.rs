@@ -65,6 +65,12 @@ impl NodeQuotas {
         v
     }
 
+    /// Nodes of the backend (a cluster's masters, a ring's nodes): each
+    /// holds about its share of every tenant's keys.
+    pub fn nodes(&self) -> u64 {
+        self.runtime.load().backends.get(&self.backend).map_or(1, |b| b.nodes().len().max(1)) as u64
+    }
+
     pub fn settings(&self) -> QuotaSettings {
         self.runtime.load().config.quotas
     }
@@ -204,9 +210,7 @@ impl NodeQuotas {
         let maxmemory: u64 = field("maxmemory").and_then(|v| v.parse().ok()).unwrap_or(0);
         let policy = field("maxmemory_policy").unwrap_or("noeviction").to_string();
         let rt = self.runtime.load();
-        // On a cluster or ring each node holds about its share of every tenant's keys.
-        let nodes = rt.backends.get(&self.backend).map_or(1, |b| b.nodes().len().max(1)) as u64;
-        let quotas: u64 = tenants.iter().filter_map(|t| t.config.memory.map(|m| m.bytes)).sum::<u64>() / nodes;
+        let quotas: u64 = tenants.iter().filter_map(|t| t.config.memory.map(|m| m.bytes)).sum::<u64>() / self.nodes();
         let mut unquoted: Vec<&str> = rt
             .tenants
             .values()
