@@ -95,7 +95,8 @@ impl RedisCluster {
             let addr = f[1].split('@').next().unwrap_or_default().to_string();
             let Some(index) = self.nodes.iter().position(|n| n.addr() == addr) else { continue };
             ids.insert(f[0].to_string(), index);
-            if f[2].contains("master") && !f[2].contains("fail") {
+            // A master serves slots (one without any is still joining as a replica).
+            if f[2].contains("master") && !f[2].contains("fail") && f.len() > 8 {
                 masters.push((index, f[0].to_string()));
             } else if f[2].contains("slave") {
                 replicas.push((index, f[3].to_string()));
