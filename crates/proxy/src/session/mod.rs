@@ -33,7 +33,6 @@ use batcher::{Batcher, Forward, Queued, Transaction};
 use bytes::{Bytes, BytesMut};
 use connection::After;
 use replies::ReplyQueue;
-use sharded::{Route, CROSSSLOT};
 use state::State;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -505,41 +504,12 @@ impl Session {
             let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
             ttl::rewrite(spec, &req.args, &self.keys, |k| policy.rule_for(k), now_ms, fastrand::f64)
         });
-        let route = match self.route(&tenant, spec, &req.args, &self.keys) {
-            Ok(route) => route,
-            Err(e) => {
-                metrics.error(if e.starts_with("CROSSSLOT") { "crossslot" } else { "no_replica" }, 1);
-                if let Some(tx) = &mut self.tx {
-                    tx.dirty = true;
-                }
-                return self.refuse(&e);
-            }
-        };
-        let node = match route {
-            Route::Node(node) => {
-                if tenant.backend.is_sharded()
-                    && spec.has_flag(flags::WRITE)
-                    && !self.wrote_to.iter().any(|n| Arc::ptr_eq(n, &node))
-                {
-                    self.wrote_to.push(node.clone());
-                }
-                node
-            }
-            _ if self.tx.is_some() || blocking => {
-                metrics.error("crossslot", 1);
-                if let Some(tx) = &mut self.tx {
-                    tx.dirty = true;
-                }
-                let what = if blocking { "a blocking command" } else { "a transaction" };
-                return self.refuse(&format!("{CROSSSLOT} ({what} runs on one node)"));
-            }
-            route => {
-                metrics.bytes_in.inc_by(bytes as u64);
-                let keys = self.keys.clone();
-                let cmd = sharded::Command { args: &req.args, keys: &keys, ttl: ttl.as_ref(), strip: reply };
-                return self.forward_parts(&tenant, spec, cmd, route);
-            }
-        };
+        // Lent out (not copied) while `place` borrows the session.
+        let keys = std::mem::take(&mut self.keys);
+        let cmd = sharded::Command { args: &req.args, keys: &keys, ttl: ttl.as_ref(), strip: reply };
+        let node = self.place(&tenant, spec, cmd, blocking, bytes);
+        self.keys = keys;
+        let Some(node) = node else { return };
         if blocking && self.tx.is_none() {
             metrics.bytes_in.inc_by(bytes as u64);
             // Blocking commands set no TTLs; the keys they create (BLMOVE's
@@ -548,18 +518,6 @@ impl Session {
             return self.blocking(&tenant, node, &req, reply, &defaults);
         }
         if let Some(tx) = &mut self.tx {
-            if tenant.backend.is_sharded() {
-                let place = tenant.backend.placement(&tenant.namespace, &req.args, &self.keys).ok().flatten();
-                match (tx.place, place) {
-                    (Some(a), Some(b)) if a != b => {
-                        tx.dirty = true;
-                        metrics.error("crossslot", 1);
-                        return self.refuse(CROSSSLOT);
-                    }
-                    (None, Some(_)) => tx.place = place,
-                    _ => {}
-                }
-            }
             metrics.bytes_in.inc_by(bytes as u64);
             tx.queued.push(Queued { args: req.args, keys: self.keys.clone(), ttl, reply });
             self.state.client.multi.store(tx.queued.len() as i64, std::sync::atomic::Ordering::Relaxed);

@@ -68,6 +68,67 @@ impl Session {
         }
     }
 
+    /// The node a checked command goes to, or `None` when it has been
+    /// answered here: refused (CROSSSLOT, no replica), or split over several
+    /// nodes. Inside MULTI, the transaction's slot is checked and recorded.
+    pub(super) fn place(
+        &mut self,
+        tenant: &Arc<TenantRt>,
+        spec: &CommandSpec,
+        cmd: Command<'_>,
+        blocking: bool,
+        bytes: usize,
+    ) -> Option<Arc<NodePool>> {
+        let metrics = &tenant.metrics;
+        let route = match self.route(tenant, spec, cmd.args, cmd.keys) {
+            Ok(route) => route,
+            Err(e) => {
+                metrics.error(if e.starts_with("CROSSSLOT") { "crossslot" } else { "no_replica" }, 1);
+                if let Some(tx) = &mut self.tx {
+                    tx.dirty = true;
+                }
+                self.refuse(&e);
+                return None;
+            }
+        };
+        let node = match route {
+            Route::Node(node) => node,
+            _ if self.tx.is_some() || blocking => {
+                metrics.error("crossslot", 1);
+                if let Some(tx) = &mut self.tx {
+                    tx.dirty = true;
+                }
+                let what = if blocking { "a blocking command" } else { "a transaction" };
+                self.refuse(&format!("{CROSSSLOT} ({what} runs on one node)"));
+                return None;
+            }
+            route => {
+                metrics.bytes_in.inc_by(bytes as u64);
+                self.forward_parts(tenant, spec, cmd, route);
+                return None;
+            }
+        };
+        if !tenant.backend.is_sharded() {
+            return Some(node);
+        }
+        if let Some(tx) = &mut self.tx {
+            let place = tenant.backend.placement(&tenant.namespace, cmd.args, cmd.keys).ok().flatten();
+            match (tx.place, place) {
+                (Some(a), Some(b)) if a != b => {
+                    tx.dirty = true;
+                    metrics.error("crossslot", 1);
+                    self.refuse(CROSSSLOT);
+                    return None;
+                }
+                (None, Some(_)) => tx.place = place,
+                _ => {}
+            }
+        } else if spec.has_flag(flags::WRITE) && !self.wrote_to.iter().any(|n| Arc::ptr_eq(n, &node)) {
+            self.wrote_to.push(node.clone());
+        }
+        Some(node)
+    }
+
     /// Sends a command to several nodes and queues its merged reply.
     pub(super) fn forward_parts(&mut self, tenant: &Arc<TenantRt>, spec: &CommandSpec, cmd: Command<'_>, route: Route) {
         let Command { args, keys, ttl, strip } = cmd;
