@@ -101,6 +101,9 @@ async fn a_live_slot_migration_is_invisible_to_clients() {
     assert!(event("ask") >= 20.0, "{text}");
     assert!(event("moved") >= 1.0, "{text}");
     assert_eq!(tenantry_tests::metric(&text, "tenantry_cluster_masters{backend=\"c\"}"), 3.0);
+    for name in tenantry_tests::dashboard_metrics().iter().filter(|n| n.starts_with("tenantry_cluster_")) {
+        assert!(text.lines().any(|l| l.starts_with(name.as_str())), "the dashboard queries {name}: not exported");
+    }
     proxy.stop().await;
 }
 

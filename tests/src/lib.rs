@@ -418,3 +418,21 @@ pub async fn assert_same_replies_as_redis(script: &[&str], hello: Option<&[u8]>)
         assert_eq!(String::from_utf8_lossy(g), String::from_utf8_lossy(w), "{line} (hello {hello:?})");
     }
 }
+
+/// Every `tenantry_*` metric name the Grafana dashboard queries.
+pub fn dashboard_metrics() -> Vec<String> {
+    let dashboard =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/grafana/tenantry.json")).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&dashboard).unwrap();
+    let mut names = Vec::new();
+    for panel in json["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            for (i, _) in expr.match_indices("tenantry_") {
+                let name: String = expr[i..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+                names.push(name);
+            }
+        }
+    }
+    names
+}
