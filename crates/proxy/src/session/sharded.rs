@@ -1,9 +1,11 @@
 //! Commands on a backend with more than one node (a Redis Cluster, a ring):
 //! where each goes, and the ones that go to several nodes at once: MGET,
-//! MSET, DEL, UNLINK, EXISTS and TOUCH split by slot, KEYS over every node,
+//! MSET, DEL, UNLINK, EXISTS, TOUCH and PUBSUB SHARDNUMSUB split by slot;
+//! KEYS, PUBSUB SHARDCHANNELS, SCRIPT LOAD and SCRIPT EXISTS on every node;
 //! SCAN one node after another behind one cursor. Split commands answer as
 //! one Redis would; other commands whose keys span slots get Redis
-//! Cluster's `CROSSSLOT`.
+//! Cluster's `CROSSSLOT`, and so does a transaction's second slot. The
+//! masters a client writes to are remembered for its next WAIT.
 
 use super::Session;
 use crate::backend::{follow_redirects, Batch, Follow, NodePool, Place, Spread};
