@@ -5,7 +5,7 @@
 use super::quota::{hits, login, settled_usage, write};
 use std::time::{Duration, Instant};
 use tenantry_tests::cluster::RedisCluster;
-use tenantry_tests::{heavy, metric_sum, TestProxy};
+use tenantry_tests::{encode, heavy, metric_sum, TestProxy};
 
 /// A tenant's true use on one node: MEMORY USAGE summed over its keys
 /// (flagged to reach keys of every slot of the node).
@@ -122,4 +122,36 @@ async fn a_noisy_tenant_evicts_only_its_own_keys_on_a_cluster() {
     assert!(a_bytes as f64 >= A_QUOTA * 0.80, "A was evicted far below its quota: {a_bytes} bytes");
     assert_eq!(evicted as u64, a_written as u64 - a_left, "A's quota evictions vs A's keys that disappeared");
     assert!(a_refused < A_FLOOD / 10, "eviction should keep up with most of the flood: {a_refused} refused");
+}
+
+#[tokio::test]
+async fn usage_on_a_cluster_is_measured_within_a_few_percent_of_the_true_sum() {
+    let cluster = RedisCluster::start(3, 0);
+    let proxy = TestProxy::start(&config(&cluster, ", memory_quota: 512MiB", "")).await;
+    let mut a = login(&proxy, "a").await;
+    // Mixed sizes and types, spread over the three masters.
+    let mut rng = fastrand::Rng::with_seed(7);
+    let mut req = Vec::new();
+    for i in 0..3000 {
+        let size = rng.usize(10..4000);
+        req.extend(match i % 3 {
+            0 => encode(&[b"SET", format!("s:{i}").as_bytes(), &vec![b'x'; size]]),
+            1 => encode(&[b"HSET", format!("h:{i}").as_bytes(), b"f1", &vec![b'y'; size / 2], b"f2", b"z"]),
+            _ => encode(&[b"RPUSH", format!("l:{i}").as_bytes(), &vec![b'w'; size / 3], b"a", b"b"]),
+        });
+    }
+    a.send(&req).await;
+    for _ in 0..3000 {
+        assert!(!a.reply().await.starts_with(b"-"));
+    }
+    let estimate = settled_usage(&proxy, "a").await;
+    let (truth, keys) = true_usage(&cluster, "a:*").await;
+    let error = (estimate - truth as f64) / truth as f64;
+    println!(
+        "tenant a on a 3-master cluster: {keys} keys, true MEMORY USAGE sum {truth} bytes, \
+         tenantry's estimate {estimate} ({:+.1}%)",
+        error * 100.0
+    );
+    assert_eq!(keys, 3000);
+    assert!(error.abs() <= 0.10, "estimate {estimate} vs true {truth}");
 }
