@@ -134,7 +134,7 @@ async fn round(node: &NodeQuotas, t: &TenantRt, quota: MemoryQuota, excess: u64)
             t.metrics.keyspace(client_key).quota_evictions.inc();
         }
     }
-    t.quota.add(-bytes);
+    t.quota.add_on(node.node.addr(), -bytes);
     Ok(count)
 }
 

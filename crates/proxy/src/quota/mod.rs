@@ -32,7 +32,7 @@ pub use worker::supervise;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
-use tenantry_config::{Eviction, MemoryQuota};
+use tenantry_config::{BackendAddr, Eviction, MemoryQuota};
 use tenantry_protocol::Namespace;
 
 /// With an evicting policy, writes wait (then get -OOM) only past the quota
@@ -56,8 +56,15 @@ pub fn figures_key(namespace: &Namespace) -> Vec<u8> {
 pub struct QuotaState {
     /// Measured size plus everyone's deltas, as last read from the backend.
     shared: AtomicI64,
-    /// This proxy's writes (and evictions) not yet added to the shared delta.
+    /// This proxy's writes (and evictions) not yet added to the shared delta,
+    /// where no node is known.
     local: AtomicI64,
+    /// The same, per node the writes went to: each node's refresh sends its
+    /// own, so a write is in the delta of the node whose next measuring pass
+    /// will count it (not counted twice meanwhile).
+    by_node: Mutex<HashMap<BackendAddr, i64>>,
+    /// The sum of `by_node`, for `used` without the lock.
+    by_node_total: AtomicI64,
     /// Keys counted by the last measuring pass.
     keys: AtomicU64,
     /// Bytes found by the last measuring pass.
@@ -85,7 +92,9 @@ pub enum Admit {
 impl QuotaState {
     /// The tenant's estimated memory use in bytes.
     pub fn used(&self) -> u64 {
-        let total = self.shared.load(Ordering::Relaxed) + self.local.load(Ordering::Relaxed);
+        let total = self.shared.load(Ordering::Relaxed)
+            + self.local.load(Ordering::Relaxed)
+            + self.by_node_total.load(Ordering::Relaxed);
         total.max(0) as u64
     }
 
@@ -104,10 +113,16 @@ impl QuotaState {
         self.local.fetch_add(bytes, Ordering::Relaxed);
     }
 
-    /// `n` keys were deleted by a client: about the mean key size each.
-    pub fn freed_keys(&self, n: u64) {
+    /// Records bytes written to (positive) or freed on (negative) `node`.
+    pub fn add_on(&self, node: &BackendAddr, bytes: i64) {
+        *self.by_node.lock().expect("not poisoned").entry(node.clone()).or_default() += bytes;
+        self.by_node_total.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// `n` keys were deleted on `node` by a client: about the mean key size each.
+    pub fn freed_keys(&self, node: &BackendAddr, n: u64) {
         if let Some(mean) = self.mean_key_bytes() {
-            self.add(-((n * mean) as i64));
+            self.add_on(node, -((n * mean) as i64));
         }
     }
 
@@ -121,22 +136,23 @@ impl QuotaState {
         }
     }
 
-    /// The local delta to send to a node, or `None` (send 0) while another
-    /// node's refresh is sending it; `flushed` or `unsent` is called after.
-    fn pending(&self) -> Option<i64> {
+    /// What to send to `node`: its own delta, and the unattributed one unless
+    /// another node's refresh is sending that; `flushed` or `unsent` after.
+    fn pending(&self, node: &BackendAddr) -> Sent {
+        let own = self.by_node.lock().expect("not poisoned").get(node).copied().unwrap_or(0);
         let mine = self.flushing.compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed).is_ok();
-        mine.then(|| self.local.load(Ordering::Relaxed))
+        Sent { own, unattributed: mine.then(|| self.local.load(Ordering::Relaxed)) }
     }
 
-    /// A refresh that took `pending` failed: the delta stays local.
-    fn unsent(&self, sent: Option<i64>) {
-        if sent.is_some() {
+    /// A refresh that took `pending` failed: the deltas stay here.
+    fn unsent(&self, sent: Sent) {
+        if sent.unattributed.is_some() {
             self.flushing.store(false, Ordering::Release);
         }
     }
 
     /// `node` has taken `sent` into its delta and now holds these figures.
-    fn flushed(&self, node: &str, sent: Option<i64>, figures: Figures) {
+    fn flushed(&self, node: &BackendAddr, sent: Sent, figures: Figures) {
         let total = {
             let mut nodes = self.nodes.lock().expect("not poisoned");
             nodes.insert(node.to_string(), figures);
@@ -148,7 +164,11 @@ impl QuotaState {
         };
         // Shared first: for a moment `sent` counts twice, never zero times.
         self.shared.store(total.measured + total.delta, Ordering::Relaxed);
-        if let Some(sent) = sent {
+        if sent.own != 0 {
+            *self.by_node.lock().expect("not poisoned").entry(node.clone()).or_default() -= sent.own;
+            self.by_node_total.fetch_sub(sent.own, Ordering::Relaxed);
+        }
+        if let Some(sent) = sent.unattributed {
             self.local.fetch_sub(sent, Ordering::Relaxed);
             self.flushing.store(false, Ordering::Release);
         }
@@ -163,6 +183,21 @@ impl QuotaState {
         if let Some(f) = nodes.remove(node) {
             self.shared.fetch_sub(f.measured + f.delta, Ordering::Relaxed);
         }
+    }
+}
+
+/// The deltas one refresh sends to its node.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Sent {
+    /// Written to this node.
+    own: i64,
+    /// Written where no node was known (`None`: another refresh sends it).
+    unattributed: Option<i64>,
+}
+
+impl Sent {
+    fn total(self) -> i64 {
+        self.own + self.unattributed.unwrap_or(0)
     }
 }
 
@@ -223,31 +258,35 @@ mod tests {
 
     #[test]
     fn a_flush_never_loses_or_drops_bytes() {
+        let (a, b) = (BackendAddr::new("a:1"), BackendAddr::new("b:1"));
         let s = QuotaState::default();
-        s.add(300);
-        let sent = s.pending();
-        assert_eq!(sent, Some(300));
-        assert_eq!(s.pending(), None, "one node at a time takes the delta");
-        s.add(50); // written while the flush was on its way
-        s.flushed("a", sent, Figures { measured: 1000, delta: 300, keys: 10 });
+        s.add(100);
+        s.add_on(&a, 200);
+        let sent = s.pending(&a);
+        assert_eq!(sent, Sent { own: 200, unattributed: Some(100) });
+        assert_eq!(s.pending(&b).unattributed, None, "one node at a time takes the unattributed delta");
+        s.add_on(&a, 50); // written while the flush was on its way
+        s.flushed(&a, sent, Figures { measured: 1000, delta: 300, keys: 10 });
         assert_eq!(s.used(), 1350);
         assert_eq!(s.mean_key_bytes(), Some(100));
         assert!(s.known());
-        // A second node's figures add up; a node that leaves takes its own.
-        let sent = s.pending();
-        assert_eq!(sent, Some(50));
-        s.flushed("b", sent, Figures { measured: 500, delta: 50, keys: 5 });
-        assert_eq!(s.used(), 1850);
-        assert_eq!(s.mean_key_bytes(), Some(100));
-        s.forget_node("a");
-        assert_eq!(s.used(), 550);
+        // Each node sends what was written to it; the figures add up.
+        s.add_on(&b, 70);
+        let sent = s.pending(&b);
+        assert_eq!(sent.own, 70);
+        s.flushed(&b, sent, Figures { measured: 500, delta: 70, keys: 5 });
+        assert_eq!(s.used(), 1000 + 300 + 50 + 500 + 70);
+        // A node that leaves takes its own figures.
+        s.forget_node("a:1");
+        assert_eq!(s.used(), 50 + 500 + 70);
     }
 
     #[test]
     fn deletes_free_the_mean_key_size() {
+        let a = BackendAddr::new("a:1");
         let s = QuotaState::default();
-        s.flushed("a", None, Figures { measured: 10_000, delta: 0, keys: 10 });
-        s.freed_keys(3);
+        s.flushed(&a, Sent::default(), Figures { measured: 10_000, delta: 0, keys: 10 });
+        s.freed_keys(&a, 3);
         assert_eq!(s.used(), 7_000);
     }
 

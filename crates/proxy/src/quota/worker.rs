@@ -2,7 +2,7 @@
 //! deltas and read the figures back, warn about unsafe backend settings, and,
 //! on the one proxy holding the node's lease, measure and evict.
 
-use super::{figures_key, integers, Figures};
+use super::{figures_key, integers, Figures, Sent};
 use crate::backend::NodePool;
 use crate::lease;
 use crate::runtime::{Runtime, TenantRt};
@@ -175,8 +175,9 @@ impl NodeQuotas {
     /// Adds this proxy's deltas to the shared ones and reads every figure back.
     async fn refresh(&self, tenants: &[Arc<TenantRt>]) -> Result<(), String> {
         let keys: Vec<Vec<u8>> = tenants.iter().map(|t| self.node.local_key(&figures_key(&t.namespace))).collect();
-        let sent: Vec<Option<i64>> = tenants.iter().map(|t| t.quota.pending()).collect();
-        let sent_text: Vec<String> = sent.iter().map(|s| s.unwrap_or(0).to_string()).collect();
+        let addr = self.node.addr();
+        let sent: Vec<Sent> = tenants.iter().map(|t| t.quota.pending(addr)).collect();
+        let sent_text: Vec<String> = sent.iter().map(|s| s.total().to_string()).collect();
         let values = match self.eval(REFRESH_SCRIPT, &keys, &sent_text).await {
             Ok(v) if v.len() == 3 * tenants.len() => v,
             result => {
@@ -189,9 +190,8 @@ impl NodeQuotas {
                 });
             }
         };
-        let node = self.node.addr().to_string();
         for ((t, sent), v) in tenants.iter().zip(sent).zip(values.chunks(3)) {
-            t.quota.flushed(&node, sent, Figures { measured: v[0], delta: v[1], keys: v[2] });
+            t.quota.flushed(addr, sent, Figures { measured: v[0], delta: v[1], keys: v[2] });
             t.metrics.memory_used.set(t.quota.used() as i64);
             t.metrics.memory_quota.set(t.config.memory.map_or(0, |m| m.bytes) as i64);
         }

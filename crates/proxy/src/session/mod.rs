@@ -496,9 +496,6 @@ impl Session {
                 return;
             }
         }
-        if grows && tenant.config.memory.is_some() {
-            tenant.quota.add(crate::quota::write_cost(&req.args, &self.keys));
-        }
         let policy = &tenant.config.ttl;
         let ttl = (!policy.is_noop()).then(|| {
             let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
@@ -510,6 +507,10 @@ impl Session {
         let node = self.place(&tenant, spec, cmd, blocking, bytes);
         self.keys = keys;
         let Some(node) = node else { return };
+        if grows && tenant.config.memory.is_some() {
+            // On the node it goes to: that node's next measuring pass counts it.
+            tenant.quota.add_on(node.addr(), crate::quota::write_cost(&req.args, &self.keys));
+        }
         if blocking && self.tx.is_none() {
             metrics.bytes_in.inc_by(bytes as u64);
             // Blocking commands set no TTLs; the keys they create (BLMOVE's

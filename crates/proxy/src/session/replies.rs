@@ -205,7 +205,7 @@ fn fix_batch(bytes: &[u8], b: &BackendReplies, out: &mut OutQueue) {
                 if let Some(n) =
                     reply.strip_prefix(b":").and_then(|r| tenantry_protocol::num::parse_i64(&r[..r.len() - 2]))
                 {
-                    quota.freed_keys(n.max(0) as u64);
+                    quota.freed_keys(b.node.addr(), n.max(0) as u64);
                 }
                 out.extend(reply);
                 fixes.next();

@@ -154,6 +154,11 @@ impl Session {
             Ok(parts) => parts,
             Err(e) => return self.refuse(&e),
         };
+        if spec.has_flag(flags::DENYOOM) && tenant.config.memory.is_some() {
+            for part in &parts {
+                tenant.quota.add_on(part.node.addr(), crate::quota::write_cost(&part.args, &part.keys));
+            }
+        }
         if spec.has_flag(flags::WRITE) {
             for part in &parts {
                 if !self.wrote_to.iter().any(|n| Arc::ptr_eq(n, &part.node)) {
