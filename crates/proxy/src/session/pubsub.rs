@@ -222,7 +222,17 @@ impl Session {
             self.keys.iter().copied().filter(|&i| req.args[i].as_ref() != INVALIDATE_CHANNEL).collect();
         let rx = pubsub.send(&req.args, &keys, frames);
         let owner = pubsub.tenant.clone();
+        self.take_messages();
         self.batcher.deferred(&mut self.replies, &owner, rx, ReplyKeys::None);
+    }
+
+    /// Messages the subscriber connection has passed on but the session not
+    /// yet taken go out before the reply to a command sent there now: Redis
+    /// sent them first. (Those it reads later come with that reply.)
+    fn take_messages(&mut self) {
+        while let Some(Ok(bytes)) = self.pubsub.as_mut().map(|p| p.messages.try_recv()) {
+            self.pubsub_message(Some(bytes));
+        }
     }
 
     /// PING in RESP2 subscribed mode answers `[pong, payload]`: the
@@ -231,6 +241,7 @@ impl Session {
         let Some(pubsub) = &self.pubsub else { return };
         let rx = pubsub.send(&req.args, &[], 1);
         let owner = pubsub.tenant.clone();
+        self.take_messages();
         self.batcher.deferred(&mut self.replies, &owner, rx, ReplyKeys::None);
     }
 
@@ -301,9 +312,16 @@ async fn subscriber(
                             out.clear();
                             out.extend_from_slice(&frame);
                         }
-                        if pubsub_kind(&frame).is_some_and(is_message) && matches!(frame[0], b'*' | b'>') {
+                        let message = pubsub_kind(&frame).is_some_and(is_message) && matches!(frame[0], b'*' | b'>');
+                        if message && pending.is_empty() {
                             if messages.send(out.freeze()).await.is_err() {
                                 return Ok(()); // the session is gone
+                            }
+                        } else if message {
+                            // Sent before the reply to the command waiting: it
+                            // goes out with that reply, ahead of it, as from Redis.
+                            if let Some((_, acc)) = pending.front_mut() {
+                                acc.extend_from_slice(&out);
                             }
                         } else if let Some((cmd, acc)) = pending.front_mut() {
                             acc.extend_from_slice(&out);
