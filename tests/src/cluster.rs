@@ -75,16 +75,10 @@ impl RedisCluster {
         cli(self.nodes[node].port(), args)
     }
 
-    /// Index of the node at `addr` (`127.0.0.1:port`).
-    pub fn index_of(&self, addr: &str) -> usize {
-        self.nodes.iter().position(|n| n.addr() == addr).unwrap_or_else(|| panic!("no node {addr}"))
-    }
-
     /// Node indexes of the masters now, and of each one's replicas.
     pub fn masters(&self) -> Vec<(usize, Vec<usize>)> {
         let live = self.nodes.iter().position(|n| n.is_running()).expect("a live node");
         let text = self.cli(live, &["CLUSTER", "NODES"]);
-        let mut ids = std::collections::HashMap::new();
         let mut masters = Vec::new();
         let mut replicas = Vec::new();
         for line in text.lines() {
@@ -94,7 +88,6 @@ impl RedisCluster {
             }
             let addr = f[1].split('@').next().unwrap_or_default().to_string();
             let Some(index) = self.nodes.iter().position(|n| n.addr() == addr) else { continue };
-            ids.insert(f[0].to_string(), index);
             // A master serves slots (one without any is still joining as a replica).
             if f[2].contains("master") && !f[2].contains("fail") && f.len() > 8 {
                 masters.push((index, f[0].to_string()));

@@ -18,20 +18,20 @@ const UNASSIGNED: u16 = u16::MAX;
 const MIN_REFRESH_GAP: Duration = Duration::from_millis(100);
 
 /// One master and its replicas.
-#[derive(Debug)]
-pub struct Shard {
-    pub master: Arc<NodePool>,
-    pub replicas: Vec<Arc<NodePool>>,
+#[derive(Debug, Clone)]
+struct Shard {
+    master: Arc<NodePool>,
+    replicas: Vec<Arc<NodePool>>,
 }
 
 /// The slot map at one moment.
 #[derive(Debug)]
-pub struct Topology {
+struct Topology {
     /// Per slot, the index of its shard in `shards`.
     slots: Box<[u16]>,
     /// In the order of the first slot each serves, so a SCAN cursor that
     /// names a shard by index still names it after a failover.
-    pub shards: Vec<Shard>,
+    shards: Vec<Shard>,
 }
 
 #[derive(Debug)]
@@ -65,10 +65,6 @@ impl Cluster {
 
     pub fn backend_name(&self) -> &tenantry_config::BackendName {
         &self.backend.name
-    }
-
-    pub fn topology(&self) -> Arc<Topology> {
-        self.topology.load_full()
     }
 
     /// The master serving `slot` (a seed while the map is unknown: it answers
@@ -134,9 +130,7 @@ impl Cluster {
         if let Some(index) = current.shards.iter().position(|s| Arc::ptr_eq(&s.master, &node)) {
             let mut slots = current.slots.clone();
             slots[slot as usize] = index as u16;
-            let shards =
-                current.shards.iter().map(|s| Shard { master: s.master.clone(), replicas: s.replicas.clone() });
-            self.topology.store(Arc::new(Topology { slots, shards: shards.collect() }));
+            self.topology.store(Arc::new(Topology { slots, shards: current.shards.clone() }));
         }
         self.refresh_soon();
     }

@@ -54,29 +54,27 @@ pub fn figures_key(namespace: &Namespace) -> Vec<u8> {
 /// of the config while the tenant keeps its namespace and backend.
 #[derive(Debug, Default)]
 pub struct QuotaState {
-    /// Measured size plus everyone's deltas, as last read from the backend.
+    /// Measured size plus everyone's deltas, as last read from the nodes.
     shared: AtomicI64,
-    /// This proxy's writes (and evictions) not yet added to the shared delta,
-    /// where no node is known.
-    local: AtomicI64,
-    /// The same, per node the writes went to: each node's refresh sends its
-    /// own, so a write is in the delta of the node whose next measuring pass
-    /// will count it (not counted twice meanwhile).
-    by_node: Mutex<HashMap<BackendAddr, i64>>,
-    /// The sum of `by_node`, for `used` without the lock.
-    by_node_total: AtomicI64,
-    /// Keys counted by the last measuring pass.
+    /// The sum of the nodes' `unsent`, for `used` without the lock.
+    unsent: AtomicI64,
+    /// Keys counted by the last measuring passes.
     keys: AtomicU64,
-    /// Bytes found by the last measuring pass.
+    /// Bytes found by the last measuring passes.
     measured: AtomicU64,
     /// The figures have been read from the backend at least once.
     known: AtomicBool,
-    /// Each node's figures, summed into the above: a cluster's masters or a
-    /// ring's nodes each hold the figures of the tenant's keys on them.
-    nodes: Mutex<HashMap<String, Figures>>,
-    /// One node's refresh is sending `local` to its node: the others send
-    /// nothing meanwhile, so no write is counted on two nodes.
-    flushing: AtomicBool,
+    /// Per node (a standalone backend's one, a cluster's masters, a ring's
+    /// nodes): its figures, and this proxy's writes to it not yet added to
+    /// its delta. Each node's refresh sends its own, so a write is in the
+    /// delta of the node whose next measuring pass will count it, once.
+    nodes: Mutex<HashMap<BackendAddr, NodeShare>>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct NodeShare {
+    figures: Figures,
+    unsent: i64,
 }
 
 /// Whether a write may go ahead.
@@ -92,9 +90,7 @@ pub enum Admit {
 impl QuotaState {
     /// The tenant's estimated memory use in bytes.
     pub fn used(&self) -> u64 {
-        let total = self.shared.load(Ordering::Relaxed)
-            + self.local.load(Ordering::Relaxed)
-            + self.by_node_total.load(Ordering::Relaxed);
+        let total = self.shared.load(Ordering::Relaxed) + self.unsent.load(Ordering::Relaxed);
         total.max(0) as u64
     }
 
@@ -108,15 +104,16 @@ impl QuotaState {
         (keys > 0).then(|| self.measured.load(Ordering::Relaxed) / keys)
     }
 
-    /// Records bytes written (positive) or freed (negative) by this proxy.
-    pub fn add(&self, bytes: i64) {
-        self.local.fetch_add(bytes, Ordering::Relaxed);
-    }
-
     /// Records bytes written to (positive) or freed on (negative) `node`.
     pub fn add_on(&self, node: &BackendAddr, bytes: i64) {
-        *self.by_node.lock().expect("not poisoned").entry(node.clone()).or_default() += bytes;
-        self.by_node_total.fetch_add(bytes, Ordering::Relaxed);
+        let mut nodes = self.nodes.lock().expect("not poisoned");
+        match nodes.get_mut(node) {
+            Some(share) => share.unsent += bytes,
+            None => {
+                nodes.insert(node.clone(), NodeShare { unsent: bytes, ..NodeShare::default() });
+            }
+        }
+        self.unsent.fetch_add(bytes, Ordering::Relaxed);
     }
 
     /// `n` keys were deleted on `node` by a client: about the mean key size each.
@@ -136,68 +133,40 @@ impl QuotaState {
         }
     }
 
-    /// What to send to `node`: its own delta, and the unattributed one unless
-    /// another node's refresh is sending that; `flushed` or `unsent` after.
-    fn pending(&self, node: &BackendAddr) -> Sent {
-        let own = self.by_node.lock().expect("not poisoned").get(node).copied().unwrap_or(0);
-        let mine = self.flushing.compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed).is_ok();
-        Sent { own, unattributed: mine.then(|| self.local.load(Ordering::Relaxed)) }
-    }
-
-    /// A refresh that took `pending` failed: the deltas stay here.
-    fn unsent(&self, sent: Sent) {
-        if sent.unattributed.is_some() {
-            self.flushing.store(false, Ordering::Release);
-        }
+    /// This proxy's writes to `node` not yet in its delta; `flushed` once sent.
+    fn pending(&self, node: &BackendAddr) -> i64 {
+        self.nodes.lock().expect("not poisoned").get(node).map_or(0, |s| s.unsent)
     }
 
     /// `node` has taken `sent` into its delta and now holds these figures.
-    fn flushed(&self, node: &BackendAddr, sent: Sent, figures: Figures) {
+    fn flushed(&self, node: &BackendAddr, sent: i64, figures: Figures) {
         let total = {
             let mut nodes = self.nodes.lock().expect("not poisoned");
-            nodes.insert(node.to_string(), figures);
-            nodes.values().fold(Figures::default(), |a, f| Figures {
-                measured: a.measured + f.measured,
-                delta: a.delta + f.delta,
-                keys: a.keys + f.keys,
+            let share = nodes.entry(node.clone()).or_default();
+            share.figures = figures;
+            share.unsent -= sent;
+            nodes.values().fold(Figures::default(), |a, s| Figures {
+                measured: a.measured + s.figures.measured,
+                delta: a.delta + s.figures.delta,
+                keys: a.keys + s.figures.keys,
             })
         };
         // Shared first: for a moment `sent` counts twice, never zero times.
         self.shared.store(total.measured + total.delta, Ordering::Relaxed);
-        if sent.own != 0 {
-            *self.by_node.lock().expect("not poisoned").entry(node.clone()).or_default() -= sent.own;
-            self.by_node_total.fetch_sub(sent.own, Ordering::Relaxed);
-        }
-        if let Some(sent) = sent.unattributed {
-            self.local.fetch_sub(sent, Ordering::Relaxed);
-            self.flushing.store(false, Ordering::Release);
-        }
+        self.unsent.fetch_sub(sent, Ordering::Relaxed);
         self.keys.store(total.keys.max(0) as u64, Ordering::Relaxed);
         self.measured.store(total.measured.max(0) as u64, Ordering::Relaxed);
         self.known.store(true, Ordering::Relaxed);
     }
 
-    /// A node left the backend (a failover's old master): its figures go.
-    pub fn forget_node(&self, node: &str) {
+    /// A node left the backend (a failover's old master): its figures go,
+    /// and what was written to it (its keys are measured where they are now).
+    pub fn forget_node(&self, node: &BackendAddr) {
         let mut nodes = self.nodes.lock().expect("not poisoned");
-        if let Some(f) = nodes.remove(node) {
-            self.shared.fetch_sub(f.measured + f.delta, Ordering::Relaxed);
+        if let Some(share) = nodes.remove(node) {
+            self.shared.fetch_sub(share.figures.measured + share.figures.delta, Ordering::Relaxed);
+            self.unsent.fetch_sub(share.unsent, Ordering::Relaxed);
         }
-    }
-}
-
-/// The deltas one refresh sends to its node.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct Sent {
-    /// Written to this node.
-    own: i64,
-    /// Written where no node was known (`None`: another refresh sends it).
-    unattributed: Option<i64>,
-}
-
-impl Sent {
-    fn total(self) -> i64 {
-        self.own + self.unattributed.unwrap_or(0)
     }
 }
 
@@ -236,35 +205,37 @@ mod tests {
         MemoryQuota { bytes, eviction }
     }
 
+    fn node() -> BackendAddr {
+        BackendAddr::new("a:1")
+    }
+
     #[test]
     fn noeviction_refuses_at_the_quota() {
         let s = QuotaState::default();
-        s.add(999);
+        s.add_on(&node(), 999);
         assert_eq!(s.admit(&quota(1000, Eviction::NoEviction)), Admit::Yes);
-        s.add(1);
+        s.add_on(&node(), 1);
         assert_eq!(s.admit(&quota(1000, Eviction::NoEviction)), Admit::Refuse);
-        s.add(-500);
+        s.add_on(&node(), -500);
         assert_eq!(s.admit(&quota(1000, Eviction::NoEviction)), Admit::Yes);
     }
 
     #[test]
     fn evicting_policies_hold_writes_only_past_the_headroom() {
         let s = QuotaState::default();
-        s.add(1019);
+        s.add_on(&node(), 1019);
         assert_eq!(s.admit(&quota(1000, Eviction::AllKeysLru)), Admit::Yes);
-        s.add(1);
+        s.add_on(&node(), 1);
         assert_eq!(s.admit(&quota(1000, Eviction::AllKeysLru)), Admit::Wait);
     }
 
     #[test]
     fn a_flush_never_loses_or_drops_bytes() {
-        let (a, b) = (BackendAddr::new("a:1"), BackendAddr::new("b:1"));
+        let (a, b) = (node(), BackendAddr::new("b:1"));
         let s = QuotaState::default();
-        s.add(100);
-        s.add_on(&a, 200);
+        s.add_on(&a, 300);
         let sent = s.pending(&a);
-        assert_eq!(sent, Sent { own: 200, unattributed: Some(100) });
-        assert_eq!(s.pending(&b).unattributed, None, "one node at a time takes the unattributed delta");
+        assert_eq!(sent, 300);
         s.add_on(&a, 50); // written while the flush was on its way
         s.flushed(&a, sent, Figures { measured: 1000, delta: 300, keys: 10 });
         assert_eq!(s.used(), 1350);
@@ -272,21 +243,19 @@ mod tests {
         assert!(s.known());
         // Each node sends what was written to it; the figures add up.
         s.add_on(&b, 70);
-        let sent = s.pending(&b);
-        assert_eq!(sent.own, 70);
-        s.flushed(&b, sent, Figures { measured: 500, delta: 70, keys: 5 });
+        assert_eq!(s.pending(&b), 70);
+        s.flushed(&b, 70, Figures { measured: 500, delta: 70, keys: 5 });
         assert_eq!(s.used(), 1000 + 300 + 50 + 500 + 70);
-        // A node that leaves takes its own figures.
-        s.forget_node("a:1");
-        assert_eq!(s.used(), 50 + 500 + 70);
+        // A node that leaves takes its figures and what was written to it.
+        s.forget_node(&a);
+        assert_eq!(s.used(), 500 + 70);
     }
 
     #[test]
     fn deletes_free_the_mean_key_size() {
-        let a = BackendAddr::new("a:1");
         let s = QuotaState::default();
-        s.flushed(&a, Sent::default(), Figures { measured: 10_000, delta: 0, keys: 10 });
-        s.freed_keys(&a, 3);
+        s.flushed(&node(), 0, Figures { measured: 10_000, delta: 0, keys: 10 });
+        s.freed_keys(&node(), 3);
         assert_eq!(s.used(), 7_000);
     }
 

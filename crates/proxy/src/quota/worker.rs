@@ -2,7 +2,7 @@
 //! deltas and read the figures back, warn about unsafe backend settings, and,
 //! on the one proxy holding the node's lease, measure and evict.
 
-use super::{figures_key, integers, Figures, Sent};
+use super::{figures_key, integers, Figures};
 use crate::backend::NodePool;
 use crate::lease;
 use crate::runtime::{Runtime, TenantRt};
@@ -134,9 +134,8 @@ impl NodeQuotas {
             }
         }
         // The node left the backend (or the config): its figures no longer count.
-        let node = self.node.addr().to_string();
         for t in self.tenants() {
-            t.quota.forget_node(&node);
+            t.quota.forget_node(self.node.addr());
         }
         if let Some(work) = leader {
             work.cancel();
@@ -176,20 +175,12 @@ impl NodeQuotas {
     async fn refresh(&self, tenants: &[Arc<TenantRt>]) -> Result<(), String> {
         let keys: Vec<Vec<u8>> = tenants.iter().map(|t| self.node.local_key(&figures_key(&t.namespace))).collect();
         let addr = self.node.addr();
-        let sent: Vec<Sent> = tenants.iter().map(|t| t.quota.pending(addr)).collect();
-        let sent_text: Vec<String> = sent.iter().map(|s| s.total().to_string()).collect();
-        let values = match self.eval(REFRESH_SCRIPT, &keys, &sent_text).await {
-            Ok(v) if v.len() == 3 * tenants.len() => v,
-            result => {
-                for (t, sent) in tenants.iter().zip(sent) {
-                    t.quota.unsent(sent);
-                }
-                return Err(match result {
-                    Ok(v) => format!("{} figures for {} tenants", v.len(), tenants.len()),
-                    Err(e) => e,
-                });
-            }
-        };
+        let sent: Vec<i64> = tenants.iter().map(|t| t.quota.pending(addr)).collect();
+        let sent_text: Vec<String> = sent.iter().map(i64::to_string).collect();
+        let values = self.eval(REFRESH_SCRIPT, &keys, &sent_text).await?;
+        if values.len() != 3 * tenants.len() {
+            return Err(format!("{} figures for {} tenants", values.len(), tenants.len()));
+        }
         for ((t, sent), v) in tenants.iter().zip(sent).zip(values.chunks(3)) {
             t.quota.flushed(addr, sent, Figures { measured: v[0], delta: v[1], keys: v[2] });
             t.metrics.memory_used.set(t.quota.used() as i64);
