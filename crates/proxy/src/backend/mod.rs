@@ -96,15 +96,18 @@ impl Router {
         Ok(place)
     }
 
-    /// The keys of a command, grouped by place, in order of first appearance.
+    /// The keys of a command grouped by place, in order of first appearance;
+    /// each key as its position in `keys`.
     pub fn places(&self, ns: &Namespace, args: &[Bytes], keys: &[usize]) -> Vec<(Option<Place>, Vec<usize>)> {
         let mut groups: Vec<(Option<Place>, Vec<usize>)> = Vec::new();
-        for &k in keys {
+        let mut group_of: std::collections::HashMap<Option<Place>, usize> = std::collections::HashMap::new();
+        for (at, &k) in keys.iter().enumerate() {
             let p = self.place_of(ns, &args[k]);
-            match groups.iter_mut().find(|(q, _)| *q == p) {
-                Some((_, ks)) => ks.push(k),
-                None => groups.push((p, vec![k])),
-            }
+            let g = *group_of.entry(p).or_insert_with(|| {
+                groups.push((p, Vec::new()));
+                groups.len() - 1
+            });
+            groups[g].1.push(at);
         }
         groups
     }

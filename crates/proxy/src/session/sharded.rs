@@ -168,21 +168,39 @@ impl Session {
         }
         // Earlier commands go first on each node's connection.
         self.batcher.flush(&mut self.replies);
+        // One batch per node, with the parts (one per slot) that go there.
         let ns = &tenant.namespace;
         let proto = self.state.proto;
-        let mut sent = Vec::with_capacity(parts.len());
-        for part in parts {
-            let mut bytes = BytesMut::new();
-            encode::command(&mut bytes, &part.args, &part.keys, ns);
-            let mut count = 1;
+        let mut batches: Vec<NodeBatch> = Vec::new();
+        let n_parts = parts.len();
+        for (index, part) in parts.into_iter().enumerate() {
+            let b = match batches.iter().position(|b| Arc::ptr_eq(&b.node, &part.node)) {
+                Some(b) => &mut batches[b],
+                None => {
+                    batches.push(NodeBatch {
+                        node: part.node.clone(),
+                        bytes: BytesMut::new(),
+                        count: 0,
+                        layout: Vec::new(),
+                    });
+                    batches.last_mut().expect("pushed")
+                }
+            };
+            encode::command(&mut b.bytes, &part.args, &part.keys, ns);
+            let mut frames = 1;
             for (i, ms) in ttl.map(|rw| rw.default_for.as_slice()).unwrap_or_default() {
                 if let Some(k) = part.keys.iter().find(|&&k| part.args[k] == args[*i]) {
                     let ms = ms.to_string();
-                    encode::command(&mut bytes, &[&b"PEXPIRE"[..], &part.args[*k], ms.as_bytes(), b"NX"], &[1], ns);
-                    count += 1;
+                    encode::command(&mut b.bytes, &[&b"PEXPIRE"[..], &part.args[*k], ms.as_bytes(), b"NX"], &[1], ns);
+                    frames += 1;
                 }
             }
-            let bytes = bytes.freeze();
+            b.count += frames;
+            b.layout.push((index, frames));
+        }
+        let mut sent = Vec::with_capacity(batches.len());
+        for b in batches {
+            let bytes = b.bytes.freeze();
             let follow = backend.cluster().map(|c| Follow {
                 cluster: c.clone(),
                 client: self.batcher.client,
@@ -190,13 +208,14 @@ impl Session {
                 request: bytes.clone(),
             });
             let (tx, rx) = oneshot::channel();
-            part.node.send(self.batcher.client, proto, Batch { bytes, count, reply: tx });
-            sent.push((part.node, follow, rx));
+            b.node.send(self.batcher.client, proto, Batch { bytes, count: b.count, reply: tx });
+            sent.push((b.node, b.layout, follow, rx));
         }
         let (tx, rx) = oneshot::channel();
         tokio::spawn(async move {
-            let mut replies = Vec::with_capacity(sent.len());
-            for (node, follow, rx) in sent {
+            let invalid = Bytes::from_static(b"-ERR invalid reply from a node\r\n");
+            let mut replies = vec![invalid.clone(); n_parts];
+            for (node, layout, follow, rx) in sent {
                 let reply = match rx.await {
                     Ok(Ok(bytes)) => match follow {
                         Some(f) if tenantry_protocol::cluster::may_hold_redirect(&bytes) => {
@@ -207,22 +226,36 @@ impl Session {
                     Ok(Err(e)) => Err(e),
                     Err(_) => Err(node.lost()),
                 };
-                match reply {
-                    // The part's own reply; its default TTLs' are dropped.
-                    Ok(bytes) => match tenantry_protocol::reply::reply_len(&bytes) {
-                        Ok(Some(len)) => replies.push(bytes.slice(..len)),
-                        _ => replies.push(Bytes::from_static(b"-ERR invalid reply from a node\r\n")),
-                    },
+                let bytes = match reply {
+                    Ok(bytes) => bytes,
                     Err(e) => {
                         let _ = tx.send(Err(e));
                         return;
                     }
+                };
+                // Each part's own reply; its default TTLs' are dropped.
+                let frames = tenantry_protocol::reply::split_frames(&bytes).unwrap_or_default();
+                let mut at = 0;
+                for (part, n) in layout {
+                    if let Some(frame) = frames.get(at) {
+                        replies[part] = frame.clone();
+                    }
+                    at += n;
                 }
             }
             let _ = tx.send(Ok(merge(&how, &replies)));
         });
         self.batcher.deferred(&mut self.replies, tenant, rx, strip);
     }
+}
+
+/// The parts of a split command that go to one node, as one batch.
+struct NodeBatch {
+    node: Arc<NodePool>,
+    bytes: BytesMut,
+    count: usize,
+    /// (part, frames it is answered with: its own and its default TTLs').
+    layout: Vec<(usize, usize)>,
 }
 
 /// A command to send to several nodes.
@@ -235,7 +268,7 @@ pub(super) struct Command<'a> {
     pub strip: ReplyKeys,
 }
 
-/// One node's share of a split command.
+/// One slot's (or ring node's) share of a split command.
 struct Part {
     node: Arc<NodePool>,
     args: Vec<Bytes>,
@@ -261,27 +294,24 @@ fn split(
     backend: &crate::backend::Router,
 ) -> (Result<Vec<Part>, String>, Merge) {
     let mut how = merge_for(spec.name);
-    // A key's arguments run to the next key (MSET: key and value).
-    let span = |k: usize| {
-        let next = keys.iter().copied().filter(|&j| j > k).min().unwrap_or(args.len());
-        k..next
-    };
+    // The command (and subcommand) before its first key; then each key's
+    // arguments, which run to the next key (MSET: key and value). Keys of
+    // these commands come in argument order.
+    let first = keys.first().copied().unwrap_or(1);
     let mut parts = Vec::with_capacity(places.len());
     let mut order = vec![(0, 0); keys.len()];
-    for (p, (place, ks)) in places.iter().enumerate() {
+    for (p, (place, positions)) in places.iter().enumerate() {
         let node = match backend.node_at(*place, None) {
             Ok(node) => node,
             Err(e) => return (Err(e), how),
         };
-        // The command (and subcommand) before its first key, then this place's keys.
-        let first = keys.iter().copied().min().unwrap_or(1);
-        let mut part = Part { node, args: args[..first].to_vec(), keys: Vec::new() };
-        for (i, &k) in ks.iter().enumerate() {
+        let mut part = Part { node, args: args[..first].to_vec(), keys: Vec::with_capacity(positions.len()) };
+        for (i, &at) in positions.iter().enumerate() {
+            let k = keys[at];
+            let end = keys.get(at + 1).copied().filter(|&e| e > k).unwrap_or(args.len());
             part.keys.push(part.args.len());
-            part.args.extend_from_slice(&args[span(k)]);
-            if let Some(at) = keys.iter().position(|&j| j == k) {
-                order[at] = (p, i);
-            }
+            part.args.extend_from_slice(&args[k..end]);
+            order[at] = (p, i);
         }
         parts.push(part);
     }
