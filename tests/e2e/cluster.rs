@@ -146,6 +146,12 @@ async fn a_cluster_looks_like_one_redis() {
     }
     let all: BTreeSet<String> = (0..200).map(|i| format!("k{i}")).collect();
     assert_eq!(seen, all);
+    // A cursor that is not a number, or names no master, is Redis's error.
+    assert_eq!(raw.cmd(&[b"SCAN", b"abc"]).await, b"-ERR invalid cursor\r\n");
+    assert_eq!(raw.cmd(&[b"SCAN", b"4095"]).await, b"-ERR invalid cursor\r\n");
+    // Invalidations would come from every key's own master: refused, clearly.
+    let refused = raw.cmd(&[b"CLIENT", b"TRACKING", b"ON"]).await;
+    assert!(refused.starts_with(b"-ERR CLIENT TRACKING is not supported on backend 'c'"), "{refused:?}");
     let keys: Vec<String> = demo.keys("k1*").await.unwrap();
     assert_eq!(keys.len(), (0..200).filter(|i| i.to_string().starts_with('1')).count());
     let n: i64 = redis::cmd("DBSIZE").query_async(&mut demo).await.unwrap();
@@ -189,6 +195,9 @@ async fn a_cluster_looks_like_one_redis() {
     }
     let mut s = proxy.raw().await;
     assert_eq!(s.cmd(&[b"SSUBSCRIBE", tags[0].as_bytes(), tags[1].as_bytes()]).await, crossslot);
+    // One client's sharded subscriptions are served by one master.
+    let other = subs[0].cmd(&[b"SSUBSCRIBE", tags[1].as_bytes()]).await;
+    assert!(other.starts_with(b"-ERR this connection's subscriptions are served by"), "{other:?}");
     // SHARDNUMSUB asks each channel's master, answering in the order asked.
     let mut ask: Vec<&[u8]> = vec![b"PUBSUB", b"SHARDNUMSUB", tags[2].as_bytes(), b"{none}x", tags[0].as_bytes()];
     let mut want = String::from("*6\r\n");

@@ -7,9 +7,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tenantry_tests::{direct, encode, heavy, http_get, metric, metric_sum, RawClient, RedisServer, TestProxy};
 
-/// Sum of MEMORY USAGE over the keys under `prefix`, and how many there are,
-/// read straight from Redis: the truth tenantry's estimate is held against.
-const TRUE_USAGE: &str = "local sum, n, cursor = 0, 0, '0' \
+/// Sum of MEMORY USAGE over the keys matching ARGV[1], and how many there
+/// are, read straight from Redis: the truth tenantry's estimate is held
+/// against. Flagged to reach keys of every slot of a cluster node.
+pub(crate) const TRUE_USAGE: &str = "#!lua flags=allow-cross-slot-keys,no-writes\n\
+  local sum, n, cursor = 0, 0, '0' \
   repeat local r = redis.call('scan', cursor, 'match', ARGV[1], 'count', 1000) cursor = r[1] \
     for _, k in ipairs(r[2]) do sum = sum + (redis.call('memory', 'usage', k) or 0) n = n + 1 end \
   until cursor == '0' return {sum, n}";
@@ -82,6 +84,25 @@ pub(crate) async fn write(
     (ok, oom)
 }
 
+/// `n` keys of mixed sizes (10 B to 4 kB) and types (strings, hashes,
+/// lists), as a real cache holds; every write must succeed.
+pub(crate) async fn write_mixed(c: &mut RawClient, n: usize) {
+    let mut rng = fastrand::Rng::with_seed(7);
+    let mut req = Vec::new();
+    for i in 0..n {
+        let size = rng.usize(10..4000);
+        req.extend(match i % 3 {
+            0 => encode(&[b"SET", format!("s:{i}").as_bytes(), &vec![b'x'; size]]),
+            1 => encode(&[b"HSET", format!("h:{i}").as_bytes(), b"f1", &vec![b'y'; size / 2], b"f2", b"z"]),
+            _ => encode(&[b"RPUSH", format!("l:{i}").as_bytes(), &vec![b'w'; size / 3], b"a", b"b"]),
+        });
+    }
+    c.send(&req).await;
+    for _ in 0..n {
+        assert!(!c.reply().await.starts_with(b"-"));
+    }
+}
+
 /// GETs `prefix0..n`: how many hit.
 pub(crate) async fn hits(c: &mut RawClient, prefix: &str, n: usize) -> usize {
     let mut found = 0;
@@ -102,21 +123,7 @@ async fn usage_is_measured_within_a_few_percent_of_the_true_sum() {
     let redis = RedisServer::start();
     let proxy = TestProxy::start(&config(&redis, ", memory_quota: 512MiB", "")).await;
     let mut a = login(&proxy, "a").await;
-    // Mixed sizes and types, as a real cache holds.
-    let mut rng = fastrand::Rng::with_seed(7);
-    let mut req = Vec::new();
-    for i in 0..3000 {
-        let size = rng.usize(10..4000);
-        req.extend(match i % 3 {
-            0 => encode(&[b"SET", format!("s:{i}").as_bytes(), &vec![b'x'; size]]),
-            1 => encode(&[b"HSET", format!("h:{i}").as_bytes(), b"f1", &vec![b'y'; size / 2], b"f2", b"z"]),
-            _ => encode(&[b"RPUSH", format!("l:{i}").as_bytes(), &vec![b'w'; size / 3], b"a", b"b"]),
-        });
-    }
-    a.send(&req).await;
-    for _ in 0..3000 {
-        assert!(!a.reply().await.starts_with(b"-"));
-    }
+    write_mixed(&mut a, 3000).await;
     let estimate = settled_usage(&proxy, "a").await;
     let (truth, keys) = true_usage(&redis, "a:").await;
     let error = (estimate - truth as f64) / truth as f64;

@@ -2,19 +2,12 @@
 //! evicts its share of a tenant's keys, and the proxy adds the masters'
 //! figures up against the tenant's one quota.
 
-use super::quota::{hits, login, settled_usage, write};
+use super::quota::{hits, login, settled_usage, write, write_mixed, TRUE_USAGE};
 use std::time::{Duration, Instant};
 use tenantry_tests::cluster::RedisCluster;
-use tenantry_tests::{encode, heavy, metric_sum, TestProxy};
+use tenantry_tests::{heavy, metric_sum, TestProxy};
 
-/// A tenant's true use on one node: MEMORY USAGE summed over its keys
-/// (flagged to reach keys of every slot of the node).
-const TRUE_USAGE: &str = "#!lua flags=allow-cross-slot-keys,no-writes\n\
-  local sum, n, cursor = 0, 0, '0' \
-  repeat local r = redis.call('scan', cursor, 'match', ARGV[1], 'count', 1000) cursor = r[1] \
-    for _, k in ipairs(r[2]) do sum = sum + (redis.call('memory', 'usage', k) or 0) n = n + 1 end \
-  until cursor == '0' return {sum, n}";
-
+/// A tenant's true use: MEMORY USAGE summed over its keys on every master.
 async fn true_usage(cluster: &RedisCluster, pattern: &str) -> (u64, u64) {
     let mut total = (0, 0);
     for (m, _) in cluster.masters() {
@@ -129,21 +122,7 @@ async fn usage_on_a_cluster_is_measured_within_a_few_percent_of_the_true_sum() {
     let cluster = RedisCluster::start(3, 0);
     let proxy = TestProxy::start(&config(&cluster, ", memory_quota: 512MiB", "")).await;
     let mut a = login(&proxy, "a").await;
-    // Mixed sizes and types, spread over the three masters.
-    let mut rng = fastrand::Rng::with_seed(7);
-    let mut req = Vec::new();
-    for i in 0..3000 {
-        let size = rng.usize(10..4000);
-        req.extend(match i % 3 {
-            0 => encode(&[b"SET", format!("s:{i}").as_bytes(), &vec![b'x'; size]]),
-            1 => encode(&[b"HSET", format!("h:{i}").as_bytes(), b"f1", &vec![b'y'; size / 2], b"f2", b"z"]),
-            _ => encode(&[b"RPUSH", format!("l:{i}").as_bytes(), &vec![b'w'; size / 3], b"a", b"b"]),
-        });
-    }
-    a.send(&req).await;
-    for _ in 0..3000 {
-        assert!(!a.reply().await.starts_with(b"-"));
-    }
+    write_mixed(&mut a, 3000).await;
     let estimate = settled_usage(&proxy, "a").await;
     let (truth, keys) = true_usage(&cluster, "a:*").await;
     let error = (estimate - truth as f64) / truth as f64;

@@ -228,10 +228,8 @@ fn bad_cluster_and_ring_settings_are_reported() {
     let text = GOOD
         .replace("kind: standalone", "kind: ring\n    hash: crc99\n    hash_tag: \"{\"\n    topology_refresh: 1s")
         .replace("    namespace: \"app:\"\n", "    namespace: \"app:\"\n    read_from_replicas: sometimes\n")
-        .replace(
-            "    namespace: \"demo:\"\n",
-            "    namespace: \"demo:\"\n    memory_quota: 1MiB\n    read_from_replicas: always\n",
-        );
+        .replace("    namespace: \"demo:\"\n", "    namespace: \"demo:\"\n    read_from_replicas: always\n")
+        .replace("nodes: [\"127.0.0.1:7000\"]", "nodes: [\"127.0.0.1:7000:0\", \"nohost\"]");
     let e = errors(&text);
     let has = |s: &str| e.iter().any(|e| e.contains(s));
     assert!(has("hash: unknown hash \"crc99\""), "{e:?}");
@@ -239,4 +237,6 @@ fn bad_cluster_and_ring_settings_are_reported() {
     assert!(has("topology_refresh: only a cluster backend has topology_refresh"), "{e:?}");
     assert!(has("read_from_replicas: \"sometimes\" is not one of never, prefer, always"), "{e:?}");
     assert!(has("replicas are known only on a cluster backend"), "{e:?}");
+    assert!(has("\"127.0.0.1:7000:0\" is not host:port[:weight] [name]"), "{e:?}");
+    assert!(has("\"nohost\" is not host:port[:weight] [name]"), "{e:?}");
 }
