@@ -137,7 +137,14 @@ def main():
     ap.add_argument("--size", type=int, default=100)
     ap.add_argument("--scale", type=float, default=1.0, help="multiply requests per run")
     ap.add_argument("--no-cluster", action="store_true", help="skip the cluster workload")
+    ap.add_argument("--only", action="append", metavar="WORKLOAD",
+                    help='run only this workload (e.g. "GET P1"); may be repeated')
     args = ap.parse_args()
+    if args.only:
+        unknown = set(args.only) - {w[0] for w in WORKLOADS}
+        if unknown:
+            sys.exit(f"unknown workload(s) {sorted(unknown)}: choose from {[w[0] for w in WORKLOADS]}")
+        WORKLOADS[:] = [w for w in WORKLOADS if w[0] in args.only]
     nutcracker = shutil.which("nutcracker") or "/usr/sbin/nutcracker"
 
     tmp = tempfile.mkdtemp(prefix="tenantry-bench-")
