@@ -37,7 +37,7 @@ fn a_good_config_resolves_everything() {
     assert_eq!(c.listen, vec!["127.0.0.1:6379".parse().unwrap()]);
     let b = &c.backends[&BackendName::new("local")];
     assert_eq!(b.auth.as_ref().unwrap().password.expose(), b"s3cret");
-    assert_eq!(b.connections, 2);
+    assert_eq!(b.connections, 1, "the default");
     let demo = &c.tenants[&TenantId::new("demo")];
     assert_eq!(demo.namespace.as_bytes(), b"demo:");
     assert_eq!(demo.auth.as_ref().unwrap().password.expose(), b"demo-password");

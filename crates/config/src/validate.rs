@@ -283,7 +283,7 @@ pub(crate) fn validate(
             name: BackendName::new(name),
             kind,
             nodes,
-            connections: c.count(&b.connections, &format!("{field}.connections"), 2),
+            connections: c.count(&b.connections, &format!("{field}.connections"), 1),
             auth: password.map(|password| BackendAuth { username: b.username.clone(), password }),
             connect_timeout: c.duration(
                 &b.connect_timeout,
