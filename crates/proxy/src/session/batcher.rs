@@ -57,7 +57,7 @@ pub struct Forward<'a> {
     pub reply: ReplyKeys,
     pub ttl: Option<TtlRewrite>,
     /// For reads: how the reply counts as hits and misses, and where.
-    pub tally: Option<(Tally, KeyspaceCounters)>,
+    pub tally: Option<(Tally, Arc<KeyspaceCounters>)>,
     /// A DEL/UNLINK whose reply frees quota (tenants with a memory quota).
     pub freed: Option<Arc<crate::quota::QuotaState>>,
     /// A sampled command's span: it ends when the reply arrives.

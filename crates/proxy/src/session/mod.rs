@@ -95,6 +95,11 @@ pub async fn serve(mut stream: TcpStream, runtime: Arc<ArcSwap<Runtime>>, shutdo
     // read clears readiness: no extra read that only returns EAGAIN.
     let (mut rd, wr) = stream.split();
     let sock: &TcpStream = wr.as_ref();
+    // Made once: a fresh `cancelled()` per turn would join and leave the
+    // token's waiter list (a lock each way) for every request.
+    let shutdown = shutdown.cancelled();
+    let killed = killed.cancelled();
+    tokio::pin!(shutdown, killed);
     loop {
         let mut wait_until = None;
         if s.waiting
@@ -146,16 +151,20 @@ pub async fn serve(mut stream: TcpStream, runtime: Arc<ArcSwap<Runtime>>, shutdo
             let has_messages = messages.is_some();
             let pushes = s.pushes.as_mut().filter(|_| s.out.len() < MAX_OUTPUT && !closing).map(|p| &mut p.rx);
             let has_pushes = pushes.is_some();
+            // Biased: no random draw per turn. Every branch ready in a turn
+            // is taken within the next turns (each is bounded), so the order
+            // only decides which goes first: replies before more requests.
             tokio::select! {
+                biased;
+                _ = &mut killed => Event::Killed,
+                _ = &mut shutdown, if !closing => Event::Shutdown,
+                r = async { head.expect("guarded").await }, if has_head => Event::Reply(r.map_err(|_| ())),
+                r = sock.writable(), if want_write => Event::Writable(r.is_ok()),
                 p = async { pushes.expect("guarded").recv().await }, if has_pushes => Event::Push(p),
                 m = async { messages.expect("guarded").recv().await }, if has_messages => Event::Message(m),
                 _ = async { waiting.expect("guarded").await }, if is_waiting => Event::Wake,
                 r = rd.read_buf(&mut inbuf), if can_read => Event::Read(r),
-                r = async { head.expect("guarded").await }, if has_head => Event::Reply(r.map_err(|_| ())),
-                r = sock.writable(), if want_write => Event::Writable(r.is_ok()),
                 _ = tokio::time::sleep_until(until), if wait_until.is_some() => Event::Wake,
-                _ = shutdown.cancelled(), if !closing => Event::Shutdown,
-                _ = killed.cancelled() => Event::Killed,
             }
         };
         match event {

@@ -31,7 +31,7 @@ pub enum Fix {
     /// A command tenantry added (a default TTL): the client never sees its reply.
     Drop,
     /// A read whose reply counts as hits and misses of a keyspace.
-    Tally(Tally, KeyspaceCounters),
+    Tally(Tally, Arc<KeyspaceCounters>),
     /// DEL/UNLINK of a tenant with a memory quota: `:n` deleted keys free
     /// about `n` times the mean key size, counted at once rather than at the
     /// next measurement (so a full `noeviction` tenant gets its room back).

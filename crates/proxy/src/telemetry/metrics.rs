@@ -295,7 +295,8 @@ pub struct TenantMetrics {
     families: Arc<Families>,
     commands: Mutex<HashMap<&'static str, Counter>>,
     errors: Mutex<HashMap<String, Counter>>,
-    keyspaces: Mutex<HashMap<Vec<u8>, KeyspaceCounters>>,
+    /// Shared, not copied: a read takes its keyspace's counters with one count.
+    keyspaces: Mutex<HashMap<Vec<u8>, Arc<KeyspaceCounters>>>,
     busiest: Mutex<TopK<Vec<u8>>>,
     hot: Mutex<TopK<Vec<u8>>>,
     latency: Histogram,
@@ -390,7 +391,7 @@ impl TenantMetrics {
 
     /// Counters of the keyspace of a client key (its first `:`-separated
     /// segment) if it is among the tenant's `MAX_KEYSPACES` busiest, else of `other`.
-    pub fn keyspace(&self, key: &[u8]) -> KeyspaceCounters {
+    pub fn keyspace(&self, key: &[u8]) -> Arc<KeyspaceCounters> {
         let ks = key.split(|&b| b == b':').next().unwrap_or(key);
         let busy = {
             let mut top = self.busiest.lock().expect("not poisoned");
@@ -413,14 +414,14 @@ impl TenantMetrics {
         // statement, and a second lookup in the same family would deadlock.
         let evictions = self.families.evictions.get_or_create(&eviction(&labels, "maxmemory")).clone();
         let quota_evictions = self.families.evictions.get_or_create(&eviction(&labels, "quota")).clone();
-        let c = KeyspaceCounters {
+        let c = Arc::new(KeyspaceCounters {
             hits: self.families.hits.get_or_create(&labels).clone(),
             misses: self.families.misses.get_or_create(&labels).clone(),
             evictions,
             quota_evictions,
             expirations: self.families.expirations.get_or_create(&labels).clone(),
             big_values: self.families.big_values.get_or_create(&labels).clone(),
-        };
+        });
         map.insert(name.to_vec(), c.clone());
         c
     }
