@@ -30,7 +30,8 @@ pub struct ClientHandle {
     pub subscriptions: [AtomicUsize; 3],
     /// Commands queued in MULTI, or -1 outside one.
     pub multi: AtomicI64,
-    /// Cancelled by CLIENT KILL: the session closes.
+    /// Cancelled by CLIENT KILL (the session closes at once) and, as a child
+    /// of the server's shutdown token, by shutdown (replies owed go first).
     pub kill: CancellationToken,
     /// A blocking command of this client's is waiting on the backend.
     pub blocked: AtomicBool,
@@ -42,7 +43,8 @@ pub struct ClientHandle {
 }
 
 impl ClientHandle {
-    pub fn new(id: u64, addr: Option<SocketAddr>, laddr: Option<SocketAddr>) -> Self {
+    /// `shutdown`: the server's; it also cancels `kill`, so a session waits on one token.
+    pub fn new(id: u64, addr: Option<SocketAddr>, laddr: Option<SocketAddr>, shutdown: &CancellationToken) -> Self {
         ClientHandle {
             id,
             addr,
@@ -54,7 +56,7 @@ impl ClientHandle {
             resp: AtomicU8::new(2),
             subscriptions: Default::default(),
             multi: AtomicI64::new(-1),
-            kill: CancellationToken::new(),
+            kill: shutdown.child_token(),
             blocked: AtomicBool::new(false),
             tracking: AtomicBool::new(false),
             subscriber_backend_id: Arc::default(),
@@ -62,8 +64,10 @@ impl ClientHandle {
     }
 
     /// A request arrived.
-    pub fn touch(&self) {
-        self.active_ms.store(self.created.elapsed().as_millis() as u64, Ordering::Relaxed);
+    /// A request came in at `now` (the session's clock reading, not another).
+    pub fn touch(&self, now: Instant) {
+        let ms = now.saturating_duration_since(self.created).as_millis() as u64;
+        self.active_ms.store(ms, Ordering::Relaxed);
     }
 
     pub fn ran(&self, spec: &'static CommandSpec) {

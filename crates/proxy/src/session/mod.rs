@@ -62,7 +62,7 @@ const QUOTA_RETRY: Duration = Duration::from_millis(2);
 /// on the client side.
 pub async fn serve(mut stream: TcpStream, runtime: Arc<ArcSwap<Runtime>>, shutdown: CancellationToken) {
     let _ = stream.set_nodelay(true);
-    let (state, admitted) = State::new(runtime, stream.peer_addr().ok(), stream.local_addr().ok());
+    let (state, admitted) = State::new(runtime, stream.peer_addr().ok(), stream.local_addr().ok(), &shutdown);
     let killed = state.client.kill.clone();
     let mut s = Session {
         batcher: Batcher::new(state.id),
@@ -95,11 +95,11 @@ pub async fn serve(mut stream: TcpStream, runtime: Arc<ArcSwap<Runtime>>, shutdo
     // read clears readiness: no extra read that only returns EAGAIN.
     let (mut rd, wr) = stream.split();
     let sock: &TcpStream = wr.as_ref();
-    // Made once: a fresh `cancelled()` per turn would join and leave the
+    // One wait for both (the kill token is a child of the shutdown token),
+    // made once: a fresh `cancelled()` per turn would join and leave the
     // token's waiter list (a lock each way) for every request.
-    let shutdown = shutdown.cancelled();
-    let killed = killed.cancelled();
-    tokio::pin!(shutdown, killed);
+    let stop = killed.cancelled();
+    tokio::pin!(stop);
     loop {
         let mut wait_until = None;
         if s.waiting
@@ -156,8 +156,8 @@ pub async fn serve(mut stream: TcpStream, runtime: Arc<ArcSwap<Runtime>>, shutdo
             // only decides which goes first: replies before more requests.
             tokio::select! {
                 biased;
-                _ = &mut killed => Event::Killed,
-                _ = &mut shutdown, if !closing => Event::Shutdown,
+                // Shutting down, the session closes once its replies are out.
+                _ = &mut stop, if !(closing && shutdown.is_cancelled()) => if shutdown.is_cancelled() { Event::Shutdown } else { Event::Killed },
                 r = async { head.expect("guarded").await }, if has_head => Event::Reply(r.map_err(|_| ())),
                 r = sock.writable(), if want_write => Event::Writable(r.is_ok()),
                 p = async { pushes.expect("guarded").recv().await }, if has_pushes => Event::Push(p),
@@ -173,7 +173,7 @@ pub async fn serve(mut stream: TcpStream, runtime: Arc<ArcSwap<Runtime>>, shutdo
             Event::Read(Ok(0)) => eof = true,
             Event::Read(Ok(_)) => {
                 s.read_at = Instant::now();
-                s.state.client.touch();
+                s.state.client.touch(s.read_at.into_std());
             }
             // CLIENT KILL from another connection: gone at once, as in Redis.
             Event::Killed => return,

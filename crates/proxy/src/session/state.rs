@@ -71,12 +71,13 @@ impl State {
         runtime: Arc<ArcSwap<Runtime>>,
         addr: Option<SocketAddr>,
         laddr: Option<SocketAddr>,
+        shutdown: &tokio_util::sync::CancellationToken,
     ) -> (Self, Result<(), String>) {
         let rt = runtime.load_full();
         let id = NEXT_CLIENT_ID.fetch_add(1, Ordering::Relaxed);
         let mut state = State {
             id,
-            client: Arc::new(ClientHandle::new(id, addr, laddr)),
+            client: Arc::new(ClientHandle::new(id, addr, laddr, shutdown)),
             runtime,
             tenant: None,
             explicit: false,
@@ -146,10 +147,11 @@ impl State {
     /// unauthenticated. An open connection is never thrown out by a lower
     /// connection limit.
     pub fn refresh(&mut self) {
-        let rt = self.runtime.load_full();
-        if rt.generation == self.generation {
+        // A guard for the check, which is all most requests need: no count taken.
+        if self.runtime.load().generation == self.generation {
             return;
         }
+        let rt = self.runtime.load_full();
         self.generation = rt.generation;
         self.limits = rt.limits;
         self.big_value_bytes = rt.config.telemetry.big_value_bytes;
