@@ -88,3 +88,29 @@ async fn a_tenant_lists_and_kills_only_its_own_connections() {
     let left = text(&app4.cmd(&[b"CLIENT", b"LIST"]).await);
     assert_eq!(left.lines().count(), 1, "only app4 is left: {left}");
 }
+
+/// On shutdown every client is closed, but only after the replies it is
+/// owed: a request waiting on a stalled backend still gets its answer.
+#[tokio::test]
+async fn shutdown_closes_clients_after_the_replies_they_are_owed() {
+    let redis = RedisServer::start();
+    let proxy = TestProxy::start(&format!(
+        "backends:\n  local: {{ kind: standalone, nodes: [\"{}\"] }}\n\
+         tenants:\n  app: {{ backend: local, namespace: \"app:\" }}\ndefault_tenant: app\n",
+        redis.addr()
+    ))
+    .await;
+    let mut idle = proxy.raw().await;
+    let mut waiting = proxy.raw().await;
+    assert_eq!(waiting.cmd(&[b"SET", b"k", b"v"]).await, b"+OK\r\n");
+    assert_eq!(idle.cmd(&[b"PING"]).await, b"+PONG\r\n");
+    redis.freeze();
+    waiting.send(&encode(&[b"GET", b"k"])).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let stopping = tokio::spawn(proxy.stop());
+    assert!(idle.closed().await, "an idle client is closed at shutdown");
+    redis.thaw();
+    assert_eq!(waiting.reply().await, b"$1\r\nv\r\n", "the owed reply comes first");
+    assert!(waiting.closed().await, "then the connection closes");
+    stopping.await.expect("shutdown");
+}
