@@ -62,16 +62,31 @@ def bench(port, test, pipeline, requests, clients, size):
     sys.exit(f"no result for {test} on port {port}: {out!r}")
 
 
-def alternate(args, targets, what):
-    """Every workload on every target in turn, `args.rounds` times: ops/s per (workload, target)."""
+def cpu_seconds(pid):
+    """User + system CPU time a process has used so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def alternate(args, targets, what, watch=None):
+    """Every workload on every target in turn, `args.rounds` times: ops/s per
+    (workload, target), and the CPU microseconds per request of the processes
+    `watch[target]` names ({label: pid}) per (workload, target, label)."""
+    watch = watch or {}
     results = {(w[0], t[0]): [] for w in WORKLOADS for t in targets}
+    cpu = {}
     for rnd in range(args.rounds):
         for name, test, pipeline, requests in WORKLOADS:
             for target, port in targets:
                 n = int(requests * args.scale)
+                pids = watch.get(target, {})
+                before = {label: cpu_seconds(pid) for label, pid in pids.items()}
                 results[(name, target)].append(bench(port, test, pipeline, n, args.clients, args.size))
+                for label, pid in pids.items():
+                    cpu.setdefault((name, target, label), []).append((cpu_seconds(pid) - before[label]) * 1e6 / n)
         print(f"{what} {rnd + 1}/{args.rounds} done", file=sys.stderr)
-    return results
+    return results, cpu
 
 
 def start_cluster(tmp, procs, masters=3):
@@ -120,7 +135,7 @@ def cluster_bench(args, tmp, procs, rport):
     start_tenantry(args.tenantry, tmp, "tenantry-cluster", many, f"{{ kind: cluster, nodes: [{nodes}] }}", procs)
     time.sleep(1)  # the slot map
     targets = [("one node", one), ("cluster", many)]
-    results = alternate(args, targets, "cluster round")
+    results, _ = alternate(args, targets, "cluster round")
     print(f"\ntenantry over a {len(seeds)}-master Redis Cluster vs tenantry over one redis-server, median ops/s\n")
     print("| workload | tenantry, one node | tenantry, cluster | cluster/one node |")
     print("|---|---:|---:|---:|")
@@ -174,7 +189,10 @@ def main():
         wait_port(nport, procs[-1], "nutcracker")
 
         targets = [("redis", rport), ("tenantry", tport), ("twemproxy", nport)]
-        results = alternate(args, targets, "round")
+        rpid, tpid, npid = (p.pid for p in procs[:3])
+        watch = {"redis": {"redis": rpid}, "tenantry": {"proxy": tpid, "redis": rpid},
+                 "twemproxy": {"proxy": npid, "redis": rpid}}
+        results, cpu = alternate(args, targets, "round", watch)
 
         print(f"\n{args.clients} clients, {args.size}-byte values, {args.rounds} alternating rounds, median ops/s\n")
         print(f"| workload | redis | tenantry | twemproxy | tenantry/redis | twemproxy/redis |")
@@ -186,6 +204,17 @@ def main():
             ok &= tr >= nr
             print(f"| {name} | {med['redis']:.0f} | {med['tenantry']:.0f} | {med['twemproxy']:.0f} | {tr:.2f} | {nr:.2f} |")
         print("\ntenantry >= twemproxy on every workload" if ok else "\ntenantry is below twemproxy on some workload")
+        # Steadier than ops/s on a shared machine: what each request cost.
+        print("\nCPU microseconds per request (user + system, median over the rounds; "
+              f"{os.sysconf('SC_CLK_TCK')} Hz accounting)\n")
+        print("| workload | Redis, direct | tenantry | Redis behind tenantry | twemproxy | Redis behind twemproxy |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for name, *_ in WORKLOADS:
+            c = {k: statistics.median(cpu[(name, *k)]) for k in
+                 [("redis", "redis"), ("tenantry", "proxy"), ("tenantry", "redis"), ("twemproxy", "proxy"),
+                  ("twemproxy", "redis")]}
+            print(f"| {name} | {c[('redis', 'redis')]:.2f} | {c[('tenantry', 'proxy')]:.2f} | "
+                  f"{c[('tenantry', 'redis')]:.2f} | {c[('twemproxy', 'proxy')]:.2f} | {c[('twemproxy', 'redis')]:.2f} |")
         if not args.no_cluster:
             # Stop the first tenantry and twemproxy: fewer processes share the cores.
             for p in procs[1:]:
