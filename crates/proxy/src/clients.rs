@@ -63,7 +63,6 @@ impl ClientHandle {
         }
     }
 
-    /// A request arrived.
     /// A request came in at `now` (the session's clock reading, not another).
     pub fn touch(&self, now: Instant) {
         let ms = now.saturating_duration_since(self.created).as_millis() as u64;

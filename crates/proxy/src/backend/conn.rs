@@ -276,8 +276,9 @@ async fn serve(
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let mut scanner = ReplyScanner::new();
     let mut head = Head::default();
-    // Ticks in a row with replies owed and none read: checked by tick
-    // rather than by reading the clock on every read.
+    // Ticks since the last read while replies are owed: checked by tick
+    // rather than by reading the clock on every read. (The queue only
+    // empties through a read, so a new batch always finds it at zero.)
     let mut silent_ticks = 0u32;
     let mut tick = tokio::time::interval(timeout / TICKS_PER_TIMEOUT);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -300,9 +301,6 @@ async fn serve(
             }
             batch = rx.recv() => {
                 let Some(batch) = batch else { return Ok(()) };
-                if queue.is_empty() {
-                    silent_ticks = 0;
-                }
                 let mut next = Some(batch);
                 while let Some(b) = next.take() {
                     out.push(b.bytes);
@@ -318,11 +316,10 @@ async fn serve(
                 out.try_write(sock).map_err(|e| format!("write failed: {e}"))?;
             }
             _ = tick.tick() => {
-                if queue.is_empty() {
-                    silent_ticks = 0;
-                } else {
+                if !queue.is_empty() {
                     silent_ticks += 1;
-                    // One tick more than the timeout: the first may come at once.
+                    // A read falls between ticks: only the tick after
+                    // TICKS_PER_TIMEOUT of them is a whole timeout past it.
                     if silent_ticks > TICKS_PER_TIMEOUT {
                         return Err(format!("no reply within {timeout:?}"));
                     }

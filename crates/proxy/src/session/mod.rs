@@ -63,7 +63,10 @@ const QUOTA_RETRY: Duration = Duration::from_millis(2);
 pub async fn serve(mut stream: TcpStream, runtime: Arc<ArcSwap<Runtime>>, shutdown: CancellationToken) {
     let _ = stream.set_nodelay(true);
     let (state, admitted) = State::new(runtime, stream.peer_addr().ok(), stream.local_addr().ok(), &shutdown);
-    let killed = state.client.kill.clone();
+    // One wait for both CLIENT KILL and shutdown (the kill token is a child
+    // of the shutdown token), made once: a fresh `cancelled()` per turn would
+    // join and leave the token's waiter list (a lock each way) per request.
+    let stop = state.client.kill.clone().cancelled_owned();
     let mut s = Session {
         batcher: Batcher::new(state.id),
         parser: RequestParser::new(state.limits.protocol),
@@ -95,10 +98,6 @@ pub async fn serve(mut stream: TcpStream, runtime: Arc<ArcSwap<Runtime>>, shutdo
     // read clears readiness: no extra read that only returns EAGAIN.
     let (mut rd, wr) = stream.split();
     let sock: &TcpStream = wr.as_ref();
-    // One wait for both (the kill token is a child of the shutdown token),
-    // made once: a fresh `cancelled()` per turn would join and leave the
-    // token's waiter list (a lock each way) for every request.
-    let stop = killed.cancelled();
     tokio::pin!(stop);
     loop {
         let mut wait_until = None;
