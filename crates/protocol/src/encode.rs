@@ -20,10 +20,16 @@ impl Protocol {
     }
 }
 
+/// `kind`, the number and CRLF in one copy: these lines are most of what a
+/// small command's encoding writes.
 fn put_len(out: &mut BytesMut, kind: u8, n: usize) {
-    out.put_u8(kind);
-    out.extend_from_slice(itoa_buf(n as i64).as_slice());
-    out.extend_from_slice(b"\r\n");
+    let mut line = [0u8; 24];
+    let digits = itoa_buf(n as i64);
+    let digits = digits.as_slice();
+    line[0] = kind;
+    line[1..=digits.len()].copy_from_slice(digits);
+    line[digits.len() + 1..digits.len() + 3].copy_from_slice(b"\r\n");
+    out.extend_from_slice(&line[..digits.len() + 3]);
 }
 
 struct SmallBuf([u8; 24], usize);

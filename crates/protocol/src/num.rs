@@ -1,16 +1,29 @@
 //! Integer arguments as Redis reads them.
 
 /// Parses an integer the way Redis's `string2ll` does: an optional `-`, then
-/// digits, nothing else (no spaces, no `+`, no leading zeros except "0").
+/// digits, nothing else (no spaces, no `+`, no leading zeros, "0" but not "-0").
 pub fn parse_i64(raw: &[u8]) -> Option<i64> {
-    let digits = raw.strip_prefix(b"-").unwrap_or(raw);
-    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
+    let (negative, digits) = match raw.strip_prefix(b"-") {
+        Some(rest) => (true, rest),
+        None => (false, raw),
+    };
+    // Redis takes "0" but no other leading zero, and not "-0".
+    if digits.is_empty() || digits.len() > 19 || (digits[0] == b'0' && (digits.len() > 1 || negative)) {
         return None;
     }
-    if digits.len() > 1 && digits[0] == b'0' {
-        return None;
+    // Accumulated as a negative number: i64::MIN has no positive twin.
+    let mut n: i64 = 0;
+    for &b in digits {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        n = n.checked_mul(10)?.checked_sub(i64::from(b - b'0'))?;
     }
-    std::str::from_utf8(raw).ok()?.parse().ok()
+    if negative {
+        Some(n)
+    } else {
+        n.checked_neg()
+    }
 }
 
 #[cfg(test)]
@@ -22,7 +35,22 @@ mod tests {
         assert_eq!(parse_i64(b"0"), Some(0));
         assert_eq!(parse_i64(b"-12"), Some(-12));
         assert_eq!(parse_i64(b"9223372036854775807"), Some(i64::MAX));
-        for bad in [&b""[..], b"+1", b" 1", b"1 ", b"01", b"-", b"1e3", b"99999999999999999999"] {
+        assert_eq!(parse_i64(b"-9223372036854775808"), Some(i64::MIN));
+        assert_eq!(parse_i64(b"1234567"), Some(1234567));
+        for bad in [
+            &b""[..],
+            b"+1",
+            b" 1",
+            b"1 ",
+            b"01",
+            b"-",
+            b"1e3",
+            b"99999999999999999999",
+            b"9223372036854775808",
+            b"-9223372036854775809",
+            b"-0",
+            b"1-",
+        ] {
             assert_eq!(parse_i64(bad), None, "{:?}", bad);
         }
     }

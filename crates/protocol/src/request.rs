@@ -56,18 +56,20 @@ impl Request {
 pub struct RequestParser {
     limits: Limits,
     partial: Option<Partial>,
+    /// Where the arguments of the partial request lie in the buffer; kept
+    /// between requests so parsing one allocates only its argument list.
+    args: Vec<Range<usize>>,
 }
 
 #[derive(Debug)]
 struct Partial {
     argc: usize,
-    args: Vec<Range<usize>>,
     pos: usize,
 }
 
 impl RequestParser {
     pub fn new(limits: Limits) -> Self {
-        RequestParser { limits, partial: None }
+        RequestParser { limits, partial: None, args: Vec::new() }
     }
 
     pub fn set_limits(&mut self, limits: Limits) {
@@ -115,11 +117,17 @@ impl RequestParser {
                 return Ok(Some(None));
             }
             let argc = n as usize;
-            self.partial = Some(Partial { argc, args: Vec::with_capacity(argc.min(1024)), pos: end + 2 });
+            self.partial = Some(Partial { argc, pos: end + 2 });
+            self.args.clear();
+            if self.args.capacity() > 1024 {
+                // Do not keep a huge list around after one huge request.
+                self.args = Vec::new();
+            }
+            self.args.reserve(argc.min(1024));
         }
         let limits = self.limits;
         let p = self.partial.as_mut().expect("set above");
-        while p.args.len() < p.argc {
+        while self.args.len() < p.argc {
             if p.pos >= buf.len() {
                 return Ok(None);
             }
@@ -146,12 +154,12 @@ impl RequestParser {
             if &buf[stop..stop + 2] != b"\r\n" {
                 return Err(ParseError::InvalidBulkLength);
             }
-            p.args.push(start..stop);
+            self.args.push(start..stop);
             p.pos = stop + 2;
         }
         let p = self.partial.take().expect("set above");
         let frame = buf.split_to(p.pos).freeze();
-        let args = p.args.into_iter().map(|r| frame.slice(r)).collect();
+        let args = self.args.drain(..).map(|r| frame.slice(r)).collect();
         Ok(Some(Some(Request { args })))
     }
 

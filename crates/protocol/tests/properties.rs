@@ -285,3 +285,31 @@ mod sharding {
         }
     }
 }
+
+/// Redis's `string2ll`, as the standard library can say it: digits after an
+/// optional `-`, no leading zero but "0" itself, and in range.
+fn string2ll(raw: &[u8]) -> Option<i64> {
+    let digits = raw.strip_prefix(b"-").unwrap_or(raw);
+    let plain = !digits.is_empty() && digits.iter().all(u8::is_ascii_digit);
+    let zero_ok = digits[..digits.len().min(1)] != *b"0" || raw == b"0";
+    if !plain || !zero_ok {
+        return None;
+    }
+    std::str::from_utf8(raw).ok()?.parse().ok()
+}
+
+proptest! {
+    #[test]
+    fn integers_parse_as_redis_reads_them(n in any::<i64>()) {
+        prop_assert_eq!(tenantry_protocol::num::parse_i64(n.to_string().as_bytes()), Some(n));
+    }
+
+    #[test]
+    fn integer_parsing_agrees_with_string2ll(raw in prop_oneof![
+        proptest::collection::vec(prop_oneof![Just(b'-'), Just(b'0'), b'0'..=b'9', any::<u8>()], 0..22),
+        any::<i64>().prop_map(|n| n.to_string().into_bytes()),
+        any::<u64>().prop_map(|n| n.to_string().into_bytes()),
+    ]) {
+        prop_assert_eq!(tenantry_protocol::num::parse_i64(&raw), string2ll(&raw));
+    }
+}

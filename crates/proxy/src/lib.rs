@@ -15,6 +15,7 @@ mod runtime;
 mod server;
 mod session;
 mod status;
+mod stop;
 mod telemetry;
 pub use telemetry::tracing_setup::{init as init_tracing, Otlp, TracingGuard};
 

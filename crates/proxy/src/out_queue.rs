@@ -62,6 +62,16 @@ impl OutQueue {
     /// the socket is full: wait for `writable()` and call again.
     pub fn try_write(&mut self, stream: &TcpStream) -> io::Result<()> {
         while !self.is_empty() {
+            if self.chunks.is_empty() {
+                // The common case, small replies only: one plain write.
+                match stream.try_write(&self.tail) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(n) => self.advance(n),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                    Err(e) => return Err(e),
+                }
+                continue;
+            }
             let n = {
                 let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(MAX_SLICES.min(self.chunks.len() + 1));
                 slices.extend(self.chunks.iter().take(MAX_SLICES - 1).map(|c| IoSlice::new(c)));

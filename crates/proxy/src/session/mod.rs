@@ -28,6 +28,8 @@ use crate::out_queue::OutQueue;
 use crate::policy::{check_command, check_sizes};
 use crate::quota::Admit;
 use crate::runtime::{Runtime, TenantRt};
+use crate::stop::StopSignal;
+use crate::telemetry::KeyspaceCache;
 use arc_swap::ArcSwap;
 use batcher::{Batcher, Forward, Queued, Transaction};
 use bytes::{Bytes, BytesMut};
@@ -64,9 +66,8 @@ pub async fn serve(mut stream: TcpStream, runtime: Arc<ArcSwap<Runtime>>, shutdo
     let _ = stream.set_nodelay(true);
     let (state, admitted) = State::new(runtime, stream.peer_addr().ok(), stream.local_addr().ok(), &shutdown);
     // One wait for both CLIENT KILL and shutdown (the kill token is a child
-    // of the shutdown token), made once: a fresh `cancelled()` per turn would
-    // join and leave the token's waiter list (a lock each way) per request.
-    let stop = state.client.kill.clone().cancelled_owned();
+    // of the shutdown token), checked at every turn for an atomic load.
+    let stop = StopSignal::follow(state.client.kill.clone());
     let mut s = Session {
         batcher: Batcher::new(state.id),
         parser: RequestParser::new(state.limits.protocol),
@@ -86,6 +87,7 @@ pub async fn serve(mut stream: TcpStream, runtime: Arc<ArcSwap<Runtime>>, shutdo
         redirect: None,
         pushes: None,
         read_at: Instant::now(),
+        keyspace_cache: KeyspaceCache::default(),
     };
     let mut inbuf = BytesMut::with_capacity(16 * 1024);
     let (mut closing, mut eof) = (false, false);
@@ -98,7 +100,6 @@ pub async fn serve(mut stream: TcpStream, runtime: Arc<ArcSwap<Runtime>>, shutdo
     // read clears readiness: no extra read that only returns EAGAIN.
     let (mut rd, wr) = stream.split();
     let sock: &TcpStream = wr.as_ref();
-    tokio::pin!(stop);
     loop {
         let mut wait_until = None;
         if s.waiting
@@ -156,7 +157,7 @@ pub async fn serve(mut stream: TcpStream, runtime: Arc<ArcSwap<Runtime>>, shutdo
             tokio::select! {
                 biased;
                 // Shutting down, the session closes once its replies are out.
-                _ = &mut stop, if !(closing && shutdown.is_cancelled()) => if shutdown.is_cancelled() { Event::Shutdown } else { Event::Killed },
+                _ = stop.stopped(), if !(closing && shutdown.is_cancelled()) => if shutdown.is_cancelled() { Event::Shutdown } else { Event::Killed },
                 r = async { head.expect("guarded").await }, if has_head => Event::Reply(r.map_err(|_| ())),
                 r = sock.writable(), if want_write => Event::Writable(r.is_ok()),
                 p = async { pushes.expect("guarded").recv().await }, if has_pushes => Event::Push(p),
@@ -252,6 +253,7 @@ struct Session {
     redirect: Option<i64>,
     /// Pushes (invalidations) from the client's own connection, while pinned.
     pushes: Option<tracking::Pushes>,
+    keyspace_cache: KeyspaceCache,
 }
 
 impl Session {
@@ -544,7 +546,7 @@ impl Session {
             let has_big = spec.has_flag(flags::DENYOOM)
                 && req.args.iter().enumerate().skip(1).any(|(i, a)| a.len() > big && !self.keys.contains(&i));
             if t.is_some() || has_big {
-                let counters = metrics.keyspace(key);
+                let counters = metrics.keyspace_cached(key, &mut self.keyspace_cache);
                 if has_big {
                     counters.big_values.inc();
                 }

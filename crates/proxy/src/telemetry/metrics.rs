@@ -75,6 +75,8 @@ pub struct NodeLabels {
 pub const MAX_KEYSPACES: usize = 50;
 /// Hot-key tracking samples one command in this many.
 const HOT_SAMPLE: u32 = 8;
+/// Commands on a labelled keyspace feed the busiest-keyspace sketch one in this many.
+const KEYSPACE_SAMPLE: u32 = 8;
 /// Label sets kept per tenant at most (keyspaces that were once among the
 /// busiest keep theirs); beyond it, newcomers are counted as `other`.
 const MAX_KEYSPACE_LABELS: usize = 4 * MAX_KEYSPACES;
@@ -390,20 +392,21 @@ impl TenantMetrics {
     }
 
     /// Counters of the keyspace of a client key (its first `:`-separated
-    /// segment) if it is among the tenant's `MAX_KEYSPACES` busiest, else of `other`.
+    /// segment). A keyspace gets a label of its own when it is among the
+    /// tenant's `MAX_KEYSPACES` busiest (while fewer than
+    /// `MAX_KEYSPACE_LABELS` exist) and keeps it; the rest count as `other`.
     pub fn keyspace(&self, key: &[u8]) -> Arc<KeyspaceCounters> {
-        let ks = key.split(|&b| b == b':').next().unwrap_or(key);
+        let ks = keyspace_of(key);
+        if let Some(c) = self.keyspaces.lock().expect("not poisoned").get(ks) {
+            self.count_labelled(ks);
+            return c.clone();
+        }
         let busy = {
             let mut top = self.busiest.lock().expect("not poisoned");
             top.add(ks, 1);
             top.contains_top_k(ks)
         };
         let mut map = self.keyspaces.lock().expect("not poisoned");
-        if busy {
-            if let Some(c) = map.get(ks) {
-                return c.clone();
-            }
-        }
         let name: &[u8] = if busy && map.len() < MAX_KEYSPACE_LABELS { ks } else { b"other" };
         if let Some(c) = map.get(name) {
             return c.clone();
@@ -424,6 +427,34 @@ impl TenantMetrics {
         });
         map.insert(name.to_vec(), c.clone());
         c
+    }
+
+    /// `keyspace` through a client's one-entry cache: a client mostly stays
+    /// in one keyspace, and a hit costs a comparison instead of two locks
+    /// and a hash. Only labelled keyspaces are cached (never `other`, which
+    /// a keyspace may leave by becoming busy).
+    pub fn keyspace_cached(self: &Arc<Self>, key: &[u8], cache: &mut KeyspaceCache) -> Arc<KeyspaceCounters> {
+        let ks = keyspace_of(key);
+        if let Some((owner, name, c)) = &cache.0 {
+            if Arc::ptr_eq(owner, self) && name.as_slice() == ks {
+                self.count_labelled(ks);
+                return c.clone();
+            }
+        }
+        let c = self.keyspace(key);
+        if self.keyspaces.lock().expect("not poisoned").get(ks).is_some_and(|own| Arc::ptr_eq(own, &c)) {
+            cache.0 = Some((self.clone(), ks.to_vec(), c.clone()));
+        }
+        c
+    }
+
+    /// A labelled keyspace still feeds the busiest-keyspace sketch (so the
+    /// ranking of the others stays honest), one command in
+    /// `KEYSPACE_SAMPLE`, weighted by it.
+    fn count_labelled(&self, ks: &[u8]) {
+        if fastrand::u32(..KEYSPACE_SAMPLE) == 0 {
+            self.busiest.lock().expect("not poisoned").add(ks, u64::from(KEYSPACE_SAMPLE));
+        }
     }
 
     /// Records `n` commands answered `seconds` after their batch was sent.
@@ -477,6 +508,15 @@ impl TenantMetrics {
     }
 }
 
+/// A client key's keyspace: its first `:`-separated segment.
+fn keyspace_of(key: &[u8]) -> &[u8] {
+    key.split(|&b| b == b':').next().unwrap_or(key)
+}
+
+/// One client's last labelled keyspace: see `TenantMetrics::keyspace_cached`.
+#[derive(Default)]
+pub struct KeyspaceCache(Option<(Arc<TenantMetrics>, Vec<u8>, Arc<KeyspaceCounters>)>);
+
 fn eviction(k: &KeyspaceLabels, reason: &'static str) -> EvictionLabels {
     EvictionLabels { tenant: k.tenant.clone(), keyspace: k.keyspace.clone(), reason }
 }
@@ -506,5 +546,25 @@ mod tests {
         assert!(get("other") > 0, "one-off keyspaces past the busiest go to other");
         let total: u64 = m.totals().hits;
         assert_eq!(total, 2500);
+    }
+
+    #[test]
+    fn a_client_cache_counts_where_the_maps_count() {
+        let families = Arc::new(Families::new());
+        let m = Arc::new(TenantMetrics::new("t", families.clone(), 5));
+        let other = Arc::new(TenantMetrics::new("u", families.clone(), 5));
+        let mut cache = KeyspaceCache::default();
+        for _ in 0..100 {
+            m.keyspace_cached(b"cart:1", &mut cache).hits.inc();
+            m.keyspace_cached(b"user:1", &mut cache).hits.inc();
+            m.keyspace_cached(b"cart:2", &mut cache).hits.inc();
+        }
+        // Another tenant's lookup through the same cache never gets t's counters.
+        other.keyspace_cached(b"cart:1", &mut cache).hits.inc();
+        let get = |t: &str, ks: &str| {
+            families.hits.get_or_create(&KeyspaceLabels { tenant: t.into(), keyspace: ks.into() }).get()
+        };
+        assert_eq!((get("t", "cart"), get("t", "user"), get("u", "cart")), (200, 100, 1));
+        assert!(Arc::ptr_eq(&m.keyspace(b"cart:9"), &m.keyspace_cached(b"cart:3", &mut cache)));
     }
 }
