@@ -260,8 +260,8 @@ struct Head {
     done: usize,
 }
 
-/// Serves one connection in one task: writes batches as they come (gathered
-/// into vectored writes), matches replies to batches in order. Returns
+/// Serves one connection in one task: writes batches a runtime turn after
+/// they come (gathered into vectored writes), matches replies to batches in order. Returns
 /// `Ok(())` when the pool is gone, `Err` when the connection broke; batches
 /// still queued are dropped with it, which answers their clients with an error.
 async fn serve(
@@ -301,6 +301,15 @@ async fn serve(
             }
             batch = rx.recv() => {
                 let Some(batch) = batch else { return Ok(()) };
+                // Before writing, let the runtime poll its sockets once more
+                // (a yield runs after that poll): requests that arrived
+                // meanwhile join this write, as twemproxy's wait for the
+                // backend's write readiness does. Measured with 50 clients
+                // at pipeline 1: Redis read 26-27 commands per read instead
+                // of 10 (redis-benchmark on one core, tenantry and Redis on
+                // the other), and GET throughput went from 0.58 to 0.74 of
+                // Redis's own (unpinned); a lone client's latency held.
+                tokio::task::yield_now().await;
                 let mut next = Some(batch);
                 while let Some(b) = next.take() {
                     out.push(b.bytes);
