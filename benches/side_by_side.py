@@ -28,6 +28,10 @@ WORKLOADS = [  # (name, redis-benchmark test, pipeline, requests per run)
 ]
 
 
+# One redis-benchmark run takes a few seconds; this is far beyond any.
+RUN_TIMEOUT = 120
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -51,11 +55,15 @@ def wait_port(port, proc, what, timeout=10):
 
 
 def bench(port, test, pipeline, requests, clients, size):
-    out = subprocess.run(
-        ["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-t", test, "-n", str(requests),
-         "-c", str(clients), "-P", str(pipeline), "-d", str(size), "-r", "100000", "--csv"],
-        capture_output=True, text=True, check=True,
-    ).stdout
+    try:
+        out = subprocess.run(
+            ["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-t", test, "-n", str(requests),
+             "-c", str(clients), "-P", str(pipeline), "-d", str(size), "-r", "100000", "--csv"],
+            capture_output=True, text=True, check=True, timeout=RUN_TIMEOUT,
+        ).stdout
+    except subprocess.TimeoutExpired:
+        # redis-benchmark spins forever if its server goes away mid-run.
+        sys.exit(f"redis-benchmark on port {port} ({test}, pipeline {pipeline}) took over {RUN_TIMEOUT} s")
     for row in csv.reader(io.StringIO(out)):
         if row and row[0].upper() == test.upper():
             return float(row[1])
@@ -147,7 +155,7 @@ def cluster_bench(args, tmp, procs, rport):
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--tenantry", default="target/release/tenantry")
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--clients", type=int, default=50)
     ap.add_argument("--size", type=int, default=100)
     ap.add_argument("--scale", type=float, default=1.0, help="multiply requests per run")

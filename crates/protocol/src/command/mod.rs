@@ -13,7 +13,24 @@ const MAX_NAME: usize = 40;
 
 /// Finds a command by name, ignoring ASCII case, without allocating.
 pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
-    find_in(COMMANDS, name, b"")
+    // Searched among the commands sharing its first letter only: a handful
+    // of comparisons instead of eight or nine.
+    find_in(by_first_letter(name.first()?.to_ascii_lowercase()), name, b"")
+}
+
+/// The commands whose names start with `first` (a run of the sorted table).
+fn by_first_letter(first: u8) -> &'static [CommandSpec] {
+    static RUNS: std::sync::LazyLock<[std::ops::Range<usize>; 26]> = std::sync::LazyLock::new(|| {
+        std::array::from_fn(|i| {
+            let letter = b'a' + i as u8;
+            COMMANDS.partition_point(|c| c.name.as_bytes()[0] < letter)
+                ..COMMANDS.partition_point(|c| c.name.as_bytes()[0] <= letter)
+        })
+    });
+    match first {
+        b'a'..=b'z' => &COMMANDS[RUNS[usize::from(first - b'a')].clone()],
+        _ => &[],
+    }
 }
 
 /// Finds `container|sub` among a container's subcommands.
@@ -53,6 +70,11 @@ mod tests {
         assert_eq!(lookup_subcommand(object, b"Encoding").unwrap().name, "object|encoding");
         assert!(lookup(b"nosuchcommand").is_none());
         assert!(lookup(b"").is_none());
+        assert!(lookup(b"1get").is_none());
+        // Every command is found under its own name, whatever its first letter.
+        for c in COMMANDS {
+            assert!(std::ptr::eq(lookup(c.name.to_ascii_uppercase().as_bytes()).unwrap(), c), "{}", c.name);
+        }
         assert!(lookup(&[b'a'; 200]).is_none());
     }
 

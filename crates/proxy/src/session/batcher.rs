@@ -2,7 +2,7 @@
 //! backend node, and gathers its consecutive local replies; keeps the order
 //! between them.
 
-use super::replies::{BackendReplies, Fix, Pending, ReplyQueue};
+use super::replies::{BackendReplies, Fix, Fixes, Pending, ReplyQueue};
 use crate::backend::{Batch, Cluster, ConnHandle, Follow, NodePool};
 use crate::runtime::TenantRt;
 use crate::telemetry::KeyspaceCounters;
@@ -17,9 +17,17 @@ use tokio::time::Instant;
 
 /// Commands packed into one backend batch at most.
 const MAX_BATCH: usize = 256;
+/// A client's encoding buffer is renewed (or reclaimed, once the backend
+/// connection has copied the batches out of it) in pieces of this size
+/// when less than `SCRATCH_LOW` of it is left.
+const SCRATCH: usize = 4096;
+const SCRATCH_LOW: usize = 512;
 
 pub struct Batcher {
     pub client: u64,
+    /// What the open batch is encoded into: a batch is split off it, so
+    /// consecutive batches share one allocation instead of one each.
+    scratch: BytesMut,
     local: BytesMut,
     local_count: usize,
     batch: Option<OpenBatch>,
@@ -42,7 +50,7 @@ struct OpenBatch {
     bytes: BytesMut,
     count: usize,
     hidden: usize,
-    fixes: Vec<(usize, Fix)>,
+    fixes: Fixes,
     spans: Vec<tracing::Span>,
 }
 
@@ -107,7 +115,7 @@ impl OpenBatch {
         for (i, ms) in &rw.default_for {
             let ms = ms.to_string();
             encode::command(&mut self.bytes, &[&b"PEXPIRE"[..], &args[*i], ms.as_bytes(), b"NX"], &[1], ns);
-            self.fixes.push((self.count, Fix::Drop));
+            self.fixes.push(self.count, Fix::Drop);
             self.count += 1;
             self.hidden += 1;
         }
@@ -116,7 +124,7 @@ impl OpenBatch {
 
 impl Batcher {
     pub fn new(client: u64) -> Self {
-        Batcher { client, local: BytesMut::new(), local_count: 0, batch: None, pinned: None }
+        Batcher { client, scratch: BytesMut::new(), local: BytesMut::new(), local_count: 0, batch: None, pinned: None }
     }
 
     /// Requests handled but not yet in the reply queue.
@@ -140,14 +148,14 @@ impl Batcher {
         let ns = &f.tenant.namespace;
         encode_rewritten(&mut b.bytes, f.args, f.keys, ns, f.ttl.as_ref());
         if f.reply != ReplyKeys::None {
-            b.fixes.push((b.count, Fix::Strip(f.reply)));
+            b.fixes.push(b.count, Fix::Strip(f.reply));
         }
         b.spans.extend(f.span);
         if let Some((t, counters)) = f.tally {
-            b.fixes.push((b.count, Fix::Tally(t, counters)));
+            b.fixes.push(b.count, Fix::Tally(t, counters));
         }
         if let Some(quota) = f.freed {
-            b.fixes.push((b.count, Fix::Freed(quota)));
+            b.fixes.push(b.count, Fix::Freed(quota));
         }
         b.count += 1;
         if let Some(rw) = &f.ttl {
@@ -167,7 +175,7 @@ impl Batcher {
         };
         let b = self.open(replies, tenant, &node, proto);
         encode::command(&mut b.bytes, args, &[], &tenant.namespace);
-        b.fixes.push((b.count, Fix::Drop));
+        b.fixes.push(b.count, Fix::Drop);
         b.count += 1;
         b.hidden += 1;
     }
@@ -192,11 +200,11 @@ impl Batcher {
         }
         encode::command(&mut b.bytes, &[&b"EXEC"[..]], &[], &ns);
         for i in 0..=tx.queued.len() {
-            b.fixes.push((i, Fix::Drop));
+            b.fixes.push(i, Fix::Drop);
         }
         let kinds: Vec<ReplyKeys> = tx.queued.iter().map(|q| q.reply).collect();
         if kinds.iter().any(|k| *k != ReplyKeys::None) {
-            b.fixes.push((tx.queued.len() + 1, Fix::StripExec(kinds)));
+            b.fixes.push(tx.queued.len() + 1, Fix::StripExec(kinds));
         }
         b.count += tx.queued.len() + 2;
         b.hidden += tx.queued.len() + 1;
@@ -219,7 +227,10 @@ impl Batcher {
         strip: ReplyKeys,
     ) {
         self.flush(replies);
-        let fixes = if strip == ReplyKeys::None { Vec::new() } else { vec![(0, Fix::Strip(strip))] };
+        let mut fixes = Fixes::default();
+        if strip != ReplyKeys::None {
+            fixes.push(0, Fix::Strip(strip));
+        }
         replies.push(Pending::Backend(BackendReplies {
             rx,
             count: 1,
@@ -249,15 +260,18 @@ impl Batcher {
             .is_some_and(|b| Arc::ptr_eq(&b.tenant, tenant) && Arc::ptr_eq(&b.node, node) && b.proto == proto);
         if !same {
             self.flush_batch(replies);
+            if self.scratch.capacity() < SCRATCH_LOW {
+                self.scratch.reserve(SCRATCH);
+            }
             self.batch = Some(OpenBatch {
                 tenant: tenant.clone(),
                 node: node.clone(),
                 follow: None,
                 proto,
-                bytes: BytesMut::new(),
+                bytes: std::mem::take(&mut self.scratch),
                 count: 0,
                 hidden: 0,
-                fixes: Vec::new(),
+                fixes: Fixes::default(),
                 spans: Vec::new(),
             });
         }
@@ -278,9 +292,10 @@ impl Batcher {
     }
 
     fn flush_batch(&mut self, replies: &mut ReplyQueue) {
-        if let Some(b) = self.batch.take() {
+        if let Some(mut b) = self.batch.take() {
             let (tx, rx) = oneshot::channel();
-            let bytes = b.bytes.freeze();
+            let bytes = b.bytes.split().freeze();
+            self.scratch = b.bytes;
             let pinned = self.pinned.as_ref().filter(|p| Arc::ptr_eq(&p.node, &b.node));
             // Not on the client's own connection: WATCH state lives there, and
             // a command sent again elsewhere would run unguarded by it.

@@ -29,7 +29,7 @@ use crate::policy::{check_command, check_sizes};
 use crate::quota::Admit;
 use crate::runtime::{Runtime, TenantRt};
 use crate::stop::StopSignal;
-use crate::telemetry::KeyspaceCache;
+use crate::telemetry::{CommandCache, KeyspaceCache};
 use arc_swap::ArcSwap;
 use batcher::{Batcher, Forward, Queued, Transaction};
 use bytes::{Bytes, BytesMut};
@@ -88,6 +88,7 @@ pub async fn serve(mut stream: TcpStream, runtime: Arc<ArcSwap<Runtime>>, shutdo
         pushes: None,
         read_at: Instant::now(),
         keyspace_cache: KeyspaceCache::default(),
+        command_cache: CommandCache::default(),
     };
     let mut inbuf = BytesMut::with_capacity(16 * 1024);
     let (mut closing, mut eof) = (false, false);
@@ -254,6 +255,7 @@ struct Session {
     /// Pushes (invalidations) from the client's own connection, while pinned.
     pushes: Option<tracking::Pushes>,
     keyspace_cache: KeyspaceCache,
+    command_cache: CommandCache,
 }
 
 impl Session {
@@ -440,7 +442,7 @@ impl Session {
     ) {
         let metrics = &tenant.metrics;
         if deadline.is_none() {
-            metrics.command(spec.name);
+            metrics.command_cached(spec.name, &mut self.command_cache);
             self.state.client.ran(spec);
         }
         if let Err(msg) = check_command(&tenant.id, &tenant.config.commands, spec) {

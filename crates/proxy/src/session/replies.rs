@@ -38,13 +38,39 @@ pub enum Fix {
     Freed(Arc<crate::quota::QuotaState>),
 }
 
+/// A batch's fixes as (index in the batch, fix), in index order. Most
+/// batches have none or one (a read's hit count), held without allocating.
+#[derive(Default)]
+pub struct Fixes {
+    /// `None` only while `rest` is empty too.
+    first: Option<(usize, Fix)>,
+    rest: Vec<(usize, Fix)>,
+}
+
+impl Fixes {
+    pub fn push(&mut self, at: usize, fix: Fix) {
+        if self.first.is_none() {
+            self.first = Some((at, fix));
+        } else {
+            self.rest.push((at, fix));
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.first.is_none()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &(usize, Fix)> {
+        self.first.iter().chain(&self.rest)
+    }
+}
+
 pub struct BackendReplies {
     pub rx: oneshot::Receiver<BatchReply>,
     /// Replies the backend owes, including `hidden` ones.
     pub count: usize,
     pub hidden: usize,
-    /// (index in the batch, fix), in index order.
-    pub fixes: Vec<(usize, Fix)>,
+    pub fixes: Fixes,
     pub namespace: Namespace,
     pub node: Arc<NodePool>,
     pub metrics: Arc<TenantMetrics>,

@@ -5,4 +5,4 @@ pub mod metrics;
 pub mod nodes;
 pub mod tracing_setup;
 
-pub use metrics::{ClusterMetrics, Families, KeyspaceCache, KeyspaceCounters, TenantMetrics};
+pub use metrics::{ClusterMetrics, CommandCache, Families, KeyspaceCache, KeyspaceCounters, TenantMetrics};
