@@ -212,6 +212,11 @@ def main():
             ok &= tr >= nr
             print(f"| {name} | {med['redis']:.0f} | {med['tenantry']:.0f} | {med['twemproxy']:.0f} | {tr:.2f} | {nr:.2f} |")
         print("\ntenantry >= twemproxy on every workload" if ok else "\ntenantry is below twemproxy on some workload")
+        # Each round ran both proxies back to back: how often each came out ahead.
+        wins = ", ".join(
+            f"{name} {sum(t > n for t, n in zip(results[(name, 'tenantry')], results[(name, 'twemproxy')]))}"
+            f"/{args.rounds}" for name, *_ in WORKLOADS)
+        print(f"rounds in which tenantry beat twemproxy: {wins}")
         # Steadier than ops/s on a shared machine: what each request cost.
         print("\nCPU microseconds per request (user + system, median over the rounds; "
               f"{os.sysconf('SC_CLK_TCK')} Hz accounting)\n")

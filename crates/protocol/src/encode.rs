@@ -22,14 +22,22 @@ impl Protocol {
 
 /// `kind`, the number and CRLF in one copy: these lines are most of what a
 /// small command's encoding writes.
-fn put_len(out: &mut BytesMut, kind: u8, n: usize) {
+fn put_len(out: &mut BytesMut, kind: u8, mut n: usize) {
+    // Written from the end: CRLF, the digits (20 at most), then `kind`.
     let mut line = [0u8; 24];
-    let digits = itoa_buf(n as i64);
-    let digits = digits.as_slice();
-    line[0] = kind;
-    line[1..=digits.len()].copy_from_slice(digits);
-    line[digits.len() + 1..digits.len() + 3].copy_from_slice(b"\r\n");
-    out.extend_from_slice(&line[..digits.len() + 3]);
+    line[22..].copy_from_slice(b"\r\n");
+    let mut i = 22;
+    loop {
+        i -= 1;
+        line[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    i -= 1;
+    line[i] = kind;
+    out.extend_from_slice(&line[i..]);
 }
 
 struct SmallBuf([u8; 24], usize);

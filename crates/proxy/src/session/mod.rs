@@ -110,7 +110,9 @@ pub async fn serve(mut stream: TcpStream, runtime: Arc<ArcSwap<Runtime>>, shutdo
             s.waiting = None;
             s.blocked = None;
         }
-        if !closing && s.out.len() < MAX_OUTPUT && s.waiting.is_none() {
+        // (Nothing buffered and nothing delayed: nothing to handle, as on a turn woken by a reply.)
+        let has_work = !inbuf.is_empty() || s.delayed.is_some();
+        if has_work && !closing && s.out.len() < MAX_OUTPUT && s.waiting.is_none() {
             match s.handle_buffered(&mut inbuf) {
                 Flow::Continue => {}
                 Flow::Close => closing = true,
