@@ -8,7 +8,7 @@ use atomic_waker::AtomicWaker;
 use std::future::{poll_fn, Future};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -22,6 +22,9 @@ struct Flag {
 pub struct StopSignal {
     flag: Arc<Flag>,
     relay: AbortHandle,
+    /// The waker last registered: a task polls with the same waker every
+    /// time, so it is registered once, not at every poll.
+    registered: Option<Waker>,
 }
 
 impl StopSignal {
@@ -35,14 +38,19 @@ impl StopSignal {
             raised.waker.wake();
         })
         .abort_handle();
-        StopSignal { flag, relay }
+        StopSignal { flag, relay, registered: None }
     }
 
-    fn poll_stopped(&self, cx: &mut Context<'_>) -> Poll<()> {
+    fn poll_stopped(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         if self.flag.stopped.load(Ordering::Acquire) {
             return Poll::Ready(());
         }
+        if self.registered.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            // The relay wakes this waker when it raises the flag.
+            return Poll::Pending;
+        }
         self.flag.waker.register(cx.waker());
+        self.registered = Some(cx.waker().clone());
         // Raised between the load and the registration: seen now.
         if self.flag.stopped.load(Ordering::Acquire) {
             Poll::Ready(())
@@ -52,7 +60,7 @@ impl StopSignal {
     }
 
     /// Completes once the token is cancelled (at once if it already was).
-    pub fn stopped(&self) -> impl Future<Output = ()> + '_ {
+    pub fn stopped(&mut self) -> impl Future<Output = ()> + '_ {
         poll_fn(|cx| self.poll_stopped(cx))
     }
 }
@@ -73,14 +81,14 @@ mod tests {
     async fn fires_when_the_token_or_its_parent_is_cancelled() {
         let parent = CancellationToken::new();
         let child = parent.child_token();
-        let stop = StopSignal::follow(child.clone());
+        let mut stop = StopSignal::follow(child.clone());
         let pending = tokio::time::timeout(Duration::from_millis(20), stop.stopped()).await;
         assert!(pending.is_err(), "fired before any cancel");
         parent.cancel();
         tokio::time::timeout(Duration::from_secs(1), stop.stopped()).await.expect("fired after the parent's cancel");
         // Already cancelled: fires at once, every time.
         tokio::time::timeout(Duration::from_millis(1), stop.stopped()).await.expect("still fired");
-        let late = StopSignal::follow(child);
+        let mut late = StopSignal::follow(child);
         tokio::time::timeout(Duration::from_secs(1), late.stopped()).await.expect("follows a cancelled token");
     }
 

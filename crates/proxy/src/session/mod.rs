@@ -67,7 +67,7 @@ pub async fn serve(mut stream: TcpStream, runtime: Arc<ArcSwap<Runtime>>, shutdo
     let (state, admitted) = State::new(runtime, stream.peer_addr().ok(), stream.local_addr().ok(), &shutdown);
     // One wait for both CLIENT KILL and shutdown (the kill token is a child
     // of the shutdown token), checked at every turn for an atomic load.
-    let stop = StopSignal::follow(state.client.kill.clone());
+    let mut stop = StopSignal::follow(state.client.kill.clone());
     let mut s = Session {
         batcher: Batcher::new(state.id),
         parser: RequestParser::new(state.limits.protocol),
