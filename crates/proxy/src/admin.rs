@@ -136,8 +136,8 @@ fn tenants_json(rt: &Runtime) -> String {
                 "hits": totals.hits,
                 "misses": totals.misses,
                 "hit_rate": if reads > 0 { Some(totals.hits as f64 / reads as f64) } else { None },
-                "latency_p50_seconds": t.metrics.latency_buckets.quantile(0.5),
-                "latency_p99_seconds": t.metrics.latency_buckets.quantile(0.99),
+                "latency_p50_seconds": t.metrics.latency.quantile(0.5),
+                "latency_p99_seconds": t.metrics.latency.quantile(0.99),
                 "hot_keys": t.metrics.hot_keys().into_iter().take(3)
                     .map(|(k, c)| serde_json::json!({ "key": String::from_utf8_lossy(&k), "count": c }))
                     .collect::<Vec<_>>(),

@@ -2,12 +2,12 @@
 //! own handles (looked up once, then cached), so counting a command costs an
 //! atomic add and, for a new label value, one map lookup.
 
+use super::latency::LatencyHistogram;
 use heavykeeper::TopK;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -81,53 +81,12 @@ const KEYSPACE_SAMPLE: u32 = 8;
 /// busiest keep theirs); beyond it, newcomers are counted as `other`.
 const MAX_KEYSPACE_LABELS: usize = 4 * MAX_KEYSPACES;
 
-/// 25 µs to about 1.6 s: fine enough for sub-millisecond work.
-const LATENCY_START: f64 = 0.000_025;
-const LATENCY_BUCKETS: usize = 17;
-
-fn latency_histogram() -> Histogram {
-    Histogram::new(exponential_buckets(LATENCY_START, 2.0, LATENCY_BUCKETS as u16))
-}
-
-/// The same buckets as the exported histogram, readable here, so `/tenants`
-/// and the status page can show percentiles.
-#[derive(Default)]
-pub struct LatencyBuckets([std::sync::atomic::AtomicU64; LATENCY_BUCKETS + 1]);
-
-impl LatencyBuckets {
-    fn bound(i: usize) -> f64 {
-        LATENCY_START * 2f64.powi(i as i32)
-    }
-
-    pub fn observe(&self, seconds: f64) {
-        let i = (0..LATENCY_BUCKETS).find(|&i| seconds <= Self::bound(i)).unwrap_or(LATENCY_BUCKETS);
-        self.0[i].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    /// The upper bound of the bucket holding quantile `q`, in seconds.
-    pub fn quantile(&self, q: f64) -> Option<f64> {
-        let counts: Vec<u64> = self.0.iter().map(|c| c.load(std::sync::atomic::Ordering::Relaxed)).collect();
-        let total: u64 = counts.iter().sum();
-        if total == 0 {
-            return None;
-        }
-        let rank = (q * total as f64).ceil().max(1.0) as u64;
-        let mut seen = 0;
-        for (i, c) in counts.iter().enumerate() {
-            seen += c;
-            if seen >= rank {
-                return Some(if i < LATENCY_BUCKETS { Self::bound(i) } else { f64::INFINITY });
-            }
-        }
-        None
-    }
-}
-
 /// Every metric family tenantry exports about tenants and backends.
+#[derive(Default)]
 pub struct Families {
     pub commands: Family<CommandLabels, Counter>,
     pub errors: Family<ErrorLabels, Counter>,
-    pub latency: Family<TenantLabel, Histogram, fn() -> Histogram>,
+    pub latency: Family<TenantLabel, LatencyHistogram>,
     pub hits: Family<KeyspaceLabels, Counter>,
     pub misses: Family<KeyspaceLabels, Counter>,
     pub evictions: Family<EvictionLabels, Counter>,
@@ -150,37 +109,6 @@ pub struct Families {
     pub cluster_masters: Family<BackendLabel, Gauge>,
     /// 1 on the proxy that reports a node's evictions and expirations.
     pub event_reporter: Family<NodeLabels, Gauge>,
-}
-
-impl Default for Families {
-    fn default() -> Self {
-        Families {
-            commands: Family::default(),
-            errors: Family::default(),
-            latency: Family::new_with_constructor(latency_histogram),
-            hits: Family::default(),
-            misses: Family::default(),
-            evictions: Family::default(),
-            memory_used: Family::default(),
-            memory_quota: Family::default(),
-            quota_refused: Family::default(),
-            expirations: Family::default(),
-            big_values: Family::default(),
-            hot_keys: Family::default(),
-            bytes_in: Family::default(),
-            bytes_out: Family::default(),
-            connections: Family::default(),
-            backend_used_memory: Family::default(),
-            backend_maxmemory: Family::default(),
-            backend_evicted_keys: Family::default(),
-            backend_expired_keys: Family::default(),
-            backend_connected_clients: Family::default(),
-            backend_up: Family::default(),
-            cluster_events: Family::default(),
-            cluster_masters: Family::default(),
-            event_reporter: Family::default(),
-        }
-    }
 }
 
 impl Families {
@@ -301,8 +229,7 @@ pub struct TenantMetrics {
     keyspaces: Mutex<HashMap<Vec<u8>, Arc<KeyspaceCounters>>>,
     busiest: Mutex<TopK<Vec<u8>>>,
     hot: Mutex<TopK<Vec<u8>>>,
-    latency: Histogram,
-    pub latency_buckets: LatencyBuckets,
+    pub latency: LatencyHistogram,
     pub bytes_in: Counter,
     pub bytes_out: Counter,
     pub connections: Gauge,
@@ -354,7 +281,6 @@ impl TenantMetrics {
             memory_quota,
             quota_refused,
             latency,
-            latency_buckets: LatencyBuckets::default(),
             bytes_in,
             bytes_out,
             connections,
@@ -478,10 +404,7 @@ impl TenantMetrics {
 
     /// Records `n` commands answered `seconds` after their batch was sent.
     pub fn observe_latency(&self, seconds: f64, n: usize) {
-        for _ in 0..n {
-            self.latency.observe(seconds);
-            self.latency_buckets.observe(seconds);
-        }
+        self.latency.observe(seconds, n as u64);
     }
 
     /// Counts a command on a client key in the heavy-hitter sketch. One

@@ -1,6 +1,7 @@
 //! Telemetry: per-tenant metrics, backend figures, evictions and expirations
 //! attributed to the tenant whose key it was.
 
+mod latency;
 pub mod metrics;
 pub mod nodes;
 pub mod tracing_setup;
