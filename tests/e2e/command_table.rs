@@ -5,7 +5,7 @@
 use redis::Value;
 use std::collections::BTreeMap;
 use tenantry_protocol::command::{acl, flags, keyspec_flags, BeginSearch, CommandSpec, FindKeys, COMMANDS};
-use tenantry_tests::{direct, RedisServer};
+use tenantry_tests::{direct, RedisServer, TestProxy};
 
 #[derive(Debug, PartialEq)]
 struct Entry {
@@ -122,6 +122,23 @@ async fn command_table_matches_redis() {
     for (name, entry) in &live {
         assert_eq!(&ours[name], entry, "{name} differs: regenerate with tools/gen-command-table.py");
     }
+}
+
+/// A bare `COMMAND` (the whole table) passes through tenantry as Redis
+/// answers it, and the connection goes on.
+#[tokio::test]
+async fn bare_command_lists_the_table_through_tenantry() {
+    let redis = RedisServer::start();
+    let proxy = TestProxy::two_tenants(&redis).await;
+    let mut c = proxy.client().await;
+    let reply: Value = redis::cmd("COMMAND").query_async(&mut c).await.unwrap();
+    let proxied: BTreeMap<String, Entry> = list(&reply).iter().map(from_redis).collect();
+    let mut d = direct(&redis).await;
+    let reply: Value = redis::cmd("COMMAND").query_async(&mut d).await.unwrap();
+    let live: BTreeMap<String, Entry> = list(&reply).iter().map(from_redis).collect();
+    assert_eq!(proxied, live);
+    let pong: String = redis::cmd("PING").query_async(&mut c).await.unwrap();
+    assert_eq!(pong, "PONG");
 }
 
 /// Key positions found from the table agree with Redis's own

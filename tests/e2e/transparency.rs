@@ -160,6 +160,7 @@ const SCRIPT: &[&str] = &[
     "INCR s",
     "LPUSH s x",
     "ECHO hi",
+    "COMMAND COUNT",
     "PING",
     "PING hello",
 ];

@@ -180,13 +180,13 @@ pub fn classify(req: &Request, keys: &mut KeyPositions) -> Action {
     if !top.arity_ok(args.len()) {
         return Action::Reject(Rejection::WrongArity(top.name));
     }
-    let spec = if top.subcommands.is_empty() {
-        top
-    } else {
-        match command::lookup_subcommand(top, &args[1]) {
+    // A container alone passed its arity: COMMAND, which lists the table.
+    let spec = match args.get(1).filter(|_| !top.subcommands.is_empty()) {
+        None => top,
+        Some(sub) => match command::lookup_subcommand(top, sub) {
             Some(sub) => sub,
-            None => return Action::Reject(Rejection::UnknownSubcommand { container: top.name, sub: args[1].to_vec() }),
-        }
+            None => return Action::Reject(Rejection::UnknownSubcommand { container: top.name, sub: sub.to_vec() }),
+        },
     };
     if !spec.arity_ok(args.len()) {
         return Action::Reject(Rejection::WrongArity(spec.name));
@@ -305,6 +305,7 @@ fn keyless_allowed(name: &str) -> bool {
         name,
         "ping"
             | "echo"
+            | "command"
             | "time"
             | "lolwut"
             | "scan"

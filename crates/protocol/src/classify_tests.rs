@@ -28,6 +28,10 @@ fn keyed_commands_forward_with_positions() {
     assert_eq!(keys, vec![4, 5]);
     assert!(matches!(action("ping").0, Action::Forward { .. }));
     assert!(matches!(action("OBJECT HELP").0, Action::Forward { .. }));
+    // A container alone: COMMAND lists the table; the others lack arguments.
+    assert!(matches!(action("COMMAND").0, Action::Forward { .. }));
+    assert!(matches!(action("COMMAND COUNT").0, Action::Forward { .. }));
+    assert_eq!(error("CONFIG"), "ERR wrong number of arguments for 'config' command");
     let (a, keys) = action("SCAN 0 MATCH user:* COUNT 10");
     assert!(matches!(a, Action::Forward { reply: ReplyKeys::ScanPage, match_all: false, .. }));
     assert_eq!(keys, vec![3]);
