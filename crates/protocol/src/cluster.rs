@@ -63,12 +63,10 @@ pub fn parse_redirect(reply: &[u8]) -> Option<Redirect> {
 
 /// A cheap test before framing a batch's replies one by one.
 pub fn may_hold_redirect(replies: &[u8]) -> bool {
-    // Built once: `memmem::find` would build its searcher on every call.
-    static ERROR_START: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
-        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\r\n-"));
-    let redirect = |at: &[u8]| at.starts_with(b"-MOVED ") || at.starts_with(b"-ASK ");
-    // Most batches hold no error at all: one search says so.
-    redirect(replies) || ERROR_START.find_iter(replies).any(|i| redirect(&replies[i + 2..]))
+    crate::reply::maybe_error_starts(replies).any(|i| {
+        let at = &replies[i..];
+        at.starts_with(b"-MOVED ") || at.starts_with(b"-ASK ")
+    })
 }
 
 /// One range of slots, its master and its replicas (`host:port` each).

@@ -22,22 +22,8 @@ impl Protocol {
 
 /// `kind`, the number and CRLF in one copy: these lines are most of what a
 /// small command's encoding writes.
-fn put_len(out: &mut BytesMut, kind: u8, mut n: usize) {
-    // Written from the end: CRLF, the digits (20 at most), then `kind`.
-    let mut line = [0u8; 24];
-    line[22..].copy_from_slice(b"\r\n");
-    let mut i = 22;
-    loop {
-        i -= 1;
-        line[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    i -= 1;
-    line[i] = kind;
-    out.extend_from_slice(&line[i..]);
+fn put_len(out: &mut BytesMut, kind: u8, n: usize) {
+    out.extend_from_slice(line(kind, n as i64).as_slice());
 }
 
 struct SmallBuf([u8; 24], usize);
@@ -47,9 +33,12 @@ impl SmallBuf {
     }
 }
 
-fn itoa_buf(mut n: i64) -> SmallBuf {
+/// `kind`, `n` in decimal and CRLF, written from the end (19 digits and a
+/// sign at most).
+fn line(kind: u8, mut n: i64) -> SmallBuf {
     let mut buf = [0u8; 24];
-    let mut i = buf.len();
+    buf[22..].copy_from_slice(b"\r\n");
+    let mut i = 22;
     let neg = n < 0;
     loop {
         i -= 1;
@@ -63,6 +52,8 @@ fn itoa_buf(mut n: i64) -> SmallBuf {
         i -= 1;
         buf[i] = b'-';
     }
+    i -= 1;
+    buf[i] = kind;
     SmallBuf(buf, i)
 }
 
@@ -111,9 +102,7 @@ impl Reply<'_> {
     }
 
     pub fn integer(&mut self, n: i64) {
-        self.out.put_u8(b':');
-        self.out.extend_from_slice(itoa_buf(n).as_slice());
-        self.out.extend_from_slice(b"\r\n");
+        self.out.extend_from_slice(line(b':', n).as_slice());
     }
 
     pub fn bulk(&mut self, data: &[u8]) {
@@ -173,9 +162,10 @@ mod tests {
         let mut r = Reply { out: &mut out, proto: Protocol::Resp3 };
         r.integer(-1230);
         r.integer(0);
+        r.integer(i64::MIN);
         r.map(2);
         r.null();
-        assert_eq!(&out[..], b":-1230\r\n:0\r\n%2\r\n_\r\n");
+        assert_eq!(&out[..], b":-1230\r\n:0\r\n:-9223372036854775808\r\n%2\r\n_\r\n");
         let mut out = BytesMut::new();
         let mut r = Reply { out: &mut out, proto: Protocol::Resp2 };
         r.map(2);

@@ -4,6 +4,18 @@
 
 use crate::num::parse_i64;
 
+/// Offsets in a run of replies where an error reply may start: 0 if the
+/// first is one, and every `-` after a CRLF (a bulk value can hold those
+/// too: a cheap test before framing, not a framing). Most batches hold none,
+/// which one search says.
+pub fn maybe_error_starts(replies: &[u8]) -> impl Iterator<Item = usize> + '_ {
+    // Built once: `memmem::find` would build its searcher on every call.
+    static AFTER_CRLF: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\r\n-"));
+    let first = (replies.first() == Some(&b'-')).then_some(0);
+    first.into_iter().chain(AFTER_CRLF.find_iter(replies).map(|i| i + 2))
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReplyError {
     #[error("invalid RESP type byte {0:#04x}")]
@@ -126,6 +138,14 @@ fn line_end(buf: &[u8], from: usize) -> Result<Option<usize>, ReplyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_starts_are_found_where_replies_may_begin() {
+        let starts = |b: &[u8]| maybe_error_starts(b).collect::<Vec<_>>();
+        assert_eq!(starts(b"+OK\r\n:1\r\n"), Vec::<usize>::new());
+        assert_eq!(starts(b"-ERR x\r\n+OK\r\n-MOVED 1 a:1\r\n"), vec![0, 13]);
+        assert_eq!(starts(b"$-1\r\n"), Vec::<usize>::new());
+    }
 
     #[test]
     fn finds_ends_of_resp2_and_resp3_replies() {

@@ -261,9 +261,10 @@ struct Head {
 }
 
 /// Serves one connection in one task: writes batches a runtime turn after
-/// they come (gathered into vectored writes), matches replies to batches in order. Returns
-/// `Ok(())` when the pool is gone, `Err` when the connection broke; batches
-/// still queued are dropped with it, which answers their clients with an error.
+/// they come (gathered into vectored writes), matches replies to batches in
+/// order. Returns `Ok(())` when the pool is gone, `Err` when the connection
+/// broke; batches still queued are dropped with it, which answers their
+/// clients with an error.
 async fn serve(
     settings: &Arc<ConnSettings>,
     mut stream: TcpStream,

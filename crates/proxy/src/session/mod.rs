@@ -558,9 +558,8 @@ impl Session {
             }
         }
         let span = crate::telemetry::tracing_setup::sample().then(|| {
-            let keyspace = self.keys.first().map(|&k| {
-                String::from_utf8_lossy(req.args[k].split(|&b| b == b':').next().unwrap_or_default()).into_owned()
-            });
+            let keyspace =
+                self.keys.first().map(|&k| String::from_utf8_lossy(crate::telemetry::keyspace_of(&req.args[k])).into_owned());
             tracing::info_span!(target: "tenantry::command", "command", tenant = %tenant.id, command = spec.name, keyspace)
         });
         let freed =

@@ -181,10 +181,7 @@ impl ReplyQueue {
 /// Counts the backend's error replies in a batch by their code (`ERR`,
 /// `WRONGTYPE`, `OOM`, ...). Most batches have none: a byte search says so.
 fn count_errors(bytes: &[u8], metrics: &TenantMetrics) {
-    // Built once: `memmem::find` would build its searcher on every call.
-    static ERROR_START: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
-        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\r\n-"));
-    if bytes.first() != Some(&b'-') && ERROR_START.find(bytes).is_none() {
+    if tenantry_protocol::reply::maybe_error_starts(bytes).next().is_none() {
         return;
     }
     let mut pos = 0;

@@ -341,10 +341,16 @@ impl TenantMetrics {
     /// tenant's `MAX_KEYSPACES` busiest (while fewer than
     /// `MAX_KEYSPACE_LABELS` exist) and keeps it; the rest count as `other`.
     pub fn keyspace(&self, key: &[u8]) -> Arc<KeyspaceCounters> {
+        self.keyspace_labelled(key).0
+    }
+
+    /// `keyspace`, and whether the counters are the keyspace's own label
+    /// (not `other`).
+    fn keyspace_labelled(&self, key: &[u8]) -> (Arc<KeyspaceCounters>, bool) {
         let ks = keyspace_of(key);
         if let Some(c) = self.keyspaces.lock().expect("not poisoned").get(ks) {
             self.count_labelled(ks);
-            return c.clone();
+            return (c.clone(), true);
         }
         let busy = {
             let mut top = self.busiest.lock().expect("not poisoned");
@@ -352,9 +358,10 @@ impl TenantMetrics {
             top.contains_top_k(ks)
         };
         let mut map = self.keyspaces.lock().expect("not poisoned");
-        let name: &[u8] = if busy && map.len() < MAX_KEYSPACE_LABELS { ks } else { b"other" };
+        let own = busy && map.len() < MAX_KEYSPACE_LABELS;
+        let name: &[u8] = if own { ks } else { b"other" };
         if let Some(c) = map.get(name) {
-            return c.clone();
+            return (c.clone(), own);
         }
         let labels =
             KeyspaceLabels { tenant: self.tenant.clone(), keyspace: String::from_utf8_lossy(name).into_owned() };
@@ -371,7 +378,7 @@ impl TenantMetrics {
             big_values: self.families.big_values.get_or_create(&labels).clone(),
         });
         map.insert(name.to_vec(), c.clone());
-        c
+        (c, own)
     }
 
     /// `keyspace` through a client's one-entry cache: a client mostly stays
@@ -386,8 +393,8 @@ impl TenantMetrics {
                 return c.clone();
             }
         }
-        let c = self.keyspace(key);
-        if self.keyspaces.lock().expect("not poisoned").get(ks).is_some_and(|own| Arc::ptr_eq(own, &c)) {
+        let (c, own) = self.keyspace_labelled(key);
+        if own {
             cache.0 = Some((self.clone(), ks.to_vec(), c.clone()));
         }
         c
@@ -451,7 +458,7 @@ impl TenantMetrics {
 }
 
 /// A client key's keyspace: its first `:`-separated segment.
-fn keyspace_of(key: &[u8]) -> &[u8] {
+pub fn keyspace_of(key: &[u8]) -> &[u8] {
     key.split(|&b| b == b':').next().unwrap_or(key)
 }
 

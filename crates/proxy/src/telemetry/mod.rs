@@ -6,4 +6,6 @@ pub mod metrics;
 pub mod nodes;
 pub mod tracing_setup;
 
-pub use metrics::{ClusterMetrics, CommandCache, Families, KeyspaceCache, KeyspaceCounters, TenantMetrics};
+pub use metrics::{
+    keyspace_of, ClusterMetrics, CommandCache, Families, KeyspaceCache, KeyspaceCounters, TenantMetrics,
+};
