@@ -8,6 +8,7 @@ mod cluster;
 mod cluster_changes;
 mod command_table;
 mod errors;
+mod hostile;
 mod isolation;
 mod keyspace;
 mod pipeline;

@@ -13,6 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 pub mod cluster;
+pub mod process;
 
 /// Held by tests that load the machine or measure time, so they do not run
 /// at the same moment as each other (the suite runs tests in parallel, and
@@ -30,7 +31,8 @@ pub struct RedisServer {
     extra: Vec<String>,
 }
 
-pub(crate) fn free_port() -> u16 {
+/// A loopback port nothing listens on (at the time of asking).
+pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
     l.local_addr().expect("local addr").port()
 }
@@ -261,6 +263,10 @@ pub struct RawClient {
 impl RawClient {
     pub async fn connect(addr: impl tokio::net::ToSocketAddrs) -> Self {
         let stream = TcpStream::connect(addr).await.expect("connect");
+        RawClient { stream, buf: BytesMut::new() }
+    }
+
+    pub fn from_stream(stream: TcpStream) -> Self {
         RawClient { stream, buf: BytesMut::new() }
     }
 

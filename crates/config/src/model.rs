@@ -169,16 +169,49 @@ impl Default for Cleanup {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientLimits {
     pub protocol: Limits,
-    /// Client connections accepted at once; more wait in the listen backlog.
+    /// Client connections served at once; more are refused at once with
+    /// Redis's `max number of clients reached`.
     pub max_clients: usize,
     /// Requests one client may have in flight before tenantry stops reading
     /// from it (backpressure instead of unbounded buffering).
     pub max_pipeline: usize,
+    /// The same bound in bytes of requests (one request is always let through).
+    pub max_pipeline_bytes: usize,
+    /// Replies held for a client that does not read them.
+    pub output: OutputLimits,
+    /// A request must arrive whole within this time of its first byte
+    /// (a client trickling a frame in is closed, not waited for).
+    pub request_read_timeout: Duration,
 }
 
 impl Default for ClientLimits {
     fn default() -> Self {
-        ClientLimits { protocol: Limits::default(), max_clients: 10_000, max_pipeline: 10_000 }
+        ClientLimits {
+            protocol: Limits::default(),
+            max_clients: 10_000,
+            max_pipeline: 10_000,
+            max_pipeline_bytes: 64 * 1024 * 1024,
+            output: OutputLimits::default(),
+            request_read_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What Redis's `client-output-buffer-limit` is to Redis: how much of a
+/// client's unread output tenantry holds for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutputLimits {
+    /// Past this, the client's requests stop being forwarded (it keeps its
+    /// connection); past it for longer than `soft_for`, it is disconnected.
+    pub soft: usize,
+    pub soft_for: Duration,
+    /// Past this, the client is disconnected at once.
+    pub hard: usize,
+}
+
+impl Default for OutputLimits {
+    fn default() -> Self {
+        OutputLimits { soft: 8 * 1024 * 1024, soft_for: Duration::from_secs(10), hard: 64 * 1024 * 1024 }
     }
 }
 
@@ -318,6 +351,9 @@ pub struct TenantLimits {
     pub max_value_bytes: Option<usize>,
     pub max_connections: Option<usize>,
     pub max_pipeline: Option<usize>,
+    pub max_pipeline_bytes: Option<usize>,
+    /// The tenant's own output limits, in place of the global ones.
+    pub output: Option<OutputLimits>,
 }
 
 /// TTL rules of a tenant, and per keyspace (the client key up to its first `:`).

@@ -99,7 +99,12 @@ impl Checker<'_> {
         self.error(at.referenced, field, message);
     }
 
-    pub(crate) fn tenant_limits(&mut self, raw: &Spanned<RawTenantLimits>, field: &str) -> TenantLimits {
+    pub(crate) fn tenant_limits(
+        &mut self,
+        raw: &Spanned<RawTenantLimits>,
+        field: &str,
+        global: &OutputLimits,
+    ) -> TenantLimits {
         let l = &raw.value;
         let size = |c: &mut Self, v: &Option<Spanned<String>>, name: &str| {
             v.as_ref().map(|_| c.size(v, &format!("{field}.{name}"), usize::MAX))
@@ -115,6 +120,16 @@ impl Checker<'_> {
                 .max_pipeline
                 .as_ref()
                 .map(|_| self.count(&l.max_pipeline, &format!("{field}.max_pipeline"), 1)),
+            max_pipeline_bytes: l
+                .max_pipeline_bytes
+                .as_ref()
+                .map(|_| self.positive_size(&l.max_pipeline_bytes, &format!("{field}.max_pipeline_bytes"), 1)),
+            output: (l.output_soft.is_some() || l.output_soft_seconds.is_some() || l.output_hard.is_some()).then(
+                || {
+                    let out = (&l.output_soft, &l.output_soft_seconds, &l.output_hard);
+                    self.output_limits(out, field, global, raw.referenced)
+                },
+            ),
         }
     }
 

@@ -64,6 +64,11 @@ pub struct RawLimits {
     pub max_inline_bytes: Option<Spanned<String>>,
     pub max_clients: Option<Spanned<u64>>,
     pub max_pipeline: Option<Spanned<u64>>,
+    pub max_pipeline_bytes: Option<Spanned<String>>,
+    pub output_soft: Option<Spanned<String>>,
+    pub output_soft_seconds: Option<Spanned<u64>>,
+    pub output_hard: Option<Spanned<String>>,
+    pub request_read_timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -170,6 +175,10 @@ pub struct RawTenantLimits {
     pub max_value_bytes: Option<Spanned<String>>,
     pub max_connections: Option<Spanned<u64>>,
     pub max_pipeline: Option<Spanned<u64>>,
+    pub max_pipeline_bytes: Option<Spanned<String>>,
+    pub output_soft: Option<Spanned<String>>,
+    pub output_soft_seconds: Option<Spanned<u64>>,
+    pub output_hard: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -240,3 +240,29 @@ fn bad_cluster_and_ring_settings_are_reported() {
     assert!(has("\"127.0.0.1:7000:0\" is not host:port[:weight] [name]"), "{e:?}");
     assert!(has("\"nohost\" is not host:port[:weight] [name]"), "{e:?}");
 }
+
+#[test]
+fn output_limits_are_global_with_a_tenant_override() {
+    let text = format!(
+        "{GOOD}limits: {{ output_soft: 4MiB, output_soft_seconds: 5, output_hard: 32MiB, max_pipeline_bytes: 1MiB, request_read_timeout: 2s }}\n"
+    );
+    let c = parse(&text, &PathBuf::from("t.yaml"), &env).unwrap();
+    let out = OutputLimits { soft: 4 << 20, soft_for: std::time::Duration::from_secs(5), hard: 32 << 20 };
+    assert_eq!(c.limits.output, out);
+    assert_eq!(c.limits.max_pipeline_bytes, 1 << 20);
+    assert_eq!(c.limits.request_read_timeout, std::time::Duration::from_secs(2));
+    let defaults = parse(GOOD, &PathBuf::from("t.yaml"), &env).unwrap();
+    assert_eq!(defaults.limits.output, OutputLimits::default());
+
+    let with_tenant = POLICY.replace("max_pipeline: 100 }", "max_pipeline: 100, output_hard: 16MiB }");
+    let c = parse(&with_tenant, &PathBuf::from("t.yaml"), &env).unwrap();
+    let t = &c.tenants[&TenantId::new("app")];
+    assert_eq!(t.limits.output, Some(OutputLimits { hard: 16 << 20, ..OutputLimits::default() }));
+
+    let errs = errors(&format!("{GOOD}limits: {{ output_soft: 10MiB, output_hard: 1MiB }}\n"));
+    assert!(errs[0].contains("limits.output_soft") && errs[0].contains("above output_hard"), "{errs:?}");
+    let errs = errors(&POLICY.replace("max_pipeline: 100 }", "max_pipeline: 100, output_soft: 100MiB }"));
+    assert!(errs[0].contains("tenants.app.limits.output_soft"), "{errs:?}");
+    let errs = errors(&format!("{GOOD}limits: {{ max_pipeline_bytes: 0 }}\n"));
+    assert!(errs[0].contains("limits.max_pipeline_bytes") && errs[0].contains("at least 1 byte"), "{errs:?}");
+}

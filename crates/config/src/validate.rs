@@ -68,6 +68,46 @@ impl Checker<'_> {
         }
     }
 
+    /// A size of at least one byte.
+    pub(crate) fn positive_size(&mut self, raw: &Option<Spanned<String>>, field: &str, default: usize) -> usize {
+        let n = self.size(raw, field, default);
+        if n == 0 {
+            let at = raw.as_ref().expect("0 is never a default").referenced;
+            self.error(at, field, "must be at least 1 byte");
+            return default;
+        }
+        n
+    }
+
+    /// `output_soft`, `output_soft_seconds` and `output_hard` of `field`,
+    /// each defaulting to `base`'s; the soft limit may not exceed the hard one.
+    pub(crate) fn output_limits(
+        &mut self,
+        (soft, seconds, hard): (&Option<Spanned<String>>, &Option<Spanned<u64>>, &Option<Spanned<String>>),
+        field: &str,
+        base: &OutputLimits,
+        at: Location,
+    ) -> OutputLimits {
+        let limits = OutputLimits {
+            soft: self.positive_size(soft, &format!("{field}.output_soft"), base.soft),
+            soft_for: Duration::from_secs(self.count(
+                seconds,
+                &format!("{field}.output_soft_seconds"),
+                base.soft_for.as_secs() as usize,
+            ) as u64),
+            hard: self.positive_size(hard, &format!("{field}.output_hard"), base.hard),
+        };
+        if limits.soft > limits.hard {
+            let at = soft.as_ref().or(hard.as_ref()).map_or(at, |s| s.referenced);
+            self.error(
+                at,
+                &format!("{field}.output_soft"),
+                format!("{} is above output_hard ({})", limits.soft, limits.hard),
+            );
+        }
+        limits
+    }
+
     pub(crate) fn count(&mut self, raw: &Option<Spanned<u64>>, field: &str, default: usize) -> usize {
         match raw {
             None => default,
@@ -184,7 +224,14 @@ pub(crate) fn validate(
         }
         limits.max_clients = c.count(&l.max_clients, "limits.max_clients", limits.max_clients);
         limits.max_pipeline = c.count(&l.max_pipeline, "limits.max_pipeline", limits.max_pipeline);
+        limits.max_pipeline_bytes =
+            c.positive_size(&l.max_pipeline_bytes, "limits.max_pipeline_bytes", limits.max_pipeline_bytes);
+        let out = (&l.output_soft, &l.output_soft_seconds, &l.output_hard);
+        limits.output = c.output_limits(out, "limits", &limits.output, l_loc(&raw));
+        limits.request_read_timeout =
+            c.duration(&l.request_read_timeout, "limits.request_read_timeout", limits.request_read_timeout);
     }
+    let global_output = limits.output;
 
     let mut backends = BTreeMap::new();
     for (name, b) in &raw.backends {
@@ -368,7 +415,11 @@ pub(crate) fn validate(
         });
         let rate_limit = t.rate_limit.as_ref().and_then(|r| c.rate_limit(r, &format!("{field}.rate_limit")));
         let commands = t.commands.as_ref().map(|r| c.commands(r, &format!("{field}.commands"))).unwrap_or_default();
-        let limits = t.limits.as_ref().map(|r| c.tenant_limits(r, &format!("{field}.limits"))).unwrap_or_default();
+        let limits = t
+            .limits
+            .as_ref()
+            .map(|r| c.tenant_limits(r, &format!("{field}.limits"), &global_output))
+            .unwrap_or_default();
         let ttl = t.ttl.as_ref().map(|r| c.ttl(r, &format!("{field}.ttl"))).unwrap_or_default();
         let memory = c.memory_quota(t, &field);
         let read_from = match &t.read_from_replicas {

@@ -19,6 +19,9 @@ impl Default for Limits {
     }
 }
 
+/// The least the read buffer grows by for a large argument.
+const GROW_STEP: usize = 64 * 1024;
+
 /// A protocol error: Redis replies with it and closes the connection.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
@@ -147,8 +150,11 @@ impl RequestParser {
             let start = end + 2;
             let stop = start + len as usize;
             if buf.len() < stop + 2 {
-                // Reserve once for a large argument so the buffer grows in one step.
-                buf.reserve(stop + 2 - buf.len());
+                // Room for the rest of a large argument, but never more than
+                // has already arrived: a declared length costs nothing until
+                // its bytes come (the buffer at most doubles per step).
+                let missing = stop + 2 - buf.len();
+                buf.reserve(missing.min(buf.len().max(GROW_STEP)));
                 return Ok(None);
             }
             if &buf[stop..stop + 2] != b"\r\n" {

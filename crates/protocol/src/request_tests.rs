@@ -64,3 +64,18 @@ fn inline_quoting_follows_sdssplitargs() {
     assert_eq!(split_inline(b"  ").unwrap(), Vec::<Vec<u8>>::new());
     assert_eq!(split_inline(br#""a"b"#), Err(ParseError::UnbalancedQuotes));
 }
+
+#[test]
+fn huge_declared_lengths_are_refused_or_cost_nothing_until_their_bytes_come() {
+    assert_eq!(parse_all(b"*2147483647\r\n"), Err(ParseError::InvalidMultibulkLength));
+    assert_eq!(parse_all(b"*1\r\n$4294967296\r\n"), Err(ParseError::InvalidBulkLength));
+    assert_eq!(parse_all(b"*1\r\n$99999999999999999999\r\n"), Err(ParseError::InvalidBulkLength));
+    // 512 MiB is allowed: the buffer grows with what arrives, not with what is declared.
+    let mut p = RequestParser::new(Limits::default());
+    let mut buf = BytesMut::from(&b"*2\r\n$3\r\nSET\r\n$536870912\r\n"[..]);
+    assert_eq!(p.parse(&mut buf), Ok(None));
+    assert!(buf.capacity() < 256 * 1024, "{}", buf.capacity());
+    buf.extend_from_slice(&vec![b'x'; 200_000]);
+    assert_eq!(p.parse(&mut buf), Ok(None));
+    assert!(buf.capacity() < 1024 * 1024, "{}", buf.capacity());
+}

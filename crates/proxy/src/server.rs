@@ -126,10 +126,6 @@ async fn accept(
     permits: Arc<Semaphore>,
 ) {
     loop {
-        let permit = tokio::select! {
-            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-            _ = shutdown.cancelled() => return,
-        };
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(conn) => conn,
@@ -142,6 +138,10 @@ async fn accept(
             },
             _ = shutdown.cancelled() => return,
         };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            refuse(stream);
+            continue;
+        };
         tracing::debug!(%peer, "client connected");
         let (runtime, shutdown) = (runtime.clone(), shutdown.clone());
         tasks.spawn(async move {
@@ -149,4 +149,13 @@ async fn accept(
             drop(permit);
         });
     }
+}
+
+/// A client past `max_clients`: told so as Redis tells it, and closed at
+/// once, without a task or a buffer (a flood of them costs the clients
+/// being served no more than the accepts).
+fn refuse(stream: tokio::net::TcpStream) {
+    // A fresh socket's send buffer always takes one short line.
+    let _ = stream.try_write(b"-ERR max number of clients reached\r\n");
+    tracing::debug!("client refused: max_clients reached");
 }

@@ -132,6 +132,11 @@ impl Batcher {
         self.local_count + self.batch.as_ref().map_or(0, |b| b.count - b.hidden)
     }
 
+    /// Bytes of the requests in the open batch.
+    pub fn pending_bytes(&self) -> usize {
+        self.batch.as_ref().map_or(0, |b| b.bytes.len())
+    }
+
     pub fn local(&mut self, replies: &mut ReplyQueue, write: impl FnOnce(&mut BytesMut)) {
         // The open batch goes first: a later request must not overtake it.
         self.flush_batch(replies);
@@ -242,6 +247,7 @@ impl Batcher {
             sent_at: Instant::now(),
             spans: Vec::new(),
             follow: None,
+            sent_bytes: 0,
         }));
     }
 
@@ -305,6 +311,7 @@ impl Batcher {
                 proto: b.proto,
                 request: bytes.clone(),
             });
+            let sent_bytes = bytes.len();
             let batch = Batch { bytes, count: b.count, reply: tx };
             match pinned {
                 Some(p) => p.conn.send(batch),
@@ -321,6 +328,7 @@ impl Batcher {
                 sent_at: Instant::now(),
                 spans: b.spans,
                 follow,
+                sent_bytes,
             }));
         }
     }

@@ -14,6 +14,7 @@ mod config_cmds;
 mod connection;
 mod functions;
 mod keyspace;
+mod output;
 mod pubsub;
 mod replies;
 mod sharded;
@@ -34,6 +35,7 @@ use arc_swap::ArcSwap;
 use batcher::{Batcher, Forward, Queued, Transaction};
 use bytes::{Bytes, BytesMut};
 use connection::After;
+use output::{OutputGuard, OverLimit, Verdict};
 use replies::ReplyQueue;
 use state::State;
 use std::sync::Arc;
@@ -48,10 +50,9 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-/// Replies waiting for a slow client beyond this stop the reading of its
-/// requests (with `max_pipeline`, this bounds what one client can make
-/// tenantry hold, where Redis would buffer without limit).
-const MAX_OUTPUT: usize = 1024 * 1024;
+/// While a blocking command waits, the client is still read up to this, so
+/// its going away is noticed and the command released.
+const BLOCKED_READ_AHEAD: usize = 1024 * 1024;
 const NOAUTH: &str = "NOAUTH Authentication required.";
 /// How long a write waits for eviction to bring its tenant back under quota
 /// (with an evicting policy) before it gets -OOM, and how often it looks.
@@ -89,6 +90,9 @@ pub async fn serve(mut stream: TcpStream, runtime: Arc<ArcSwap<Runtime>>, shutdo
         read_at: Instant::now(),
         keyspace_cache: KeyspaceCache::default(),
         command_cache: CommandCache::default(),
+        guard: OutputGuard::default(),
+        incomplete: false,
+        incomplete_since: None,
     };
     let mut inbuf = BytesMut::with_capacity(16 * 1024);
     let (mut closing, mut eof) = (false, false);
@@ -101,6 +105,8 @@ pub async fn serve(mut stream: TcpStream, runtime: Arc<ArcSwap<Runtime>>, shutdo
     // read clears readiness: no extra read that only returns EAGAIN.
     let (mut rd, wr) = stream.split();
     let sock: &TcpStream = wr.as_ref();
+    // Over the soft output limit: requests and messages wait until the client reads.
+    let mut backpressured = false;
     loop {
         let mut wait_until = None;
         if s.waiting
@@ -112,7 +118,7 @@ pub async fn serve(mut stream: TcpStream, runtime: Arc<ArcSwap<Runtime>>, shutdo
         }
         // (Nothing buffered and nothing delayed: nothing to handle, as on a turn woken by a reply.)
         let has_work = !inbuf.is_empty() || s.delayed.is_some();
-        if has_work && !closing && s.out.len() < MAX_OUTPUT && s.waiting.is_none() {
+        if has_work && !closing && !backpressured && s.waiting.is_none() {
             match s.handle_buffered(&mut inbuf) {
                 Flow::Continue => {}
                 Flow::Close => closing = true,
@@ -125,34 +131,50 @@ pub async fn serve(mut stream: TcpStream, runtime: Arc<ArcSwap<Runtime>>, shutdo
         if s.out.try_write(sock).is_err() {
             return;
         }
+        let limits = s.state.output_limits();
+        match s.guard.check(s.out.len(), &limits, Instant::now) {
+            Verdict::Disconnect(which) => return s.over_limit(which, &limits),
+            v => backpressured = v == Verdict::Backpressure,
+        }
+        let read_deadline = s.read_deadline();
+        if read_deadline.is_some_and(|at| at <= Instant::now()) && !closing {
+            s.read_timed_out();
+            closing = true;
+            continue;
+        }
         if (closing || eof) && s.replies.is_empty() && s.out.is_empty() && s.delayed.is_none() {
             return;
         }
-        // Backpressure: a client with `max_pipeline` requests in flight, with
-        // `MAX_OUTPUT` of replies it has not read, or whose request waits on
-        // its rate limit, is not read.
+        // Backpressure: a client at its requests in flight (`max_pipeline`,
+        // in count, bytes, or expected reply bytes), over its soft output
+        // limit, or whose request waits on its rate limit, is not read.
         // While a blocking command waits, the client is still read (up to a
         // bound), so its going away is noticed and the command released.
         let can_read = !closing
             && !eof
             && s.delayed.is_none()
-            && (s.waiting.is_none() || (s.blocked.is_some() && inbuf.len() < MAX_OUTPUT))
-            && s.replies.in_flight < s.state.max_pipeline()
-            && s.out.len() < MAX_OUTPUT;
+            && (s.waiting.is_none() || (s.blocked.is_some() && inbuf.len() < BLOCKED_READ_AHEAD))
+            && s.room_in_flight()
+            && !backpressured;
         let want_write = !s.out.is_empty();
         if can_read && inbuf.capacity() - inbuf.len() < 4096 {
             inbuf.reserve(16 * 1024);
         }
+        // One timer for whichever comes first: a delayed request's retry,
+        // the soft limit's time, the request-read timeout.
+        let wake_at =
+            [wait_until, s.guard.deadline(&limits), read_deadline.filter(|_| !closing)].into_iter().flatten().min();
+        let take_more = !backpressured && !closing;
         let event = {
             let head = s.replies.head_rx();
             let has_head = head.is_some();
-            let until = wait_until.unwrap_or_else(Instant::now);
+            let until = wake_at.unwrap_or_else(Instant::now);
             let waiting = s.waiting.as_mut();
             let is_waiting = waiting.is_some();
             // A client that does not read its messages stops their intake.
-            let messages = s.pubsub.as_mut().filter(|_| s.out.len() < MAX_OUTPUT && !closing).map(|p| &mut p.messages);
+            let messages = s.pubsub.as_mut().filter(|_| take_more).map(|p| &mut p.messages);
             let has_messages = messages.is_some();
-            let pushes = s.pushes.as_mut().filter(|_| s.out.len() < MAX_OUTPUT && !closing).map(|p| &mut p.rx);
+            let pushes = s.pushes.as_mut().filter(|_| take_more).map(|p| &mut p.rx);
             let has_pushes = pushes.is_some();
             // Biased: no random draw per turn. Every branch ready in a turn
             // is taken within the next turns (each is bounded), so the order
@@ -167,7 +189,7 @@ pub async fn serve(mut stream: TcpStream, runtime: Arc<ArcSwap<Runtime>>, shutdo
                 m = async { messages.expect("guarded").recv().await }, if has_messages => Event::Message(m),
                 _ = async { waiting.expect("guarded").await }, if is_waiting => Event::Wake,
                 r = rd.read_buf(&mut inbuf), if can_read => Event::Read(r),
-                _ = tokio::time::sleep_until(until), if wait_until.is_some() => Event::Wake,
+                _ = tokio::time::sleep_until(until), if wake_at.is_some() => Event::Wake,
             }
         };
         match event {
@@ -258,6 +280,12 @@ struct Session {
     pushes: Option<tracking::Pushes>,
     keyspace_cache: KeyspaceCache,
     command_cache: CommandCache,
+    /// The client's unread output against its limits.
+    guard: OutputGuard,
+    /// The read buffer ends in part of a request...
+    incomplete: bool,
+    /// ...which began to arrive then.
+    incomplete_since: Option<Instant>,
 }
 
 impl Session {
@@ -280,10 +308,10 @@ impl Session {
                 return Flow::Wait(d.retry_at);
             }
         }
-        let max_pipeline = self.state.max_pipeline();
-        while self.replies.in_flight + self.batcher.pending() < max_pipeline {
+        while self.room_in_flight() {
             match self.parser.parse(inbuf) {
                 Ok(Some(req)) => {
+                    self.incomplete = false;
                     if self.handle(req, None) == After::Close {
                         return Flow::Close;
                     }
@@ -295,7 +323,10 @@ impl Session {
                         return Flow::Continue;
                     }
                 }
-                Ok(None) => return Flow::Continue,
+                Ok(None) => {
+                    self.incomplete = !inbuf.is_empty();
+                    return Flow::Continue;
+                }
                 Err(e) => {
                     self.error(&e.to_string());
                     return Flow::Close;
@@ -303,6 +334,59 @@ impl Session {
             }
         }
         Flow::Continue
+    }
+
+    /// Whether another request may go out: the client is under its limits
+    /// of requests in flight in count (`max_pipeline`, lowered by the
+    /// weight of its replies) and in bytes (one request always may).
+    fn room_in_flight(&self) -> bool {
+        let count = self.replies.in_flight + self.batcher.pending();
+        let window = self.replies.window.requests(&self.state.output_limits());
+        let bytes = self.replies.in_flight_bytes + self.batcher.pending_bytes();
+        count < self.state.max_pipeline().min(window) && (count == 0 || bytes < self.state.max_pipeline_bytes())
+    }
+
+    /// A client past an output limit: dropped with what it has not read.
+    fn over_limit(&self, which: OverLimit, limits: &tenantry_config::OutputLimits) {
+        let tenant = self.state.tenant.as_ref();
+        tracing::warn!(
+            client = self.state.id,
+            tenant = tenant.map(|t| t.id.as_str()),
+            limit = which.label(),
+            unread_bytes = self.out.len(),
+            output_soft = limits.soft,
+            output_soft_seconds = limits.soft_for.as_secs(),
+            output_hard = limits.hard,
+            "client disconnected: it did not read its replies (output limit)"
+        );
+        if let Some(t) = tenant {
+            t.metrics.output_limit_disconnect(which.label());
+        }
+    }
+
+    /// When the request the client has begun to send must be whole.
+    fn read_deadline(&mut self) -> Option<Instant> {
+        if !self.incomplete {
+            self.incomplete_since = None;
+            return None;
+        }
+        let since = *self.incomplete_since.get_or_insert_with(Instant::now);
+        Some(since + self.state.limits.request_read_timeout)
+    }
+
+    /// A request that did not arrive whole in time (a client trickling its
+    /// bytes in, as slowloris does): an error, then the connection closes.
+    fn read_timed_out(&mut self) {
+        let timeout = self.state.limits.request_read_timeout;
+        tracing::info!(client = self.state.id, ?timeout, "client closed: request not received whole in time");
+        if let Some(t) = &self.state.tenant {
+            t.metrics.error("timeout", 1);
+        }
+        self.incomplete = false;
+        self.error(&format!(
+            "ERR Protocol error: request not received whole within {}s (limits.request_read_timeout)",
+            timeout.as_secs_f64()
+        ));
     }
 
     fn error(&mut self, msg: &str) {

@@ -1,6 +1,7 @@
 //! A client's replies in request order: tenantry's own, and those a backend
 //! owes for a batch. Ready replies move to the output queue in order.
 
+use super::output::ReplyWindow;
 use crate::backend::{follow_redirects, BackendError, BatchReply, Follow, NodePool};
 use crate::out_queue::OutQueue;
 use crate::telemetry::{KeyspaceCounters, TenantMetrics};
@@ -79,6 +80,8 @@ pub struct BackendReplies {
     pub spans: Vec<tracing::Span>,
     /// A cluster batch: its MOVED/ASK replies are followed before use.
     pub follow: Option<Follow>,
+    /// Bytes of the requests sent.
+    pub sent_bytes: usize,
 }
 
 #[derive(Default)]
@@ -86,13 +89,20 @@ pub struct ReplyQueue {
     queue: VecDeque<Pending>,
     /// Requests whose replies are not yet in the output queue.
     pub in_flight: usize,
+    /// Bytes of the requests sent for them.
+    pub in_flight_bytes: usize,
+    /// What the client's replies weigh, to bound what it has in flight.
+    pub window: ReplyWindow,
 }
 
 impl ReplyQueue {
     pub fn push(&mut self, p: Pending) {
         self.in_flight += match &p {
             Pending::Local { count, .. } => *count,
-            Pending::Backend(b) => b.count,
+            Pending::Backend(b) => {
+                self.in_flight_bytes += b.sent_bytes;
+                b.count
+            }
         };
         self.queue.push_back(p);
     }
@@ -146,6 +156,7 @@ impl ReplyQueue {
                         f.cluster.refresh_soon();
                     }
                     self.in_flight -= b.count;
+                    self.in_flight_bytes -= b.sent_bytes;
                     let visible = b.count - b.hidden;
                     let before = out.len();
                     match reply {
@@ -153,6 +164,7 @@ impl ReplyQueue {
                             let seconds = b.sent_at.elapsed().as_secs_f64();
                             b.metrics.observe_latency(seconds, visible);
                             count_errors(&bytes, &b.metrics);
+                            self.window.observe(bytes.len(), b.count);
                             if b.fixes.is_empty() {
                                 out.push(bytes);
                             } else {

@@ -10,7 +10,7 @@ use governor::DefaultDirectRateLimiter;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use tenantry_config::ClientLimits;
+use tenantry_config::{ClientLimits, OutputLimits};
 use tenantry_protocol::Protocol;
 
 static NEXT_CLIENT_ID: AtomicU64 = AtomicU64::new(1);
@@ -168,5 +168,16 @@ impl State {
     pub fn max_pipeline(&self) -> usize {
         let tenant = self.tenant.as_ref().and_then(|t| t.config.limits.max_pipeline);
         tenant.map_or(self.limits.max_pipeline, |t| t.min(self.limits.max_pipeline))
+    }
+
+    /// The same bound in bytes of requests.
+    pub fn max_pipeline_bytes(&self) -> usize {
+        let tenant = self.tenant.as_ref().and_then(|t| t.config.limits.max_pipeline_bytes);
+        tenant.map_or(self.limits.max_pipeline_bytes, |t| t.min(self.limits.max_pipeline_bytes))
+    }
+
+    /// The tenant's output limits, else the global ones.
+    pub fn output_limits(&self) -> OutputLimits {
+        self.tenant.as_ref().and_then(|t| t.config.limits.output).unwrap_or(self.limits.output)
     }
 }

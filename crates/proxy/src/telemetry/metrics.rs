@@ -29,6 +29,13 @@ pub struct ErrorLabels {
     pub kind: String,
 }
 
+/// `limit`: `hard` or `soft` (over the soft limit for too long).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutputLimitLabels {
+    pub tenant: String,
+    pub limit: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KeyspaceLabels {
     pub tenant: String,
@@ -99,6 +106,7 @@ pub struct Families {
     pub bytes_in: Family<TenantLabel, Counter>,
     pub bytes_out: Family<TenantLabel, Counter>,
     pub connections: Family<TenantLabel, Gauge>,
+    pub output_limit_disconnects: Family<OutputLimitLabels, Counter>,
     pub backend_used_memory: Family<NodeLabels, Gauge>,
     pub backend_maxmemory: Family<NodeLabels, Gauge>,
     pub backend_evicted_keys: Family<NodeLabels, Gauge>,
@@ -162,6 +170,11 @@ impl Families {
         p.register("received_bytes", "Request bytes received from clients", self.bytes_in.clone());
         p.register("sent_bytes", "Reply bytes sent to clients", self.bytes_out.clone());
         p.register("connections", "Open client connections", self.connections.clone());
+        p.register(
+            "client_output_limit_disconnects",
+            "Clients disconnected for not reading their replies: past output_hard, or past output_soft for output_soft_seconds",
+            self.output_limit_disconnects.clone(),
+        );
         p.register("backend_used_memory_bytes", "used_memory from the node's INFO", self.backend_used_memory.clone());
         p.register("backend_maxmemory_bytes", "maxmemory from the node's INFO", self.backend_maxmemory.clone());
         p.register(
@@ -407,6 +420,12 @@ impl TenantMetrics {
         if fastrand::u32(..KEYSPACE_SAMPLE) == 0 {
             self.busiest.lock().expect("not poisoned").add(ks, u64::from(KEYSPACE_SAMPLE));
         }
+    }
+
+    /// A client of the tenant was disconnected past an output limit.
+    pub fn output_limit_disconnect(&self, limit: &'static str) {
+        let labels = OutputLimitLabels { tenant: self.tenant.clone(), limit };
+        self.families.output_limit_disconnects.get_or_create(&labels).inc();
     }
 
     /// Records `n` commands answered `seconds` after their batch was sent.
