@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 REDIS_PORT ?= 6390
 
-.PHONY: help run run-cluster test test-unit test-e2e lint deps deps-bench bench fuzz check-config
+.PHONY: help run run-cluster test test-unit test-e2e lint deps deps-bench bench fuzz soak conn-memory check-config
 
 help: ## Show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -42,6 +42,14 @@ bench: deps-bench ## Side-by-side load benchmark: tenantry vs Redis directly vs 
 	$(CARGO) build --release --bin tenantry
 	python3 benches/side_by_side.py --tenantry target/release/tenantry
 
-fuzz: ## Fuzz requests and replies for FUZZ_SECONDS each (default 60); needs cargo-fuzz
-	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz
-	cd fuzz && for t in request reply; do RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $$t -- -max_total_time=$${FUZZ_SECONDS:-60} || exit 1; done
+fuzz: ## Fuzz each target for FUZZ_SECONDS (default 60), from the seeds in fuzz/corpus; needs cargo-fuzz
+	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	scripts/fuzz.sh $${FUZZ_SECONDS:-60} request reply roundtrip
+
+soak: deps-bench ## Mixed traffic with a slow reader and a churner for SOAK_SECONDS (default 300): RSS, fds, latency each second
+	$(CARGO) build --release --bin tenantry
+	python3 benches/soak.py --tenantry target/release/tenantry --seconds $${SOAK_SECONDS:-300}
+
+conn-memory: deps-bench ## RSS per idle connection, tenantry beside Redis (CONNECTIONS, default 10000)
+	$(CARGO) build --release --bin tenantry
+	python3 benches/conn_memory.py --tenantry target/release/tenantry --connections $${CONNECTIONS:-10000}

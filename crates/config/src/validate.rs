@@ -13,6 +13,10 @@ use tenantry_protocol::{Limits, Namespace};
 /// Keys tenantry itself keeps on backends (the event reporter's lease).
 pub const RESERVED_PREFIX: &str = "tenantry:";
 
+/// `output_soft`, `output_soft_seconds`, `output_hard` as written.
+pub(crate) type RawOutputLimits<'a> =
+    (&'a Option<Spanned<String>>, &'a Option<Spanned<u64>>, &'a Option<Spanned<String>>);
+
 pub(crate) struct Checker<'a> {
     file: &'a Path,
     /// Relative `password_file` paths are relative to the config's directory.
@@ -83,7 +87,7 @@ impl Checker<'_> {
     /// each defaulting to `base`'s; the soft limit may not exceed the hard one.
     pub(crate) fn output_limits(
         &mut self,
-        (soft, seconds, hard): (&Option<Spanned<String>>, &Option<Spanned<u64>>, &Option<Spanned<String>>),
+        (soft, seconds, hard): RawOutputLimits<'_>,
         field: &str,
         base: &OutputLimits,
         at: Location,

@@ -3,6 +3,7 @@
 
 mod admin;
 pub mod backend;
+mod bufpool;
 mod cleanup;
 mod clients;
 mod lease;

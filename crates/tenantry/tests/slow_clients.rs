@@ -186,21 +186,26 @@ fn a_client_that_reads_slowly_is_served_slowly_and_delays_no_one() {
     let (mut got, mut buf) = (Vec::new(), vec![0u8; 64 * 1024]);
     let replies = AtomicU64::new(0);
     let t0 = Instant::now();
-    for i in 1..=96u32 {
+    const RATE: f64 = 1024.0 * 1024.0;
+    let mut read = 0usize;
+    while t0.elapsed() < Duration::from_secs(6) {
         let n = slow.read(&mut buf).expect("the slow reader keeps its connection");
         assert!(n > 0, "closed after {} replies", replies.load(Ordering::Relaxed));
+        read += n;
         got.extend_from_slice(&buf[..n]);
         while got.len() >= reply_len {
             let reply: Vec<u8> = got.drain(..reply_len).collect();
             assert!(reply.starts_with(format!("${VALUE}\r\n").as_bytes()) && reply.ends_with(b"x\r\n"));
             replies.fetch_add(1, Ordering::Relaxed);
         }
-        let due = t0 + Duration::from_secs_f64(f64::from(i) * (64.0 * 1024.0) / (1024.0 * 1024.0));
+        // Paced by bytes: 1 MiB/s whatever size each read returns.
+        let due = t0 + Duration::from_secs_f64(read as f64 / RATE);
         std::thread::sleep(due.saturating_duration_since(Instant::now()));
     }
     let served = replies.load(Ordering::Relaxed);
     eprintln!("slow reader: {served} replies in {:?}", t0.elapsed());
-    assert!(served >= 50, "{served} replies");
+    // About 60 at 1 MiB/s; fewer on a loaded machine, where the reader itself lags.
+    assert!(served >= 40, "{served} replies");
     assert_not_delayed(controls.finish());
     assert_eq!(disconnects(&proxy, "soft") + disconnects(&proxy, "hard"), 0.0);
 }

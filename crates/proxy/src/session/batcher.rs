@@ -4,6 +4,7 @@
 
 use super::replies::{BackendReplies, Fix, Fixes, Pending, ReplyQueue};
 use crate::backend::{Batch, Cluster, ConnHandle, Follow, NodePool};
+use crate::bufpool;
 use crate::runtime::TenantRt;
 use crate::telemetry::KeyspaceCounters;
 use bytes::{Bytes, BytesMut};
@@ -18,10 +19,11 @@ use tokio::time::Instant;
 /// Commands packed into one backend batch at most.
 const MAX_BATCH: usize = 256;
 /// A client's encoding buffer is renewed (or reclaimed, once the backend
-/// connection has copied the batches out of it) in pieces of this size
-/// when less than `SCRATCH_LOW` of it is left.
-const SCRATCH: usize = 4096;
-const SCRATCH_LOW: usize = 512;
+/// connection has written the batches split off it) in pieces of this size
+/// when less than `SCRATCH_LOW` of it is left. Small, because every client
+/// that sent at once holds one until its batch is written.
+const SCRATCH: usize = 1024;
+const SCRATCH_LOW: usize = 128;
 
 pub struct Batcher {
     pub client: u64,
@@ -266,7 +268,9 @@ impl Batcher {
             .is_some_and(|b| Arc::ptr_eq(&b.tenant, tenant) && Arc::ptr_eq(&b.node, node) && b.proto == proto);
         if !same {
             self.flush_batch(replies);
-            if self.scratch.capacity() < SCRATCH_LOW {
+            if self.scratch.capacity() == 0 {
+                self.scratch = bufpool::take(bufpool::Class::Scratch);
+            } else if self.scratch.capacity() < SCRATCH_LOW {
                 self.scratch.reserve(SCRATCH);
             }
             self.batch = Some(OpenBatch {
@@ -282,6 +286,14 @@ impl Batcher {
             });
         }
         self.batch.as_mut().expect("opened above")
+    }
+
+    /// Gives the encoding scratch back to the pool while nothing is being
+    /// encoded, so an idle client holds none.
+    pub fn release_idle(&mut self) {
+        if self.batch.is_none() && self.scratch.is_empty() {
+            bufpool::give(bufpool::Class::Scratch, &mut self.scratch);
+        }
     }
 
     pub fn flush(&mut self, replies: &mut ReplyQueue) {

@@ -11,6 +11,7 @@ use super::connection::After;
 use super::Session;
 use crate::backend::NodePool;
 use crate::telemetry::nodes::bulk_strings;
+use crate::telemetry::ErrorKind;
 use bytes::Bytes;
 use std::sync::Arc;
 use tenantry_protocol::{glob, Protocol, ReplyKeys, Request};
@@ -22,7 +23,7 @@ impl Session {
     pub(super) fn function_command(&mut self, req: &Request) -> Option<After> {
         let tenant = self.state.tenant.clone()?;
         if !tenant.config.scripts {
-            tenant.metrics.error("noperm", 1);
+            tenant.metrics.error(ErrorKind::NoPerm, 1);
             self.refuse(&format!(
                 "NOPERM tenant '{}' may not use functions: a function can reach keys it was not given (set scripts: true to allow them)",
                 tenant.id

@@ -25,11 +25,13 @@ mod transaction;
 pub use pubsub::Patterns;
 
 use crate::backend::BatchReply;
+use crate::bufpool;
 use crate::out_queue::OutQueue;
 use crate::policy::{check_command, check_sizes};
 use crate::quota::Admit;
 use crate::runtime::{Runtime, TenantRt};
 use crate::stop::StopSignal;
+use crate::telemetry::ErrorKind;
 use crate::telemetry::{CommandCache, KeyspaceCache};
 use arc_swap::ArcSwap;
 use batcher::{Batcher, Forward, Queued, Transaction};
@@ -45,7 +47,6 @@ use tenantry_protocol::classify::{classify, Action, ConnCommand};
 use tenantry_protocol::command::{flags, CommandSpec};
 use tenantry_protocol::encode::Reply;
 use tenantry_protocol::{hits, ttl, ReplyKeys, Request, RequestParser};
-use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -94,7 +95,8 @@ pub async fn serve(mut stream: TcpStream, runtime: Arc<ArcSwap<Runtime>>, shutdo
         incomplete: false,
         incomplete_since: None,
     };
-    let mut inbuf = BytesMut::with_capacity(16 * 1024);
+    // Lent by the pool only while it holds bytes (see `bufpool`).
+    let mut inbuf = BytesMut::new();
     let (mut closing, mut eof) = (false, false);
     if let Err(msg) = admitted {
         // Like Redis at maxclients: say why, then close.
@@ -126,6 +128,10 @@ pub async fn serve(mut stream: TcpStream, runtime: Arc<ArcSwap<Runtime>>, shutdo
             }
         }
         s.batcher.flush(&mut s.replies);
+        s.batcher.release_idle();
+        if inbuf.is_empty() {
+            bufpool::give(bufpool::Class::Read, &mut inbuf);
+        }
         s.replies.drain_ready(&mut s.out, None);
         s.unpin_when_idle();
         if s.out.try_write(sock).is_err() {
@@ -157,9 +163,6 @@ pub async fn serve(mut stream: TcpStream, runtime: Arc<ArcSwap<Runtime>>, shutdo
             && s.room_in_flight()
             && !backpressured;
         let want_write = !s.out.is_empty();
-        if can_read && inbuf.capacity() - inbuf.len() < 4096 {
-            inbuf.reserve(16 * 1024);
-        }
         // One timer for whichever comes first: a delayed request's retry,
         // the soft limit's time, the request-read timeout.
         let wake_at =
@@ -188,7 +191,7 @@ pub async fn serve(mut stream: TcpStream, runtime: Arc<ArcSwap<Runtime>>, shutdo
                 p = async { pushes.expect("guarded").recv().await }, if has_pushes => Event::Push(p),
                 m = async { messages.expect("guarded").recv().await }, if has_messages => Event::Message(m),
                 _ = async { waiting.expect("guarded").await }, if is_waiting => Event::Wake,
-                r = rd.read_buf(&mut inbuf), if can_read => Event::Read(r),
+                r = read_into(&mut rd, sock, &mut inbuf), if can_read => Event::Read(r),
                 _ = tokio::time::sleep_until(until), if wake_at.is_some() => Event::Wake,
             }
         };
@@ -218,6 +221,35 @@ pub async fn serve(mut stream: TcpStream, runtime: Arc<ArcSwap<Runtime>>, shutdo
             Event::Shutdown => closing = true,
         }
     }
+}
+
+/// Reads what the client sent into `buf`, which is given room (from the
+/// pool if it has none) only once the socket is readable: an idle client
+/// holds no read buffer. The read goes through `poll_read_buf` so a short
+/// read clears readiness (no further read that would only find EAGAIN).
+async fn read_into(
+    rd: &mut tokio::net::tcp::ReadHalf<'_>,
+    sock: &TcpStream,
+    buf: &mut BytesMut,
+) -> std::io::Result<usize> {
+    std::future::poll_fn(|cx| {
+        if buf.capacity() - buf.len() < 4096 {
+            std::task::ready!(sock.poll_read_ready(cx))?;
+            if buf.capacity() == 0 {
+                *buf = bufpool::take(bufpool::Class::Read);
+            } else {
+                buf.reserve(16 * 1024);
+            }
+        }
+        let read = tokio_util::io::poll_read_buf(std::pin::Pin::new(&mut *rd), cx, buf);
+        // tokio takes a new socket to be readable until a read says
+        // otherwise: a buffer lent for a read that found nothing goes back.
+        if read.is_pending() && buf.is_empty() {
+            bufpool::give(bufpool::Class::Read, buf);
+        }
+        read
+    })
+    .await
 }
 
 enum Event {
@@ -380,7 +412,7 @@ impl Session {
         let timeout = self.state.limits.request_read_timeout;
         tracing::info!(client = self.state.id, ?timeout, "client closed: request not received whole in time");
         if let Some(t) = &self.state.tenant {
-            t.metrics.error("timeout", 1);
+            t.metrics.error(ErrorKind::Timeout, 1);
         }
         self.incomplete = false;
         self.error(&format!(
@@ -433,7 +465,7 @@ impl Session {
         match action {
             Action::Forward { spec, reply, match_all, blocking, script } => match self.state.tenant.clone() {
                 Some(tenant) if script && !tenant.config.scripts => {
-                    tenant.metrics.error("noperm", 1);
+                    tenant.metrics.error(ErrorKind::NoPerm, 1);
                     self.refuse(&format!(
                         "NOPERM tenant '{}' may not run scripts: a script can reach keys it was not given (set scripts: true to allow them)",
                         tenant.id
@@ -508,7 +540,7 @@ impl Session {
             }
             Action::Reject(why) => match &self.state.tenant {
                 Some(t) => {
-                    t.metrics.error(why.kind(), 1);
+                    t.metrics.error(ErrorKind::of_rejection(&why), 1);
                     self.refuse(&why.to_string());
                 }
                 None => self.error(NOAUTH),
@@ -532,11 +564,11 @@ impl Session {
             self.state.client.ran(spec);
         }
         if let Err(msg) = check_command(&tenant.id, &tenant.config.commands, spec) {
-            metrics.error("noperm", 1);
+            metrics.error(ErrorKind::NoPerm, 1);
             return self.refuse(&msg);
         }
         if let Err(msg) = check_sizes(&tenant.id, &tenant.config.limits, spec, &req.args, &self.keys) {
-            metrics.error("too_large", 1);
+            metrics.error(ErrorKind::TooLarge, 1);
             return self.refuse(&msg);
         }
         // Before the rate limit: a write held back by the quota is retried
@@ -554,7 +586,7 @@ impl Session {
                 if now + QUOTA_RETRY <= deadline {
                     self.delayed = Some(Delayed { req, retry_at: now + QUOTA_RETRY, deadline });
                 } else {
-                    metrics.error("oom", 1);
+                    metrics.error(ErrorKind::Oom, 1);
                     metrics.quota_refused.inc();
                     self.refuse(&format!(
                         "OOM command not allowed when used memory > tenant '{}' memory_quota ({} > {} bytes, {})",
@@ -583,7 +615,7 @@ impl Session {
                         self.delayed = Some(Delayed { req, retry_at, deadline });
                     }
                     _ => {
-                        metrics.error("rate_limited", 1);
+                        metrics.error(ErrorKind::RateLimited, 1);
                         self.refuse(&format!(
                             "ERR rate limit exceeded for tenant '{}' ({})",
                             tenant.id,

@@ -85,17 +85,11 @@ impl OutputGuard {
 
 /// A running mean of the reply bytes per request a client receives, which
 /// turns a byte budget into a number of requests in flight.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct ReplyWindow {
     /// Bytes per reply, times 8 (an exponential mean, one eighth per batch).
     mean_x8: usize,
     seen: bool,
-}
-
-impl Default for ReplyWindow {
-    fn default() -> Self {
-        ReplyWindow { mean_x8: 0, seen: false }
-    }
 }
 
 impl ReplyWindow {

@@ -15,6 +15,7 @@ use super::blocking::AbortOnDrop;
 use super::Session;
 use crate::backend::{BatchReply, NodePool};
 use crate::runtime::TenantRt;
+use crate::telemetry::ErrorKind;
 use bytes::{Bytes, BytesMut};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::AtomicU64;
@@ -179,7 +180,7 @@ impl Session {
     ) {
         tenant.metrics.command(spec.name);
         if let Err(msg) = crate::policy::check_command(&tenant.id, &tenant.config.commands, spec) {
-            tenant.metrics.error("noperm", 1);
+            tenant.metrics.error(ErrorKind::NoPerm, 1);
             return self.refuse(&msg);
         }
         if self.tx.is_some() {

@@ -4,6 +4,7 @@
 use super::output::ReplyWindow;
 use crate::backend::{follow_redirects, BackendError, BatchReply, Follow, NodePool};
 use crate::out_queue::OutQueue;
+use crate::telemetry::ErrorKind;
 use crate::telemetry::{KeyspaceCounters, TenantMetrics};
 use bytes::Bytes;
 use std::collections::VecDeque;
@@ -172,11 +173,11 @@ impl ReplyQueue {
                             }
                         }
                         Ok(Err(e)) => {
-                            b.metrics.error("backend_unavailable", visible as u64);
+                            b.metrics.error(ErrorKind::BackendUnavailable, visible as u64);
                             errors(out, &e, visible);
                         }
                         Err(()) => {
-                            b.metrics.error("backend_unavailable", visible as u64);
+                            b.metrics.error(ErrorKind::BackendUnavailable, visible as u64);
                             errors(out, &b.node.lost(), visible);
                         }
                     }
@@ -201,7 +202,7 @@ fn count_errors(bytes: &[u8], metrics: &TenantMetrics) {
         let reply = &bytes[pos..pos + len];
         if reply[0] == b'-' {
             let code = reply[1..].split(|&b| b == b' ' || b == b'\r').next().unwrap_or_default();
-            metrics.error(&String::from_utf8_lossy(code), 1);
+            metrics.error(ErrorKind::of_code(code), 1);
         }
         pos += len;
         if pos >= bytes.len() {

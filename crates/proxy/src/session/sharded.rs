@@ -10,6 +10,7 @@
 use super::Session;
 use crate::backend::{follow_redirects, Batch, Follow, NodePool, Place, Spread};
 use crate::runtime::TenantRt;
+use crate::telemetry::ErrorKind;
 use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
 use tenantry_config::ReadFrom;
@@ -85,7 +86,7 @@ impl Session {
         let route = match self.route(tenant, spec, cmd.args, cmd.keys) {
             Ok(route) => route,
             Err(e) => {
-                metrics.error(if e.starts_with("CROSSSLOT") { "crossslot" } else { "no_replica" }, 1);
+                metrics.error(if e.starts_with("CROSSSLOT") { ErrorKind::CrossSlot } else { ErrorKind::NoReplica }, 1);
                 if let Some(tx) = &mut self.tx {
                     tx.dirty = true;
                 }
@@ -96,7 +97,7 @@ impl Session {
         let node = match route {
             Route::Node(node) => node,
             _ if self.tx.is_some() || blocking => {
-                metrics.error("crossslot", 1);
+                metrics.error(ErrorKind::CrossSlot, 1);
                 if let Some(tx) = &mut self.tx {
                     tx.dirty = true;
                 }
@@ -118,7 +119,7 @@ impl Session {
             match (tx.place, place) {
                 (Some(a), Some(b)) if a != b => {
                     tx.dirty = true;
-                    metrics.error("crossslot", 1);
+                    metrics.error(ErrorKind::CrossSlot, 1);
                     self.refuse(CROSSSLOT);
                     return None;
                 }

@@ -3,6 +3,7 @@
 //! atomic add and, for a new label value, one map lookup.
 
 use super::latency::LatencyHistogram;
+use super::ErrorKind;
 use heavykeeper::TopK;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -26,7 +27,7 @@ pub struct CommandLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
     pub tenant: String,
-    pub kind: String,
+    pub kind: &'static str,
 }
 
 /// `limit`: `hard` or `soft` (over the soft limit for too long).
@@ -87,6 +88,11 @@ const KEYSPACE_SAMPLE: u32 = 8;
 /// Label sets kept per tenant at most (keyspaces that were once among the
 /// busiest keep theirs); beyond it, newcomers are counted as `other`.
 const MAX_KEYSPACE_LABELS: usize = 4 * MAX_KEYSPACES;
+/// A keyspace longer than this (a key without `:` is its own keyspace) is
+/// counted as `other`, so no label holds a client's long key.
+const MAX_KEYSPACE_LABEL_BYTES: usize = 64;
+/// Hot keys are shown in their label up to this many bytes.
+const MAX_HOT_KEY_LABEL_BYTES: usize = 128;
 
 /// Every metric family tenantry exports about tenants and backends.
 #[derive(Default)]
@@ -237,7 +243,8 @@ pub struct TenantMetrics {
     tenant: String,
     families: Arc<Families>,
     commands: Mutex<HashMap<&'static str, Counter>>,
-    errors: Mutex<HashMap<String, Counter>>,
+    /// By `ErrorKind::index`, each made on first use.
+    errors: Box<[std::sync::OnceLock<Counter>]>,
     /// Shared, not copied: a read takes its keyspace's counters with one count.
     keyspaces: Mutex<HashMap<Vec<u8>, Arc<KeyspaceCounters>>>,
     busiest: Mutex<TopK<Vec<u8>>>,
@@ -300,7 +307,7 @@ impl TenantMetrics {
             tenant: tenant.to_string(),
             families,
             commands: Mutex::default(),
-            errors: Mutex::default(),
+            errors: ErrorKind::ALL.iter().map(|_| std::sync::OnceLock::new()).collect(),
             keyspaces: Mutex::default(),
             busiest: Mutex::new(TopK::new(MAX_KEYSPACES, 1024, 4, 0.9)),
             // Width and depth give a good estimate for the top few dozen keys.
@@ -337,16 +344,13 @@ impl TenantMetrics {
             .clone()
     }
 
-    pub fn error(&self, kind: &str, n: u64) {
-        let mut map = self.errors.lock().expect("not poisoned");
-        if let Some(c) = map.get(kind) {
-            c.inc_by(n);
-            return;
-        }
-        let labels = ErrorLabels { tenant: self.tenant.clone(), kind: kind.to_string() };
-        let c = self.families.errors.get_or_create(&labels).clone();
-        c.inc_by(n);
-        map.insert(kind.to_string(), c);
+    pub fn error(&self, kind: ErrorKind, n: u64) {
+        self.errors[kind.index()]
+            .get_or_init(|| {
+                let labels = ErrorLabels { tenant: self.tenant.clone(), kind: kind.label() };
+                self.families.errors.get_or_create(&labels).clone()
+            })
+            .inc_by(n);
     }
 
     /// Counters of the keyspace of a client key (its first `:`-separated
@@ -371,7 +375,7 @@ impl TenantMetrics {
             top.contains_top_k(ks)
         };
         let mut map = self.keyspaces.lock().expect("not poisoned");
-        let own = busy && map.len() < MAX_KEYSPACE_LABELS;
+        let own = busy && map.len() < MAX_KEYSPACE_LABELS && ks.len() <= MAX_KEYSPACE_LABEL_BYTES;
         let name: &[u8] = if own { ks } else { b"other" };
         if let Some(c) = map.get(name) {
             return (c.clone(), own);
@@ -457,7 +461,7 @@ impl TenantMetrics {
             let labels = HotKeyLabels {
                 tenant: self.tenant.clone(),
                 rank: rank as u32 + 1,
-                key: String::from_utf8_lossy(&key).into_owned(),
+                key: String::from_utf8_lossy(&key[..key.len().min(MAX_HOT_KEY_LABEL_BYTES)]).into_owned(),
             };
             family.get_or_create(&labels).set(count as i64);
         }
@@ -518,6 +522,20 @@ mod tests {
         assert!(get("other") > 0, "one-off keyspaces past the busiest go to other");
         let total: u64 = m.totals().hits;
         assert_eq!(total, 2500);
+    }
+
+    #[test]
+    fn a_keyspace_too_long_for_a_label_is_other_however_busy() {
+        let families = Arc::new(Families::new());
+        let m = TenantMetrics::new("t", families.clone(), 5);
+        let long = vec![b'k'; MAX_KEYSPACE_LABEL_BYTES + 1];
+        for _ in 0..1000 {
+            m.keyspace(&long).hits.inc();
+        }
+        let get =
+            |ks: &str| families.hits.get_or_create(&KeyspaceLabels { tenant: "t".into(), keyspace: ks.into() }).get();
+        assert_eq!(get("other"), 1000);
+        assert_eq!(m.keyspaces.lock().unwrap().len(), 1);
     }
 
     #[test]
