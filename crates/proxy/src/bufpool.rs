@@ -27,6 +27,15 @@ impl Class {
         }
     }
 
+    /// Room enough to use a pooled buffer as it is: below this, it is
+    /// grown (or reclaimed) to `capacity`.
+    const fn low(self) -> usize {
+        match self {
+            Class::Read => 4 * 1024,
+            Class::Scratch => 128,
+        }
+    }
+
     const fn index(self) -> usize {
         self as usize
     }
@@ -39,13 +48,17 @@ thread_local! {
     static POOLS: RefCell<[Vec<BytesMut>; 2]> = const { RefCell::new([Vec::new(), Vec::new()]) };
 }
 
-/// A buffer of `class` with its capacity free (one from the pool when there is one).
+/// A buffer of `class` with room to use (one from the pool when there is one).
 pub fn take(class: Class) -> BytesMut {
     let mut buf = POOLS.with(|p| p.borrow_mut()[class.index()].pop()).unwrap_or_default();
     // A pooled buffer may still share its allocation with bytes split off
-    // it (a request still queued, a batch not yet written): `reserve` then
-    // allocates a new one, and reclaims the old one in place when it can.
-    buf.reserve(class.capacity());
+    // it (a request still queued, a batch not yet written): what is left
+    // after them is used as it is while there is enough of it, so clients
+    // sending at once share one allocation; below that, `reserve` reclaims
+    // it in place if it is no longer shared, or allocates a new one.
+    if buf.capacity() < class.low() {
+        buf.reserve(class.capacity());
+    }
     buf
 }
 
@@ -78,9 +91,9 @@ mod tests {
         give(Class::Read, &mut a);
         assert_eq!(a.capacity(), 0, "the connection keeps nothing");
         let b = take(Class::Read);
-        assert!(b.capacity() >= Class::Read.capacity());
-        // The same allocation, reclaimed from its start.
-        assert_eq!(b.as_ptr() as usize, ptr - 7);
+        // The same allocation, used on from where the request ended.
+        assert_eq!(b.as_ptr() as usize, ptr);
+        assert!(b.capacity() >= Class::Read.capacity() - 7);
     }
 
     #[test]

@@ -11,7 +11,6 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, AtomicUsize,
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tenantry_protocol::command::{CommandSpec, COMMANDS};
-use tokio_util::sync::CancellationToken;
 
 /// What CLIENT LIST shows about one connection; updated by its session.
 #[derive(Debug)]
@@ -30,9 +29,9 @@ pub struct ClientHandle {
     pub subscriptions: [AtomicUsize; 3],
     /// Commands queued in MULTI, or -1 outside one.
     pub multi: AtomicI64,
-    /// Cancelled by CLIENT KILL (the session closes at once) and, as a child
-    /// of the server's shutdown token, by shutdown (replies owed go first).
-    pub kill: CancellationToken,
+    /// Raised by CLIENT KILL (the session closes at once) and at shutdown
+    /// (replies owed go first).
+    pub kill: Arc<crate::stop::Flag>,
     /// A blocking command of this client's is waiting on the backend.
     pub blocked: AtomicBool,
     /// CLIENT TRACKING is on.
@@ -43,8 +42,7 @@ pub struct ClientHandle {
 }
 
 impl ClientHandle {
-    /// `shutdown`: the server's; it also cancels `kill`, so a session waits on one token.
-    pub fn new(id: u64, addr: Option<SocketAddr>, laddr: Option<SocketAddr>, shutdown: &CancellationToken) -> Self {
+    pub fn new(id: u64, addr: Option<SocketAddr>, laddr: Option<SocketAddr>) -> Self {
         ClientHandle {
             id,
             addr,
@@ -56,7 +54,7 @@ impl ClientHandle {
             resp: AtomicU8::new(2),
             subscriptions: Default::default(),
             multi: AtomicI64::new(-1),
-            kill: shutdown.child_token(),
+            kill: Arc::default(),
             blocked: AtomicBool::new(false),
             tracking: AtomicBool::new(false),
             subscriber_backend_id: Arc::default(),

@@ -62,12 +62,22 @@ impl Proxy {
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
         let permits = Arc::new(Semaphore::new(max_clients));
+        // Every session's stop flag, raised when `shutdown` is cancelled.
+        let stops = Arc::new(crate::stop::Stops::default());
+        {
+            let (stops, shutdown) = (stops.clone(), shutdown.clone());
+            tasks.spawn(async move {
+                shutdown.cancelled().await;
+                stops.shutdown();
+            });
+        }
         let mut addrs = Vec::new();
         for addr in &listen {
             let listener = TcpListener::bind(addr).await?;
             addrs.push(listener.local_addr()?);
             tracing::info!(addr = %listener.local_addr()?, "listening");
-            tasks.spawn(accept(listener, runtime.clone(), shutdown.clone(), tasks.clone(), permits.clone()));
+            let sessions = Sessions { runtime: runtime.clone(), shutdown: shutdown.clone(), stops: stops.clone() };
+            tasks.spawn(accept(listener, sessions, tasks.clone(), permits.clone()));
         }
         let admin_addr = match admin {
             Some(addr) => {
@@ -118,13 +128,16 @@ impl Proxy {
     }
 }
 
-async fn accept(
-    listener: TcpListener,
+/// What every session of a listener is started with.
+#[derive(Clone)]
+struct Sessions {
     runtime: Arc<ArcSwap<Runtime>>,
     shutdown: CancellationToken,
-    tasks: TaskTracker,
-    permits: Arc<Semaphore>,
-) {
+    stops: Arc<crate::stop::Stops>,
+}
+
+async fn accept(listener: TcpListener, sessions: Sessions, tasks: TaskTracker, permits: Arc<Semaphore>) {
+    let shutdown = sessions.shutdown.clone();
     loop {
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -143,9 +156,9 @@ async fn accept(
             continue;
         };
         tracing::debug!(%peer, "client connected");
-        let (runtime, shutdown) = (runtime.clone(), shutdown.clone());
+        let Sessions { runtime, shutdown, stops } = sessions.clone();
         tasks.spawn(async move {
-            session::serve(stream, runtime, shutdown).await;
+            session::serve(stream, runtime, shutdown, stops).await;
             drop(permit);
         });
     }

@@ -152,11 +152,11 @@ impl Session {
             return false;
         }
         let now = tokio::time::Instant::now();
-        self.delayed = Some(super::Delayed {
+        self.delayed = Some(Box::new(super::Delayed {
             req: req.clone(),
             retry_at: now + std::time::Duration::from_millis(1),
             deadline: now + std::time::Duration::from_secs(86_400),
-        });
+        }));
         true
     }
 

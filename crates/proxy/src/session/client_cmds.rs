@@ -166,6 +166,6 @@ fn kill_one(state: &State, target: &ClientHandle) -> After {
     if target.id == state.id {
         return After::Close;
     }
-    target.kill.cancel();
+    target.kill.raise();
     After::Continue
 }

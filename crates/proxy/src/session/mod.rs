@@ -64,12 +64,17 @@ const QUOTA_RETRY: Duration = Duration::from_millis(2);
 /// or `shutdown` fires; replies already owed are delivered first. One task
 /// does everything for the connection, so a request costs no task switch
 /// on the client side.
-pub async fn serve(mut stream: TcpStream, runtime: Arc<ArcSwap<Runtime>>, shutdown: CancellationToken) {
+pub async fn serve(
+    mut stream: TcpStream,
+    runtime: Arc<ArcSwap<Runtime>>,
+    shutdown: CancellationToken,
+    stops: Arc<crate::stop::Stops>,
+) {
     let _ = stream.set_nodelay(true);
-    let (state, admitted) = State::new(runtime, stream.peer_addr().ok(), stream.local_addr().ok(), &shutdown);
-    // One wait for both CLIENT KILL and shutdown (the kill token is a child
-    // of the shutdown token), checked at every turn for an atomic load.
-    let mut stop = StopSignal::follow(state.client.kill.clone());
+    let (state, admitted) = State::new(runtime, stream.peer_addr().ok(), stream.local_addr().ok());
+    // One wait for both CLIENT KILL and shutdown, checked at every turn for
+    // an atomic load.
+    let mut stop = StopSignal::follow(state.id, state.client.kill.clone(), stops);
     let mut s = Session {
         batcher: Batcher::new(state.id),
         parser: RequestParser::new(state.limits.protocol),
@@ -286,9 +291,11 @@ struct Session {
     batcher: Batcher,
     replies: ReplyQueue,
     out: OutQueue,
-    delayed: Option<Delayed>,
+    // The rarely used modes below are boxed: an idle connection carries a
+    // pointer for each, not their state.
+    delayed: Option<Box<Delayed>>,
     /// Commands queued since MULTI.
-    tx: Option<Transaction>,
+    tx: Option<Box<Transaction>>,
     /// A command later commands wait for (a FLUSHDB, a blocking command), as they would in Redis.
     waiting: Option<tokio::sync::oneshot::Receiver<()>>,
     /// The task serving a blocking command; aborted (closing its backend
@@ -298,7 +305,7 @@ struct Session {
     /// time a request arrived, not from when its turn came in a pipeline.
     read_at: Instant,
     /// The subscriber connection, once the client has used Pub/Sub.
-    pubsub: Option<pubsub::PubSub>,
+    pubsub: Option<Box<pubsub::PubSub>>,
     watch: transaction::Watch,
     /// Where the watched keys live (a cluster slot).
     watch_place: Option<crate::backend::Place>,
@@ -309,7 +316,7 @@ struct Session {
     /// The tenantry client id its invalidations are redirected to.
     redirect: Option<i64>,
     /// Pushes (invalidations) from the client's own connection, while pinned.
-    pushes: Option<tracking::Pushes>,
+    pushes: Option<Box<tracking::Pushes>>,
     keyspace_cache: KeyspaceCache,
     command_cache: CommandCache,
     /// The client's unread output against its limits.
@@ -340,7 +347,10 @@ impl Session {
                 return Flow::Wait(d.retry_at);
             }
         }
-        while self.room_in_flight() {
+        // The limits hold for this pass: replies, which change the window,
+        // are taken between passes.
+        let limits = self.in_flight_limits();
+        while self.has_room(limits) {
             match self.parser.parse(inbuf) {
                 Ok(Some(req)) => {
                     self.incomplete = false;
@@ -372,10 +382,18 @@ impl Session {
     /// of requests in flight in count (`max_pipeline`, lowered by the
     /// weight of its replies) and in bytes (one request always may).
     fn room_in_flight(&self) -> bool {
-        let count = self.replies.in_flight + self.batcher.pending();
+        self.has_room(self.in_flight_limits())
+    }
+
+    /// (requests, bytes) the client may have in flight now.
+    fn in_flight_limits(&self) -> (usize, usize) {
         let window = self.replies.window.requests(&self.state.output_limits());
-        let bytes = self.replies.in_flight_bytes + self.batcher.pending_bytes();
-        count < self.state.max_pipeline().min(window) && (count == 0 || bytes < self.state.max_pipeline_bytes())
+        (self.state.max_pipeline().min(window), self.state.max_pipeline_bytes())
+    }
+
+    fn has_room(&self, (requests, bytes): (usize, usize)) -> bool {
+        let count = self.replies.in_flight + self.batcher.pending();
+        count < requests && (count == 0 || self.replies.in_flight_bytes + self.batcher.pending_bytes() < bytes)
     }
 
     /// A client past an output limit: dropped with what it has not read.
@@ -584,7 +602,7 @@ impl Session {
             if let Some(deadline) = deadline {
                 let now = Instant::now();
                 if now + QUOTA_RETRY <= deadline {
-                    self.delayed = Some(Delayed { req, retry_at: now + QUOTA_RETRY, deadline });
+                    self.delayed = Some(Box::new(Delayed { req, retry_at: now + QUOTA_RETRY, deadline }));
                 } else {
                     metrics.error(ErrorKind::Oom, 1);
                     metrics.quota_refused.inc();
@@ -612,7 +630,7 @@ impl Session {
                     Some(deadline) if now + wait <= deadline => {
                         // Whole milliseconds, so the retry does not come a hair too early.
                         let retry_at = now + wait.max(Duration::from_millis(1));
-                        self.delayed = Some(Delayed { req, retry_at, deadline });
+                        self.delayed = Some(Box::new(Delayed { req, retry_at, deadline }));
                     }
                     _ => {
                         metrics.error(ErrorKind::RateLimited, 1);

@@ -167,7 +167,7 @@ impl Session {
 
     /// True if this is a RESP2 client in subscribed mode.
     pub(super) fn subscribed_resp2(&self) -> bool {
-        self.state.proto == Protocol::Resp2 && self.pubsub.as_ref().is_some_and(PubSub::active)
+        self.state.proto == Protocol::Resp2 && self.pubsub.as_deref().is_some_and(PubSub::active)
     }
 
     pub(super) fn subscription(
@@ -212,7 +212,7 @@ impl Session {
         }
         let proto = self.state.proto;
         let backend_id = self.state.client.subscriber_backend_id.clone();
-        let pubsub = self.pubsub.get_or_insert_with(|| PubSub::open(tenant.clone(), node, proto, backend_id));
+        let pubsub = self.pubsub.get_or_insert_with(|| Box::new(PubSub::open(tenant.clone(), node, proto, backend_id)));
         let frames = pubsub.apply(kind, subscribe, &req.args[1..]);
         for (count, set) in self.state.client.subscriptions.iter().zip(&pubsub.subscribed) {
             count.store(set.len(), std::sync::atomic::Ordering::Relaxed);
@@ -259,7 +259,7 @@ impl Session {
                 true
             }
             None => {
-                let subscribed = self.pubsub.as_ref().is_some_and(PubSub::active);
+                let subscribed = self.pubsub.as_deref().is_some_and(PubSub::active);
                 self.drop_pubsub();
                 !subscribed
             }

@@ -98,6 +98,11 @@ pub struct ReplyQueue {
 
 impl ReplyQueue {
     pub fn push(&mut self, p: Pending) {
+        if self.queue.capacity() == 0 {
+            // Room for one: a client that waits for each reply never needs
+            // more, and an idle one keeps this (a pipelining one grows it).
+            self.queue.reserve_exact(1);
+        }
         self.in_flight += match &p {
             Pending::Local { count, .. } => *count,
             Pending::Backend(b) => {

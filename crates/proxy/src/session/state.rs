@@ -71,13 +71,12 @@ impl State {
         runtime: Arc<ArcSwap<Runtime>>,
         addr: Option<SocketAddr>,
         laddr: Option<SocketAddr>,
-        shutdown: &tokio_util::sync::CancellationToken,
     ) -> (Self, Result<(), String>) {
         let rt = runtime.load_full();
         let id = NEXT_CLIENT_ID.fetch_add(1, Ordering::Relaxed);
         let mut state = State {
             id,
-            client: Arc::new(ClientHandle::new(id, addr, laddr, shutdown)),
+            client: Arc::new(ClientHandle::new(id, addr, laddr)),
             runtime,
             tenant: None,
             explicit: false,

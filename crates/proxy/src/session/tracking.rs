@@ -40,7 +40,7 @@ impl Session {
         let (tx, rx) = mpsc::channel(PUSH_BUFFER);
         let conn = node.pinned(self.state.proto, tx);
         self.batcher.pinned = Some(Pinned { node, conn });
-        self.pushes = Some(Pushes { rx, namespace: tenant.namespace.clone() });
+        self.pushes = Some(Box::new(Pushes { rx, namespace: tenant.namespace.clone() }));
     }
 
     /// `CLIENT TRACKING ON|OFF [REDIRECT id] [PREFIX p ...] [BCAST] [OPTIN] [OPTOUT] [NOLOOP]`

@@ -38,7 +38,7 @@ impl Session {
                 let tenant = self.state.tenant.clone()?;
                 // A watching client's transaction runs where its keys are watched.
                 let place = if self.watch == Watch::Active { self.watch_place } else { None };
-                self.tx = Some(Transaction { tenant, place, proto, queued: Vec::new(), dirty: false });
+                self.tx = Some(Box::new(Transaction { tenant, place, proto, queued: Vec::new(), dirty: false }));
                 self.batcher.local(&mut self.replies, |out| Reply { out, proto }.simple("OK"));
             }
             ConnCommand::Exec => match self.tx.take() {
@@ -48,7 +48,7 @@ impl Session {
                     self.error(EXECABORT);
                 }
                 Some(tx) => {
-                    self.batcher.transaction(&mut self.replies, tx);
+                    self.batcher.transaction(&mut self.replies, *tx);
                     // EXEC unwatches on the backend itself.
                     self.watch = Watch::Ending;
                 }
