@@ -1,10 +1,12 @@
 //! Arbitrary backend bytes: the reply scanner, the reply strippers, the
-//! cluster redirection and slot-map parsers and the split-reply merger never
+//! cluster redirection and slot-map parsers, the answer reader of tenantry's
+//! own calls and the split-reply merger never
 //! panic, and a stripped or merged reply is still one whole reply.
 #![no_main]
 
 use bytes::{Bytes, BytesMut};
 use libfuzzer_sys::fuzz_target;
+use tenantry_protocol::answer;
 use tenantry_protocol::cluster::{parse_cluster_slots, parse_redirect};
 use tenantry_protocol::merge::{merge, Merge};
 use tenantry_protocol::reply::reply_len;
@@ -13,6 +15,8 @@ use tenantry_protocol::{Namespace, ReplyKeys};
 
 fuzz_target!(|data: &[u8]| {
     let _ = parse_cluster_slots(data, "127.0.0.1");
+    // tenantry's own calls read their answers whatever a backend sends.
+    let _ = (answer::integers(data), answer::strings(data), answer::scan_page(data), answer::text(data));
     let Ok(Some(len)) = reply_len(data) else { return };
     let reply = &data[..len];
     let _ = parse_redirect(reply);

@@ -3,6 +3,7 @@
 //! can be property-tested and fuzzed.
 #![forbid(unsafe_code)]
 
+pub mod answer;
 pub mod classify;
 pub mod cluster;
 pub mod command;

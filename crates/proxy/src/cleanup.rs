@@ -11,7 +11,7 @@ use bytes::Bytes;
 use std::sync::Arc;
 use std::time::Duration;
 use tenantry_config::{BackendName, Cleanup, TenantId};
-use tenantry_protocol::Namespace;
+use tenantry_protocol::{answer, Namespace};
 use tokio_util::sync::CancellationToken;
 
 pub(crate) struct Job {
@@ -127,10 +127,9 @@ impl<'a> NamespaceScan<'a> {
         let unfiltered: [&[u8]; 4] = [b"SCAN", &cursor, b"COUNT", self.count.as_bytes()];
         let args: &[&[u8]] = if self.pattern.is_empty() { &unfiltered } else { &full };
         let reply = self.node.call(args).await?;
-        let (next, keys) = parse_scan(&reply)
-            .ok_or_else(|| format!("unexpected SCAN reply: {:?}", String::from_utf8_lossy(&reply)))?;
-        self.cursor = (next.as_ref() != b"0").then_some(next);
-        Ok(Some(keys))
+        let (next, keys) = answer::scan_page(&reply).map_err(|e| format!("SCAN: {e}"))?;
+        self.cursor = (next != b"0").then(|| Bytes::from(next));
+        Ok(Some(keys.into_iter().map(Bytes::from).collect()))
     }
 }
 
@@ -153,9 +152,7 @@ pub(crate) async fn delete_namespace(
             let mut args: Vec<&[u8]> = vec![b"UNLINK"];
             args.extend(group.iter().map(|k| k.as_ref()));
             let reply = node.call(&args).await?;
-            if reply.first() == Some(&b'-') {
-                return Err(format!("UNLINK failed: {}", String::from_utf8_lossy(&reply).trim_end()));
-            }
+            answer::integer(&reply).map_err(|e| format!("UNLINK failed: {e}"))?;
         }
         deleted += keys.len() as u64;
         progress(keys.len() as u64);
@@ -206,50 +203,4 @@ pub(crate) async fn keyspace_stats(
         }
     }
     Ok((keys, expires, ttl_sum.checked_div(expires).unwrap_or(0)))
-}
-
-/// `*2 $cursor *N $key...` into the cursor and the keys.
-pub(crate) fn parse_scan(reply: &Bytes) -> Option<(Bytes, Vec<Bytes>)> {
-    let mut pos = 0;
-    let header = |pos: &mut usize, kind: u8| -> Option<i64> {
-        let rest = reply.get(*pos..)?;
-        if rest.first() != Some(&kind) {
-            return None;
-        }
-        let end = rest.windows(2).position(|w| w == b"\r\n")?;
-        let n = tenantry_protocol::num::parse_i64(&rest[1..end])?;
-        *pos += end + 2;
-        Some(n)
-    };
-    let bulk = |pos: &mut usize| -> Option<Bytes> {
-        let n = usize::try_from(header(pos, b'$')?).ok()?;
-        if *pos + n + 2 > reply.len() {
-            return None;
-        }
-        let b = reply.slice(*pos..*pos + n);
-        *pos += n + 2;
-        Some(b)
-    };
-    if header(&mut pos, b'*')? != 2 {
-        return None;
-    }
-    let cursor = bulk(&mut pos)?;
-    let n = header(&mut pos, b'*')?;
-    let keys = (0..n).map(|_| bulk(&mut pos)).collect::<Option<Vec<_>>>()?;
-    Some((cursor, keys))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_scan;
-    use bytes::Bytes;
-
-    #[test]
-    fn parses_scan_replies() {
-        let r = Bytes::from_static(b"*2\r\n$2\r\n17\r\n*2\r\n$3\r\nv1a\r\n$3\r\nv1b\r\n");
-        let (cursor, keys) = parse_scan(&r).unwrap();
-        assert_eq!(cursor, "17");
-        assert_eq!(keys, vec!["v1a", "v1b"]);
-        assert!(parse_scan(&Bytes::from_static(b"-ERR no\r\n")).is_none());
-    }
 }

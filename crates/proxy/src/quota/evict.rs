@@ -4,13 +4,13 @@
 //! (longest idle, least frequently used, or soonest to expire).
 
 use super::worker::NodeQuotas;
-use crate::cleanup::parse_scan;
 use crate::runtime::TenantRt;
 use bytes::Bytes;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tenantry_config::{Eviction, MemoryQuota, TenantId};
+use tenantry_protocol::answer;
 use tokio_util::sync::CancellationToken;
 
 /// Keys evicted per round at most; rounds repeat while over quota.
@@ -149,8 +149,8 @@ async fn sample(node: &NodeQuotas, t: &TenantRt, want: usize) -> Result<Vec<Vec<
         let cursor = fastrand::u64(..).to_string();
         let args: [&[u8]; 6] = [b"SCAN", cursor.as_bytes(), b"MATCH", &pattern, b"COUNT", count.as_bytes()];
         let reply = node.node.call(&args).await?;
-        let (_, keys) = parse_scan(&reply).ok_or_else(|| String::from_utf8_lossy(&reply).trim().to_string())?;
-        found.extend(keys);
+        let (_, keys) = answer::scan_page(&reply).map_err(|e| e.to_string())?;
+        found.extend(keys.into_iter().map(Bytes::from));
         if found.len() >= want {
             break;
         }

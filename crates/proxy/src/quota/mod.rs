@@ -186,17 +186,6 @@ pub fn write_cost(args: &[bytes::Bytes], keys: &[usize]) -> i64 {
     bytes as i64 + PER_KEY_OVERHEAD * keys.len().max(1) as i64
 }
 
-/// A flat RESP2 array of integers (what our scripts return).
-fn integers(reply: &[u8]) -> Option<Vec<i64>> {
-    let mut lines = reply.split(|&b| b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l));
-    let header = lines.next()?.strip_prefix(b"*")?;
-    let n = tenantry_protocol::num::parse_i64(header)?;
-    let values = (0..n)
-        .map(|_| lines.next()?.strip_prefix(b":").and_then(tenantry_protocol::num::parse_i64))
-        .collect::<Option<Vec<i64>>>()?;
-    Some(values)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -257,14 +246,6 @@ mod tests {
         s.flushed(&node(), 0, Figures { measured: 10_000, delta: 0, keys: 10 });
         s.freed_keys(&node(), 3);
         assert_eq!(s.used(), 7_000);
-    }
-
-    #[test]
-    fn parses_integer_arrays() {
-        assert_eq!(integers(b"*3\r\n:1\r\n:-2\r\n:30\r\n"), Some(vec![1, -2, 30]));
-        assert_eq!(integers(b"*0\r\n"), Some(vec![]));
-        assert_eq!(integers(b"-ERR x\r\n"), None);
-        assert_eq!(integers(b"*2\r\n:1\r\n$1\r\nx\r\n"), None);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! deltas and read the figures back, warn about unsafe backend settings, and,
 //! on the one proxy holding the node's lease, measure and evict.
 
-use super::{figures_key, integers, Figures};
+use super::{figures_key, Figures};
 use crate::backend::NodePool;
 use crate::lease;
 use crate::runtime::{Runtime, TenantRt};
@@ -11,6 +11,7 @@ use arc_swap::ArcSwap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tenantry_config::{BackendName, QuotaSettings};
+use tenantry_protocol::answer;
 use tokio_util::sync::CancellationToken;
 
 const LEASE_KEY: &[u8] = b"tenantry:quota:lease";
@@ -150,7 +151,7 @@ impl NodeQuotas {
         args.extend(keys.iter().map(Vec::as_slice));
         args.extend(argv.iter().map(String::as_bytes));
         let reply = self.node.call(&args).await?;
-        integers(&reply).ok_or_else(|| String::from_utf8_lossy(&reply).trim().to_string())
+        answer::integers(&reply).map_err(|e| e.to_string())
     }
 
     /// Runs a script over keys of many slots (a sample of the node's keys):
@@ -168,7 +169,7 @@ impl NodeQuotas {
         args.extend(keys.iter().map(Vec::as_slice));
         args.extend(argv.iter().map(String::as_bytes));
         let reply = self.node.call(&args).await?;
-        integers(&reply).ok_or_else(|| String::from_utf8_lossy(&reply).trim().to_string())
+        answer::integers(&reply).map_err(|e| e.to_string())
     }
 
     /// Adds this proxy's deltas to the shared ones and reads every figure back.

@@ -184,9 +184,8 @@ impl Session {
         }
         // The PUBLISH's reply is dropped, WAIT's passed on.
         self.on_own_connections(tenant, nodes, bytes.freeze(), (2, 1), ReplyKeys::None, |replies| {
-            let fewest = replies.iter().min_by_key(|r| {
-                r.strip_prefix(b":").and_then(|n| tenantry_protocol::num::parse_i64(&n[..n.len().saturating_sub(2)]))
-            });
+            // An error (no integer) sorts first: it is passed on.
+            let fewest = replies.iter().min_by_key(|r| tenantry_protocol::answer::integer(r).ok());
             fewest.cloned().unwrap_or_default()
         });
     }

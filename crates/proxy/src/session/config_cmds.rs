@@ -7,8 +7,8 @@
 
 use super::connection::After;
 use super::Session;
-use crate::telemetry::nodes::bulk_strings;
 use bytes::Bytes;
+use tenantry_protocol::answer;
 use tenantry_protocol::{ConnCommand, Protocol, ReplyKeys, Request};
 use tokio::sync::oneshot;
 
@@ -40,7 +40,8 @@ fn bulk(out: &mut Vec<u8>, s: &[u8]) {
 
 /// The `(name, value)` pairs of a CONFIG GET reply (RESP2 array or RESP3 map).
 fn pairs(reply: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
-    bulk_strings(reply).chunks(2).filter(|p| p.len() == 2).map(|p| (p[0].to_vec(), p[1].to_vec())).collect()
+    let strings = answer::strings(reply).unwrap_or_default();
+    strings.chunks(2).filter(|p| p.len() == 2).map(|p| (p[0].clone(), p[1].clone())).collect()
 }
 
 impl Session {

@@ -10,10 +10,10 @@
 use super::connection::After;
 use super::Session;
 use crate::backend::NodePool;
-use crate::telemetry::nodes::bulk_strings;
 use crate::telemetry::ErrorKind;
 use bytes::Bytes;
 use std::sync::Arc;
+use tenantry_protocol::answer;
 use tenantry_protocol::{glob, Protocol, ReplyKeys, Request};
 use tokio::sync::oneshot;
 
@@ -109,17 +109,17 @@ impl Call {
 
     async fn owner_of(&self, lib: &[u8]) -> Result<Option<Bytes>, String> {
         let reply = self.owners.call(&[b"HGET", OWNERS, lib]).await?;
-        Ok(bulk_strings(&[b"*1\r\n", reply.as_ref()].concat()).first().map(|v| Bytes::copy_from_slice(v)))
+        Ok(answer::text(&reply).map_err(|e| e.to_string())?.map(Bytes::from))
     }
 
     /// The tenant's libraries.
     async fn owned(&self) -> Result<Vec<Bytes>, String> {
         let reply = self.owners.call(&[b"HGETALL", OWNERS]).await?;
-        let fields = bulk_strings(&reply);
+        let fields = answer::strings(&reply).map_err(|e| e.to_string())?;
         Ok(fields
             .chunks(2)
             .filter(|pair| pair.len() == 2 && pair[1] == self.owner.as_ref())
-            .map(|pair| Bytes::copy_from_slice(pair[0]))
+            .map(|pair| Bytes::from(pair[0].clone()))
             .collect())
     }
 

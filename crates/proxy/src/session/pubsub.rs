@@ -291,7 +291,7 @@ async fn subscriber(
             }
             if let Some(len) = scanner.scan(&buf).map_err(|e| e.to_string())? {
                 let reply = buf.split_to(len);
-                break reply.strip_prefix(b":").and_then(|r| tenantry_protocol::num::parse_i64(&r[..r.len() - 2]));
+                break tenantry_protocol::answer::integer(&reply).ok();
             }
         };
         backend_id.store(id.unwrap_or(0) as u64, std::sync::atomic::Ordering::Relaxed);

@@ -246,9 +246,7 @@ fn fix_batch(bytes: &[u8], b: &BackendReplies, out: &mut OutQueue) {
                 fixes.next();
             }
             Some((at, Fix::Freed(quota))) if *at == i => {
-                if let Some(n) =
-                    reply.strip_prefix(b":").and_then(|r| tenantry_protocol::num::parse_i64(&r[..r.len() - 2]))
-                {
+                if let Ok(n) = tenantry_protocol::answer::integer(reply) {
                     quota.freed_keys(b.node.addr(), n.max(0) as u64);
                 }
                 out.extend(reply);

@@ -19,6 +19,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tenantry_config::BackendName;
+use tenantry_protocol::answer;
 use tenantry_protocol::reply::reply_len;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
@@ -143,9 +144,10 @@ impl NodeWatcher {
 
     async fn poll_info(&self) {
         let f = &self.families;
-        match self.node.call(&[b"INFO"]).await {
-            Ok(reply) if reply.first() == Some(&b'$') => {
-                let text = String::from_utf8_lossy(&reply);
+        let info = self.node.call(&[b"INFO"]).await.ok().and_then(|reply| answer::text(&reply).ok().flatten());
+        match info {
+            Some(text) => {
+                let text = String::from_utf8_lossy(&text);
                 for line in text.lines() {
                     let Some((k, v)) = line.split_once(':') else { continue };
                     let Ok(v) = v.trim().parse::<i64>() else { continue };
@@ -167,7 +169,7 @@ impl NodeWatcher {
                     n.node = self.labels.node.clone();
                 });
             }
-            _ => {
+            None => {
                 f.backend_up.get_or_create(&self.labels).set(0);
                 self.notes.figures(&self.labels.node, |n| n.up = false);
             }
@@ -247,9 +249,9 @@ impl NodeWatcher {
 
     /// `*4 pmessage <pattern> __keyevent@0__:evicted <key>`
     fn event(&self, msg: &[u8]) {
-        let parts = bulk_strings(msg);
+        let Ok(parts) = answer::strings(msg) else { return };
         let [kind, _pattern, channel, key] = parts.as_slice() else { return };
-        if *kind != b"pmessage" {
+        if kind != b"pmessage" {
             return;
         }
         let evicted = channel.ends_with(b":evicted");
@@ -267,34 +269,5 @@ impl NodeWatcher {
                 counters.expirations.inc();
             }
         }
-    }
-}
-
-/// The bulk strings of a flat RESP array (a Pub/Sub message, an HGETALL).
-pub(crate) fn bulk_strings(msg: &[u8]) -> Vec<&[u8]> {
-    let mut out = Vec::new();
-    let Some(first_end) = memchr::memmem::find(msg, b"\r\n") else { return out };
-    let mut pos = first_end + 2;
-    while pos < msg.len() && msg[pos] == b'$' {
-        let Some(end) = memchr::memmem::find(&msg[pos..], b"\r\n") else { break };
-        let Some(n) = std::str::from_utf8(&msg[pos + 1..pos + end]).ok().and_then(|s| s.parse::<usize>().ok()) else {
-            break;
-        };
-        let start = pos + end + 2;
-        let Some(body) = msg.get(start..start + n) else { break };
-        out.push(body);
-        pos = start + n + 2;
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::bulk_strings;
-
-    #[test]
-    fn splits_pubsub_messages() {
-        let m = b"*4\r\n$8\r\npmessage\r\n$3\r\np*x\r\n$22\r\n__keyevent@0__:evicted\r\n$5\r\na:b:c\r\n";
-        assert_eq!(bulk_strings(m), vec![&b"pmessage"[..], b"p*x", b"__keyevent@0__:evicted", b"a:b:c"]);
     }
 }
