@@ -2,12 +2,14 @@
 //! errors), validated with every error's file, line and field, secrets resolved.
 #![forbid(unsafe_code)]
 
+mod diff;
 mod error;
 mod model;
 mod policy;
 mod raw;
 mod validate;
 
+pub use diff::{Change, ConfigDiff, TenantMove};
 pub use error::{ConfigError, ConfigErrors};
 pub use model::*;
 pub use validate::parse_size;

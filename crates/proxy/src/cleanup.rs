@@ -10,7 +10,7 @@ use crate::status::{CleanupLabel, CleanupProgress, Status};
 use bytes::Bytes;
 use std::sync::Arc;
 use std::time::Duration;
-use tenantry_config::{BackendName, Cleanup, TenantId};
+use tenantry_config::{BackendName, Cleanup, ConfigDiff, TenantId};
 use tenantry_protocol::{answer, Namespace};
 use tokio_util::sync::CancellationToken;
 
@@ -23,27 +23,25 @@ pub(crate) struct Job {
 
 /// Old generations left behind by a reload: tenants that kept their backend
 /// but changed namespace, where no tenant of the new config owns the old one.
-pub(crate) fn old_generations(old: &Runtime, new: &Runtime) -> Vec<Job> {
+pub(crate) fn old_generations(new: &Runtime, diff: &ConfigDiff) -> Vec<Job> {
     let mut jobs = Vec::new();
-    for (id, before) in &old.tenants {
+    for (id, moved) in &diff.moves {
+        // Keys that moved to another backend are that backend's to fill;
+        // the old one's are left (there is no copying between backends).
+        let (Some(old), None) = (&moved.old_namespace, &moved.old_backend) else { continue };
         let Some(after) = new.tenants.get(id) else { continue };
-        if after.namespace == before.namespace || after.config.backend != before.config.backend {
-            continue;
-        }
-        let owner = new
-            .tenants
-            .values()
-            .find(|t| t.config.backend == before.config.backend && t.namespace.overlaps(&before.namespace));
+        let backend = &after.config.backend;
+        let owner = new.tenants.values().find(|t| &t.config.backend == backend && t.namespace.overlaps(old));
         if let Some(owner) = owner {
-            tracing::warn!(tenant = %id, old = %before.namespace, owner = %owner.id,
+            tracing::warn!(tenant = %id, old = %old, owner = %owner.id,
                 "old namespace overlaps a tenant of the new config: not deleting it");
             continue;
         }
         jobs.push(Job {
             tenant: id.clone(),
-            backend_name: before.config.backend.clone(),
+            backend_name: backend.clone(),
             backend: after.backend.clone(),
-            namespace: before.namespace.clone(),
+            namespace: old.clone(),
         });
     }
     jobs

@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use tenantry_config::Config;
+use tenantry_config::{Change, Config, ConfigDiff};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -127,9 +127,10 @@ pub(crate) fn apply(shared: &Shared, config: Config, version: String) {
         tracing::warn!(change = %what, "this setting cannot change live: restart tenantry to apply it");
     }
     let config = Arc::new(config);
-    let new = Runtime::new(config.clone(), version.clone(), Some(&old), &shared.status.families);
-    let cleanups = cleanup::old_generations(&old, &new);
-    log_changes(&old.config, &config);
+    let diff = ConfigDiff::between(&old.config, &config);
+    let new = Runtime::new(config.clone(), version.clone(), Some((&old, &diff)), &shared.status.families);
+    let cleanups = cleanup::old_generations(&new, &diff);
+    log_changes(&diff);
     shared.runtime.store(Arc::new(new));
     shared.status.activate(&version);
     shared.status.reload_ok();
@@ -140,22 +141,21 @@ pub(crate) fn apply(shared: &Shared, config: Config, version: String) {
     }
 }
 
-fn log_changes(old: &Config, new: &Config) {
-    for (id, t) in &new.tenants {
-        match old.tenants.get(id) {
-            None => tracing::info!(tenant = %id, "tenant added"),
-            Some(o) if o != t => tracing::info!(tenant = %id, "tenant changed"),
-            Some(_) => {}
+fn log_changes(diff: &ConfigDiff) {
+    for (id, change) in &diff.tenants {
+        match change {
+            Change::Added => tracing::info!(tenant = %id, "tenant added"),
+            Change::Changed => tracing::info!(tenant = %id, "tenant changed"),
+            Change::Removed => tracing::info!(tenant = %id, "tenant removed"),
+            Change::Same => {}
         }
     }
-    for id in old.tenants.keys().filter(|id| !new.tenants.contains_key(*id)) {
-        tracing::info!(tenant = %id, "tenant removed");
-    }
-    for (name, b) in &new.backends {
-        match old.backends.get(name) {
-            None => tracing::info!(backend = %name, "backend added"),
-            Some(o) if o != b => tracing::info!(backend = %name, "backend changed: new connections"),
-            Some(_) => {}
+    for (name, change) in &diff.backends {
+        match change {
+            Change::Added => tracing::info!(backend = %name, "backend added"),
+            Change::Changed => tracing::info!(backend = %name, "backend changed: new connections"),
+            Change::Removed => tracing::info!(backend = %name, "backend removed"),
+            Change::Same => {}
         }
     }
 }

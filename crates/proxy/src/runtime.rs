@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
-use tenantry_config::{Backend, BackendName, ClientLimits, Config, Tenant, TenantId};
+use tenantry_config::{BackendName, Change, ClientLimits, Config, ConfigDiff, Tenant, TenantId};
 use tenantry_protocol::Namespace;
 
 /// What a session needs to know about its tenant.
@@ -62,17 +62,26 @@ pub enum AuthOutcome {
 }
 
 impl Runtime {
-    /// Builds the runtime for `config`. Routers (and their connections) of
-    /// backends whose settings did not change are taken over from
-    /// `previous`, as are limiters whose settings did not change and every
-    /// tenant's connection count. Call from inside the tokio runtime: new
-    /// routers start connecting at once.
-    pub fn new(config: Arc<Config>, version: String, previous: Option<&Runtime>, families: &Arc<Families>) -> Self {
+    /// Builds the runtime for `config`; `previous` is the one it replaces,
+    /// and `diff` what changed from its config. Routers (and their
+    /// connections) of backends whose settings did not change are taken
+    /// over, as are limiters whose settings did not change, every tenant's
+    /// connection count, and its quota figures where its keys stayed. Call
+    /// from inside the tokio runtime: new routers start connecting at once.
+    pub fn new(
+        config: Arc<Config>,
+        version: String,
+        previous: Option<(&Runtime, &ConfigDiff)>,
+        families: &Arc<Families>,
+    ) -> Self {
+        let diff = previous.map(|(_, d)| d);
+        let previous = previous.map(|(p, _)| p);
         let backends: HashMap<BackendName, Arc<Router>> = config
             .backends
             .iter()
             .map(|(name, b)| {
-                let kept = previous.and_then(|p| same_backend(p, name, b));
+                let same = diff.is_some_and(|d| d.backend(name) == Change::Same);
+                let kept = previous.filter(|_| same).and_then(|p| p.backends.get(name).cloned());
                 (name.clone(), kept.unwrap_or_else(|| Arc::new(Router::new(b, families))))
             })
             .collect();
@@ -94,7 +103,7 @@ impl Runtime {
                 patterns: old.map(|o| o.patterns.clone()).unwrap_or_default(),
                 clients: old.map(|o| o.clients.clone()).unwrap_or_default(),
                 quota: old
-                    .filter(|o| o.namespace == t.namespace && o.config.backend == t.backend)
+                    .filter(|_| diff.is_some_and(|d| d.keys_stay(id)))
                     .map(|o| o.quota.clone())
                     .unwrap_or_default(),
                 metrics: old.map(|o| o.metrics.clone()).unwrap_or_else(|| {
@@ -144,8 +153,4 @@ impl Runtime {
     pub fn all_backends_up(&self) -> bool {
         self.backends.values().all(|b| b.is_up())
     }
-}
-
-fn same_backend(previous: &Runtime, name: &BackendName, b: &Backend) -> Option<Arc<Router>> {
-    (previous.config.backends.get(name) == Some(b)).then(|| previous.backends.get(name).cloned()).flatten()
 }
