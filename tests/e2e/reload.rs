@@ -177,3 +177,25 @@ async fn sighup_reloads_a_change_the_watcher_cannot_see() {
     // Well before the 5 s poll would have found it.
     assert!(start.elapsed() < Duration::from_secs(3), "took {:?}", start.elapsed());
 }
+
+#[tokio::test]
+async fn settings_that_need_a_restart_are_reported_not_half_applied() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tenants.yaml");
+    write_atomic(&path, &config(&redis, "app:", ""));
+    let proxy = TestProxy::start_file(&path).await;
+    let changed =
+        config(&redis, "app:", "").replace("admin: 127.0.0.1:0\n", "admin: 127.0.0.1:0\nlimits: { max_clients: 7 }\n");
+    let version = write_atomic(&path, &changed);
+    proxy.wait_for_version(&version).await;
+    let (_, body) = http_get(proxy.admin_addr().unwrap(), "/config").await;
+    assert!(body.contains("limits.max_clients: running with 10000, config says 7"), "{body}");
+    // Still served as before: more than 7 clients at once.
+    let mut clients = Vec::new();
+    for _ in 0..10 {
+        let mut c = proxy.raw().await;
+        assert_eq!(c.cmd(&[b"PING"]).await, b"+PONG\r\n");
+        clients.push(c);
+    }
+}

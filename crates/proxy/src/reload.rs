@@ -30,6 +30,8 @@ pub(crate) struct Shared {
     /// Addresses bound at start: changing them needs a restart.
     pub listen: Vec<SocketAddr>,
     pub admin: Option<SocketAddr>,
+    /// The listeners' place count, sized at start.
+    pub max_clients: usize,
     pub shutdown: CancellationToken,
 }
 
@@ -122,6 +124,12 @@ pub(crate) fn apply(shared: &Shared, config: Config, version: String) {
     }
     if config.admin != shared.admin {
         needs_restart.push(format!("admin: running on {:?}, config says {:?}", shared.admin, config.admin));
+    }
+    if config.limits.max_clients != shared.max_clients {
+        needs_restart.push(format!(
+            "limits.max_clients: running with {}, config says {}",
+            shared.max_clients, config.limits.max_clients
+        ));
     }
     for what in &needs_restart {
         tracing::warn!(change = %what, "this setting cannot change live: restart tenantry to apply it");

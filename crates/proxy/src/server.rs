@@ -98,7 +98,7 @@ impl Proxy {
             shutdown.clone(),
         ));
         tasks.spawn(crate::quota::supervise(runtime.clone(), status.notes.clone(), me, shutdown.clone()));
-        let shared = Arc::new(Shared { runtime, status, listen, admin, shutdown });
+        let shared = Arc::new(Shared { runtime, status, listen, admin, max_clients, shutdown });
         Ok(Proxy { addrs, admin_addr, shared, tasks })
     }
 
