@@ -147,12 +147,6 @@ pub async fn serve(
             Verdict::Disconnect(which) => return s.over_limit(which, &limits),
             v => backpressured = v == Verdict::Backpressure,
         }
-        let read_deadline = s.read_deadline();
-        if read_deadline.is_some_and(|at| at <= Instant::now()) && !closing {
-            s.read_timed_out();
-            closing = true;
-            continue;
-        }
         if (closing || eof) && s.replies.is_empty() && s.out.is_empty() && s.delayed.is_none() {
             return;
         }
@@ -167,11 +161,24 @@ pub async fn serve(
             && (s.waiting.is_none() || (s.blocked.is_some() && inbuf.len() < BLOCKED_READ_AHEAD))
             && s.room_in_flight()
             && !backpressured;
+        // The request-read timeout runs only while the client is read: a
+        // request that waits because tenantry holds the client back is not
+        // the client's delay.
+        let read_deadline = if can_read {
+            s.read_deadline()
+        } else {
+            s.incomplete_since = None;
+            None
+        };
+        if read_deadline.is_some_and(|at| at <= Instant::now()) {
+            s.read_timed_out();
+            closing = true;
+            continue;
+        }
         let want_write = !s.out.is_empty();
         // One timer for whichever comes first: a delayed request's retry,
         // the soft limit's time, the request-read timeout.
-        let wake_at =
-            [wait_until, s.guard.deadline(&limits), read_deadline.filter(|_| !closing)].into_iter().flatten().min();
+        let wake_at = [wait_until, s.guard.deadline(&limits), read_deadline].into_iter().flatten().min();
         let take_more = !backpressured && !closing;
         let event = {
             let head = s.replies.head_rx();
