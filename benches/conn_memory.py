@@ -10,21 +10,7 @@ one GET of a 100-byte value (and read its reply).
 """
 import argparse, os, resource, socket, subprocess, sys, tempfile, time
 
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
+from kit import free_port, rss_kib
 
 
 def wait_ping(port, limit=10):

@@ -20,6 +20,8 @@ import sys
 import tempfile
 import time
 
+from kit import free_port
+
 WORKLOADS = [  # (name, redis-benchmark test, pipeline, requests per run)
     ("SET P1", "set", 1, 100_000),
     ("GET P1", "get", 1, 100_000),
@@ -30,12 +32,6 @@ WORKLOADS = [  # (name, redis-benchmark test, pipeline, requests per run)
 
 # One redis-benchmark run takes a few seconds; this is far beyond any.
 RUN_TIMEOUT = 120
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_port(port, proc, what, timeout=10):

@@ -10,24 +10,10 @@ or file descriptors did not come back once the clients were gone.
 """
 import argparse, os, random, socket, subprocess, sys, tempfile, threading, time
 
+from kit import free_port, rss_kib
+
 TENANTS = ["a", "b", "c"]
 BIG = 100_000
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def proc_kib(pid, field="VmRSS"):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return 0
 
 
 def fds(pid):
@@ -238,7 +224,7 @@ def main():
         for sec in range(1, args.seconds + 1):
             time.sleep(1)
             lat, ops, errors = stats.take()
-            rss = proc_kib(proxy.pid) / 1024
+            rss = rss_kib(proxy.pid) / 1024
             rss_by_sec.append(rss)
             if sec == warm:
                 rss_warm = rss
@@ -249,7 +235,7 @@ def main():
                   f"{pct(lat, 1.0):>7.1f} {errors:>6} {counts['churned']:>7} {counts['disconnected']:>20} "
                   f"{(slow - last_slow) / 1024:>10.0f}", flush=True)
             last_slow = slow
-        rss_end = proc_kib(proxy.pid) / 1024
+        rss_end = rss_kib(proxy.pid) / 1024
         metrics = admin_get(aport, "/metrics")
         stop.set()
         for t in threads:
