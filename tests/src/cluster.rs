@@ -22,6 +22,15 @@ impl RedisCluster {
 
     /// With extra `redis-server` arguments for every node (`--maxmemory` ...).
     pub fn start_with(masters: usize, replicas: usize, extra: &[&str]) -> Self {
+        Self::start_inner(masters, replicas, extra, None)
+    }
+
+    /// A cluster that speaks TLS only, to clients and on its bus (`--tls-cluster yes`).
+    pub fn start_tls(pki: &crate::tls::Pki, masters: usize, replicas: usize) -> Self {
+        Self::start_inner(masters, replicas, &["--tls-cluster", "yes", "--tls-replication", "yes"], Some(pki))
+    }
+
+    fn start_inner(masters: usize, replicas: usize, extra: &[&str], tls: Option<&crate::tls::Pki>) -> Self {
         let timeout = NODE_TIMEOUT_MS.to_string();
         let nodes: Vec<RedisServer> = (0..masters * (1 + replicas))
             .map(|_| {
@@ -37,11 +46,16 @@ impl RedisCluster {
                     "nodes.conf",
                 ];
                 args.extend_from_slice(extra);
-                RedisServer::start_with(&args)
+                match tls {
+                    Some(pki) => RedisServer::start_tls(pki, &args),
+                    None => RedisServer::start_with(&args),
+                }
             })
             .collect();
         let addrs: Vec<String> = nodes.iter().map(RedisServer::addr).collect();
+        let tls_args = nodes[0].cli_args().split_off(2);
         let out = Command::new("redis-cli")
+            .args(&tls_args)
             .args(["--cluster", "create"])
             .args(&addrs)
             .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
@@ -72,7 +86,7 @@ impl RedisCluster {
 
     /// Runs `redis-cli -p <node's port> args...` and returns its output.
     pub fn cli(&self, node: usize, args: &[&str]) -> String {
-        cli(self.nodes[node].port(), args)
+        self.nodes[node].cli(args)
     }
 
     /// Node indexes of the masters now, and of each one's replicas.
@@ -104,10 +118,10 @@ impl RedisCluster {
     /// The node index serving `slot` now, by each live master's own view.
     pub fn master_of_slot(&self, slot: u16) -> usize {
         for (i, n) in self.nodes.iter().enumerate().filter(|(_, n)| n.is_running()) {
-            if !cli(n.port(), &["ROLE"]).starts_with("master") {
+            if !n.cli(&["ROLE"]).starts_with("master") {
                 continue;
             }
-            let nodes = cli(n.port(), &["CLUSTER", "NODES"]);
+            let nodes = n.cli(&["CLUSTER", "NODES"]);
             let me = nodes.lines().find(|l| l.contains("myself")).unwrap_or_default();
             if owns_slot(me, slot) {
                 return i;
@@ -122,7 +136,7 @@ impl RedisCluster {
         let start = Instant::now();
         loop {
             let ok = self.nodes.iter().all(|n| {
-                let info = cli(n.port(), &["CLUSTER", "INFO"]);
+                let info = n.cli(&["CLUSTER", "INFO"]);
                 !n.is_running() || (info.contains("cluster_state:ok") && info.contains("cluster_slots_ok:16384"))
             });
             if ok {

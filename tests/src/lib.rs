@@ -5,7 +5,7 @@
 use anyhow::{bail, Context};
 use bytes::BytesMut;
 use std::net::{SocketAddr, TcpListener};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tenantry_protocol::reply::reply_len;
@@ -14,6 +14,7 @@ use tokio::net::TcpStream;
 
 pub mod cluster;
 pub mod process;
+pub mod tls;
 
 /// Held by tests that load the machine or measure time, so they do not run
 /// at the same moment as each other (the suite runs tests in parallel, and
@@ -29,6 +30,9 @@ pub struct RedisServer {
     child: Option<Child>,
     dir: tempfile::TempDir,
     extra: Vec<String>,
+    /// TLS only: the CA clients' certificates are checked against (and
+    /// which the server's chains to), the server's certificate and key.
+    tls: Option<(PathBuf, tls::CertFiles)>,
 }
 
 /// A loopback port nothing listens on (at the time of asking).
@@ -47,7 +51,7 @@ impl RedisServer {
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         for _ in 0..5 {
             let dir = tempfile::tempdir().expect("tempdir");
-            let mut server = RedisServer { port: free_port(), child: None, dir, extra: extra.clone() };
+            let mut server = RedisServer { port: free_port(), child: None, dir, extra: extra.clone(), tls: None };
             // Another process may take the port between our probe and redis binding it.
             if server.spawn().is_ok() {
                 return server;
@@ -56,9 +60,49 @@ impl RedisServer {
         panic!("could not start redis-server on a free port (is redis-server installed?)");
     }
 
+    /// A server that speaks TLS only, with `pki`'s server certificate;
+    /// `extra` as in `start_with` (e.g. `--tls-auth-clients yes`).
+    pub fn start_tls(pki: &tls::Pki, extra: &[&str]) -> Self {
+        let cert = pki.server("redis");
+        let mut args: Vec<String> = vec!["--tls-auth-clients".into(), "no".into()];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        for _ in 0..5 {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let mut server = RedisServer {
+                port: free_port(),
+                child: None,
+                dir,
+                extra: args.clone(),
+                tls: Some((pki.ca_file.clone(), cert.clone())),
+            };
+            if server.spawn().is_ok() {
+                return server;
+            }
+        }
+        panic!("could not start a TLS redis-server on a free port");
+    }
+
     fn spawn(&mut self) -> anyhow::Result<()> {
+        let port = self.port.to_string();
+        let ports: Vec<&str> = match &self.tls {
+            None => vec!["--port", &port],
+            Some(_) => vec!["--port", "0", "--tls-port", &port],
+        };
+        let tls_args: Vec<std::ffi::OsString> = match &self.tls {
+            None => Vec::new(),
+            Some((ca, cert)) => vec![
+                "--tls-ca-cert-file".into(),
+                ca.into(),
+                "--tls-cert-file".into(),
+                cert.cert.clone().into(),
+                "--tls-key-file".into(),
+                cert.key.clone().into(),
+            ],
+        };
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(&ports)
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(&tls_args)
             .arg("--dir")
             .arg(self.dir.path())
             .args(&self.extra)
@@ -67,7 +111,25 @@ impl RedisServer {
             .spawn()
             .context("spawn redis-server")?;
         self.child = Some(child);
-        wait_for_port(self.port, Duration::from_secs(5), self.child.as_mut().expect("set"))
+        match &self.tls {
+            None => wait_for_port(self.port, Duration::from_secs(5), self.child.as_mut().expect("set")),
+            Some((ca, _)) => wait_for_tls_port(self.port, ca, self.child.as_mut().expect("set")),
+        }
+    }
+
+    /// `redis-cli` arguments that reach this server (TLS ones included).
+    pub fn cli_args(&self) -> Vec<String> {
+        let mut args = vec!["-p".to_string(), self.port.to_string()];
+        if let Some((ca, _)) = &self.tls {
+            args.extend(["--tls".to_string(), "--cacert".to_string(), ca.display().to_string()]);
+        }
+        args
+    }
+
+    /// Runs `redis-cli` against this server directly and returns its output.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli").args(self.cli_args()).args(args).output().expect("redis-cli runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     pub fn port(&self) -> u16 {
@@ -130,6 +192,25 @@ impl Drop for RedisServer {
     }
 }
 
+fn wait_for_tls_port(port: u16, ca: &Path, child: &mut Child) -> anyhow::Result<()> {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(5) {
+        if let Ok(Some(status)) = child.try_wait() {
+            bail!("redis-server exited: {status}");
+        }
+        let out = Command::new("redis-cli")
+            .args(["-p", &port.to_string(), "--tls", "--cacert"])
+            .arg(ca)
+            .arg("PING")
+            .output()?;
+        if out.stdout.starts_with(b"PONG") {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    bail!("TLS redis-server on port {port} did not answer PING")
+}
+
 fn wait_for_port(port: u16, limit: Duration, child: &mut Child) -> anyhow::Result<()> {
     let start = Instant::now();
     while start.elapsed() < limit {
@@ -154,14 +235,20 @@ fn wait_for_port(port: u16, limit: Duration, child: &mut Child) -> anyhow::Resul
 /// tenantry running in this test's tokio runtime, listening on a free port.
 pub struct TestProxy {
     pub addr: SocketAddr,
+    /// Every listener's address, in the config's order.
+    pub addrs: Vec<SocketAddr>,
     proxy: Option<tenantry_proxy::Proxy>,
 }
 
 impl TestProxy {
     /// Starts tenantry from YAML; `listen` is forced to 127.0.0.1:0.
     pub async fn start(yaml: &str) -> Self {
-        let yaml = format!("listen: 127.0.0.1:0\n{yaml}");
-        let config = tenantry_config::parse(&yaml, Path::new("test.yaml"), &|_| None)
+        Self::start_listening(&format!("listen: 127.0.0.1:0\n{yaml}")).await
+    }
+
+    /// Starts tenantry from YAML that has its own `listen` (ports 0).
+    pub async fn start_listening(yaml: &str) -> Self {
+        let config = tenantry_config::parse(yaml, Path::new("test.yaml"), &|_| None)
             .unwrap_or_else(|e| panic!("test config is invalid:\n{e}"));
         let proxy = tenantry_proxy::Proxy::start(&config).await.expect("start proxy");
         let addr = proxy.addrs[0];
@@ -169,7 +256,7 @@ impl TestProxy {
         while !proxy.ready() && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        TestProxy { addr, proxy: Some(proxy) }
+        TestProxy { addr, addrs: proxy.addrs.clone(), proxy: Some(proxy) }
     }
 
     /// Two tenants on one backend: `app` (default, namespace `app:`) and
@@ -189,7 +276,7 @@ impl TestProxy {
     pub async fn start_file(path: &Path) -> Self {
         let proxy = tenantry_proxy::Proxy::start_file(path).await.unwrap_or_else(|e| panic!("start: {e}"));
         let addr = proxy.addrs[0];
-        TestProxy { addr, proxy: Some(proxy) }
+        TestProxy { addr, addrs: proxy.addrs.clone(), proxy: Some(proxy) }
     }
 
     /// The active config's version.
@@ -256,22 +343,54 @@ impl TestProxy {
 
 /// Sends raw bytes and reads whole RESP replies, for byte-exact assertions.
 pub struct RawClient {
-    stream: TcpStream,
+    stream: Box<dyn Conn>,
     buf: BytesMut,
 }
+
+/// A plain or TLS connection.
+pub trait Conn: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Conn for T {}
 
 impl RawClient {
     pub async fn connect(addr: impl tokio::net::ToSocketAddrs) -> Self {
         let stream = TcpStream::connect(addr).await.expect("connect");
-        RawClient { stream, buf: BytesMut::new() }
+        RawClient { stream: Box::new(stream), buf: BytesMut::new() }
     }
 
     pub fn from_stream(stream: TcpStream) -> Self {
-        RawClient { stream, buf: BytesMut::new() }
+        RawClient { stream: Box::new(stream), buf: BytesMut::new() }
+    }
+
+    /// A TLS connection to `addr` checking the server's certificate for
+    /// `localhost` against `ca`, presenting `client`'s certificate if given;
+    /// `Err` with rustls's reason if the handshake fails.
+    pub async fn connect_tls(addr: SocketAddr, ca: &Path, client: Option<&tls::CertFiles>) -> Result<Self, String> {
+        let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+        let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls::client_config(ca, client)));
+        let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+        let mut stream = connector.connect(name, tcp).await.map_err(|e| e.to_string())?;
+        // TLS 1.3 reports a refused client certificate only on the first
+        // read after the handshake: a PING finds out.
+        stream.write_all(&encode(&[b"PING"])).await.map_err(|e| e.to_string())?;
+        stream.flush().await.map_err(|e| e.to_string())?;
+        let mut c = RawClient { stream: Box::new(stream), buf: BytesMut::new() };
+        let n = tokio::time::timeout(Duration::from_secs(5), c.stream.read_buf(&mut c.buf))
+            .await
+            .map_err(|_| "no answer to PING".to_string())?
+            .map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("closed by the server".into());
+        }
+        let pong = c.reply().await;
+        if pong != b"+PONG\r\n" {
+            return Err(format!("PING answered {:?}", String::from_utf8_lossy(&pong)));
+        }
+        Ok(c)
     }
 
     pub async fn send(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).await.expect("write");
+        self.stream.flush().await.expect("flush");
     }
 
     /// Sends a command as a RESP array.

@@ -7,6 +7,7 @@ mod error;
 mod model;
 mod policy;
 mod raw;
+mod tls;
 mod validate;
 
 pub use diff::{Change, ConfigDiff, TenantMove};

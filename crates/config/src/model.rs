@@ -1,5 +1,6 @@
 //! The validated configuration: what the proxy runs from.
 
+pub use crate::tls::{BackendTls, CertFiles, CertIdentity, Listener, ListenerTls};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
@@ -65,7 +66,7 @@ impl fmt::Debug for Secret {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    pub listen: Vec<SocketAddr>,
+    pub listen: Vec<Listener>,
     pub admin: Option<SocketAddr>,
     pub limits: ClientLimits,
     pub backends: BTreeMap<BackendName, Backend>,
@@ -278,6 +279,7 @@ pub struct Backend {
     /// Multiplexed connections per node and protocol version.
     pub connections: usize,
     pub auth: Option<BackendAuth>,
+    pub tls: Option<BackendTls>,
     pub connect_timeout: Duration,
     /// A backend that has not answered a request for this long is treated as dead.
     pub request_timeout: Duration,
@@ -295,7 +297,10 @@ pub struct Tenant {
     pub id: TenantId,
     pub backend: BackendName,
     pub namespace: Namespace,
+    /// AUTH with a username and password chooses this tenant.
     pub auth: Option<TenantAuth>,
+    /// A client certificate naming this identity chooses this tenant.
+    pub certificate: Option<CertIdentity>,
     pub rate_limit: Option<RateLimit>,
     pub commands: CommandRules,
     pub limits: TenantLimits,

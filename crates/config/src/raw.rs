@@ -52,8 +52,49 @@ pub struct RawCleanup {
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
 pub enum OneOrMany {
-    One(String),
-    Many(Vec<String>),
+    One(RawListener),
+    Many(Vec<RawListener>),
+}
+
+/// `127.0.0.1:6379`, or `{ addr: ..., tls: { ... } }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawListener {
+    Plain(String),
+    Full(RawListenerFull),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListenerFull {
+    pub addr: String,
+    #[serde(default)]
+    pub tls: Option<RawListenerTls>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListenerTls {
+    pub cert_file: String,
+    pub key_file: String,
+    #[serde(default)]
+    pub client_ca_file: Option<String>,
+}
+
+/// TLS towards a backend's nodes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBackendTls {
+    #[serde(default)]
+    pub ca_file: Option<Spanned<String>>,
+    #[serde(default)]
+    pub server_name: Option<Spanned<String>>,
+    #[serde(default)]
+    pub cert_file: Option<Spanned<String>>,
+    #[serde(default)]
+    pub key_file: Option<Spanned<String>>,
+    #[serde(default)]
+    pub insecure_skip_verify: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -99,6 +140,8 @@ pub struct RawBackend {
     /// ring: twemproxy's `hash_tag`, two characters.
     #[serde(default)]
     pub hash_tag: Option<Spanned<String>>,
+    #[serde(default)]
+    pub tls: Option<Spanned<RawBackendTls>>,
 }
 
 /// A password given inline (`password`), in a file (`password_file`) or in an
@@ -202,7 +245,14 @@ pub struct RawTtlRule {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTenantAuth {
-    pub username: Spanned<String>,
+    #[serde(default)]
+    pub username: Option<Spanned<String>>,
+    /// A client certificate's URI or DNS subject alternative name.
+    #[serde(default)]
+    pub tls_san: Option<Spanned<String>>,
+    /// A client certificate's subject common name.
+    #[serde(default)]
+    pub tls_cn: Option<Spanned<String>>,
     #[serde(default)]
     pub password: Option<Spanned<String>>,
     #[serde(default)]

@@ -34,7 +34,7 @@ fn errors(text: &str) -> Vec<String> {
 #[test]
 fn a_good_config_resolves_everything() {
     let c = parse(GOOD, &PathBuf::from("t.yaml"), &env).unwrap();
-    assert_eq!(c.listen, vec!["127.0.0.1:6379".parse().unwrap()]);
+    assert_eq!(c.listen, vec![Listener::plain("127.0.0.1:6379".parse().unwrap())]);
     let b = &c.backends[&BackendName::new("local")];
     assert_eq!(b.auth.as_ref().unwrap().password.expose(), b"s3cret");
     assert_eq!(b.connections, 1, "the default");

@@ -3,6 +3,7 @@
 use crate::error::{ConfigError, ConfigErrors};
 use crate::model::*;
 use crate::raw::*;
+use crate::tls::*;
 use serde_saphyr::{Location, Spanned};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -123,6 +124,11 @@ impl Checker<'_> {
         }
     }
 
+    /// A path the config names: relative ones are relative to its directory.
+    pub(crate) fn path(&self, raw: &str) -> PathBuf {
+        self.dir.join(raw)
+    }
+
     pub(crate) fn secret(&mut self, raw: RawSecret<'_>, at: Location, field: &str) -> Option<Secret> {
         let given = [raw.password.is_some(), raw.password_file.is_some(), raw.password_env.is_some()];
         if given.iter().filter(|g| **g).count() > 1 {
@@ -133,7 +139,7 @@ impl Checker<'_> {
             return Some(Secret::new(p.value.as_bytes()));
         }
         if let Some(p) = raw.password_file {
-            let path = self.dir.join(&p.value);
+            let path = self.path(&p.value);
             return match std::fs::read(&path) {
                 // A trailing newline in a secret file is almost never part of the password.
                 Ok(bytes) => Some(Secret::new(bytes.strip_suffix(b"\n").unwrap_or(&bytes))),
@@ -191,17 +197,22 @@ pub(crate) fn validate(
     let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
     let mut c = Checker { file, dir, env, errors: Vec::new() };
 
-    let listen_raw: Vec<String> = match &raw.listen.value {
-        OneOrMany::One(a) => vec![a.clone()],
-        OneOrMany::Many(v) => v.clone(),
+    let listen_raw: Vec<&RawListener> = match &raw.listen.value {
+        OneOrMany::One(a) => vec![a],
+        OneOrMany::Many(v) => v.iter().collect(),
     };
     if listen_raw.is_empty() {
         c.error(raw.listen.referenced, "listen", "at least one address is needed");
     }
-    let listen = listen_raw
+    let listen: Vec<Listener> = listen_raw
         .iter()
-        .filter_map(|a| c.addr(&Spanned::new(a.clone(), raw.listen.referenced, raw.listen.defined), "listen"))
+        .enumerate()
+        .filter_map(|(i, l)| {
+            let field = if listen_raw.len() == 1 { "listen".to_string() } else { format!("listen[{i}]") };
+            c.listener(l, raw.listen.referenced, &field)
+        })
         .collect();
+    let client_certs = listen.iter().any(|l| l.tls.as_ref().is_some_and(|t| t.client_ca_file.is_some()));
     let admin = raw.admin.as_ref().and_then(|a| c.addr(a, "admin"));
 
     let mut limits = ClientLimits::default();
@@ -336,6 +347,7 @@ pub(crate) fn validate(
             nodes,
             connections: c.count(&b.connections, &format!("{field}.connections"), 1),
             auth: password.map(|password| BackendAuth { username: b.username.clone(), password }),
+            tls: b.tls.as_ref().map(|t| c.backend_tls(t, &format!("{field}.tls"))),
             connect_timeout: c.duration(
                 &b.connect_timeout,
                 &format!("{field}.connect_timeout"),
@@ -352,6 +364,7 @@ pub(crate) fn validate(
 
     let mut tenants: BTreeMap<TenantId, Tenant> = BTreeMap::new();
     let mut usernames: BTreeMap<String, TenantId> = BTreeMap::new();
+    let mut identities: BTreeMap<CertIdentity, TenantId> = BTreeMap::new();
     for (name, t) in &raw.tenants {
         let field = format!("tenants.{name}");
         let t = &t.value;
@@ -394,10 +407,19 @@ pub(crate) fn validate(
             }
         }
         let auth = t.auth.as_ref().and_then(|a| {
-            let user = a.value.username.value.clone();
+            let Some(username) = &a.value.username else {
+                let given = [&a.value.password, &a.value.password_file, &a.value.password_env];
+                if given.iter().any(|g| g.is_some()) {
+                    c.error(a.referenced, &format!("{field}.auth.username"), "a password needs a username");
+                } else if a.value.tls_san.is_none() && a.value.tls_cn.is_none() {
+                    c.error(a.referenced, &format!("{field}.auth"), "give username and password, or tls_san or tls_cn");
+                }
+                return None;
+            };
+            let user = username.value.clone();
             if let Some(owner) = usernames.get(&user) {
                 c.error(
-                    a.value.username.referenced,
+                    username.referenced,
                     &format!("{field}.auth.username"),
                     format!("{user:?} is already tenant {owner}'s username"),
                 );
@@ -416,6 +438,20 @@ pub(crate) fn validate(
                     None
                 }
             }
+        });
+        let certificate = t.auth.as_ref().and_then(|a| {
+            let id = c.cert_identity(&a.value.tls_san, &a.value.tls_cn, a.referenced, &format!("{field}.auth"))?;
+            if let Some(owner) = identities.insert(id.clone(), TenantId::new(name)) {
+                c.error(a.referenced, &format!("{field}.auth"), format!("{id} already chooses tenant {owner}"));
+            }
+            if !client_certs {
+                c.error(
+                    a.referenced,
+                    &format!("{field}.auth"),
+                    "no listener asks for client certificates (listen: tls: client_ca_file)",
+                );
+            }
+            Some(id)
         });
         let rate_limit = t.rate_limit.as_ref().and_then(|r| c.rate_limit(r, &format!("{field}.rate_limit")));
         let commands = t.commands.as_ref().map(|r| c.commands(r, &format!("{field}.commands"))).unwrap_or_default();
@@ -458,7 +494,20 @@ pub(crate) fn validate(
             let scripts = t.scripts.unwrap_or(false);
             tenants.insert(
                 id.clone(),
-                Tenant { id, backend, namespace, auth, rate_limit, commands, limits, ttl, scripts, memory, read_from },
+                Tenant {
+                    id,
+                    backend,
+                    namespace,
+                    auth,
+                    certificate,
+                    rate_limit,
+                    commands,
+                    limits,
+                    ttl,
+                    scripts,
+                    memory,
+                    read_from,
+                },
             );
         }
     }

@@ -17,7 +17,9 @@ mod server;
 mod session;
 mod status;
 mod stop;
+mod stream;
 mod telemetry;
+pub mod tls;
 pub use telemetry::tracing_setup::{init as init_tracing, Otlp, TracingGuard};
 
 pub use reload::version_of;

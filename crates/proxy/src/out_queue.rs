@@ -5,6 +5,9 @@
 use bytes::{Buf, Bytes, BytesMut};
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
 
 /// Pieces at least this large are queued without copying.
@@ -72,22 +75,36 @@ impl OutQueue {
                 }
                 continue;
             }
-            let n = {
-                let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(MAX_SLICES.min(self.chunks.len() + 1));
-                slices.extend(self.chunks.iter().take(MAX_SLICES - 1).map(|c| IoSlice::new(c)));
-                if slices.len() == self.chunks.len() && !self.tail.is_empty() {
-                    slices.push(IoSlice::new(&self.tail));
-                }
-                match stream.try_write_vectored(&slices) {
-                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                    Err(e) => return Err(e),
-                }
+            let n = match stream.try_write_vectored(&self.slices()) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(e),
             };
             self.advance(n);
         }
         Ok(())
+    }
+
+    /// Writes what `w` takes of the queue in one vectored write (TLS: into
+    /// rustls's buffer, which then needs a flush).
+    pub fn poll_write<W: AsyncWrite>(&mut self, w: Pin<&mut W>, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        let n = ready!(w.poll_write_vectored(cx, &self.slices()))?;
+        if n == 0 && !self.is_empty() {
+            return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+        }
+        self.advance(n);
+        Poll::Ready(Ok(n))
+    }
+
+    /// The queue's first pieces, up to `MAX_SLICES`, for one `writev`.
+    fn slices(&self) -> Vec<IoSlice<'_>> {
+        let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(MAX_SLICES.min(self.chunks.len() + 1));
+        slices.extend(self.chunks.iter().take(MAX_SLICES - 1).map(|c| IoSlice::new(c)));
+        if slices.len() == self.chunks.len() && !self.tail.is_empty() {
+            slices.push(IoSlice::new(&self.tail));
+        }
+        slices
     }
 
     fn advance(&mut self, mut n: usize) {

@@ -28,7 +28,7 @@ pub(crate) struct Shared {
     pub runtime: Arc<ArcSwap<Runtime>>,
     pub status: Arc<Status>,
     /// Addresses bound at start: changing them needs a restart.
-    pub listen: Vec<SocketAddr>,
+    pub listen: Vec<tenantry_config::Listener>,
     pub admin: Option<SocketAddr>,
     /// The listeners' place count, sized at start.
     pub max_clients: usize,
@@ -103,6 +103,13 @@ pub(crate) fn reload_from(path: &Path, shared: &Shared, forced: bool) {
     }
     let parsed = tenantry_config::parse_bytes(&bytes, path, &|name| std::env::var(name).ok());
     match parsed {
+        Ok(config) if !crate::tls::check(&config).is_empty() => {
+            let errors = crate::tls::check(&config);
+            for e in &errors {
+                tracing::error!(error = %e, "config rejected; the previous config keeps serving");
+            }
+            shared.status.reload_failed(errors.join("\n"));
+        }
         Ok(config) => apply(shared, config, version),
         Err(errors) => {
             for e in &errors.0 {

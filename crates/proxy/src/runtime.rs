@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
-use tenantry_config::{BackendName, Change, ClientLimits, Config, ConfigDiff, Tenant, TenantId};
+use tenantry_config::{BackendName, CertIdentity, Change, ClientLimits, Config, ConfigDiff, Tenant, TenantId};
 use tenantry_protocol::Namespace;
 
 /// What a session needs to know about its tenant.
@@ -54,6 +54,8 @@ pub struct Runtime {
     pub default_tenant: Option<Arc<TenantRt>>,
     pub backends: HashMap<BackendName, Arc<Router>>,
     by_username: HashMap<String, Credential>,
+    /// Tenants a client certificate chooses.
+    by_certificate: HashMap<CertIdentity, Arc<TenantRt>>,
 }
 
 pub enum AuthOutcome {
@@ -87,6 +89,7 @@ impl Runtime {
             .collect();
         let mut tenants = HashMap::new();
         let mut by_username = HashMap::new();
+        let mut by_certificate = HashMap::new();
         for (id, t) in &config.tenants {
             let old = previous.and_then(|p| p.tenants.get(id));
             let limiter = t.rate_limit.map(|rl| match old.and_then(|o| o.limiter.clone()) {
@@ -116,6 +119,9 @@ impl Runtime {
                     Credential { tenant: rt.clone(), password_sha256: Sha256::digest(auth.password.expose()).into() },
                 );
             }
+            if let Some(identity) = &t.certificate {
+                by_certificate.insert(identity.clone(), rt.clone());
+            }
             tenants.insert(id.clone(), rt);
         }
         let default_tenant = config.default_tenant.as_ref().map(|id| tenants[id].clone());
@@ -128,7 +134,13 @@ impl Runtime {
             default_tenant,
             backends,
             by_username,
+            by_certificate,
         }
+    }
+
+    /// The tenant the first of a client certificate's identities names.
+    pub fn tenant_for_certificate(&self, identities: &[CertIdentity]) -> Option<Arc<TenantRt>> {
+        identities.iter().find_map(|id| self.by_certificate.get(id).cloned())
     }
 
     /// Whether any tenant authenticates as `username`.

@@ -6,6 +6,8 @@ use crate::reload::{self, Shared};
 use crate::runtime::Runtime;
 use crate::session;
 use crate::status::Status;
+use crate::stream::Stream;
+use crate::tls::ListenerAcceptor;
 use arc_swap::ArcSwap;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -16,6 +18,9 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+/// How long a TLS client has to finish its handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A running proxy: its listening addresses and how to stop it.
 pub struct Proxy {
@@ -32,13 +37,15 @@ pub enum StartError {
     Config(#[from] ConfigErrors),
     #[error("cannot listen: {0}")]
     Bind(#[from] std::io::Error),
+    #[error("TLS files unusable:\n{}", .0.join("\n"))]
+    Tls(Vec<String>),
 }
 
 impl Proxy {
     /// Starts from a config value (no file to watch). Backends start
     /// connecting at once; clients are accepted immediately and get fast
     /// errors from a backend that is not up yet.
-    pub async fn start(config: &Config) -> std::io::Result<Proxy> {
+    pub async fn start(config: &Config) -> Result<Proxy, StartError> {
         Self::start_versioned(config.clone(), "inline".to_string()).await
     }
 
@@ -53,7 +60,11 @@ impl Proxy {
         Ok(proxy)
     }
 
-    async fn start_versioned(config: Config, version: String) -> std::io::Result<Proxy> {
+    async fn start_versioned(config: Config, version: String) -> Result<Proxy, StartError> {
+        let errors = crate::tls::check(&config);
+        if !errors.is_empty() {
+            return Err(StartError::Tls(errors));
+        }
         let status = Arc::new(Status::new(&version));
         let listen = config.listen.clone();
         let admin = config.admin;
@@ -72,11 +83,18 @@ impl Proxy {
             });
         }
         let mut addrs = Vec::new();
-        for addr in &listen {
-            let listener = TcpListener::bind(addr).await?;
-            addrs.push(listener.local_addr()?);
-            tracing::info!(addr = %listener.local_addr()?, "listening");
-            let sessions = Sessions { runtime: runtime.clone(), shutdown: shutdown.clone(), stops: stops.clone() };
+        for l in &listen {
+            let listener = TcpListener::bind(l.addr).await?;
+            let bound = listener.local_addr()?;
+            addrs.push(bound);
+            let tls = match &l.tls {
+                Some(t) => {
+                    Some(Arc::new(ListenerAcceptor::new(bound, t).map_err(|e| StartError::Tls(vec![e.to_string()]))?))
+                }
+                None => None,
+            };
+            tracing::info!(addr = %bound, tls = tls.is_some(), "listening");
+            let sessions = Sessions { runtime: runtime.clone(), shutdown: shutdown.clone(), stops: stops.clone(), tls };
             tasks.spawn(accept(listener, sessions, tasks.clone(), permits.clone()));
         }
         let admin_addr = match admin {
@@ -134,6 +152,8 @@ struct Sessions {
     runtime: Arc<ArcSwap<Runtime>>,
     shutdown: CancellationToken,
     stops: Arc<crate::stop::Stops>,
+    /// A TLS listener's acceptor.
+    tls: Option<Arc<ListenerAcceptor>>,
 }
 
 async fn accept(listener: TcpListener, sessions: Sessions, tasks: TaskTracker, permits: Arc<Semaphore>) {
@@ -156,11 +176,57 @@ async fn accept(listener: TcpListener, sessions: Sessions, tasks: TaskTracker, p
             continue;
         };
         tracing::debug!(%peer, "client connected");
-        let Sessions { runtime, shutdown, stops } = sessions.clone();
+        let Sessions { runtime, shutdown, stops, tls } = sessions.clone();
         tasks.spawn(async move {
-            session::serve(stream, runtime, shutdown, stops).await;
+            let (stream, identities) = match tls {
+                None => (Stream::Plain(stream), Vec::new()),
+                Some(tls) => match handshake(&tls, stream, peer, &shutdown).await {
+                    Some(s) => s,
+                    None => return,
+                },
+            };
+            session::serve(stream, identities, runtime, shutdown, stops).await;
             drop(permit);
         });
+    }
+}
+
+/// A TLS client's handshake, bounded in time. A client that speaks plain
+/// RESP to a TLS port is told so in plain text (a TLS ClientHello starts
+/// with 0x16; RESP never does) rather than left with a dropped connection.
+async fn handshake(
+    tls: &ListenerAcceptor,
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    shutdown: &CancellationToken,
+) -> Option<(Stream, Vec<tenantry_config::CertIdentity>)> {
+    let work = async {
+        let mut first = [0u8; 1];
+        if tcp.peek(&mut first).await.ok()? == 0 {
+            return None;
+        }
+        if first[0] != 0x16 {
+            tracing::debug!(%peer, "plain-text client on a TLS listener refused");
+            let _ = tcp.try_write(b"-ERR this port speaks TLS only: connect with TLS (redis-cli --tls)\r\n");
+            return None;
+        }
+        match tls.accept(tcp).await {
+            Ok(s) => {
+                let identities = crate::tls::identities(&s);
+                Some((Stream::from(s), identities))
+            }
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "TLS handshake with a client failed");
+                None
+            }
+        }
+    };
+    tokio::select! {
+        r = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, work) => r.unwrap_or_else(|_| {
+            tracing::warn!(%peer, timeout = ?TLS_HANDSHAKE_TIMEOUT, "TLS handshake with a client timed out");
+            None
+        }),
+        _ = shutdown.cancelled() => None,
     }
 }
 

@@ -59,6 +59,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { file } => match tenantry_config::load(&file) {
+            Ok(config) if !tenantry_proxy::tls::check(&config).is_empty() => {
+                for e in tenantry_proxy::tls::check(&config) {
+                    eprintln!("{}: {e}", file.display());
+                }
+                ExitCode::FAILURE
+            }
             Ok(config) => {
                 println!(
                     "{}: ok ({} tenants, {} backends)",

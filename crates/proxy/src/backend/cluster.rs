@@ -2,6 +2,7 @@
 //! kept current (periodically, and at once after a `MOVED` or a broken
 //! connection), and the pools of every node in it.
 
+use super::conn::BackendTlsSetup;
 use super::pool::NodePool;
 use crate::telemetry::ClusterMetrics;
 use arc_swap::ArcSwap;
@@ -45,11 +46,14 @@ pub struct Cluster {
     seeds: Vec<Arc<NodePool>>,
     refresh: Arc<Notify>,
     pub metrics: ClusterMetrics,
+    /// Every node it learns of is reached with the backend's TLS.
+    tls: BackendTlsSetup,
 }
 
 impl Cluster {
-    pub fn new(backend: &Backend, refresh_every: Duration, metrics: ClusterMetrics) -> Arc<Self> {
-        let seeds: Vec<Arc<NodePool>> = backend.nodes.iter().map(|a| Arc::new(NodePool::new(backend, a))).collect();
+    pub fn new(backend: &Backend, refresh_every: Duration, metrics: ClusterMetrics, tls: BackendTlsSetup) -> Arc<Self> {
+        let seeds: Vec<Arc<NodePool>> =
+            backend.nodes.iter().map(|a| Arc::new(NodePool::new(backend, a, tls.clone()))).collect();
         let pools = seeds.iter().map(|p| (p.addr().clone(), p.clone())).collect();
         let cluster = Arc::new(Cluster {
             backend: backend.clone(),
@@ -58,6 +62,7 @@ impl Cluster {
             seeds,
             refresh: Arc::new(Notify::new()),
             metrics,
+            tls,
         });
         tokio::spawn(keep_current(Arc::downgrade(&cluster), cluster.refresh.clone(), refresh_every));
         cluster
@@ -120,7 +125,10 @@ impl Cluster {
 
     fn pool(&self, addr: &BackendAddr, readonly: bool) -> Arc<NodePool> {
         let mut pools = self.pools.lock().expect("not poisoned");
-        pools.entry(addr.clone()).or_insert_with(|| Arc::new(NodePool::for_node(&self.backend, addr, readonly))).clone()
+        pools
+            .entry(addr.clone())
+            .or_insert_with(|| Arc::new(NodePool::for_node(&self.backend, addr, readonly, self.tls.clone())))
+            .clone()
     }
 
     /// `MOVED`: the slot has a new master. Used at once, and the whole map re-read.

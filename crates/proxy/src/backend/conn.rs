@@ -7,6 +7,8 @@
 //! a broken connection is never reused: a new one starts with an empty queue.
 
 use crate::out_queue::OutQueue;
+use crate::stream::Stream;
+use crate::tls::BackendConnector;
 use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,7 +17,7 @@ use std::time::Duration;
 use tenantry_config::{Backend, BackendAddr, BackendAuth, BackendName};
 use tenantry_protocol::reply::ReplyScanner;
 use tenantry_protocol::Protocol;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
@@ -47,13 +49,19 @@ pub struct ConnSettings {
     pub version: OnceLock<String>,
     /// A cluster replica that serves reads: `READONLY` after the handshake.
     pub readonly: bool,
+    tls: BackendTlsSetup,
 }
 
+/// A backend's TLS: none, its connector, or why its files could not be
+/// used (its connections then fail with that reason: never plain text).
+pub type BackendTlsSetup = Option<Result<Arc<BackendConnector>, String>>;
+
 impl ConnSettings {
-    pub fn new(backend: &Backend, addr: &BackendAddr) -> Self {
+    pub fn new(backend: &Backend, addr: &BackendAddr, tls: BackendTlsSetup) -> Self {
         ConnSettings {
             backend: backend.name.clone(),
             addr: addr.clone(),
+            tls,
             auth: backend.auth.clone(),
             connect_timeout: backend.connect_timeout,
             request_timeout: backend.request_timeout,
@@ -170,12 +178,24 @@ async fn manage(
     }
 }
 
-pub(crate) async fn connect(settings: &ConnSettings, proto: Protocol) -> Result<TcpStream, String> {
-    let mut stream = tokio::time::timeout(settings.connect_timeout, TcpStream::connect(settings.addr.as_str()))
+pub(crate) async fn connect(settings: &ConnSettings, proto: Protocol) -> Result<Stream, String> {
+    let tcp = tokio::time::timeout(settings.connect_timeout, TcpStream::connect(settings.addr.as_str()))
         .await
         .map_err(|_| format!("connect timed out after {:?}", settings.connect_timeout))?
         .map_err(|e| e.to_string())?;
-    stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+    let mut stream = match &settings.tls {
+        None => Stream::Plain(tcp),
+        Some(Err(e)) => return Err(format!("TLS settings unusable: {e}")),
+        Some(Ok(tls)) => {
+            let host = settings.addr.as_str().rsplit_once(':').map_or(settings.addr.as_str(), |(h, _)| h);
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            tokio::time::timeout(settings.connect_timeout, tls.connect(tcp, host))
+                .await
+                .map_err(|_| format!("TLS handshake timed out after {:?}", settings.connect_timeout))??
+                .into()
+        }
+    };
     let mut hello: Vec<&[u8]> = vec![b"HELLO", if proto == Protocol::Resp3 { b"3" } else { b"2" }];
     if let Some(auth) = &settings.auth {
         hello.push(b"AUTH");
@@ -190,7 +210,7 @@ pub(crate) async fn connect(settings: &ConnSettings, proto: Protocol) -> Result<
         tenantry_protocol::encode::command(&mut out, &[b"READONLY"], &[], &ns);
     }
     let reply = tokio::time::timeout(settings.connect_timeout, async {
-        stream.write_all(&out).await?;
+        stream.send_all(&out).await?;
         let mut buf = BytesMut::with_capacity(1024);
         let hello = read_reply(&mut stream, &mut buf).await?;
         if settings.readonly {
@@ -217,7 +237,7 @@ pub(crate) async fn connect(settings: &ConnSettings, proto: Protocol) -> Result<
 }
 
 /// Reads one whole reply during the handshake.
-async fn read_reply(stream: &mut TcpStream, buf: &mut BytesMut) -> std::io::Result<BytesMut> {
+async fn read_reply(stream: &mut Stream, buf: &mut BytesMut) -> std::io::Result<BytesMut> {
     let mut scanner = ReplyScanner::new();
     loop {
         if let Some(n) = scanner.scan(buf).map_err(std::io::Error::other)? {
@@ -267,7 +287,7 @@ struct Head {
 /// clients with an error.
 async fn serve(
     settings: &Arc<ConnSettings>,
-    mut stream: TcpStream,
+    mut stream: Stream,
     rx: &mut mpsc::UnboundedReceiver<Batch>,
     pushes: Option<&mpsc::Sender<Bytes>>,
 ) -> Result<(), String> {
@@ -283,8 +303,7 @@ async fn serve(
     let mut silent_ticks = 0u32;
     let mut tick = tokio::time::interval(timeout / TICKS_PER_TIMEOUT);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let (mut rd, wr) = stream.split();
-    let sock: &TcpStream = wr.as_ref();
+    let (mut rd, mut wr) = stream.split();
     loop {
         if buf.capacity() - buf.len() < 16 * 1024 {
             buf.reserve(64 * 1024);
@@ -319,11 +338,10 @@ async fn serve(
                         next = rx.try_recv().ok();
                     }
                 }
-                out.try_write(sock).map_err(|e| format!("write failed: {e}"))?;
+                wr.try_send(&mut out).map_err(|e| format!("write failed: {e}"))?;
             }
-            ready = sock.writable(), if !out.is_empty() => {
-                ready.map_err(|e| format!("write failed: {e}"))?;
-                out.try_write(sock).map_err(|e| format!("write failed: {e}"))?;
+            sent = wr.send(&mut out), if wr.owes(&out) => {
+                sent.map_err(|e| format!("write failed: {e}"))?;
             }
             _ = tick.tick() => {
                 if !queue.is_empty() {

@@ -40,13 +40,21 @@ pub struct Spread;
 
 impl Router {
     pub fn new(backend: &Backend, families: &crate::telemetry::Families) -> Self {
+        // Checked before a config is taken: an error here is a file that
+        // changed since, and the backend's connections report it.
+        let tls = backend.tls.as_ref().map(|t| {
+            crate::tls::BackendConnector::new(&backend.name, t).map(Arc::new).map_err(|e| {
+                tracing::error!(backend = %backend.name, error = %e, "backend TLS files unusable");
+                e.to_string()
+            })
+        });
         match &backend.kind {
-            BackendKind::Standalone => Router::Standalone(Arc::new(NodePool::new(backend, &backend.nodes[0]))),
+            BackendKind::Standalone => Router::Standalone(Arc::new(NodePool::new(backend, &backend.nodes[0], tls))),
             BackendKind::Cluster { topology_refresh } => {
                 let metrics = crate::telemetry::ClusterMetrics::new(families, backend.name.as_str());
-                Router::Cluster(Cluster::new(backend, *topology_refresh, metrics))
+                Router::Cluster(Cluster::new(backend, *topology_refresh, metrics, tls))
             }
-            BackendKind::Ring(spec) => Router::Ring(Ring::new(backend, spec)),
+            BackendKind::Ring(spec) => Router::Ring(Ring::new(backend, spec, tls)),
         }
     }
 

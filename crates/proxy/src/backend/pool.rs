@@ -1,12 +1,12 @@
 //! The multiplexed connections to one Redis node, shared by every client.
 
-use super::conn::{connect, spawn_connection, BackendError, Batch, ConnHandle, ConnSettings};
+use super::conn::{connect, spawn_connection, BackendError, BackendTlsSetup, Batch, ConnHandle, ConnSettings};
+use crate::stream::Stream;
 use bytes::{Bytes, BytesMut};
 use std::sync::{Arc, Mutex, OnceLock};
 use tenantry_config::{Backend, BackendAddr, BackendName};
 use tenantry_protocol::Protocol;
 use tenantry_protocol::{encode, Namespace};
-use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
 /// Connections to one node, in two sets: replies differ between RESP2 and
@@ -21,7 +21,7 @@ pub struct NodePool {
     /// Connections of their own (blocking commands), idle and ready: a
     /// worker looping on BRPOP reuses one instead of connecting each time,
     /// and its command reaches the node without a connect's delay.
-    idle: Mutex<Vec<(Protocol, TcpStream)>>,
+    idle: Mutex<Vec<(Protocol, Stream)>>,
     /// A Redis Cluster node: commands with several keys need them in one slot.
     in_cluster: bool,
     /// A cluster master's hash tag for tenantry's own keys on it (leases,
@@ -33,8 +33,8 @@ pub struct NodePool {
 const MAX_IDLE: usize = 32;
 
 impl NodePool {
-    pub fn new(backend: &Backend, addr: &BackendAddr) -> Self {
-        Self::for_node(backend, addr, false)
+    pub fn new(backend: &Backend, addr: &BackendAddr, tls: BackendTlsSetup) -> Self {
+        Self::for_node(backend, addr, false, tls)
     }
 
     /// The name of one of tenantry's own keys on this node: as given on a
@@ -69,8 +69,8 @@ impl NodePool {
     }
 
     /// `readonly`: a cluster replica serving reads (`READONLY` on each connection).
-    pub fn for_node(backend: &Backend, addr: &BackendAddr, readonly: bool) -> Self {
-        let mut settings = ConnSettings::new(backend, addr);
+    pub fn for_node(backend: &Backend, addr: &BackendAddr, readonly: bool, tls: BackendTlsSetup) -> Self {
+        let mut settings = ConnSettings::new(backend, addr, tls);
         settings.readonly = readonly;
         let settings = Arc::new(settings);
         let resp2 = (0..backend.connections).map(|_| spawn_connection(settings.clone(), Protocol::Resp2)).collect();
@@ -125,16 +125,18 @@ impl NodePool {
         super::conn::spawn_pinned(self.settings.clone(), proto, pushes)
     }
 
-    pub(crate) async fn dedicated(&self, proto: Protocol) -> Result<TcpStream, String> {
+    pub(crate) async fn dedicated(&self, proto: Protocol) -> Result<Stream, String> {
         loop {
             let found = {
                 let mut idle = self.idle.lock().expect("not poisoned");
                 idle.iter().rposition(|(p, _)| *p == proto).map(|i| idle.swap_remove(i).1)
             };
             let Some(conn) = found else { break };
-            // One the node closed meanwhile (a restart, its `timeout`) reads EOF.
+            // One the node closed meanwhile (a restart, its `timeout`) reads
+            // EOF; an idle one has nothing to read (anything, even a TLS
+            // record, and it is not reused).
             let mut probe = [0u8; 1];
-            if matches!(conn.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock) {
+            if matches!(conn.tcp().try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock) {
                 return Ok(conn);
             }
         }
@@ -142,7 +144,7 @@ impl NodePool {
     }
 
     /// Takes back a connection of its own whose command was fully answered.
-    pub(crate) fn give_back(&self, proto: Protocol, conn: TcpStream) {
+    pub(crate) fn give_back(&self, proto: Protocol, conn: Stream) {
         let mut idle = self.idle.lock().expect("not poisoned");
         if idle.len() < MAX_IDLE {
             idle.push((proto, conn));

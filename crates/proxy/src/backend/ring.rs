@@ -14,7 +14,7 @@ pub struct Ring {
 }
 
 impl Ring {
-    pub fn new(backend: &Backend, spec: &RingSpec) -> Self {
+    pub fn new(backend: &Backend, spec: &RingSpec, tls: super::conn::BackendTlsSetup) -> Self {
         let hash = match spec.hash {
             RingHash::Md5 => KeyHash::Md5,
             RingHash::Fnv164 => KeyHash::Fnv1_64,
@@ -24,7 +24,7 @@ impl Ring {
         };
         let points: Vec<(String, u32)> = spec.names.iter().cloned().zip(spec.weights.iter().copied()).collect();
         Ring {
-            nodes: backend.nodes.iter().map(|a| Arc::new(NodePool::new(backend, a))).collect(),
+            nodes: backend.nodes.iter().map(|a| Arc::new(NodePool::new(backend, a, tls.clone()))).collect(),
             continuum: Continuum::new(&points, hash, spec.hash_tag),
         }
     }

@@ -11,7 +11,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use std::sync::Arc;
 use tenantry_protocol::reply::ReplyScanner;
 use tenantry_protocol::{encode, ReplyKeys, Request};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::sync::oneshot;
 
 /// Aborts a task when dropped.
@@ -112,7 +112,7 @@ async fn own_connection(
     keep: usize,
 ) -> Result<Bytes, String> {
     let mut conn = node.dedicated(proto).await?;
-    conn.write_all(bytes).await.map_err(|e| e.to_string())?;
+    conn.send_all(bytes).await.map_err(|e| e.to_string())?;
     let mut buf = BytesMut::with_capacity(4096);
     let mut scanner = ReplyScanner::new();
     let (mut kept, mut seen) = (None, 0);

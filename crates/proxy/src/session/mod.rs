@@ -31,6 +31,7 @@ use crate::policy::{check_command, check_sizes};
 use crate::quota::Admit;
 use crate::runtime::{Runtime, TenantRt};
 use crate::stop::StopSignal;
+use crate::stream::{ReadPart, Stream};
 use crate::telemetry::ErrorKind;
 use crate::telemetry::{CommandCache, KeyspaceCache};
 use arc_swap::ArcSwap;
@@ -47,7 +48,6 @@ use tenantry_protocol::classify::{classify, Action, ConnCommand};
 use tenantry_protocol::command::{flags, CommandSpec};
 use tenantry_protocol::encode::Reply;
 use tenantry_protocol::{hits, ttl, ReplyKeys, Request, RequestParser};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -64,14 +64,18 @@ const QUOTA_RETRY: Duration = Duration::from_millis(2);
 /// or `shutdown` fires; replies already owed are delivered first. One task
 /// does everything for the connection, so a request costs no task switch
 /// on the client side.
+/// `identities` are what the client's certificate (TLS with client
+/// certificates) names: one may choose its tenant.
 pub async fn serve(
-    mut stream: TcpStream,
+    mut stream: Stream,
+    identities: Vec<tenantry_config::CertIdentity>,
     runtime: Arc<ArcSwap<Runtime>>,
     shutdown: CancellationToken,
     stops: Arc<crate::stop::Stops>,
 ) {
-    let _ = stream.set_nodelay(true);
-    let (state, admitted) = State::new(runtime, stream.peer_addr().ok(), stream.local_addr().ok());
+    let tcp = stream.tcp();
+    let _ = tcp.set_nodelay(true);
+    let (state, admitted) = State::new(runtime, tcp.peer_addr().ok(), tcp.local_addr().ok(), &identities);
     // One wait for both CLIENT KILL and shutdown, checked at every turn for
     // an atomic load.
     let mut stop = StopSignal::follow(state.id, state.client.kill.clone(), stops);
@@ -110,8 +114,7 @@ pub async fn serve(
     }
     // `read_buf` on the read half (not `try_read` on the stream) so a short
     // read clears readiness: no extra read that only returns EAGAIN.
-    let (mut rd, wr) = stream.split();
-    let sock: &TcpStream = wr.as_ref();
+    let (mut rd, mut wr) = stream.split();
     // Over the soft output limit: requests and messages wait until the client reads.
     let mut backpressured = false;
     loop {
@@ -139,7 +142,7 @@ pub async fn serve(
         }
         s.replies.drain_ready(&mut s.out, None);
         s.unpin_when_idle();
-        if s.out.try_write(sock).is_err() {
+        if wr.try_send(&mut s.out).is_err() {
             return;
         }
         let limits = s.state.output_limits();
@@ -147,7 +150,7 @@ pub async fn serve(
             Verdict::Disconnect(which) => return s.over_limit(which, &limits),
             v => backpressured = v == Verdict::Backpressure,
         }
-        if (closing || eof) && s.replies.is_empty() && s.out.is_empty() && s.delayed.is_none() {
+        if (closing || eof) && s.replies.is_empty() && !wr.owes(&s.out) && s.delayed.is_none() {
             return;
         }
         // Backpressure: a client at its requests in flight (`max_pipeline`,
@@ -175,7 +178,7 @@ pub async fn serve(
             closing = true;
             continue;
         }
-        let want_write = !s.out.is_empty();
+        let want_write = wr.owes(&s.out);
         // One timer for whichever comes first: a delayed request's retry,
         // the soft limit's time, the request-read timeout.
         let wake_at = [wait_until, s.guard.deadline(&limits), read_deadline].into_iter().flatten().min();
@@ -199,11 +202,11 @@ pub async fn serve(
                 // Shutting down, the session closes once its replies are out.
                 _ = stop.stopped(), if !(closing && shutdown.is_cancelled()) => if shutdown.is_cancelled() { Event::Shutdown } else { Event::Killed },
                 r = async { head.expect("guarded").await }, if has_head => Event::Reply(r.map_err(|_| ())),
-                r = sock.writable(), if want_write => Event::Writable(r.is_ok()),
+                r = wr.send(&mut s.out), if want_write => Event::Writable(r.is_ok()),
                 p = async { pushes.expect("guarded").recv().await }, if has_pushes => Event::Push(p),
                 m = async { messages.expect("guarded").recv().await }, if has_messages => Event::Message(m),
                 _ = async { waiting.expect("guarded").await }, if is_waiting => Event::Wake,
-                r = read_into(&mut rd, sock, &mut inbuf), if can_read => Event::Read(r),
+                r = read_into(&mut rd, &mut inbuf), if can_read => Event::Read(r),
                 _ = tokio::time::sleep_until(until), if wake_at.is_some() => Event::Wake,
             }
         };
@@ -239,21 +242,17 @@ pub async fn serve(
 /// pool if it has none) only once the socket is readable: an idle client
 /// holds no read buffer. The read goes through `poll_read_buf` so a short
 /// read clears readiness (no further read that would only find EAGAIN).
-async fn read_into(
-    rd: &mut tokio::net::tcp::ReadHalf<'_>,
-    sock: &TcpStream,
-    buf: &mut BytesMut,
-) -> std::io::Result<usize> {
+async fn read_into(rd: &mut ReadPart<'_>, buf: &mut BytesMut) -> std::io::Result<usize> {
     std::future::poll_fn(|cx| {
         if buf.capacity() - buf.len() < 4096 {
-            std::task::ready!(sock.poll_read_ready(cx))?;
+            std::task::ready!(rd.poll_ready(cx))?;
             if buf.capacity() == 0 {
                 *buf = bufpool::take(bufpool::Class::Read);
             } else {
                 buf.reserve(16 * 1024);
             }
         }
-        let read = tokio_util::io::poll_read_buf(std::pin::Pin::new(&mut *rd), cx, buf);
+        let read = rd.poll_read_buf(cx, buf);
         // tokio takes a new socket to be readable until a read says
         // otherwise: a buffer lent for a read that found nothing goes back.
         if read.is_pending() && buf.is_empty() {

@@ -25,7 +25,7 @@ use tenantry_protocol::command::CommandSpec;
 use tenantry_protocol::reply::ReplyScanner;
 use tenantry_protocol::strip::{is_message, pubsub_kind, strip_reply};
 use tenantry_protocol::{encode, Namespace, Protocol, ReplyKeys, Request};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, oneshot};
 
 /// Messages read from the backend but not yet taken by the session; beyond
@@ -284,7 +284,7 @@ async fn subscriber(
         let mut scanner = ReplyScanner::new();
         // The backend's id of this connection: what CLIENT TRACKING REDIRECT
         // from another of the tenant's connections names.
-        conn.write_all(b"*2\r\n$6\r\nCLIENT\r\n$2\r\nID\r\n").await.map_err(|e| e.to_string())?;
+        conn.send_all(b"*2\r\n$6\r\nCLIENT\r\n$2\r\nID\r\n").await.map_err(|e| e.to_string())?;
         let id = loop {
             if conn.read_buf(&mut buf).await.map_err(|e| e.to_string())? == 0 {
                 return Err("connection closed by the backend".to_string());
@@ -299,7 +299,7 @@ async fn subscriber(
             tokio::select! {
                 cmd = commands.recv() => {
                     let Some(cmd) = cmd else { return Ok(()) };
-                    conn.write_all(&cmd.bytes).await.map_err(|e| e.to_string())?;
+                    conn.send_all(&cmd.bytes).await.map_err(|e| e.to_string())?;
                     pending.push_back((cmd, BytesMut::new()));
                 }
                 read = conn.read_buf(&mut buf) => {

@@ -71,6 +71,7 @@ impl State {
         runtime: Arc<ArcSwap<Runtime>>,
         addr: Option<SocketAddr>,
         laddr: Option<SocketAddr>,
+        identities: &[tenantry_config::CertIdentity],
     ) -> (Self, Result<(), String>) {
         let rt = runtime.load_full();
         let id = NEXT_CLIENT_ID.fetch_add(1, Ordering::Relaxed);
@@ -88,7 +89,11 @@ impl State {
             limits: rt.limits,
             big_value_bytes: rt.config.telemetry.big_value_bytes,
         };
-        let admitted = state.select(rt.default_tenant.clone(), false);
+        // A client certificate naming a tenant chooses it, as AUTH would.
+        let admitted = match rt.tenant_for_certificate(identities) {
+            Some(t) => state.select(Some(t), true),
+            None => state.select(rt.default_tenant.clone(), false),
+        };
         (state, admitted)
     }
 

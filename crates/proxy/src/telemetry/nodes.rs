@@ -21,7 +21,7 @@ use std::time::Duration;
 use tenantry_config::BackendName;
 use tenantry_protocol::answer;
 use tenantry_protocol::reply::reply_len;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio_util::sync::CancellationToken;
 
 pub const LEASE_KEY: &[u8] = b"tenantry:events:lease";
@@ -234,7 +234,7 @@ impl NodeWatcher {
             &[],
             &tenantry_protocol::Namespace::new("-").expect("valid"),
         );
-        conn.write_all(&req).await.map_err(|e| e.to_string())?;
+        conn.send_all(&req).await.map_err(|e| e.to_string())?;
         let mut buf = BytesMut::with_capacity(16 * 1024);
         loop {
             while let Some(len) = reply_len(&buf).map_err(|e| e.to_string())? {
