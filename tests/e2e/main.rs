@@ -20,6 +20,7 @@ mod redis_cli;
 mod reload;
 mod ring;
 mod telemetry;
+mod tls;
 mod tracking;
 mod transactions;
 mod transparency;

@@ -63,7 +63,11 @@ impl RedisServer {
     /// A server that speaks TLS only, with `pki`'s server certificate;
     /// `extra` as in `start_with` (e.g. `--tls-auth-clients yes`).
     pub fn start_tls(pki: &tls::Pki, extra: &[&str]) -> Self {
-        let cert = pki.server("redis");
+        Self::start_tls_cert(pki, pki.server("redis"), extra)
+    }
+
+    /// `start_tls` serving `cert` (an expired one, say).
+    pub fn start_tls_cert(pki: &tls::Pki, cert: tls::CertFiles, extra: &[&str]) -> Self {
         let mut args: Vec<String> = vec!["--tls-auth-clients".into(), "no".into()];
         args.extend(extra.iter().map(|s| s.to_string()));
         for _ in 0..5 {
@@ -199,7 +203,7 @@ fn wait_for_tls_port(port: u16, ca: &Path, child: &mut Child) -> anyhow::Result<
             bail!("redis-server exited: {status}");
         }
         let out = Command::new("redis-cli")
-            .args(["-p", &port.to_string(), "--tls", "--cacert"])
+            .args(["-p", &port.to_string(), "--tls", "--insecure", "--cacert"])
             .arg(ca)
             .arg("PING")
             .output()?;

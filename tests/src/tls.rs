@@ -75,8 +75,13 @@ impl Pki {
         if let Some(uri) = spec.uri {
             params.subject_alt_names.push(SanType::URI(uri.try_into().expect("uri")));
         }
-        params.extended_key_usages =
-            vec![if spec.client { ExtendedKeyUsagePurpose::ClientAuth } else { ExtendedKeyUsagePurpose::ServerAuth }];
+        // A server's certificate also serves it as a client: Redis Cluster
+        // nodes present theirs on the cluster bus, and it is checked.
+        params.extended_key_usages = if spec.client {
+            vec![ExtendedKeyUsagePurpose::ClientAuth]
+        } else {
+            vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth]
+        };
         if spec.expired {
             params.not_before = rcgen::date_time_ymd(2020, 1, 1);
             params.not_after = rcgen::date_time_ymd(2021, 1, 1);

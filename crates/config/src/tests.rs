@@ -266,3 +266,52 @@ fn output_limits_are_global_with_a_tenant_override() {
     let errs = errors(&format!("{GOOD}limits: {{ max_pipeline_bytes: 0 }}\n"));
     assert!(errs[0].contains("limits.max_pipeline_bytes") && errs[0].contains("at least 1 byte"), "{errs:?}");
 }
+
+#[test]
+fn tls_listeners_backends_and_certificate_tenants() {
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["s.crt", "s.key", "ca.crt"] {
+        std::fs::write(dir.path().join(f), "pem").unwrap();
+    }
+    let file = dir.path().join("c.yaml");
+    let text = r#"
+listen:
+  - 127.0.0.1:6379
+  - { addr: 127.0.0.1:6380, tls: { cert_file: s.crt, key_file: s.key, client_ca_file: ca.crt } }
+backends:
+  secure: { kind: standalone, nodes: ["redis.internal:6380"], tls: { ca_file: ca.crt, server_name: redis.internal } }
+tenants:
+  app: { backend: secure, namespace: "app:" }
+  pay: { backend: secure, namespace: "pay:", auth: { tls_san: "spiffe://cluster.local/ns/pay/sa/api" } }
+  old: { backend: secure, namespace: "old:", auth: { tls_cn: batch, username: old, password: pw } }
+"#;
+    let c = parse(text, &file, &env).unwrap();
+    assert_eq!(c.listen[0], Listener::plain("127.0.0.1:6379".parse().unwrap()));
+    let tls = c.listen[1].tls.as_ref().unwrap();
+    assert_eq!(tls.cert.cert_file, dir.path().join("s.crt"));
+    assert_eq!(tls.client_ca_file.as_deref(), Some(dir.path().join("ca.crt").as_path()));
+    let b = c.backends[&BackendName::new("secure")].tls.as_ref().unwrap();
+    assert_eq!(b.server_name.as_deref(), Some("redis.internal"));
+    assert!(!b.insecure_skip_verify && b.client_cert.is_none());
+    let pay = &c.tenants[&TenantId::new("pay")];
+    assert_eq!(pay.certificate, Some(CertIdentity::San("spiffe://cluster.local/ns/pay/sa/api".into())));
+    assert!(pay.auth.is_none());
+    let old = &c.tenants[&TenantId::new("old")];
+    assert_eq!(old.certificate, Some(CertIdentity::CommonName("batch".into())));
+    assert_eq!(old.auth.as_ref().unwrap().username, "old");
+
+    let check = |t: &str| match parse(t, &file, &env) {
+        Ok(_) => vec![],
+        Err(e) => e.0.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
+    };
+    let errs = check(&text.replace("key_file: s.key", "key_file: missing.key"));
+    assert!(errs.iter().any(|e| e.contains("listen[1].tls.key_file") && e.contains("missing.key")), "{errs:?}");
+    let errs = check(&text.replace(", client_ca_file: ca.crt", ""));
+    assert!(errs.iter().any(|e| e.contains("tenants.pay.auth") && e.contains("client certificates")), "{errs:?}");
+    let errs = check(&text.replace("tls_cn: batch", "tls_san: \"spiffe://cluster.local/ns/pay/sa/api\""));
+    assert!(errs.iter().any(|e| e.contains("already chooses tenant")), "{errs:?}");
+    let errs = check(&text.replace("server_name: redis.internal", "server_name: \"not a name\""));
+    assert!(errs.iter().any(|e| e.contains("backends.secure.tls.server_name")), "{errs:?}");
+    let errs = check(&text.replace("ca_file: ca.crt, server_name: redis.internal", "cert_file: s.crt"));
+    assert!(errs.iter().any(|e| e.contains("cert_file and key_file go together")), "{errs:?}");
+}
