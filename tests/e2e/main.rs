@@ -2,6 +2,7 @@
 
 mod auth;
 mod backend_failure;
+mod backend_users;
 mod blocking;
 mod clients;
 mod cluster;

@@ -283,6 +283,11 @@ impl TestProxy {
         TestProxy { addr, addrs: proxy.addrs.clone(), proxy: Some(proxy) }
     }
 
+    /// See `Proxy::send_unrewritten`.
+    pub async fn send_unrewritten(&self, tenant: &str, args: &[&[u8]]) -> Result<bytes::Bytes, String> {
+        self.proxy.as_ref().expect("running").send_unrewritten(tenant, args).await
+    }
+
     /// The active config's version.
     pub fn config_version(&self) -> String {
         self.proxy.as_ref().expect("running").config_version()

@@ -280,9 +280,26 @@ pub struct Backend {
     pub connections: usize,
     pub auth: Option<BackendAuth>,
     pub tls: Option<BackendTls>,
+    /// tenantry creates each tenant's `backend_auth` user on every node.
+    pub provision_acl: bool,
     pub connect_timeout: Duration,
     /// A backend that has not answered a request for this long is treated as dead.
     pub request_timeout: Duration,
+}
+
+impl Backend {
+    /// This backend, logged in as a tenant's own user.
+    pub fn as_user(&self, user: &BackendUser) -> Backend {
+        let auth = BackendAuth { username: Some(user.username.clone()), password: user.password.clone() };
+        Backend { auth: Some(auth), ..self.clone() }
+    }
+}
+
+/// A tenant's own user on its backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendUser {
+    pub username: String,
+    pub password: Secret,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -301,6 +318,9 @@ pub struct Tenant {
     pub auth: Option<TenantAuth>,
     /// A client certificate naming this identity chooses this tenant.
     pub certificate: Option<CertIdentity>,
+    /// The backend user this tenant's commands run as (connections of its
+    /// own, instead of the backend's shared ones); `None`: the backend's.
+    pub backend_auth: Option<BackendUser>,
     pub rate_limit: Option<RateLimit>,
     pub commands: CommandRules,
     pub limits: TenantLimits,

@@ -142,6 +142,10 @@ pub struct RawBackend {
     pub hash_tag: Option<Spanned<String>>,
     #[serde(default)]
     pub tls: Option<Spanned<RawBackendTls>>,
+    /// Create and update each tenant's `backend_auth` user with `ACL SETUSER`
+    /// (as the backend's own user, which needs the right to).
+    #[serde(default)]
+    pub provision_acl: Option<bool>,
 }
 
 /// A password given inline (`password`), in a file (`password_file`) or in an
@@ -182,6 +186,9 @@ pub struct RawTenant {
     pub ttl: Option<Spanned<RawTtl>>,
     #[serde(default)]
     pub scripts: Option<bool>,
+    /// The backend user this tenant's commands run as.
+    #[serde(default)]
+    pub backend_auth: Option<Spanned<RawBackendUser>>,
     #[serde(default)]
     pub memory_quota: Option<Spanned<String>>,
     #[serde(default)]
@@ -259,4 +266,23 @@ pub struct RawTenantAuth {
     pub password_file: Option<Spanned<String>>,
     #[serde(default)]
     pub password_env: Option<Spanned<String>>,
+}
+
+/// A backend user of one tenant: its commands run on connections logged in as it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBackendUser {
+    pub username: Spanned<String>,
+    #[serde(default)]
+    pub password: Option<Spanned<String>>,
+    #[serde(default)]
+    pub password_file: Option<Spanned<String>>,
+    #[serde(default)]
+    pub password_env: Option<Spanned<String>>,
+}
+
+impl RawBackendUser {
+    pub fn secret(&self) -> RawSecret<'_> {
+        RawSecret { password: &self.password, password_file: &self.password_file, password_env: &self.password_env }
+    }
 }

@@ -348,6 +348,7 @@ pub(crate) fn validate(
             connections: c.count(&b.connections, &format!("{field}.connections"), 1),
             auth: password.map(|password| BackendAuth { username: b.username.clone(), password }),
             tls: b.tls.as_ref().map(|t| c.backend_tls(t, &format!("{field}.tls"))),
+            provision_acl: b.provision_acl.unwrap_or(false),
             connect_timeout: c.duration(
                 &b.connect_timeout,
                 &format!("{field}.connect_timeout"),
@@ -365,6 +366,7 @@ pub(crate) fn validate(
     let mut tenants: BTreeMap<TenantId, Tenant> = BTreeMap::new();
     let mut usernames: BTreeMap<String, TenantId> = BTreeMap::new();
     let mut identities: BTreeMap<CertIdentity, TenantId> = BTreeMap::new();
+    let mut backend_users: BTreeMap<(String, String), TenantId> = BTreeMap::new();
     for (name, t) in &raw.tenants {
         let field = format!("tenants.{name}");
         let t = &t.value;
@@ -453,6 +455,34 @@ pub(crate) fn validate(
             }
             Some(id)
         });
+        let backend_auth = t.backend_auth.as_ref().and_then(|u| {
+            let field = format!("{field}.backend_auth");
+            let password = c.secret(u.value.secret(), u.referenced, &field);
+            if password.is_none()
+                && u.value.password.is_none()
+                && u.value.password_file.is_none()
+                && u.value.password_env.is_none()
+            {
+                c.error(u.referenced, &field, "a password is needed (password, password_file or password_env)");
+            }
+            let username = u.value.username.value.clone();
+            if username.is_empty() || username.contains(char::is_whitespace) || username == "default" {
+                c.error(
+                    u.value.username.referenced,
+                    &format!("{field}.username"),
+                    format!("{username:?} cannot be a tenant's own user"),
+                );
+            }
+            if let Some(other) = backend_users.insert((t.backend.value.clone(), username.clone()), TenantId::new(name))
+            {
+                c.error(
+                    u.value.username.referenced,
+                    &format!("{field}.username"),
+                    format!("{username:?} is already tenant {other}'s backend user"),
+                );
+            }
+            password.map(|password| BackendUser { username, password })
+        });
         let rate_limit = t.rate_limit.as_ref().and_then(|r| c.rate_limit(r, &format!("{field}.rate_limit")));
         let commands = t.commands.as_ref().map(|r| c.commands(r, &format!("{field}.commands"))).unwrap_or_default();
         let limits = t
@@ -491,7 +521,9 @@ pub(crate) fn validate(
         };
         if let Some(namespace) = namespace {
             let id = TenantId::new(name);
-            let scripts = t.scripts.unwrap_or(false);
+            // A backend user limited to the namespace refuses any key a script
+            // builds outside it: scripts are safe there, and on by default.
+            let scripts = t.scripts.unwrap_or(backend_auth.is_some());
             tenants.insert(
                 id.clone(),
                 Tenant {
@@ -500,6 +532,7 @@ pub(crate) fn validate(
                     namespace,
                     auth,
                     certificate,
+                    backend_auth,
                     rate_limit,
                     commands,
                     limits,

@@ -151,6 +151,33 @@ pub fn scan_page(reply: &[u8]) -> Result<(Vec<u8>, Vec<Vec<u8>>), AnswerError> {
     Ok((cursor, keys))
 }
 
+/// A field's name and its value's strings.
+pub type Field = (Vec<u8>, Vec<Vec<u8>>);
+
+/// A reply of named fields (`ACL GETUSER`'s: a RESP3 map, or RESP2's flat
+/// array of names and values), each value as its strings: one for a string,
+/// each element's for an array (nested arrays, such as selectors, flattened).
+pub fn fields(reply: &[u8]) -> Result<Vec<Field>, AnswerError> {
+    fn strings_of(v: Value, out: &mut Vec<Vec<u8>>) {
+        match v {
+            Value::Str(s) => out.push(s),
+            Value::Int(i) => out.push(i.to_string().into_bytes()),
+            Value::Items(items) => items.into_iter().for_each(|i| strings_of(i, out)),
+            _ => {}
+        }
+    }
+    let items = elements(decode(reply)?).ok_or_else(|| unexpected(reply))?;
+    let mut out = Vec::new();
+    let mut it = items.into_iter();
+    while let (Some(name), Some(value)) = (it.next(), it.next()) {
+        let name = string(name).ok_or_else(|| unexpected(reply))?;
+        let mut values = Vec::new();
+        strings_of(value, &mut values);
+        out.push((name, values));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,5 +213,22 @@ mod tests {
         assert_eq!(text(b"$5\r\nhello\r\n"), Ok(Some(b"hello".to_vec())));
         assert_eq!(text(b"=9\r\ntxt:a:b:c\r\n"), Ok(Some(b"a:b:c".to_vec())));
         assert_eq!(text(b"$-1\r\n"), Ok(None));
+    }
+
+    #[test]
+    fn named_fields_in_resp2_and_resp3() {
+        let resp2 = b"*6\r\n$5\r\nflags\r\n*1\r\n$2\r\non\r\n$4\r\nkeys\r\n$6\r\n~app:*\r\n$9\r\nselectors\r\n*0\r\n";
+        let want = vec![
+            (b"flags".to_vec(), vec![b"on".to_vec()]),
+            (b"keys".to_vec(), vec![b"~app:*".to_vec()]),
+            (b"selectors".to_vec(), vec![]),
+        ];
+        assert_eq!(fields(resp2), Ok(want.clone()));
+        let resp3 = b"%3\r\n+flags\r\n~1\r\n+on\r\n+keys\r\n+~app:*\r\n+selectors\r\n*0\r\n";
+        // (redis-protocol keeps a RESP3 map in a hash map: its order is lost.)
+        let mut got = fields(resp3).unwrap();
+        got.sort();
+        assert_eq!(got, want);
+        assert!(matches!(fields(b"-NOPERM no\r\n"), Err(AnswerError::Refused(_))));
     }
 }

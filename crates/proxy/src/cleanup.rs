@@ -40,7 +40,8 @@ pub(crate) fn old_generations(new: &Runtime, diff: &ConfigDiff) -> Vec<Job> {
         jobs.push(Job {
             tenant: id.clone(),
             backend_name: backend.clone(),
-            backend: after.backend.clone(),
+            // The backend's own connections: a tenant's own user may not reach its old namespace.
+            backend: new.backends[backend].clone(),
             namespace: old.clone(),
         });
     }

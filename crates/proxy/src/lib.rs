@@ -3,6 +3,7 @@
 
 mod admin;
 pub mod backend;
+mod backend_users;
 mod bufpool;
 mod cleanup;
 mod clients;

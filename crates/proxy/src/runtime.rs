@@ -96,10 +96,22 @@ impl Runtime {
                 Some(l) if l.config == rl => l,
                 _ => Arc::new(TenantLimiter::new(rl)),
             });
+            // A tenant with a backend user of its own has routers (and
+            // connections) of its own, logged in as that user.
+            let backend = match &t.backend_auth {
+                None => backends[&t.backend].clone(),
+                Some(user) => {
+                    let same = diff.is_some_and(|d| d.backend(&t.backend) == Change::Same);
+                    let kept = old
+                        .filter(|o| same && o.config.backend == t.backend && o.config.backend_auth == t.backend_auth)
+                        .map(|o| o.backend.clone());
+                    kept.unwrap_or_else(|| Arc::new(Router::new(&config.backends[&t.backend].as_user(user), families)))
+                }
+            };
             let rt = Arc::new(TenantRt {
                 id: id.clone(),
                 namespace: t.namespace.clone(),
-                backend: backends[&t.backend].clone(),
+                backend,
                 config: t.clone(),
                 limiter,
                 connections: old.map(|o| o.connections.clone()).unwrap_or_default(),

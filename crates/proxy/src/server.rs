@@ -115,6 +115,7 @@ impl Proxy {
             me.clone(),
             shutdown.clone(),
         ));
+        tasks.spawn(crate::backend_users::supervise(runtime.clone(), shutdown.clone()));
         tasks.spawn(crate::quota::supervise(runtime.clone(), status.notes.clone(), me, shutdown.clone()));
         let shared = Arc::new(Shared { runtime, status, listen, admin, max_clients, shutdown });
         Ok(Proxy { addrs, admin_addr, shared, tasks })
@@ -133,6 +134,17 @@ impl Proxy {
     /// Applies a new config value as a reload would.
     pub fn apply(&self, config: Config, version: String) {
         reload::apply(&self.shared, config, version);
+    }
+
+    /// Test only: sends `args` as they are, not rewritten into the tenant's
+    /// namespace, on the tenant's backend connections (its own backend user's,
+    /// if it has one): what a bug in the rewriting would send.
+    #[cfg(feature = "test-hooks")]
+    pub async fn send_unrewritten(&self, tenant: &str, args: &[&[u8]]) -> Result<bytes::Bytes, String> {
+        let rt = self.shared.runtime.load_full();
+        let t = rt.tenants.get(&tenantry_config::TenantId::new(tenant)).ok_or("no such tenant")?;
+        let node = t.backend.nodes().into_iter().next().ok_or("no node")?;
+        node.call(args).await
     }
 
     /// Stops accepting, lets sessions deliver the replies they owe, and waits

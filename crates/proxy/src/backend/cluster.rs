@@ -118,6 +118,15 @@ impl Cluster {
         topology.shards.iter().map(|s| s.master.clone()).collect()
     }
 
+    /// Every master and replica of the map (the seeds before it is known).
+    pub fn all_nodes(&self) -> Vec<Arc<NodePool>> {
+        let topology = self.topology.load();
+        if topology.shards.is_empty() {
+            return self.seeds.clone();
+        }
+        topology.shards.iter().flat_map(|s| std::iter::once(&s.master).chain(&s.replicas)).cloned().collect()
+    }
+
     /// The pool of a node a redirection named.
     pub fn node(&self, addr: &str) -> Arc<NodePool> {
         self.pool(&BackendAddr::new(addr), false)

@@ -162,6 +162,14 @@ impl Router {
         }
     }
 
+    /// Every node, a cluster's replicas too.
+    pub fn all_nodes(&self) -> Vec<Arc<NodePool>> {
+        match self {
+            Router::Cluster(c) => c.all_nodes(),
+            _ => self.nodes(),
+        }
+    }
+
     /// True when every node has a live connection.
     pub fn is_up(&self) -> bool {
         match self {

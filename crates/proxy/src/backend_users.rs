@@ -1,0 +1,204 @@
+//! Tenants' own backend users, the second wall: a tenant with
+//! `backend_auth` runs its commands as a backend user, so Redis's ACL checks
+//! every key a command or a script touches against the user's patterns.
+//!
+//! Where the backend has `provision_acl`, tenantry creates or updates each
+//! such user on every node (masters and replicas: ACLs are per node) with
+//! `ACL SETUSER`, limited to the tenant's namespace and the commands its
+//! policy allows; everywhere, it reads the user back with `ACL GETUSER`
+//! (where its own user may) and warns when it can reach keys or channels
+//! outside the namespace. Both run again whenever the config or the nodes
+//! change.
+
+use crate::runtime::{Runtime, TenantRt};
+use arc_swap::ArcSwap;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tenantry_config::CommandRule;
+use tenantry_protocol::{answer, Namespace};
+use tokio_util::sync::CancellationToken;
+
+const EVERY: Duration = Duration::from_secs(1);
+
+/// Commands tenantry itself sends on a tenant's connections, allowed
+/// whatever the tenant's policy: the handshake, and the connection id a
+/// subscriber connection reports for client-side caching redirects.
+const TENANTRY_NEEDS: [&str; 5] = ["+hello", "+auth", "+client|setname", "+client|id", "+readonly"];
+
+pub async fn supervise(runtime: Arc<ArcSwap<Runtime>>, shutdown: CancellationToken) {
+    // By (node, user): the fingerprint of the rules last set, and last checked.
+    let mut set: HashMap<(String, String), [u8; 32]> = HashMap::new();
+    let mut checked: HashMap<(String, String), [u8; 32]> = HashMap::new();
+    let mut tick = tokio::time::interval(EVERY);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.cancelled() => return,
+        }
+        let rt = runtime.load_full();
+        for tenant in rt.tenants.values() {
+            let Some(user) = &tenant.config.backend_auth else { continue };
+            let Some(shared) = rt.backends.get(&tenant.config.backend) else { continue };
+            let provision = rt.config.backends.get(&tenant.config.backend).is_some_and(|b| b.provision_acl);
+            let rules = setuser_rules(tenant);
+            let fingerprint: [u8; 32] = {
+                let mut h = Sha256::new();
+                for r in &rules {
+                    h.update(r);
+                    h.update(b"\0");
+                }
+                h.update(user.password.expose());
+                h.finalize().into()
+            };
+            for node in shared.all_nodes() {
+                let key = (node.addr().to_string(), user.username.clone());
+                if provision && set.get(&key) != Some(&fingerprint) {
+                    let mut args: Vec<&[u8]> = vec![b"ACL", b"SETUSER", user.username.as_bytes(), b"reset", b"on"];
+                    let password = [b">".as_slice(), user.password.expose()].concat();
+                    args.push(&password);
+                    args.extend(rules.iter().map(Vec::as_slice));
+                    match node
+                        .call(&args)
+                        .await
+                        .map_err(|e| e.to_string())
+                        .and_then(|r| answer::text(&r).map_err(|e| e.to_string()))
+                    {
+                        Ok(_) => {
+                            tracing::info!(tenant = %tenant.id, user = %user.username, node = %node.addr(), "backend user provisioned");
+                            set.insert(key.clone(), fingerprint);
+                        }
+                        Err(e) => {
+                            tracing::warn!(tenant = %tenant.id, user = %user.username, node = %node.addr(), error = %e,
+                            "cannot provision the tenant's backend user (ACL SETUSER)")
+                        }
+                    }
+                }
+                if checked.get(&key) == Some(&fingerprint) || (provision && set.get(&key) != Some(&fingerprint)) {
+                    continue;
+                }
+                checked.insert(key, fingerprint);
+                match node.call(&[b"ACL", b"GETUSER", user.username.as_bytes()]).await {
+                    Ok(reply) => match answer::fields(&reply) {
+                        Ok(fields) => {
+                            for problem in reaches_outside(&fields, &tenant.namespace) {
+                                tracing::warn!(tenant = %tenant.id, user = %user.username, node = %node.addr(), %problem,
+                                    "the tenant's backend user can reach outside its namespace");
+                            }
+                        }
+                        Err(e) => {
+                            tracing::info!(tenant = %tenant.id, user = %user.username, node = %node.addr(), error = %e,
+                            "cannot check the tenant's backend user (ACL GETUSER)")
+                        }
+                    },
+                    Err(e) => {
+                        tracing::info!(tenant = %tenant.id, user = %user.username, node = %node.addr(), error = %e,
+                        "cannot check the tenant's backend user (ACL GETUSER)")
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `ACL SETUSER` rules after `reset on >password`: the namespace's keys and
+/// channels, and the commands the tenant's policy allows.
+pub fn setuser_rules(tenant: &TenantRt) -> Vec<Vec<u8>> {
+    let pattern = glob_escape(tenant.namespace.as_bytes());
+    let mut rules = vec![[b"~".as_slice(), &pattern, b"*"].concat(), [b"&".as_slice(), &pattern, b"*"].concat()];
+    let rule = |sign: &str, r: &CommandRule| match r {
+        CommandRule::Command(name) => format!("{sign}{}", name.to_ascii_lowercase()),
+        CommandRule::Category { name, .. } => format!("{sign}@{}", name.trim_start_matches('@').to_ascii_lowercase()),
+    };
+    let commands = &tenant.config.commands;
+    if commands.allow.is_empty() {
+        rules.push(b"+@all".to_vec());
+    } else {
+        rules.push(b"-@all".to_vec());
+        rules.extend(commands.allow.iter().map(|r| rule("+", r).into_bytes()));
+    }
+    rules.extend(commands.deny.iter().map(|r| rule("-", r).into_bytes()));
+    rules.extend(TENANTRY_NEEDS.iter().map(|r| r.as_bytes().to_vec()));
+    rules
+}
+
+/// A namespace as the literal start of a Redis glob pattern.
+fn glob_escape(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len());
+    for &b in raw {
+        if matches!(b, b'*' | b'?' | b'[' | b']' | b'\\') {
+            out.push(b'\\');
+        }
+        out.push(b);
+    }
+    out
+}
+
+/// What in an `ACL GETUSER` reply lets the user reach keys or channels
+/// outside `ns`: every key and channel pattern must begin with the
+/// namespace, literally.
+pub fn reaches_outside(fields: &[answer::Field], ns: &Namespace) -> Vec<String> {
+    let prefix = glob_escape(ns.as_bytes());
+    let within = |pattern: &[u8]| pattern.starts_with(&prefix);
+    let mut problems = Vec::new();
+    for (name, values) in fields {
+        let words = values.iter().flat_map(|v| v.split(|&b| b == b' ')).filter(|w| !w.is_empty());
+        match name.as_slice() {
+            b"keys" => {
+                for w in words {
+                    // `~p`, or `%R~p` / `%W~p` / `%RW~p` (read or write only).
+                    let pattern = w.iter().position(|&b| b == b'~').map(|i| &w[i + 1..]);
+                    if w == b"allkeys" || !pattern.is_some_and(within) {
+                        problems.push(format!("key pattern {}", String::from_utf8_lossy(w)));
+                    }
+                }
+            }
+            b"channels" => {
+                for w in words {
+                    if w == b"allchannels" || !w.strip_prefix(b"&").is_some_and(within) {
+                        problems.push(format!("channel pattern {}", String::from_utf8_lossy(w)));
+                    }
+                }
+            }
+            b"selectors" if !values.is_empty() => {
+                problems.push("selectors (not checked: they add patterns of their own)".to_string());
+            }
+            _ => {}
+        }
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(keys: &str, channels: &str) -> Vec<answer::Field> {
+        vec![
+            (b"flags".to_vec(), vec![b"on".to_vec()]),
+            (b"keys".to_vec(), vec![keys.as_bytes().to_vec()]),
+            (b"channels".to_vec(), vec![channels.as_bytes().to_vec()]),
+            (b"selectors".to_vec(), vec![]),
+        ]
+    }
+
+    #[test]
+    fn a_user_limited_to_the_namespace_passes_and_wider_ones_are_named() {
+        let ns = Namespace::new("app:").unwrap();
+        assert!(reaches_outside(&fields("~app:*", "&app:*"), &ns).is_empty());
+        assert!(reaches_outside(&fields("~app:* %R~app:cache:*", "&app:*"), &ns).is_empty());
+        assert_eq!(reaches_outside(&fields("~*", "&app:*"), &ns), vec!["key pattern ~*"]);
+        assert_eq!(reaches_outside(&fields("allkeys", "allchannels"), &ns).len(), 2);
+        assert_eq!(
+            reaches_outside(&fields("~app:* ~other:*", "&*"), &ns),
+            vec!["key pattern ~other:*", "channel pattern &*"]
+        );
+        assert_eq!(reaches_outside(&fields("~ap*", ""), &ns), vec!["key pattern ~ap*"]);
+    }
+
+    #[test]
+    fn glob_characters_in_a_namespace_are_escaped() {
+        assert_eq!(glob_escape(b"t[1]:*?\\"), b"t\\[1\\]:\\*\\?\\\\".to_vec());
+    }
+}
