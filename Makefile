@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 REDIS_PORT ?= 6390
 
-.PHONY: help run run-cluster test test-unit test-e2e lint deps deps-bench bench fuzz soak conn-memory check-config
+.PHONY: help run run-tls run-cluster test test-unit test-e2e lint deps deps-bench bench fuzz soak conn-memory check-config
 
 help: ## Show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -11,6 +11,10 @@ help: ## Show this help
 run: deps ## Start redis-server on 127.0.0.1:$(REDIS_PORT) and tenantry on 127.0.0.1:6379 (config/example.yaml)
 	$(CARGO) build --release --bin tenantry
 	scripts/run-local.sh $(REDIS_PORT) config/example.yaml
+
+run-tls: deps ## Like run, but TLS on both sides: redis-server TLS-only, tenantry TLS on 127.0.0.1:6379 (mTLS on 6380), test certificates in target/run-tls/ (config/tls.yaml)
+	$(CARGO) build --release --bin tenantry
+	scripts/run-tls.sh $(REDIS_PORT) config/tls.yaml
 
 run-cluster: deps ## Start a 3-master, 3-replica Redis Cluster on 127.0.0.1:7000-7005 and tenantry on 127.0.0.1:6379 (config/cluster.yaml)
 	$(CARGO) build --release --bin tenantry
@@ -30,6 +34,7 @@ lint: ## cargo fmt --check and clippy with warnings as errors
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 check-config: ## Validate config/*.yaml with `tenantry check`
+	scripts/tls-certs.sh target/run-tls
 	for f in config/*.yaml; do $(CARGO) run -q --bin tenantry -- check $$f || exit 1; done
 
 deps: ## Install redis-server, redis-tools, twemproxy and chromium (Debian packages) if absent

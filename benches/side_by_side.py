@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Side-by-side load benchmark: tenantry vs the same redis-server directly vs
 twemproxy (nutcracker) on it, with redis-benchmark, in one run; then tenantry
-over a local 3-master Redis Cluster vs tenantry over one node.
+over a local 3-master Redis Cluster vs tenantry over one node; then
+tenantry with TLS on both sides vs the same redis-server over TLS directly.
 
 Runs alternate (direct, tenantry, twemproxy, direct, ...) so drift in machine
 load hits all three alike; for each workload it prints the median ops/s of
@@ -50,11 +51,11 @@ def wait_port(port, proc, what, timeout=10):
     sys.exit(f"{what} on port {port} did not answer PING")
 
 
-def bench(port, test, pipeline, requests, clients, size):
+def bench(port, test, pipeline, requests, clients, size, extra=()):
     try:
         out = subprocess.run(
             ["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-t", test, "-n", str(requests),
-             "-c", str(clients), "-P", str(pipeline), "-d", str(size), "-r", "100000", "--csv"],
+             "-c", str(clients), "-P", str(pipeline), "-d", str(size), "-r", "100000", "--csv", *extra],
             capture_output=True, text=True, check=True, timeout=RUN_TIMEOUT,
         ).stdout
     except subprocess.TimeoutExpired:
@@ -73,7 +74,7 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def alternate(args, targets, what, watch=None):
+def alternate(args, targets, what, watch=None, extra=()):
     """Every workload on every target in turn, `args.rounds` times: ops/s per
     (workload, target), and the CPU microseconds per request of the processes
     `watch[target]` names ({label: pid}) per (workload, target, label)."""
@@ -86,7 +87,7 @@ def alternate(args, targets, what, watch=None):
                 n = int(requests * args.scale)
                 pids = watch.get(target, {})
                 before = {label: cpu_seconds(pid) for label, pid in pids.items()}
-                results[(name, target)].append(bench(port, test, pipeline, n, args.clients, args.size))
+                results[(name, target)].append(bench(port, test, pipeline, n, args.clients, args.size, extra))
                 for label, pid in pids.items():
                     cpu.setdefault((name, target, label), []).append((cpu_seconds(pid) - before[label]) * 1e6 / n)
         print(f"{what} {rnd + 1}/{args.rounds} done", file=sys.stderr)
@@ -148,6 +149,51 @@ def cluster_bench(args, tmp, procs, rport):
         print(f"| {name} | {med['one node']:.0f} | {med['cluster']:.0f} | {med['cluster'] / med['one node']:.2f} |")
 
 
+def wait_tls_port(port, proc, what, ca, timeout=10):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            sys.exit(f"{what} exited early with {proc.returncode}")
+        out = subprocess.run(["redis-cli", "-p", str(port), "--tls", "--cacert", ca, "ping"],
+                             capture_output=True, text=True).stdout
+        if out.startswith("PONG"):
+            return
+        time.sleep(0.05)
+    sys.exit(f"{what} on TLS port {port} did not answer PING")
+
+
+def tls_bench(args, tmp, procs):
+    """tenantry with TLS on both sides against the same redis-server over TLS directly."""
+    certs = os.path.join(tmp, "tls")
+    here = os.path.dirname(os.path.abspath(__file__))
+    subprocess.run([os.path.join(here, "..", "scripts", "tls-certs.sh"), certs], check=True, capture_output=True)
+    ca = os.path.join(certs, "ca.crt")
+    rport, tport = free_port(), free_port()
+    procs.append(subprocess.Popen(
+        ["redis-server", "--port", "0", "--tls-port", str(rport), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", tmp, "--tls-cert-file", os.path.join(certs, "redis.crt"),
+         "--tls-key-file", os.path.join(certs, "redis.key"), "--tls-ca-cert-file", ca,
+         "--tls-auth-clients", "no"], stdout=subprocess.DEVNULL))
+    wait_tls_port(rport, procs[-1], "TLS redis-server", ca)
+    cfg = os.path.join(tmp, "tenantry-tls.yaml")
+    with open(cfg, "w") as f:
+        f.write(f"listen:\n  - addr: 127.0.0.1:{tport}\n    tls: {{ cert_file: {certs}/tenantry.crt, "
+                f"key_file: {certs}/tenantry.key }}\n"
+                f"backends:\n  b: {{ kind: standalone, nodes: [\"127.0.0.1:{rport}\"], tls: {{ ca_file: {ca} }} }}\n"
+                "tenants:\n  bench: { backend: b, namespace: \"bench:\" }\ndefault_tenant: bench\n")
+    procs.append(subprocess.Popen([args.tenantry, "run", "--config", cfg], env={**os.environ, "TENANTRY_LOG": "warn"}))
+    wait_tls_port(tport, procs[-1], "tenantry (TLS)", ca)
+    targets = [("redis", rport), ("tenantry", tport)]
+    results, _ = alternate(args, targets, "TLS round", extra=("--tls", "--cacert", ca))
+    print("\nTLS on both sides: tenantry (TLS to clients and to Redis) vs redis-server over TLS directly, "
+          "median ops/s\n")
+    print("| workload | redis, TLS | tenantry, TLS both sides | tenantry/redis |")
+    print("|---|---:|---:|---:|")
+    for name, *_ in WORKLOADS:
+        med = {t: statistics.median(results[(name, t)]) for t, _ in targets}
+        print(f"| {name} | {med['redis']:.0f} | {med['tenantry']:.0f} | {med['tenantry'] / med['redis']:.2f} |")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--tenantry", default="target/release/tenantry")
@@ -156,6 +202,7 @@ def main():
     ap.add_argument("--size", type=int, default=100)
     ap.add_argument("--scale", type=float, default=1.0, help="multiply requests per run")
     ap.add_argument("--no-cluster", action="store_true", help="skip the cluster workload")
+    ap.add_argument("--no-tls", action="store_true", help="skip the TLS workload")
     ap.add_argument("--only", action="append", metavar="WORKLOAD",
                     help='run only this workload (e.g. "GET P1"); may be repeated')
     args = ap.parse_args()
@@ -231,6 +278,8 @@ def main():
                 p.wait(timeout=10)
             del procs[1:]
             cluster_bench(args, tmp, procs, rport)
+        if not args.no_tls:
+            tls_bench(args, tmp, procs)
     finally:
         # Proxies first, then Redis, so no proxy sees its backend vanish.
         for p in reversed(procs):
