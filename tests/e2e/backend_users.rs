@@ -95,3 +95,41 @@ async fn scripts_are_on_for_a_tenant_with_its_own_user_and_cannot_leave_its_name
     let refused = old.cmd(&[b"EVAL", b"return 1", b"0"]).await;
     assert!(refused.starts_with(b"-NOPERM"), "{:?}", String::from_utf8_lossy(&refused));
 }
+
+#[tokio::test]
+async fn a_reload_keeps_each_users_commands_in_step_with_the_tenants_policy() {
+    let redis = RedisServer::start_with(&["--requirepass", "admin-pw"]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tenants.yaml");
+    let config = |commands: &str| {
+        format!(
+            "listen: 127.0.0.1:0\n\
+             backends:\n  shared: {{ kind: standalone, nodes: [\"{}\"], password: admin-pw, provision_acl: true }}\n\
+             tenants:\n  app: {{ backend: shared, namespace: \"app:\", backend_auth: {{ username: tenant-app, password: s }}{commands} }}\n\
+             default_tenant: app\n",
+            redis.addr()
+        )
+    };
+    let write = |text: String| {
+        std::fs::write(path.with_extension("tmp"), &text).unwrap();
+        std::fs::rename(path.with_extension("tmp"), &path).unwrap();
+        tenantry_proxy::version_of(text.as_bytes())
+    };
+    write(config(""));
+    let proxy = TestProxy::start_file(&path).await;
+    let mut app = proxy.raw().await;
+    ready(&mut app).await;
+    let user = || redis.cli(&["-a", "admin-pw", "--no-auth-warning", "ACL", "GETUSER", "tenant-app"]);
+    assert!(user().contains("+@all") && !user().contains("-keys"), "{}", user());
+    let version = write(config(", commands: { deny: [KEYS] }"));
+    proxy.wait_for_version(&version).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !user().contains("-keys") {
+        assert!(Instant::now() < deadline, "the user was not updated: {}", user());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The backend refuses it too, past tenantry's own refusal.
+    let keys = proxy.send_unrewritten("app", &[b"KEYS", b"app:*"]).await.expect("a reply");
+    assert!(keys.starts_with(b"-NOPERM"), "{:?}", String::from_utf8_lossy(&keys));
+    ready(&mut app).await;
+}

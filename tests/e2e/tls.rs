@@ -244,14 +244,26 @@ async fn a_tls_only_cluster_is_served_over_tls_on_every_node_it_learns() {
     let _heavy = tenantry_tests::heavy().await;
     let pki = Pki::new();
     let cluster = RedisCluster::start_tls(&pki, 3, 0);
-    let proxy = TestProxy::start(&format!(
-        "backends:\n  c: {{ kind: cluster, nodes: [\"{}\"], {} }}\n\
+    let proxy = TestProxy::start_listening(&format!(
+        "{}backends:\n  c: {{ kind: cluster, nodes: [\"{}\"], {} }}\n\
          tenants:\n  app: {{ backend: c, namespace: \"app:\" }}\ndefault_tenant: app\n",
+        listeners(&pki.server("tenantry"), None),
         cluster.seeds()[0],
         backend_tls(&pki, "")
     ))
     .await;
-    let mut c = proxy.raw().await;
+    // The redis crate over TLS to tenantry, tenantry over TLS to the cluster.
+    let certs = redis::TlsCertificates { client_tls: None, root_cert: Some(std::fs::read(&pki.ca_file).unwrap()) };
+    let url = format!("rediss://localhost:{}/", proxy.addrs[1].port());
+    let client = redis::Client::build_with_tls(url, certs).expect("client");
+    let mut conn = client.get_multiplexed_async_connection().await.expect("TLS connection through tenantry");
+    let pairs: Vec<(String, String)> = (0..20).map(|i| (format!("user:{i}"), format!("u{i}"))).collect();
+    let () = redis::cmd("MSET").arg(&pairs).query_async(&mut conn).await.expect("MSET across slots");
+    let names: Vec<&String> = pairs.iter().map(|(k, _)| k).collect();
+    let values: Vec<String> = redis::cmd("MGET").arg(&names).query_async(&mut conn).await.expect("MGET");
+    assert_eq!(values, pairs.iter().map(|(_, v)| v.clone()).collect::<Vec<_>>());
+    let () = redis::cmd("DEL").arg(&names).query_async::<i64>(&mut conn).await.map(|n| assert_eq!(n, 20)).unwrap();
+    let mut c = RawClient::connect_tls(proxy.addrs[1], &pki.ca_file, None).await.expect("handshake");
     // Keys in every slot range: every master is reached over TLS.
     for i in 0..60 {
         let k = format!("key{i}");
