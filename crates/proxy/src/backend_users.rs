@@ -102,6 +102,47 @@ pub async fn supervise(runtime: Arc<ArcSwap<Runtime>>, shutdown: CancellationTok
     }
 }
 
+/// For `tenantry check`: each tenant's backend user as each configured node
+/// of its backend reads it back (`ACL GETUSER` on the backend's own
+/// connection), and what lets it reach outside the tenant's namespace. A
+/// node that cannot be asked is reported too; none of this is an error.
+pub async fn check(config: &tenantry_config::Config) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for (id, tenant) in &config.tenants {
+        let Some(user) = &tenant.backend_auth else { continue };
+        let Some(backend) = config.backends.get(&tenant.backend) else { continue };
+        let tls = backend
+            .tls
+            .as_ref()
+            .map(|t| crate::tls::BackendConnector::new(&backend.name, t).map(Arc::new).map_err(|e| e.to_string()));
+        for addr in &backend.nodes {
+            let node = crate::backend::NodePool::new(backend, addr, tls.clone());
+            let asked = node.call(&[b"ACL", b"GETUSER", user.username.as_bytes()]).await;
+            // No such user is a null reply.
+            let fields = asked.and_then(|r| match answer::text(&r) {
+                Ok(None) => Ok(Vec::new()),
+                _ => answer::fields(&r).map_err(|e| e.to_string()),
+            });
+            match fields {
+                Ok(f) if f.is_empty() => warnings.push(format!(
+                    "tenants.{id}.backend_auth: no user {} on {addr}{}",
+                    user.username,
+                    if backend.provision_acl { " yet (provision_acl creates it at start)" } else { "" }
+                )),
+                Ok(f) => warnings.extend(reaches_outside(&f, &tenant.namespace).into_iter().map(|p| {
+                    format!(
+                        "tenants.{id}.backend_auth: user {} on {addr} can reach outside {}: {p}",
+                        user.username, tenant.namespace
+                    )
+                })),
+                Err(e) => warnings
+                    .push(format!("tenants.{id}.backend_auth: cannot read user {} on {addr}: {e}", user.username)),
+            }
+        }
+    }
+    warnings
+}
+
 /// `ACL SETUSER` rules after `reset on >password`: the namespace's keys and
 /// channels, and the commands the tenant's policy allows.
 pub fn setuser_rules(tenant: &TenantRt) -> Vec<Vec<u8>> {

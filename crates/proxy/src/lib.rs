@@ -3,7 +3,7 @@
 
 mod admin;
 pub mod backend;
-mod backend_users;
+pub mod backend_users;
 mod bufpool;
 mod cleanup;
 mod clients;

@@ -66,6 +66,17 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
             Ok(config) => {
+                // Tenants with backend users: read each user back from its backend.
+                if config.tenants.values().any(|t| t.backend_auth.is_some()) {
+                    let warnings = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .map(|rt| rt.block_on(tenantry_proxy::backend_users::check(&config)));
+                    match warnings {
+                        Ok(w) => w.iter().for_each(|w| eprintln!("{}: warning: {w}", file.display())),
+                        Err(e) => eprintln!("{}: warning: backend users not checked: {e}", file.display()),
+                    }
+                }
                 println!(
                     "{}: ok ({} tenants, {} backends)",
                     file.display(),

@@ -69,3 +69,41 @@ fn run_refuses_an_invalid_config_with_its_errors() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains(&format!("{}:4:", path.display())) && stderr.contains("tenants.t.backend"), "{stderr}");
 }
+
+#[test]
+fn check_reads_each_tenants_backend_user_and_warns_when_it_reaches_outside_the_namespace() {
+    let redis = tenantry_tests::RedisServer::start_with(&["--requirepass", "admin-pw"]);
+    let admin = ["-a", "admin-pw", "--no-auth-warning"];
+    let made = |args: &[&str]| assert_eq!(redis.cli(&[&admin[..], args].concat()).trim_end(), "OK");
+    made(&["ACL", "SETUSER", "narrow", "on", ">pw", "~app:*", "&app:*", "+@all"]);
+    made(&["ACL", "SETUSER", "wide", "on", ">pw", "~*", "&app:*", "+@all"]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("users.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "listen: 127.0.0.1:6379\n\
+             backends:\n  b: {{ kind: standalone, nodes: [\"{}\"], password: admin-pw }}\n\
+             tenants:\n  \
+               app: {{ backend: b, namespace: \"app:\", backend_auth: {{ username: narrow, password: pw }} }}\n  \
+               web: {{ backend: b, namespace: \"web:\", backend_auth: {{ username: wide, password: pw }} }}\n  \
+               gone: {{ backend: b, namespace: \"gone:\", backend_auth: {{ username: nobody, password: pw }} }}\n",
+            redis.addr()
+        ),
+    )
+    .unwrap();
+    let (code, stdout, stderr) = check(&path);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains(": ok ("), "{stdout}");
+    let warnings: Vec<&str> = stderr.lines().filter(|l| l.contains("warning")).collect();
+    assert!(!stderr.contains("tenants.app."), "{stderr}");
+    assert!(
+        warnings.iter().any(|w| w.contains("tenants.web.backend_auth") && w.contains("key pattern ~*")),
+        "{stderr}"
+    );
+    assert!(
+        warnings.iter().any(|w| w.contains("tenants.web.backend_auth") && w.contains("channel pattern &app:*")),
+        "{stderr}"
+    );
+    assert!(warnings.iter().any(|w| w.contains("tenants.gone.backend_auth: no user nobody")), "{stderr}");
+}
