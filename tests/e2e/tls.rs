@@ -283,3 +283,27 @@ async fn a_tls_only_cluster_is_served_over_tls_on_every_node_it_learns() {
     assert_eq!(per_node.iter().sum::<usize>(), 60, "{per_node:?}");
     assert!(per_node.iter().all(|&n| n > 0), "a node got no keys: {per_node:?}");
 }
+
+#[tokio::test]
+async fn a_backend_that_requires_client_certificates_gets_tenantrys() {
+    let pki = Pki::new();
+    let redis = RedisServer::start_tls(&pki, &["--tls-auth-clients", "yes"]);
+    let cert = pki.client("tenantry-client", "tenantry", None);
+    let with_cert = format!(", cert_file: \"{}\", key_file: \"{}\"", cert.cert.display(), cert.key.display());
+    let proxy = TestProxy::start(&format!(
+        "backends:\n  mtls: {{ kind: standalone, nodes: [\"{r}\"], {a} }}\n  bare: {{ kind: standalone, nodes: [\"{r}\"], {b} }}\n\
+         tenants:\n  app: {{ backend: mtls, namespace: \"app:\" }}\n  \
+         other: {{ backend: bare, namespace: \"o:\", auth: {{ username: o, password: pw }} }}\n\
+         default_tenant: app\n",
+        r = redis.addr(),
+        a = backend_tls(&pki, &with_cert),
+        b = backend_tls(&pki, ""),
+    ))
+    .await;
+    let mut c = proxy.raw().await;
+    assert_eq!(c.cmd(&[b"SET", b"k", b"v"]).await, b"+OK\r\n");
+    // Without a certificate the backend refuses the connection.
+    let mut o = proxy.login("o", "pw").await;
+    let reply = String::from_utf8(o.cmd(&[b"GET", b"k"]).await).unwrap();
+    assert!(reply.starts_with("-ERR backend 'bare'") && reply.contains("unavailable"), "{reply}");
+}

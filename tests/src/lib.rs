@@ -117,15 +117,19 @@ impl RedisServer {
         self.child = Some(child);
         match &self.tls {
             None => wait_for_port(self.port, Duration::from_secs(5), self.child.as_mut().expect("set")),
-            Some((ca, _)) => wait_for_tls_port(self.port, ca, self.child.as_mut().expect("set")),
+            Some((ca, cert)) => wait_for_tls_port(self.port, ca, cert, self.child.as_mut().expect("set")),
         }
     }
 
     /// `redis-cli` arguments that reach this server (TLS ones included).
     pub fn cli_args(&self) -> Vec<String> {
         let mut args = vec!["-p".to_string(), self.port.to_string()];
-        if let Some((ca, _)) = &self.tls {
-            args.extend(["--tls".to_string(), "--cacert".to_string(), ca.display().to_string()]);
+        // The server's certificate serves as a client's too (for `--tls-auth-clients yes`).
+        if let Some((ca, cert)) = &self.tls {
+            args.extend(["--tls", "--cacert"].map(String::from));
+            args.push(ca.display().to_string());
+            args.extend(["--cert".to_string(), cert.cert.display().to_string()]);
+            args.extend(["--key".to_string(), cert.key.display().to_string()]);
         }
         args
     }
@@ -196,7 +200,7 @@ impl Drop for RedisServer {
     }
 }
 
-fn wait_for_tls_port(port: u16, ca: &Path, child: &mut Child) -> anyhow::Result<()> {
+fn wait_for_tls_port(port: u16, ca: &Path, cert: &tls::CertFiles, child: &mut Child) -> anyhow::Result<()> {
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(5) {
         if let Ok(Some(status)) = child.try_wait() {
@@ -205,6 +209,10 @@ fn wait_for_tls_port(port: u16, ca: &Path, child: &mut Child) -> anyhow::Result<
         let out = Command::new("redis-cli")
             .args(["-p", &port.to_string(), "--tls", "--insecure", "--cacert"])
             .arg(ca)
+            .arg("--cert")
+            .arg(&cert.cert)
+            .arg("--key")
+            .arg(&cert.key)
             .arg("PING")
             .output()?;
         if out.stdout.starts_with(b"PONG") {
