@@ -563,8 +563,11 @@ pub async fn assert_same_replies_as_redis(script: &[&str], hello: Option<&[u8]>)
 
 /// Every `tenantry_*` metric name the Grafana dashboard queries.
 pub fn dashboard_metrics() -> Vec<String> {
-    let dashboard =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/grafana/tenantry.json")).unwrap();
+    let dashboard = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/kubernetes/overlays/shared/grafana/tenantry.json"
+    ))
+    .unwrap();
     let json: serde_json::Value = serde_json::from_str(&dashboard).unwrap();
     let mut names = Vec::new();
     for panel in json["panels"].as_array().unwrap() {
