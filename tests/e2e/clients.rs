@@ -114,3 +114,84 @@ async fn shutdown_closes_clients_after_the_replies_they_are_owed() {
     assert!(waiting.closed().await, "then the connection closes");
     stopping.await.expect("shutdown");
 }
+
+/// The drain (SIGTERM, or POST /drain): /ready says 503 at once, every
+/// request a client sent is answered before its connection closes, a
+/// subscriber is closed cleanly, and the drain ends once the last client is
+/// gone, well within its time.
+#[tokio::test]
+async fn a_drain_under_pipelining_load_answers_every_request_received_and_closes_every_connection() {
+    let _heavy = tenantry_tests::heavy().await;
+    let redis = RedisServer::start();
+    let proxy = TestProxy::start(&format!(
+        "admin: 127.0.0.1:0\n\
+         backends:\n  local: {{ kind: standalone, nodes: [\"{}\"] }}\n\
+         tenants:\n  app: {{ backend: local, namespace: \"app:\" }}\ndefault_tenant: app\n",
+        redis.addr()
+    ))
+    .await;
+    let admin = proxy.admin_addr().unwrap();
+    assert_eq!(tenantry_tests::http_get(admin, "/ready").await.0, 200);
+    let mut subscriber = proxy.raw().await;
+    assert!(subscriber.cmd(&[b"SUBSCRIBE", b"news"]).await.starts_with(b"*3\r\n$9\r\nsubscribe"));
+    // 8 clients, each pipelining 50 INCRs of its own counter at a time.
+    let clients: Vec<_> = (0..8)
+        .map(|i| {
+            let addr = proxy.addr;
+            tokio::spawn(async move {
+                let key = format!("n{i}");
+                let batch: Vec<u8> = (0..50).flat_map(|_| encode(&[b"INCR", key.as_bytes()])).collect();
+                let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+                let (mut answered, mut buf) = (0u64, bytes::BytesMut::new());
+                loop {
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    if c.write_all(&batch).await.is_err() {
+                        return answered; // closed before this batch was sent
+                    }
+                    let mut got = 0;
+                    while got < 50 {
+                        match tenantry_protocol::reply::reply_len(&buf).unwrap() {
+                            Some(n) => {
+                                let r = buf.split_to(n);
+                                answered += 1;
+                                assert_eq!(&r[..], format!(":{answered}\r\n").as_bytes(), "client {i}");
+                                got += 1;
+                            }
+                            None => {
+                                let n = c.read_buf(&mut buf).await.unwrap_or(0);
+                                if n == 0 {
+                                    // Closed: only between requests, never with
+                                    // some of a batch's replies owed.
+                                    assert_eq!(got, 0, "client {i}: closed with {} replies owed", 50 - got);
+                                    return answered;
+                                }
+                            }
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = std::time::Instant::now();
+    let draining = tokio::spawn(proxy.stop_with(Duration::from_secs(5)));
+    // /ready says 503 within 100 ms.
+    loop {
+        let (code, body) = tenantry_tests::http_get(admin, "/ready").await;
+        if code == 503 {
+            assert!(body.contains("draining"), "{body}");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_millis(100), "/ready still {code} after {:?}", started.elapsed());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for (i, c) in clients.into_iter().enumerate() {
+        let answered = c.await.expect("client saw no error and no lost reply");
+        assert!(answered >= 50, "client {i} answered {answered}");
+        let stored = redis.cli(&["GET", &format!("app:n{i}")]);
+        assert_eq!(stored.trim_end(), answered.to_string(), "client {i}: every INCR sent was answered");
+    }
+    assert!(subscriber.closed().await, "the subscriber is closed");
+    draining.await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(2), "the drain took {:?}", started.elapsed());
+}

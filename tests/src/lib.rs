@@ -351,9 +351,14 @@ impl TestProxy {
         http_get(self.admin_addr().expect("admin"), "/metrics").await.1
     }
 
-    pub async fn stop(mut self) {
+    pub async fn stop(self) {
+        self.stop_with(Duration::from_secs(1)).await
+    }
+
+    /// Drains as SIGTERM would, for up to `drain`.
+    pub async fn stop_with(mut self, drain: Duration) {
         if let Some(p) = self.proxy.take() {
-            p.shutdown(Duration::from_secs(1)).await;
+            p.shutdown(drain).await;
         }
     }
 }

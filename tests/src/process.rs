@@ -71,6 +71,35 @@ impl TenantryProcess {
     }
 
     /// The admin server's `/metrics` text.
+    /// Sends `sig` (`TERM`, `INT`, ...) to the process.
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill").args([&format!("-{sig}"), &self.child.id().to_string()]).status();
+        assert!(ok.is_ok_and(|s| s.success()), "kill -{sig} failed");
+    }
+
+    /// Waits up to `limit` for the process to exit; its status, if it did.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+
+    /// One HTTP request to the admin port: its status code and body.
+    pub fn http(&self, method: &str, path: &str) -> (u16, String) {
+        let mut s = TcpStream::connect(("127.0.0.1", self.admin_port)).expect("connect admin");
+        write!(s, "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            .expect("send");
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).expect("read");
+        let code = resp.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        (code, resp.split("\r\n\r\n").nth(1).unwrap_or("").to_string())
+    }
+
     pub fn metrics(&self) -> String {
         let mut s = TcpStream::connect(("127.0.0.1", self.admin_port)).expect("connect admin");
         s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").expect("send");

@@ -49,6 +49,13 @@ async fn respond(
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let (status, body) = match (req.method(), req.uri().path()) {
         (&Method::GET, "/live") => (StatusCode::OK, "live\n".to_string()),
+        (&Method::GET, "/ready") if status.draining.load(std::sync::atomic::Ordering::Relaxed) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "not ready: draining\n".to_string())
+        }
+        (&Method::POST, "/drain") => {
+            status.drain_requested.notify_one();
+            (StatusCode::ACCEPTED, "draining\n".to_string())
+        }
         (&Method::GET, "/ready") => {
             let rt = runtime.load();
             let down: Vec<String> =
@@ -81,7 +88,7 @@ async fn respond(
         (&Method::GET, _) => {
             (StatusCode::NOT_FOUND, "not found: try /live, /ready, /config, /tenants or /metrics\n".to_string())
         }
-        _ => (StatusCode::METHOD_NOT_ALLOWED, "GET only\n".to_string()),
+        _ => (StatusCode::METHOD_NOT_ALLOWED, "GET only (and POST /drain)\n".to_string()),
     };
     let mut resp = Response::new(Full::new(Bytes::from(body)));
     if body_is_json(req.uri().path()) {

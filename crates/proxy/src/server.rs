@@ -29,6 +29,7 @@ pub struct Proxy {
     pub admin_addr: Option<SocketAddr>,
     shared: Arc<Shared>,
     tasks: TaskTracker,
+    admin_stop: CancellationToken,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -97,12 +98,15 @@ impl Proxy {
             let sessions = Sessions { runtime: runtime.clone(), shutdown: shutdown.clone(), stops: stops.clone(), tls };
             tasks.spawn(accept(listener, sessions, tasks.clone(), permits.clone()));
         }
+        let admin_stop = CancellationToken::new();
         let admin_addr = match admin {
             Some(addr) => {
                 let listener = TcpListener::bind(addr).await?;
                 let bound = listener.local_addr()?;
                 tracing::info!(addr = %bound, "admin listening");
-                tasks.spawn(crate::admin::serve(listener, runtime.clone(), status.clone(), shutdown.clone()));
+                // Outside `tasks`, and stopped only once the drain is over:
+                // `/ready` answers 503 all through it.
+                tokio::spawn(crate::admin::serve(listener, runtime.clone(), status.clone(), admin_stop.clone()));
                 Some(bound)
             }
             None => None,
@@ -118,7 +122,7 @@ impl Proxy {
         tasks.spawn(crate::backend_users::supervise(runtime.clone(), shutdown.clone()));
         tasks.spawn(crate::quota::supervise(runtime.clone(), status.notes.clone(), me, shutdown.clone()));
         let shared = Arc::new(Shared { runtime, status, listen, admin, max_clients, shutdown });
-        Ok(Proxy { addrs, admin_addr, shared, tasks })
+        Ok(Proxy { addrs, admin_addr, shared, tasks, admin_stop })
     }
 
     /// True once every backend has a live connection.
@@ -147,14 +151,42 @@ impl Proxy {
         node.call(args).await
     }
 
-    /// Stops accepting, lets sessions deliver the replies they owe, and waits
-    /// up to `grace` for them to finish.
+    /// Resolves when `POST /drain` on the admin port asks for a drain.
+    pub async fn drain_requested(&self) {
+        self.shared.status.drain_requested.notified().await
+    }
+
+    /// Drains: `/ready` answers 503 at once, the listeners stop accepting,
+    /// every request already received is answered, and each connection is
+    /// closed between requests (never with a reply owed); waits up to
+    /// `grace` for the last client to go.
     pub async fn shutdown(self, grace: Duration) {
+        let started = std::time::Instant::now();
+        self.shared.status.draining.store(true, std::sync::atomic::Ordering::Relaxed);
+        let clients = self.clients();
+        tracing::info!(clients, ?grace, "draining");
         self.shared.shutdown.cancel();
         self.tasks.close();
-        if tokio::time::timeout(grace, self.tasks.wait()).await.is_err() {
-            tracing::warn!(?grace, "shutdown grace period over with sessions still open");
+        match tokio::time::timeout(grace, self.tasks.wait()).await {
+            Ok(()) => tracing::info!(clients, took = ?started.elapsed(), "drained: every client connection closed"),
+            Err(_) => {
+                tracing::warn!(?grace, still_open = self.clients(), "drain time over with clients still connected")
+            }
         }
+        self.admin_stop.cancel();
+    }
+
+    /// Client connections open now.
+    fn clients(&self) -> usize {
+        let rt = self.shared.runtime.load();
+        rt.tenants.values().map(|t| t.connections.load(std::sync::atomic::Ordering::Relaxed)).sum()
+    }
+}
+
+impl Drop for Proxy {
+    /// A proxy dropped without `shutdown` (tests) takes its admin server along.
+    fn drop(&mut self) {
+        self.admin_stop.cancel();
     }
 }
 

@@ -47,6 +47,10 @@ pub struct Status {
     pub config_info: Family<VersionLabel, Gauge>,
     pub cleanup_deleted: Family<CleanupLabel, Counter>,
     inner: Mutex<Inner>,
+    /// Shutting down: `/ready` says 503 from the first moment.
+    pub draining: std::sync::atomic::AtomicBool,
+    /// `POST /drain` asks the process to drain, as SIGTERM does.
+    pub drain_requested: tokio::sync::Notify,
 }
 
 #[derive(Default, Clone, serde::Serialize)]

@@ -119,10 +119,21 @@ async fn run(path: PathBuf, drain: Duration) -> anyhow::Result<()> {
     let proxy = Proxy::start_file(&path).await?;
     tracing::info!(config = %path.display(), version = %proxy.config_version(), "tenantry started");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    // A drain asked for by POST /drain (a preStop hook's) goes on through
+    // the SIGTERM that follows it; a second SIGTERM exits at once.
+    let terms_to_exit = tokio::select! {
+        _ = term.recv() => { tracing::info!("SIGTERM: draining"); 1 }
+        _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: draining"); 1 }
+        _ = proxy.drain_requested() => { tracing::info!("POST /drain: draining"); 2 }
+    };
+    let terms = async {
+        for _ in 0..terms_to_exit {
+            term.recv().await;
+        }
+    };
     tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: draining"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: draining"),
+        _ = proxy.shutdown(drain) => {}
+        _ = terms => tracing::warn!("second SIGTERM: exiting now"),
     }
-    proxy.shutdown(drain).await;
     Ok(())
 }

@@ -107,6 +107,9 @@ pub async fn serve(
     // Lent by the pool only while it holds bytes (see `bufpool`).
     let mut inbuf = BytesMut::new();
     let (mut closing, mut eof) = (false, false);
+    // Shutting down: requests already received are answered, nothing more
+    // is read, and the connection closes between requests.
+    let mut draining = false;
     if let Err(msg) = admitted {
         // Like Redis at maxclients: say why, then close.
         s.batcher.local(&mut s.replies, |out| Reply { out, proto: s.state.proto }.error(&msg));
@@ -150,7 +153,14 @@ pub async fn serve(
             Verdict::Disconnect(which) => return s.over_limit(which, &limits),
             v => backpressured = v == Verdict::Backpressure,
         }
-        if (closing || eof) && s.replies.is_empty() && !wr.owes(&s.out) && s.delayed.is_none() {
+        let idle = s.replies.is_empty() && !wr.owes(&s.out) && s.delayed.is_none();
+        if (closing || eof) && idle {
+            return;
+        }
+        // Draining, a connection closes once nothing is owed and no whole
+        // request waits (a request cut short cannot be answered); a blocked
+        // command is waited for, up to the drain time.
+        if draining && idle && s.waiting.is_none() && (inbuf.is_empty() || s.incomplete) {
             return;
         }
         // Backpressure: a client at its requests in flight (`max_pipeline`,
@@ -159,6 +169,7 @@ pub async fn serve(
         // While a blocking command waits, the client is still read (up to a
         // bound), so its going away is noticed and the command released.
         let can_read = !closing
+            && !draining
             && !eof
             && s.delayed.is_none()
             && (s.waiting.is_none() || (s.blocked.is_some() && inbuf.len() < BLOCKED_READ_AHEAD))
@@ -182,7 +193,7 @@ pub async fn serve(
         // One timer for whichever comes first: a delayed request's retry,
         // the soft limit's time, the request-read timeout.
         let wake_at = [wait_until, s.guard.deadline(&limits), read_deadline].into_iter().flatten().min();
-        let take_more = !backpressured && !closing;
+        let take_more = !backpressured && !closing && !draining;
         let event = {
             let head = s.replies.head_rx();
             let has_head = head.is_some();
@@ -200,7 +211,7 @@ pub async fn serve(
             tokio::select! {
                 biased;
                 // Shutting down, the session closes once its replies are out.
-                _ = stop.stopped(), if !(closing && shutdown.is_cancelled()) => if shutdown.is_cancelled() { Event::Shutdown } else { Event::Killed },
+                _ = stop.stopped(), if !(draining || (closing && shutdown.is_cancelled())) => if shutdown.is_cancelled() { Event::Shutdown } else { Event::Killed },
                 r = async { head.expect("guarded").await }, if has_head => Event::Reply(r.map_err(|_| ())),
                 r = wr.send(&mut s.out), if want_write => Event::Writable(r.is_ok()),
                 p = async { pushes.expect("guarded").recv().await }, if has_pushes => Event::Push(p),
@@ -233,7 +244,7 @@ pub async fn serve(
                     closing = true;
                 }
             }
-            Event::Shutdown => closing = true,
+            Event::Shutdown => draining = true,
         }
     }
 }
