@@ -132,6 +132,10 @@ async fn a_drain_under_pipelining_load_answers_every_request_received_and_closes
     .await;
     let admin = proxy.admin_addr().unwrap();
     assert_eq!(tenantry_tests::http_get(admin, "/ready").await.0, 200);
+    let mut blpop = proxy.raw().await;
+    blpop.send(&encode(&[b"BLPOP", b"q", b"0"])).await;
+    let mut blmove = proxy.raw().await;
+    blmove.send(&encode(&[b"BLMOVE", b"a", b"b", b"LEFT", b"RIGHT", b"0"])).await;
     let mut subscriber = proxy.raw().await;
     assert!(subscriber.cmd(&[b"SUBSCRIBE", b"news"]).await.starts_with(b"*3\r\n$9\r\nsubscribe"));
     // 8 clients, each pipelining 50 INCRs of its own counter at a time.
@@ -192,6 +196,11 @@ async fn a_drain_under_pipelining_load_answers_every_request_received_and_closes
         assert_eq!(stored.trim_end(), answered.to_string(), "client {i}: every INCR sent was answered");
     }
     assert!(subscriber.closed().await, "the subscriber is closed");
+    // Blocked commands get the answer of their timeout, then are closed.
+    assert_eq!(blpop.reply().await, b"*-1\r\n");
+    assert!(blpop.closed().await);
+    assert_eq!(blmove.reply().await, b"$-1\r\n");
+    assert!(blmove.closed().await);
     draining.await.unwrap();
     assert!(started.elapsed() < Duration::from_secs(2), "the drain took {:?}", started.elapsed());
 }

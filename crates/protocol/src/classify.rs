@@ -241,6 +241,17 @@ pub fn classify(req: &Request, keys: &mut KeyPositions) -> Action {
     Action::Forward { spec, reply, match_all, blocking, script: is_script(spec.name) }
 }
 
+/// What a blocking command answers when its timeout passes with nothing to
+/// take: a null bulk string for BLMOVE and BRPOPLPUSH, a null array for the
+/// others (RESP3: a null).
+pub fn timed_out_reply(spec: &CommandSpec, proto: crate::Protocol) -> &'static [u8] {
+    match (proto, spec.name) {
+        (crate::Protocol::Resp3, _) => b"_\r\n",
+        (_, "blmove" | "brpoplpush") => b"$-1\r\n",
+        _ => b"*-1\r\n",
+    }
+}
+
 fn connection_command(name: &str) -> Option<ConnCommand> {
     Some(match name {
         "auth" => ConnCommand::Auth,

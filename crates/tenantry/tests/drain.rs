@@ -40,16 +40,27 @@ fn sigterm_closes_idle_clients_and_exits_at_once() {
 }
 
 #[test]
-fn post_drain_waits_for_a_blocked_command_through_the_next_sigterm_and_a_second_one_exits_now() {
+fn post_drain_answers_a_blocked_command_waits_for_an_owed_reply_through_the_next_sigterm_and_a_second_one_exits() {
     let redis = RedisServer::start();
     let mut proxy = start(&redis);
     assert_eq!(proxy.http("GET", "/ready").0, 200);
     let mut blocked = connect(proxy.port);
     blocked.write_all(b"*3\r\n$5\r\nBLPOP\r\n$1\r\nq\r\n$1\r\n0\r\n").unwrap();
     std::thread::sleep(Duration::from_millis(200));
+    // A reply owed by a frozen backend keeps the drain open (up to --drain).
+    let mut owed = connect(proxy.port);
+    owed.write_all(b"PING\r\n").unwrap();
+    owed.read_exact(&mut [0u8; 7]).unwrap();
+    redis.freeze();
+    owed.write_all(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n").unwrap();
+    std::thread::sleep(Duration::from_millis(100));
     let (code, body) = proxy.http("POST", "/drain");
     assert_eq!((code, body.as_str()), (202, "draining\n"));
-    // The blocked BLPOP keeps the drain open (up to --drain, 10 s), and
+    // The blocked BLPOP is given up with its timeout's answer, then closed.
+    let mut reply = [0u8; 5];
+    blocked.read_exact(&mut reply).unwrap();
+    assert_eq!(&reply, b"*-1\r\n");
+    assert_eq!(blocked.read(&mut reply).unwrap_or(0), 0);
     // /ready says 503 all the while.
     let t0 = Instant::now();
     while t0.elapsed() < Duration::from_millis(500) {
@@ -71,4 +82,5 @@ fn post_drain_waits_for_a_blocked_command_through_the_next_sigterm_and_a_second_
     let status = proxy.wait_exit(Duration::from_secs(2)).expect("exits at once");
     assert!(status.success(), "{status}");
     assert!(t1.elapsed() < Duration::from_secs(1), "took {:?}", t1.elapsed());
+    redis.thaw();
 }

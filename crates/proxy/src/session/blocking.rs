@@ -33,6 +33,7 @@ impl Session {
         req: &Request,
         strip: ReplyKeys,
         default_ttls: &[(usize, u64)],
+        timed_out: &'static [u8],
     ) {
         let mut bytes = BytesMut::new();
         encode::command(&mut bytes, &req.args, &self.keys, &tenant.namespace);
@@ -42,27 +43,21 @@ impl Session {
             encode::command(&mut bytes, &[&b"PEXPIRE"[..], key, ms.as_bytes(), b"NX"], &[1], &tenant.namespace);
         }
         // The blocking command's reply, then the hidden PEXPIREs' (dropped).
-        self.on_own_connection(tenant, node, bytes.freeze(), 1 + default_ttls.len(), 0, strip);
+        // Draining, the command is given up with the answer of its timeout
+        // (its connection is closed, which releases it on the backend).
+        let (give_up, given_up) = oneshot::channel();
+        self.give_up = Some(give_up);
+        let count = (1 + default_ttls.len(), 0);
+        let timed_out = Some((given_up, Bytes::from_static(timed_out)));
+        self.on_own_connections(tenant, vec![node], bytes.freeze(), count, strip, timed_out, |mut r| r.remove(0));
     }
 
     /// Sends `bytes` (`count` commands) on a connection of the client's own
-    /// and passes on the reply of command `keep`: the client's later
-    /// commands wait for it, and if the client goes away the task is aborted,
-    /// closing the connection (which releases a blocked command).
-    fn on_own_connection(
-        &mut self,
-        tenant: &Arc<TenantRt>,
-        node: Arc<crate::backend::NodePool>,
-        bytes: Bytes,
-        count: usize,
-        keep: usize,
-        strip: ReplyKeys,
-    ) {
-        self.on_own_connections(tenant, vec![node], bytes, (count, keep), strip, |mut replies| replies.remove(0));
-    }
-
-    /// `on_own_connection` on several nodes at once; `merge` makes the
-    /// client's one reply of theirs (in `nodes` order).
+    /// on each of `nodes` and passes on the reply of command `keep` of each,
+    /// merged by `merge` into the client's one reply (in `nodes` order): the
+    /// client's later commands wait for it, and if the client goes away the
+    /// task is aborted, closing the connections (which releases a blocked
+    /// command). `give_up`, when it fires, answers with its reply instead.
     fn on_own_connections(
         &mut self,
         tenant: &Arc<TenantRt>,
@@ -70,6 +65,7 @@ impl Session {
         bytes: Bytes,
         (count, keep): (usize, usize),
         strip: ReplyKeys,
+        give_up: Option<(oneshot::Receiver<()>, Bytes)>,
         merge: impl FnOnce(Vec<Bytes>) -> Bytes + Send + 'static,
     ) {
         let proto = self.state.proto;
@@ -84,16 +80,27 @@ impl Session {
                 let (node, bytes) = (node.clone(), bytes.clone());
                 running.spawn(async move { (i, own_connection(&node, proto, &bytes, count, keep).await) });
             }
-            let mut replies = vec![Bytes::new(); nodes.len()];
-            let mut result = Ok(());
-            while let Some(Ok((i, reply))) = running.join_next().await {
-                match reply {
-                    Ok(r) => replies[i] = r,
-                    Err(e) => result = Err(nodes[i].unavailable(e)),
+            let work = async {
+                let mut replies = vec![Bytes::new(); nodes.len()];
+                let mut result = Ok(());
+                while let Some(Ok((i, reply))) = running.join_next().await {
+                    match reply {
+                        Ok(r) => replies[i] = r,
+                        Err(e) => result = Err(nodes[i].unavailable(e)),
+                    }
                 }
-            }
+                result.map(|()| merge(replies))
+            };
+            let result = match give_up {
+                None => work.await,
+                Some((given_up, timed_out)) => tokio::select! {
+                    r = work => r,
+                    // (`running` is dropped as the task ends: its connections close.)
+                    Ok(()) = given_up => Ok(timed_out),
+                },
+            };
             client.blocked.store(false, std::sync::atomic::Ordering::Relaxed);
-            let _ = tx.send(result.map(|()| merge(replies)));
+            let _ = tx.send(result);
             let _ = done_tx.send(());
         });
         self.waiting = Some(done_rx);
@@ -183,7 +190,7 @@ impl Session {
             nodes.push(tenant.backend.any_node());
         }
         // The PUBLISH's reply is dropped, WAIT's passed on.
-        self.on_own_connections(tenant, nodes, bytes.freeze(), (2, 1), ReplyKeys::None, |replies| {
+        self.on_own_connections(tenant, nodes, bytes.freeze(), (2, 1), ReplyKeys::None, None, |replies| {
             // An error (no integer) sorts first: it is passed on.
             let fewest = replies.iter().min_by_key(|r| tenantry_protocol::answer::integer(r).ok());
             fewest.cloned().unwrap_or_default()

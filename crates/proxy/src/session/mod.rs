@@ -90,6 +90,7 @@ pub async fn serve(
         tx: None,
         waiting: None,
         blocked: None,
+        give_up: None,
         pubsub: None,
         watch: transaction::Watch::None,
         watch_place: None,
@@ -128,6 +129,7 @@ pub async fn serve(
         {
             s.waiting = None;
             s.blocked = None;
+            s.give_up = None;
         }
         // (Nothing buffered and nothing delayed: nothing to handle, as on a turn woken by a reply.)
         let has_work = !inbuf.is_empty() || s.delayed.is_some();
@@ -244,7 +246,12 @@ pub async fn serve(
                     closing = true;
                 }
             }
-            Event::Shutdown => draining = true,
+            Event::Shutdown => {
+                draining = true;
+                if let Some(give_up) = s.give_up.take() {
+                    let _ = give_up.send(());
+                }
+            }
         }
     }
 }
@@ -318,6 +325,8 @@ struct Session {
     /// The task serving a blocking command; aborted (closing its backend
     /// connection, which unblocks it there) if the client goes away.
     blocked: Option<blocking::AbortOnDrop>,
+    /// Gives a blocked command up (with its timeout's answer) when draining.
+    give_up: Option<tokio::sync::oneshot::Sender<()>>,
     /// When the last bytes came in: a rate-limit delay is bounded from the
     /// time a request arrived, not from when its turn came in a pipeline.
     read_at: Instant,
@@ -681,7 +690,8 @@ impl Session {
             // Blocking commands set no TTLs; the keys they create (BLMOVE's
             // destination) still get the default.
             let defaults = ttl.map(|rw| rw.default_for).unwrap_or_default();
-            return self.blocking(&tenant, node, &req, reply, &defaults);
+            let timed_out = tenantry_protocol::classify::timed_out_reply(spec, self.state.proto);
+            return self.blocking(&tenant, node, &req, reply, &defaults, timed_out);
         }
         if let Some(tx) = &mut self.tx {
             metrics.bytes_in.inc_by(bytes as u64);
