@@ -14,6 +14,16 @@ use tenantry_protocol::{encode, ReplyKeys, Request};
 use tokio::io::AsyncReadExt;
 use tokio::sync::oneshot;
 
+/// Which replies of commands sent on connections of one's own make the
+/// client's: `count` commands each, the reply of command `keep`, stripped by
+/// `strip`; `give_up`, when it fires, answers with its reply instead.
+struct Take {
+    count: usize,
+    keep: usize,
+    strip: ReplyKeys,
+    give_up: Option<(oneshot::Receiver<()>, Bytes)>,
+}
+
 /// Aborts a task when dropped.
 pub struct AbortOnDrop(pub tokio::task::AbortHandle);
 
@@ -47,9 +57,13 @@ impl Session {
         // (its connection is closed, which releases it on the backend).
         let (give_up, given_up) = oneshot::channel();
         self.give_up = Some(give_up);
-        let count = (1 + default_ttls.len(), 0);
-        let timed_out = Some((given_up, Bytes::from_static(timed_out)));
-        self.on_own_connections(tenant, vec![node], bytes.freeze(), count, strip, timed_out, |mut r| r.remove(0));
+        let take = Take {
+            count: 1 + default_ttls.len(),
+            keep: 0,
+            strip,
+            give_up: Some((given_up, Bytes::from_static(timed_out))),
+        };
+        self.on_own_connections(tenant, vec![node], bytes.freeze(), take, |mut r| r.remove(0));
     }
 
     /// Sends `bytes` (`count` commands) on a connection of the client's own
@@ -63,9 +77,7 @@ impl Session {
         tenant: &Arc<TenantRt>,
         nodes: Vec<Arc<crate::backend::NodePool>>,
         bytes: Bytes,
-        (count, keep): (usize, usize),
-        strip: ReplyKeys,
-        give_up: Option<(oneshot::Receiver<()>, Bytes)>,
+        Take { count, keep, strip, give_up }: Take,
         merge: impl FnOnce(Vec<Bytes>) -> Bytes + Send + 'static,
     ) {
         let proto = self.state.proto;
@@ -190,7 +202,8 @@ impl Session {
             nodes.push(tenant.backend.any_node());
         }
         // The PUBLISH's reply is dropped, WAIT's passed on.
-        self.on_own_connections(tenant, nodes, bytes.freeze(), (2, 1), ReplyKeys::None, None, |replies| {
+        let take = Take { count: 2, keep: 1, strip: ReplyKeys::None, give_up: None };
+        self.on_own_connections(tenant, nodes, bytes.freeze(), take, |replies| {
             // An error (no integer) sorts first: it is passed on.
             let fewest = replies.iter().min_by_key(|r| tenantry_protocol::answer::integer(r).ok());
             fewest.cloned().unwrap_or_default()
