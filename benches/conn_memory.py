@@ -4,11 +4,12 @@
 Opens N connections (default 10,000) to a fresh redis-server and to
 tenantry in front of another, and reads each process's RSS from /proc:
 at rest, with the connections open and idle, and after each connection sent
-one GET of a 100-byte value (and read its reply).
+one GET of a 100-byte value (and read its reply). With --tls, also a
+tenantry whose listener speaks TLS (certificates from scripts/tls-certs.sh).
 
-    python3 benches/conn_memory.py --tenantry target/release/tenantry [--connections 10000]
+    python3 benches/conn_memory.py --tenantry target/release/tenantry [--connections 10000] [--tls]
 """
-import argparse, os, resource, socket, subprocess, sys, tempfile, time
+import argparse, os, resource, socket, ssl, subprocess, sys, tempfile, time
 
 from kit import free_port, rss_kib
 
@@ -39,11 +40,12 @@ def settle(pid):
     return last
 
 
-def measure(name, port, pid, n):
+def measure(name, port, pid, n, tls=None):
     base = settle(pid)
     conns = []
     for _ in range(n):
-        conns.append(socket.create_connection(("127.0.0.1", port)))
+        c = socket.create_connection(("127.0.0.1", port))
+        conns.append(tls.wrap_socket(c, server_hostname="localhost") if tls else c)
     # A PING round trip on the last one: every accept has been served.
     conns[-1].sendall(b"PING\r\n")
     conns[-1].recv(7)
@@ -59,7 +61,7 @@ def measure(name, port, pid, n):
     after_get = settle(pid)
     for c in conns:
         c.close()
-    print(f"{name:9} at rest {base / 1024:6.1f} MiB | per idle connection {(idle - base) / n:5.2f} KiB"
+    print(f"{name:12} at rest {base / 1024:6.1f} MiB | per idle connection {(idle - base) / n:5.2f} KiB"
           f" | per connection after one GET {(after_get - base) / n:5.2f} KiB")
     return base, (idle - base) / n, (after_get - base) / n
 
@@ -68,6 +70,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tenantry", default="target/release/tenantry")
     ap.add_argument("--connections", type=int, default=10_000)
+    ap.add_argument("--tls", action="store_true", help="also measure a TLS listener")
     args = ap.parse_args()
     n = args.connections
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -105,6 +108,24 @@ def main():
         print(f"{n} connections each; RSS from /proc/PID/status")
         measure("redis", ports["direct"], procs[0].pid, n)
         measure("tenantry", tport, tenantry.pid, n)
+        if args.tls:
+            certs = os.path.join(work, "tls")
+            here = os.path.dirname(os.path.abspath(__file__))
+            subprocess.run([os.path.join(here, "..", "scripts", "tls-certs.sh"), certs], check=True,
+                           capture_output=True)
+            sport = free_port()
+            tls_config = os.path.join(work, "tenantry-tls.yaml")
+            with open(tls_config, "w") as f:
+                f.write(f"listen:\n  - {{ addr: 127.0.0.1:{sport}, tls: {{ cert_file: {certs}/tenantry.crt, "
+                        f"key_file: {certs}/tenantry.key }} }}\nlimits: {{ max_clients: {n + 100} }}\n"
+                        f"backends:\n  local: {{ kind: standalone, nodes: [\"127.0.0.1:{ports['behind']}\"] }}\n"
+                        "tenants:\n  app: { backend: local, namespace: \"app:v:\" }\ndefault_tenant: app\n")
+            tls_proc = subprocess.Popen([args.tenantry, "run", "--config", tls_config],
+                                        env={**os.environ, "TENANTRY_LOG": "warn"})
+            procs.append(tls_proc)
+            time.sleep(1)
+            context = ssl.create_default_context(cafile=os.path.join(certs, "ca.crt"))
+            measure("tenantry/TLS", sport, tls_proc.pid, n, context)
     finally:
         for p in procs:
             p.kill()

@@ -123,14 +123,24 @@ async fn shutdown_closes_clients_after_the_replies_they_are_owed() {
 async fn a_drain_under_pipelining_load_answers_every_request_received_and_closes_every_connection() {
     let _heavy = tenantry_tests::heavy().await;
     let redis = RedisServer::start();
+    // A tenant on a second backend, frozen during the drain: a reply owed
+    // there holds the drain open while /ready is looked at.
+    let slow = RedisServer::start();
     let proxy = TestProxy::start(&format!(
         "admin: 127.0.0.1:0\n\
-         backends:\n  local: {{ kind: standalone, nodes: [\"{}\"] }}\n\
-         tenants:\n  app: {{ backend: local, namespace: \"app:\" }}\ndefault_tenant: app\n",
-        redis.addr()
+         backends:\n  local: {{ kind: standalone, nodes: [\"{}\"] }}\n  slow: {{ kind: standalone, nodes: [\"{}\"] }}\n\
+         tenants:\n  app: {{ backend: local, namespace: \"app:\" }}\n  \
+         hold: {{ backend: slow, namespace: \"h:\", auth: {{ username: hold, password: pw }} }}\n\
+         default_tenant: app\n",
+        redis.addr(),
+        slow.addr()
     ))
     .await;
     let admin = proxy.admin_addr().unwrap();
+    let mut holder = proxy.login("hold", "pw").await;
+    assert_eq!(holder.cmd(&[b"SET", b"k", b"v"]).await, b"+OK\r\n");
+    slow.freeze();
+    holder.send(&encode(&[b"GET", b"k"])).await;
     assert_eq!(tenantry_tests::http_get(admin, "/ready").await.0, 200);
     let mut blpop = proxy.raw().await;
     blpop.send(&encode(&[b"BLPOP", b"q", b"0"])).await;
@@ -201,6 +211,11 @@ async fn a_drain_under_pipelining_load_answers_every_request_received_and_closes
     assert!(blpop.closed().await);
     assert_eq!(blmove.reply().await, b"$-1\r\n");
     assert!(blmove.closed().await);
+    // The reply owed by the frozen backend is delivered, then the drain ends.
+    assert!(!draining.is_finished(), "the drain waits for the owed reply");
+    slow.thaw();
+    assert_eq!(holder.reply().await, b"$1\r\nv\r\n");
+    assert!(holder.closed().await);
     draining.await.unwrap();
     assert!(started.elapsed() < Duration::from_secs(2), "the drain took {:?}", started.elapsed());
 }
