@@ -92,7 +92,7 @@ async fn a_client_certificate_chooses_the_tenant() {
     let pki = Pki::new();
     let redis = RedisServer::start();
     let proxy = TestProxy::start_listening(&format!(
-        "{}backends:\n  local: {{ kind: standalone, nodes: [\"{}\"] }}\n\
+        "{}admin: 127.0.0.1:0\nbackends:\n  local: {{ kind: standalone, nodes: [\"{}\"] }}\n\
          tenants:\n  \
            app: {{ backend: local, namespace: \"app:\" }}\n  \
            payments: {{ backend: local, namespace: \"pay:\", auth: {{ tls_san: \"spiffe://cluster.local/ns/pay/sa/api\" }} }}\n  \
@@ -125,6 +125,9 @@ async fn a_client_certificate_chooses_the_tenant() {
     // And the tenants' clients go on.
     let mut c = RawClient::connect_tls(tls, &pki.ca_file, Some(&spiffe)).await.expect("mTLS handshake");
     assert_eq!(c.cmd(&[b"GET", b"k"]).await, b"$1\r\n1\r\n");
+    // The two refused handshakes are counted, for the TLS listener.
+    let sample = format!("tenantry_tls_handshake_failures_total{{listener=\"{tls}\"}}");
+    assert_eq!(tenantry_tests::metric(&proxy.metrics().await, &sample), 2.0);
 }
 
 #[tokio::test]

@@ -90,7 +90,9 @@ impl Proxy {
             addrs.push(bound);
             let tls = match &l.tls {
                 Some(t) => {
-                    Some(Arc::new(ListenerAcceptor::new(bound, t).map_err(|e| StartError::Tls(vec![e.to_string()]))?))
+                    let acceptor = ListenerAcceptor::new(bound, t).map_err(|e| StartError::Tls(vec![e.to_string()]))?;
+                    let label = crate::telemetry::metrics::ListenerLabel { listener: bound.to_string() };
+                    Some((Arc::new(acceptor), status.families.tls_handshake_failures.get_or_create(&label).clone()))
                 }
                 None => None,
             };
@@ -196,8 +198,8 @@ struct Sessions {
     runtime: Arc<ArcSwap<Runtime>>,
     shutdown: CancellationToken,
     stops: Arc<crate::stop::Stops>,
-    /// A TLS listener's acceptor.
-    tls: Option<Arc<ListenerAcceptor>>,
+    /// A TLS listener's acceptor, and its count of failed handshakes.
+    tls: Option<(Arc<ListenerAcceptor>, prometheus_client::metrics::counter::Counter)>,
 }
 
 async fn accept(listener: TcpListener, sessions: Sessions, tasks: TaskTracker, permits: Arc<Semaphore>) {
@@ -224,9 +226,13 @@ async fn accept(listener: TcpListener, sessions: Sessions, tasks: TaskTracker, p
         tasks.spawn(async move {
             let (stream, identities) = match tls {
                 None => (Stream::Plain(stream), Vec::new()),
-                Some(tls) => match handshake(&tls, stream, peer, &shutdown).await {
-                    Some(s) => s,
-                    None => return,
+                Some((tls, failures)) => match handshake(&tls, stream, peer, &shutdown).await {
+                    Ok(s) => s,
+                    Err(NoSession::Failed) => {
+                        failures.inc();
+                        return;
+                    }
+                    Err(NoSession::Gone) => return,
                 },
             };
             session::serve(stream, identities, runtime, shutdown, stops).await;
@@ -243,35 +249,44 @@ async fn handshake(
     tcp: tokio::net::TcpStream,
     peer: SocketAddr,
     shutdown: &CancellationToken,
-) -> Option<(Stream, Vec<tenantry_config::CertIdentity>)> {
+) -> Result<(Stream, Vec<tenantry_config::CertIdentity>), NoSession> {
     let work = async {
         let mut first = [0u8; 1];
-        if tcp.peek(&mut first).await.ok()? == 0 {
-            return None;
+        // Gone before a byte (a TCP health check): not a failed handshake.
+        if tcp.peek(&mut first).await.unwrap_or(0) == 0 {
+            return Err(NoSession::Gone);
         }
         if first[0] != 0x16 {
             tracing::debug!(%peer, "plain-text client on a TLS listener refused");
             let _ = tcp.try_write(b"-ERR this port speaks TLS only: connect with TLS (redis-cli --tls)\r\n");
-            return None;
+            return Err(NoSession::Failed);
         }
         match tls.accept(tcp).await {
             Ok(s) => {
                 let identities = crate::tls::identities(&s);
-                Some((Stream::from(s), identities))
+                Ok((Stream::from(s), identities))
             }
             Err(e) => {
                 tracing::warn!(%peer, error = %e, "TLS handshake with a client failed");
-                None
+                Err(NoSession::Failed)
             }
         }
     };
     tokio::select! {
         r = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, work) => r.unwrap_or_else(|_| {
             tracing::warn!(%peer, timeout = ?TLS_HANDSHAKE_TIMEOUT, "TLS handshake with a client timed out");
-            None
+            Err(NoSession::Failed)
         }),
-        _ = shutdown.cancelled() => None,
+        _ = shutdown.cancelled() => Err(NoSession::Gone),
     }
+}
+
+/// Why a TLS client got no session.
+enum NoSession {
+    /// It went away first, or tenantry is shutting down.
+    Gone,
+    /// Its handshake failed or timed out (counted).
+    Failed,
 }
 
 /// A client past `max_clients`: told so as Redis tells it, and closed at

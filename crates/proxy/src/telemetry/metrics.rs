@@ -68,6 +68,11 @@ pub struct ClusterEventLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerLabel {
+    pub listener: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BackendLabel {
     pub backend: String,
 }
@@ -113,6 +118,8 @@ pub struct Families {
     pub bytes_out: Family<TenantLabel, Counter>,
     pub connections: Family<TenantLabel, Gauge>,
     pub output_limit_disconnects: Family<OutputLimitLabels, Counter>,
+    /// TLS handshakes with clients that failed or timed out, by listener.
+    pub tls_handshake_failures: Family<ListenerLabel, Counter>,
     pub backend_used_memory: Family<NodeLabels, Gauge>,
     pub backend_maxmemory: Family<NodeLabels, Gauge>,
     pub backend_evicted_keys: Family<NodeLabels, Gauge>,
@@ -180,6 +187,11 @@ impl Families {
             "client_output_limit_disconnects",
             "Clients disconnected for not reading their replies: past output_hard, or past output_soft for output_soft_seconds",
             self.output_limit_disconnects.clone(),
+        );
+        p.register(
+            "tls_handshake_failures",
+            "TLS handshakes with clients that failed (a certificate refused, a plain-text client, a timeout)",
+            self.tls_handshake_failures.clone(),
         );
         p.register("backend_used_memory_bytes", "used_memory from the node's INFO", self.backend_used_memory.clone());
         p.register("backend_maxmemory_bytes", "maxmemory from the node's INFO", self.backend_maxmemory.clone());
