@@ -11,7 +11,7 @@ tenantry whose listener speaks TLS (certificates from scripts/tls-certs.sh).
 """
 import argparse, os, resource, socket, ssl, subprocess, sys, tempfile, time
 
-from kit import free_port, rss_kib
+from kit import free_port, make_certs, rss_kib, tls_listener
 
 
 def wait_ping(port, limit=10):
@@ -109,15 +109,11 @@ def main():
         measure("redis", ports["direct"], procs[0].pid, n)
         measure("tenantry", tport, tenantry.pid, n)
         if args.tls:
-            certs = os.path.join(work, "tls")
-            here = os.path.dirname(os.path.abspath(__file__))
-            subprocess.run([os.path.join(here, "..", "scripts", "tls-certs.sh"), certs], check=True,
-                           capture_output=True)
+            certs = make_certs(work)
             sport = free_port()
             tls_config = os.path.join(work, "tenantry-tls.yaml")
             with open(tls_config, "w") as f:
-                f.write(f"listen:\n  - {{ addr: 127.0.0.1:{sport}, tls: {{ cert_file: {certs}/tenantry.crt, "
-                        f"key_file: {certs}/tenantry.key }} }}\nlimits: {{ max_clients: {n + 100} }}\n"
+                f.write(tls_listener(sport, certs) + f"limits: {{ max_clients: {n + 100} }}\n"
                         f"backends:\n  local: {{ kind: standalone, nodes: [\"127.0.0.1:{ports['behind']}\"] }}\n"
                         "tenants:\n  app: { backend: local, namespace: \"app:v:\" }\ndefault_tenant: app\n")
             tls_proc = subprocess.Popen([args.tenantry, "run", "--config", tls_config],

@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 
-from kit import free_port
+from kit import free_port, make_certs, tls_listener
 
 WORKLOADS = [  # (name, redis-benchmark test, pipeline, requests per run)
     ("SET P1", "set", 1, 100_000),
@@ -164,9 +164,7 @@ def wait_tls_port(port, proc, what, ca, timeout=10):
 
 def tls_bench(args, tmp, procs):
     """tenantry with TLS on both sides against the same redis-server over TLS directly."""
-    certs = os.path.join(tmp, "tls")
-    here = os.path.dirname(os.path.abspath(__file__))
-    subprocess.run([os.path.join(here, "..", "scripts", "tls-certs.sh"), certs], check=True, capture_output=True)
+    certs = make_certs(tmp)
     ca = os.path.join(certs, "ca.crt")
     rport, tport = free_port(), free_port()
     procs.append(subprocess.Popen(
@@ -177,8 +175,7 @@ def tls_bench(args, tmp, procs):
     wait_tls_port(rport, procs[-1], "TLS redis-server", ca)
     cfg = os.path.join(tmp, "tenantry-tls.yaml")
     with open(cfg, "w") as f:
-        f.write(f"listen:\n  - addr: 127.0.0.1:{tport}\n    tls: {{ cert_file: {certs}/tenantry.crt, "
-                f"key_file: {certs}/tenantry.key }}\n"
+        f.write(tls_listener(tport, certs) +
                 f"backends:\n  b: {{ kind: standalone, nodes: [\"127.0.0.1:{rport}\"], tls: {{ ca_file: {ca} }} }}\n"
                 "tenants:\n  bench: { backend: b, namespace: \"bench:\" }\ndefault_tenant: bench\n")
     procs.append(subprocess.Popen([args.tenantry, "run", "--config", cfg], env={**os.environ, "TENANTRY_LOG": "warn"}))

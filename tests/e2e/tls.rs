@@ -145,12 +145,14 @@ async fn wrong_ca_expired_certificate_and_wrong_name_each_fail_clearly_and_other
            good: {{ kind: standalone, nodes: [\"{good}\"], {tls} }}\n  \
            wrong_ca: {{ kind: standalone, nodes: [\"{good}\"], {other} }}\n  \
            expired: {{ kind: standalone, nodes: [\"{exp}\"], {tls} }}\n  \
-           wrong_name: {{ kind: standalone, nodes: [\"{good}\"], {named} }}\n\
+           wrong_name: {{ kind: standalone, nodes: [\"{good}\"], {named} }}\n  \
+           unverified: {{ kind: standalone, nodes: [\"{good}\"], tls: {{ insecure_skip_verify: true }} }}\n\
          tenants:\n  \
            good: {{ backend: good, namespace: \"g:\" }}\n  \
            a: {{ backend: wrong_ca, namespace: \"a:\", auth: {{ username: a, password: pw }} }}\n  \
            b: {{ backend: expired, namespace: \"b:\", auth: {{ username: b, password: pw }} }}\n  \
-           c: {{ backend: wrong_name, namespace: \"c:\", auth: {{ username: c, password: pw }} }}\n\
+           c: {{ backend: wrong_name, namespace: \"c:\", auth: {{ username: c, password: pw }} }}\n  \
+           d: {{ backend: unverified, namespace: \"d:\", auth: {{ username: d, password: pw }} }}\n\
          default_tenant: good\n",
         good = good.addr(),
         exp = expired.addr(),
@@ -171,6 +173,10 @@ async fn wrong_ca_expired_certificate_and_wrong_name_each_fail_clearly_and_other
     let mut ok = proxy.raw().await;
     assert_eq!(ok.cmd(&[b"SET", b"k", b"v"]).await, b"+OK\r\n");
     assert_eq!(good.cli(&["GET", "g:k"]).trim_end(), "v");
+    // With verification switched off (and no CA given), the same server is reached.
+    let mut d = proxy.login("d", "pw").await;
+    assert_eq!(d.cmd(&[b"SET", b"k", b"unverified"]).await, b"+OK\r\n");
+    assert_eq!(good.cli(&["GET", "d:k"]).trim_end(), "unverified");
 }
 
 #[tokio::test]

@@ -45,6 +45,14 @@ name_type!(
     BackendAddr
 );
 
+impl BackendAddr {
+    /// The host of `host:port` (an IPv6 address without its brackets).
+    pub fn host(&self) -> &str {
+        let host = self.as_str().rsplit_once(':').map_or(self.as_str(), |(h, _)| h);
+        host.trim_start_matches('[').trim_end_matches(']')
+    }
+}
+
 /// A password, resolved from the YAML, a file or the environment. Never printed.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(Arc<[u8]>);

@@ -312,6 +312,12 @@ tenants:
     assert!(errs.iter().any(|e| e.contains("already chooses tenant")), "{errs:?}");
     let errs = check(&text.replace("server_name: redis.internal", "server_name: \"not a name\""));
     assert!(errs.iter().any(|e| e.contains("backends.secure.tls.server_name")), "{errs:?}");
+    let errs =
+        check(&text.replace("server_name: redis.internal", "server_name: redis.internal, insecure_skip_verify: true"));
+    assert!(
+        errs.iter().any(|e| e.contains("backends.secure.tls.insecure_skip_verify") && e.contains("would not be used")),
+        "{errs:?}"
+    );
     let errs = check(&text.replace("ca_file: ca.crt, server_name: redis.internal", "cert_file: s.crt"));
     assert!(errs.iter().any(|e| e.contains("cert_file and key_file go together")), "{errs:?}");
 }

@@ -10,13 +10,14 @@
 //! outside the namespace. Both run again whenever the config or the nodes
 //! change.
 
+use crate::backend::NodePool;
 use crate::runtime::{Runtime, TenantRt};
 use arc_swap::ArcSwap;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tenantry_config::CommandRule;
+use tenantry_config::{BackendUser, CommandRule};
 use tenantry_protocol::{answer, Namespace};
 use tokio_util::sync::CancellationToken;
 
@@ -28,9 +29,11 @@ const EVERY: Duration = Duration::from_secs(1);
 const TENANTRY_NEEDS: [&str; 5] = ["+hello", "+auth", "+client|setname", "+client|id", "+readonly"];
 
 pub async fn supervise(runtime: Arc<ArcSwap<Runtime>>, shutdown: CancellationToken) {
-    // By (node, user): the fingerprint of the rules last set, and last checked.
+    // By (node, user): the fingerprint of the rules last set, and last
+    // checked; and failures already logged (retried each turn, logged once).
     let mut set: HashMap<(String, String), [u8; 32]> = HashMap::new();
     let mut checked: HashMap<(String, String), [u8; 32]> = HashMap::new();
+    let mut failed: HashMap<(String, String), [u8; 32]> = HashMap::new();
     let mut tick = tokio::time::interval(EVERY);
     loop {
         tokio::select! {
@@ -43,55 +46,34 @@ pub async fn supervise(runtime: Arc<ArcSwap<Runtime>>, shutdown: CancellationTok
             let Some(shared) = rt.backends.get(&tenant.config.backend) else { continue };
             let provision = rt.config.backends.get(&tenant.config.backend).is_some_and(|b| b.provision_acl);
             let rules = setuser_rules(tenant);
-            let fingerprint: [u8; 32] = {
-                let mut h = Sha256::new();
-                for r in &rules {
-                    h.update(r);
-                    h.update(b"\0");
-                }
-                h.update(user.password.expose());
-                h.finalize().into()
-            };
+            let fingerprint = fingerprint(&rules, user);
             for node in shared.all_nodes() {
                 let key = (node.addr().to_string(), user.username.clone());
                 if provision && set.get(&key) != Some(&fingerprint) {
-                    let mut args: Vec<&[u8]> = vec![b"ACL", b"SETUSER", user.username.as_bytes(), b"reset", b"on"];
-                    let password = [b">".as_slice(), user.password.expose()].concat();
-                    args.push(&password);
-                    args.extend(rules.iter().map(Vec::as_slice));
-                    match node
-                        .call(&args)
-                        .await
-                        .map_err(|e| e.to_string())
-                        .and_then(|r| answer::text(&r).map_err(|e| e.to_string()))
-                    {
-                        Ok(_) => {
+                    match set_user(&node, user, &rules).await {
+                        Ok(()) => {
                             tracing::info!(tenant = %tenant.id, user = %user.username, node = %node.addr(), "backend user provisioned");
                             set.insert(key.clone(), fingerprint);
                         }
-                        Err(e) => {
+                        Err(e) if failed.get(&key) != Some(&fingerprint) => {
+                            failed.insert(key.clone(), fingerprint);
                             tracing::warn!(tenant = %tenant.id, user = %user.username, node = %node.addr(), error = %e,
-                            "cannot provision the tenant's backend user (ACL SETUSER)")
+                                "cannot provision the tenant's backend user (ACL SETUSER); retrying")
                         }
+                        Err(_) => {}
                     }
                 }
                 if checked.get(&key) == Some(&fingerprint) || (provision && set.get(&key) != Some(&fingerprint)) {
                     continue;
                 }
                 checked.insert(key, fingerprint);
-                match node.call(&[b"ACL", b"GETUSER", user.username.as_bytes()]).await {
-                    Ok(reply) => match answer::fields(&reply) {
-                        Ok(fields) => {
-                            for problem in reaches_outside(&fields, &tenant.namespace) {
-                                tracing::warn!(tenant = %tenant.id, user = %user.username, node = %node.addr(), %problem,
-                                    "the tenant's backend user can reach outside its namespace");
-                            }
+                match read_back(&node, user, &tenant.namespace).await {
+                    Ok(problems) => {
+                        for problem in problems {
+                            tracing::warn!(tenant = %tenant.id, user = %user.username, node = %node.addr(), %problem,
+                                "the tenant's backend user can reach outside its namespace");
                         }
-                        Err(e) => {
-                            tracing::info!(tenant = %tenant.id, user = %user.username, node = %node.addr(), error = %e,
-                            "cannot check the tenant's backend user (ACL GETUSER)")
-                        }
-                    },
+                    }
                     Err(e) => {
                         tracing::info!(tenant = %tenant.id, user = %user.username, node = %node.addr(), error = %e,
                         "cannot check the tenant's backend user (ACL GETUSER)")
@@ -100,6 +82,46 @@ pub async fn supervise(runtime: Arc<ArcSwap<Runtime>>, shutdown: CancellationTok
             }
         }
     }
+}
+
+/// What the rules and the password were when a user was last set.
+fn fingerprint(rules: &[Vec<u8>], user: &BackendUser) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for r in rules {
+        h.update(r);
+        h.update(b"\0");
+    }
+    h.update(user.password.expose());
+    h.finalize().into()
+}
+
+async fn set_user(node: &NodePool, user: &BackendUser, rules: &[Vec<u8>]) -> Result<(), String> {
+    let password = [b">".as_slice(), user.password.expose()].concat();
+    let mut args: Vec<&[u8]> = vec![b"ACL", b"SETUSER", user.username.as_bytes(), b"reset", b"on", &password];
+    args.extend(rules.iter().map(Vec::as_slice));
+    let reply = node.call(&args).await?;
+    answer::text(&reply).map(|_| ()).map_err(|e| e.to_string())
+}
+
+/// Why a backend user could not be read back.
+#[derive(Debug, thiserror::Error)]
+enum Unread {
+    #[error("no such user")]
+    NoUser,
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// `ACL GETUSER` on `node`: what lets the user reach outside `ns` (see
+/// `reaches_outside`), or why it could not be read.
+async fn read_back(node: &NodePool, user: &BackendUser, ns: &Namespace) -> Result<Vec<String>, Unread> {
+    let reply = node.call(&[b"ACL", b"GETUSER", user.username.as_bytes()]).await.map_err(Unread::Failed)?;
+    // No such user is a null reply.
+    if answer::text(&reply) == Ok(None) {
+        return Err(Unread::NoUser);
+    }
+    let fields = answer::fields(&reply).map_err(|e| Unread::Failed(e.to_string()))?;
+    Ok(reaches_outside(&fields, ns))
 }
 
 /// For `tenantry check`: each tenant's backend user as each configured node
@@ -116,27 +138,18 @@ pub async fn check(config: &tenantry_config::Config) -> Vec<String> {
             .as_ref()
             .map(|t| crate::tls::BackendConnector::new(&backend.name, t).map(Arc::new).map_err(|e| e.to_string()));
         for addr in &backend.nodes {
-            let node = crate::backend::NodePool::new(backend, addr, tls.clone());
-            let asked = node.call(&[b"ACL", b"GETUSER", user.username.as_bytes()]).await;
-            // No such user is a null reply.
-            let fields = asked.and_then(|r| match answer::text(&r) {
-                Ok(None) => Ok(Vec::new()),
-                _ => answer::fields(&r).map_err(|e| e.to_string()),
-            });
-            match fields {
-                Ok(f) if f.is_empty() => warnings.push(format!(
-                    "tenants.{id}.backend_auth: no user {} on {addr}{}",
+            let node = NodePool::new(backend, addr, tls.clone());
+            let field = format!("tenants.{id}.backend_auth");
+            match read_back(&node, user, &tenant.namespace).await {
+                Ok(problems) => warnings.extend(problems.into_iter().map(|p| {
+                    format!("{field}: user {} on {addr} can reach outside {}: {p}", user.username, tenant.namespace)
+                })),
+                Err(Unread::NoUser) => warnings.push(format!(
+                    "{field}: no user {} on {addr}{}",
                     user.username,
                     if backend.provision_acl { " yet (provision_acl creates it at start)" } else { "" }
                 )),
-                Ok(f) => warnings.extend(reaches_outside(&f, &tenant.namespace).into_iter().map(|p| {
-                    format!(
-                        "tenants.{id}.backend_auth: user {} on {addr} can reach outside {}: {p}",
-                        user.username, tenant.namespace
-                    )
-                })),
-                Err(e) => warnings
-                    .push(format!("tenants.{id}.backend_auth: cannot read user {} on {addr}: {e}", user.username)),
+                Err(e) => warnings.push(format!("{field}: cannot read user {} on {addr}: {e}", user.username)),
             }
         }
     }

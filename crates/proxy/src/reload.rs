@@ -103,14 +103,15 @@ pub(crate) fn reload_from(path: &Path, shared: &Shared, forced: bool) {
     }
     let parsed = tenantry_config::parse_bytes(&bytes, path, &|name| std::env::var(name).ok());
     match parsed {
-        Ok(config) if !crate::tls::check(&config).is_empty() => {
-            let errors = crate::tls::check(&config);
-            for e in &errors {
-                tracing::error!(error = %e, "config rejected; the previous config keeps serving");
+        Ok(config) => match crate::tls::check(&config) {
+            Ok(()) => apply(shared, config, version),
+            Err(errors) => {
+                for e in &errors {
+                    tracing::error!(error = %e, "config rejected; the previous config keeps serving");
+                }
+                shared.status.reload_failed(errors.join("\n"));
             }
-            shared.status.reload_failed(errors.join("\n"));
-        }
-        Ok(config) => apply(shared, config, version),
+        },
         Err(errors) => {
             for e in &errors.0 {
                 tracing::error!(error = %e, "config rejected; the previous config keeps serving");

@@ -62,10 +62,7 @@ impl Proxy {
     }
 
     async fn start_versioned(config: Config, version: String) -> Result<Proxy, StartError> {
-        let errors = crate::tls::check(&config);
-        if !errors.is_empty() {
-            return Err(StartError::Tls(errors));
-        }
+        crate::tls::check(&config).map_err(StartError::Tls)?;
         let status = Arc::new(Status::new(&version));
         let listen = config.listen.clone();
         let admin = config.admin;

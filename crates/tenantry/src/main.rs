@@ -58,40 +58,7 @@ fn humantime_duration(s: &str) -> Result<Duration, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { file } => match tenantry_config::load(&file) {
-            Ok(config) if !tenantry_proxy::tls::check(&config).is_empty() => {
-                for e in tenantry_proxy::tls::check(&config) {
-                    eprintln!("{}: {e}", file.display());
-                }
-                ExitCode::FAILURE
-            }
-            Ok(config) => {
-                // Tenants with backend users: read each user back from its backend.
-                if config.tenants.values().any(|t| t.backend_auth.is_some()) {
-                    let warnings = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .map(|rt| rt.block_on(tenantry_proxy::backend_users::check(&config)));
-                    match warnings {
-                        Ok(w) => w.iter().for_each(|w| eprintln!("{}: warning: {w}", file.display())),
-                        Err(e) => eprintln!("{}: warning: backend users not checked: {e}", file.display()),
-                    }
-                }
-                println!(
-                    "{}: ok ({} tenants, {} backends)",
-                    file.display(),
-                    config.tenants.len(),
-                    config.backends.len()
-                );
-                ExitCode::SUCCESS
-            }
-            Err(errors) => {
-                for e in &errors.0 {
-                    eprintln!("{e}");
-                }
-                ExitCode::FAILURE
-            }
-        },
+        Command::Check { file } => check(&file),
         Command::Run { config, log_format, drain, otlp_endpoint, otlp_sample_ratio } => {
             let otlp = otlp_endpoint.map(|endpoint| Otlp { endpoint, sample_ratio: otlp_sample_ratio });
             let _tracing = match tenantry_proxy::init_tracing(matches!(log_format, LogFormat::Json), otlp) {
@@ -110,6 +77,38 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// `tenantry check`: the config's errors, its TLS files', and warnings
+/// about tenants' backend users (read from their backends).
+fn check(file: &std::path::Path) -> ExitCode {
+    let config = match tenantry_config::load(file) {
+        Ok(config) => config,
+        Err(errors) => {
+            for e in &errors.0 {
+                eprintln!("{e}");
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(errors) = tenantry_proxy::tls::check(&config) {
+        for e in errors {
+            eprintln!("{}: {e}", file.display());
+        }
+        return ExitCode::FAILURE;
+    }
+    if config.tenants.values().any(|t| t.backend_auth.is_some()) {
+        let warnings = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map(|rt| rt.block_on(tenantry_proxy::backend_users::check(&config)));
+        match warnings {
+            Ok(w) => w.iter().for_each(|w| eprintln!("{}: warning: {w}", file.display())),
+            Err(e) => eprintln!("{}: warning: backend users not checked: {e}", file.display()),
+        }
+    }
+    println!("{}: ok ({} tenants, {} backends)", file.display(), config.tenants.len(), config.backends.len());
+    ExitCode::SUCCESS
 }
 
 /// One event loop thread: measured faster than a multi-threaded runtime for

@@ -175,7 +175,7 @@ impl Cluster {
                     continue;
                 }
             };
-            let host = node.addr().as_str().rsplit_once(':').map_or("127.0.0.1", |(h, _)| h);
+            let host = node.addr().host();
             match parse_cluster_slots(&reply, host) {
                 Ok(ranges) if !ranges.is_empty() => {
                     self.install(&ranges);

@@ -187,14 +187,10 @@ pub(crate) async fn connect(settings: &ConnSettings, proto: Protocol) -> Result<
     let mut stream = match &settings.tls {
         None => Stream::Plain(tcp),
         Some(Err(e)) => return Err(format!("TLS settings unusable: {e}")),
-        Some(Ok(tls)) => {
-            let host = settings.addr.as_str().rsplit_once(':').map_or(settings.addr.as_str(), |(h, _)| h);
-            let host = host.trim_start_matches('[').trim_end_matches(']');
-            tokio::time::timeout(settings.connect_timeout, tls.connect(tcp, host))
-                .await
-                .map_err(|_| format!("TLS handshake timed out after {:?}", settings.connect_timeout))??
-                .into()
-        }
+        Some(Ok(tls)) => tokio::time::timeout(settings.connect_timeout, tls.connect(tcp, settings.addr.host()))
+            .await
+            .map_err(|_| format!("TLS handshake timed out after {:?}", settings.connect_timeout))??
+            .into(),
     };
     let mut hello: Vec<&[u8]> = vec![b"HELLO", if proto == Protocol::Resp3 { b"3" } else { b"2" }];
     if let Some(auth) = &settings.auth {

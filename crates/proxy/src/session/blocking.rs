@@ -16,12 +16,28 @@ use tokio::sync::oneshot;
 
 /// Which replies of commands sent on connections of one's own make the
 /// client's: `count` commands each, the reply of command `keep`, stripped by
-/// `strip`; `give_up`, when it fires, answers with its reply instead.
+/// `strip`; `timed_out`: what a blocking command answers when given up.
 struct Take {
     count: usize,
     keep: usize,
     strip: ReplyKeys,
-    give_up: Option<(oneshot::Receiver<()>, Bytes)>,
+    timed_out: Option<&'static [u8]>,
+}
+
+/// A command running on connections of the client's own: aborted (its
+/// connections closed) when dropped; a blocking one can be given up.
+pub struct OwnCommand {
+    _task: AbortOnDrop,
+    give_up: Option<oneshot::Sender<()>>,
+}
+
+impl OwnCommand {
+    /// Draining: a blocking command answers what its timeout would, now.
+    pub fn give_up(&mut self) {
+        if let Some(give_up) = self.give_up.take() {
+            let _ = give_up.send(());
+        }
+    }
 }
 
 /// Aborts a task when dropped.
@@ -53,16 +69,7 @@ impl Session {
             encode::command(&mut bytes, &[&b"PEXPIRE"[..], key, ms.as_bytes(), b"NX"], &[1], &tenant.namespace);
         }
         // The blocking command's reply, then the hidden PEXPIREs' (dropped).
-        // Draining, the command is given up with the answer of its timeout
-        // (its connection is closed, which releases it on the backend).
-        let (give_up, given_up) = oneshot::channel();
-        self.give_up = Some(give_up);
-        let take = Take {
-            count: 1 + default_ttls.len(),
-            keep: 0,
-            strip,
-            give_up: Some((given_up, Bytes::from_static(timed_out))),
-        };
+        let take = Take { count: 1 + default_ttls.len(), keep: 0, strip, timed_out: Some(timed_out) };
         self.on_own_connections(tenant, vec![node], bytes.freeze(), take, |mut r| r.remove(0));
     }
 
@@ -71,19 +78,27 @@ impl Session {
     /// merged by `merge` into the client's one reply (in `nodes` order): the
     /// client's later commands wait for it, and if the client goes away the
     /// task is aborted, closing the connections (which releases a blocked
-    /// command). `give_up`, when it fires, answers with its reply instead.
+    /// command). Given up (`OwnCommand::give_up`), it answers `timed_out`
+    /// and its connections close, which releases it on the backend.
     fn on_own_connections(
         &mut self,
         tenant: &Arc<TenantRt>,
         nodes: Vec<Arc<crate::backend::NodePool>>,
         bytes: Bytes,
-        Take { count, keep, strip, give_up }: Take,
+        Take { count, keep, strip, timed_out }: Take,
         merge: impl FnOnce(Vec<Bytes>) -> Bytes + Send + 'static,
     ) {
         let proto = self.state.proto;
         let (tx, rx) = oneshot::channel();
         let (done_tx, done_rx) = oneshot::channel();
         let client = self.state.client.clone();
+        let (give_up, given_up) = match timed_out {
+            Some(_) => {
+                let (tx, rx) = oneshot::channel();
+                (Some(tx), Some(rx))
+            }
+            None => (None, None),
+        };
         let task = tokio::spawn(async move {
             // INFO's blocked_clients counts it from here (tests wait on that).
             client.blocked.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -103,20 +118,20 @@ impl Session {
                 }
                 result.map(|()| merge(replies))
             };
-            let result = match give_up {
-                None => work.await,
-                Some((given_up, timed_out)) => tokio::select! {
+            let result = match (given_up, timed_out) {
+                (Some(given_up), Some(timed_out)) => tokio::select! {
                     r = work => r,
                     // (`running` is dropped as the task ends: its connections close.)
-                    Ok(()) = given_up => Ok(timed_out),
+                    Ok(()) = given_up => Ok(Bytes::from_static(timed_out)),
                 },
+                _ => work.await,
             };
             client.blocked.store(false, std::sync::atomic::Ordering::Relaxed);
             let _ = tx.send(result);
             let _ = done_tx.send(());
         });
         self.waiting = Some(done_rx);
-        self.blocked = Some(AbortOnDrop(task.abort_handle()));
+        self.blocked = Some(OwnCommand { _task: AbortOnDrop(task.abort_handle()), give_up });
         self.batcher.deferred(&mut self.replies, tenant, rx, strip);
     }
 }
@@ -202,7 +217,7 @@ impl Session {
             nodes.push(tenant.backend.any_node());
         }
         // The PUBLISH's reply is dropped, WAIT's passed on.
-        let take = Take { count: 2, keep: 1, strip: ReplyKeys::None, give_up: None };
+        let take = Take { count: 2, keep: 1, strip: ReplyKeys::None, timed_out: None };
         self.on_own_connections(tenant, nodes, bytes.freeze(), take, |replies| {
             // An error (no integer) sorts first: it is passed on.
             let fewest = replies.iter().min_by_key(|r| tenantry_protocol::answer::integer(r).ok());

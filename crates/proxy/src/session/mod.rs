@@ -90,7 +90,6 @@ pub async fn serve(
         tx: None,
         waiting: None,
         blocked: None,
-        give_up: None,
         pubsub: None,
         watch: transaction::Watch::None,
         watch_place: None,
@@ -129,7 +128,6 @@ pub async fn serve(
         {
             s.waiting = None;
             s.blocked = None;
-            s.give_up = None;
         }
         // (Nothing buffered and nothing delayed: nothing to handle, as on a turn woken by a reply.)
         let has_work = !inbuf.is_empty() || s.delayed.is_some();
@@ -160,8 +158,8 @@ pub async fn serve(
             return;
         }
         // Draining, a connection closes once nothing is owed and no whole
-        // request waits (a request cut short cannot be answered); a blocked
-        // command is waited for, up to the drain time.
+        // request waits (a request cut short cannot be answered); a blocking
+        // command has been given up, and answers what its timeout would.
         if draining && idle && s.waiting.is_none() && (inbuf.is_empty() || s.incomplete) {
             return;
         }
@@ -248,8 +246,8 @@ pub async fn serve(
             }
             Event::Shutdown => {
                 draining = true;
-                if let Some(give_up) = s.give_up.take() {
-                    let _ = give_up.send(());
+                if let Some(own) = s.blocked.as_mut() {
+                    own.give_up();
                 }
             }
         }
@@ -324,9 +322,7 @@ struct Session {
     waiting: Option<tokio::sync::oneshot::Receiver<()>>,
     /// The task serving a blocking command; aborted (closing its backend
     /// connection, which unblocks it there) if the client goes away.
-    blocked: Option<blocking::AbortOnDrop>,
-    /// Gives a blocked command up (with its timeout's answer) when draining.
-    give_up: Option<tokio::sync::oneshot::Sender<()>>,
+    blocked: Option<blocking::OwnCommand>,
     /// When the last bytes came in: a rate-limit delay is bounded from the
     /// time a request arrived, not from when its turn came in a pipeline.
     read_at: Instant,

@@ -43,11 +43,11 @@ impl BackendConnector {
         let server_name = ServerName::try_from(name.to_string())
             .map_err(|_| format!("{name:?} is not a name a TLS certificate can be checked against"))?;
         let connector = tokio_rustls::TlsConnector::from(self.config.current());
-        connector.connect(server_name, tcp).await.map_err(|e| format!("TLS handshake failed: {}", describe(&e)))
+        connector.connect(server_name, tcp).await.map_err(|e| format!("TLS handshake failed: {}", super::describe(&e)))
     }
 }
 
-fn build(settings: &BackendTls) -> Result<ClientConfig, TlsError> {
+pub(super) fn build(settings: &BackendTls) -> Result<ClientConfig, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions()?;
     let builder = if settings.insecure_skip_verify {
@@ -63,15 +63,6 @@ fn build(settings: &BackendTls) -> Result<ClientConfig, TlsError> {
         Some(c) => builder.with_client_auth_cert(files::certs(&c.cert_file)?, files::key(&c.key_file)?)?,
         None => builder.with_no_client_auth(),
     })
-}
-
-/// rustls's errors say what was wrong with the certificate in words an
-/// operator can act on ("invalid peer certificate: UnknownIssuer").
-pub(super) fn describe(e: &std::io::Error) -> String {
-    match e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
-        Some(tls) => tls.to_string(),
-        None => e.to_string(),
-    }
 }
 
 /// `insecure_skip_verify`: any certificate is taken, but the handshake's

@@ -26,14 +26,11 @@ impl ListenerAcceptor {
     }
 
     pub async fn accept(&self, tcp: TcpStream) -> Result<TlsStream<TcpStream>, String> {
-        tokio_rustls::TlsAcceptor::from(self.config.current())
-            .accept(tcp)
-            .await
-            .map_err(|e| super::client::describe(&e))
+        tokio_rustls::TlsAcceptor::from(self.config.current()).accept(tcp).await.map_err(|e| super::describe(&e))
     }
 }
 
-fn build(settings: &ListenerTls) -> Result<ServerConfig, TlsError> {
+pub(super) fn build(settings: &ListenerTls) -> Result<ServerConfig, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ServerConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions()?;
     let builder = match &settings.client_ca_file {
