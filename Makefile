@@ -37,8 +37,8 @@ check-config: ## Validate config/*.yaml with `tenantry check`
 	scripts/tls-certs.sh target/run-tls
 	for f in config/*.yaml; do $(CARGO) run -q --bin tenantry -- check $$f || exit 1; done
 
-deps: ## Install redis-server, redis-tools, twemproxy and chromium (Debian packages), kubernetes-validate (PyPI) if absent
-	@scripts/install-deps.sh redis-server:redis-server redis-cli:redis-tools nutcracker:nutcracker chromium:chromium
+deps: ## Install redis-server, redis-tools, redis-sentinel, twemproxy and chromium (Debian packages), kubernetes-validate (PyPI) if absent
+	@scripts/install-deps.sh redis-server:redis-server redis-cli:redis-tools redis-sentinel:redis-sentinel nutcracker:nutcracker chromium:chromium
 	@python3 -c 'import kubernetes_validate' 2>/dev/null || pip install -q kubernetes-validate==1.37.0
 
 deps-bench: ## Also install redis-benchmark and twemproxy (nutcracker)

@@ -17,3 +17,7 @@ DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recomme
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet redis-server 2>/dev/null; then
   $sudo systemctl disable --now redis-server >/dev/null 2>&1 || true
 fi
+# And its redis-sentinel service on 26379: the tests start sentinels of their own.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet redis-sentinel 2>/dev/null; then
+  $sudo systemctl disable --now redis-sentinel >/dev/null 2>&1 || true
+fi

@@ -3,13 +3,13 @@
 //! Every request gets a reply, and never another request's.
 
 use super::cluster::config;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use crate::load::{snapshot, start_load};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tenantry_protocol::cluster::key_slot;
 use tenantry_protocol::Namespace;
 use tenantry_tests::cluster::{cli, RedisCluster};
-use tenantry_tests::{RawClient, TestProxy};
+use tenantry_tests::TestProxy;
 
 async fn run_cli(port: u16, args: &[&str]) -> String {
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
@@ -105,85 +105,6 @@ async fn a_live_slot_migration_is_invisible_to_clients() {
         assert!(text.lines().any(|l| l.starts_with(name.as_str())), "the dashboard queries {name}: not exported");
     }
     proxy.stop().await;
-}
-
-/// Per-client tallies of a continuous SET/GET load.
-#[derive(Default)]
-struct Tally {
-    ok: AtomicU64,
-    errors: AtomicU64,
-    /// A reply that belongs to another request: must stay 0.
-    misdelivered: AtomicU64,
-    /// A request with no reply within 5 s: must stay 0.
-    hung: AtomicU64,
-}
-
-/// Each client SETs then GETs its own keys with values naming client, key
-/// and round; a GET may see an older value of its own key (a write lost
-/// with a killed master), never anything else.
-async fn load(mut c: RawClient, client: usize, stop: Arc<AtomicBool>, tally: Arc<Tally>) {
-    let mut round = 0u64;
-    while !stop.load(Ordering::Relaxed) {
-        round += 1;
-        let key = format!("load:{client}:{}", round % 16);
-        let value = format!("c{client}-{key}-{round}");
-        let set =
-            tokio::time::timeout(Duration::from_secs(5), c.cmd(&[b"SET", key.as_bytes(), value.as_bytes()])).await;
-        let Ok(set) = set else {
-            tally.hung.fetch_add(1, Ordering::Relaxed);
-            return;
-        };
-        let set_ok = set == b"+OK\r\n";
-        if set_ok {
-            tally.ok.fetch_add(1, Ordering::Relaxed);
-        } else if set.starts_with(b"-") {
-            tally.errors.fetch_add(1, Ordering::Relaxed);
-        } else {
-            tally.misdelivered.fetch_add(1, Ordering::Relaxed);
-        }
-        let get = tokio::time::timeout(Duration::from_secs(5), c.cmd(&[b"GET", key.as_bytes()])).await;
-        let Ok(get) = get else {
-            tally.hung.fetch_add(1, Ordering::Relaxed);
-            return;
-        };
-        if get.starts_with(b"-") {
-            tally.errors.fetch_add(1, Ordering::Relaxed);
-        } else if get == b"$-1\r\n" {
-            tally.ok.fetch_add(1, Ordering::Relaxed);
-        } else {
-            let text = String::from_utf8_lossy(&get);
-            let prefix = format!("c{client}-{key}-");
-            let own = text.lines().nth(1).and_then(|v| v.strip_prefix(&prefix)).and_then(|n| n.parse::<u64>().ok());
-            match own {
-                Some(n) if n <= round && (!set_ok || n == round || n < round) => {
-                    tally.ok.fetch_add(1, Ordering::Relaxed);
-                }
-                _ => {
-                    eprintln!("client {client} round {round}: GET {key} got {text:?}");
-                    tally.misdelivered.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        }
-    }
-}
-
-async fn start_load(
-    proxy: &TestProxy,
-    clients: usize,
-) -> (Arc<AtomicBool>, Arc<Tally>, Vec<tokio::task::JoinHandle<()>>) {
-    let stop = Arc::new(AtomicBool::new(false));
-    let tally = Arc::new(Tally::default());
-    let mut tasks = Vec::new();
-    for client in 0..clients {
-        let c = proxy.raw().await;
-        tasks.push(tokio::spawn(load(c, client, stop.clone(), tally.clone())));
-    }
-    (stop, tally, tasks)
-}
-
-fn snapshot(t: &Tally) -> (u64, u64, u64, u64) {
-    let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-    (get(&t.ok), get(&t.errors), get(&t.misdelivered), get(&t.hung))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

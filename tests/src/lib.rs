@@ -14,6 +14,7 @@ use tokio::net::TcpStream;
 
 pub mod cluster;
 pub mod process;
+pub mod sentinel;
 pub mod tls;
 
 /// Held by tests that load the machine or measure time, so they do not run
@@ -223,7 +224,7 @@ fn wait_for_tls_port(port: u16, ca: &Path, cert: &tls::CertFiles, child: &mut Ch
     bail!("TLS redis-server on port {port} did not answer PING")
 }
 
-fn wait_for_port(port: u16, limit: Duration, child: &mut Child) -> anyhow::Result<()> {
+pub(crate) fn wait_for_port(port: u16, limit: Duration, child: &mut Child) -> anyhow::Result<()> {
     let start = Instant::now();
     while start.elapsed() < limit {
         if let Ok(Some(status)) = child.try_wait() {

@@ -235,6 +235,19 @@ pub enum BackendKind {
     /// ketama distribution places them (one weight and name per node, in
     /// `nodes` order).
     Ring(RingSpec),
+    /// A master and its replicas found through Redis Sentinel: `nodes` are
+    /// the sentinels.
+    Sentinel(SentinelSpec),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentinelSpec {
+    /// The name the sentinels monitor the master by.
+    pub master_name: String,
+    /// For the sentinels (the backend's `auth` is for the data nodes).
+    pub auth: Option<BackendAuth>,
+    /// How often the sentinels are asked again when nothing else prompted it.
+    pub refresh: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -267,7 +280,8 @@ impl RingHash {
     ];
 }
 
-/// Whether a tenant's read-only commands may go to replicas of a cluster.
+/// Whether a tenant's read-only commands may go to replicas (of a cluster,
+/// or the master a sentinel backend found).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum ReadFrom {
     /// Masters only: reads see every write at once.

@@ -131,9 +131,17 @@ pub struct RawBackend {
     pub connect_timeout: Option<Spanned<String>>,
     #[serde(default)]
     pub request_timeout: Option<Spanned<String>>,
-    /// cluster: how often the slot map is re-read when nothing forced it.
+    /// cluster: how often the slot map is re-read when nothing forced it;
+    /// sentinel: how often the sentinels are asked again.
     #[serde(default)]
     pub topology_refresh: Option<Spanned<String>>,
+    /// sentinel: the name the sentinels monitor the master by.
+    #[serde(default)]
+    pub master_name: Option<Spanned<String>>,
+    /// sentinel: credentials for the sentinels themselves (`password` and
+    /// `username` are the data nodes').
+    #[serde(default)]
+    pub sentinel_auth: Option<Spanned<RawSentinelAuth>>,
     /// ring: twemproxy's key hash (`fnv1a_64`, ...).
     #[serde(default)]
     pub hash: Option<Spanned<String>>,
@@ -158,6 +166,25 @@ pub struct RawSecret<'a> {
 }
 
 impl RawBackend {
+    pub fn secret(&self) -> RawSecret<'_> {
+        RawSecret { password: &self.password, password_file: &self.password_file, password_env: &self.password_env }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSentinelAuth {
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<Spanned<String>>,
+    #[serde(default)]
+    pub password_file: Option<Spanned<String>>,
+    #[serde(default)]
+    pub password_env: Option<Spanned<String>>,
+}
+
+impl RawSentinelAuth {
     pub fn secret(&self) -> RawSecret<'_> {
         RawSecret { password: &self.password, password_file: &self.password_file, password_env: &self.password_env }
     }

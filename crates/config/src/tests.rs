@@ -224,6 +224,36 @@ fn cluster_and_ring_backends() {
 }
 
 #[test]
+fn sentinel_backends() {
+    let text = GOOD
+        .replace(
+            "kind: standalone",
+            "kind: sentinel\n    master_name: mymaster\n    sentinel_auth: { username: watcher, password: s3cret }",
+        )
+        .replace("nodes: [\"127.0.0.1:7000\"]", "nodes: [\"127.0.0.1:26379\", \"127.0.0.1:26380\"]")
+        .replace("    namespace: \"app:\"\n", "    namespace: \"app:\"\n    read_from_replicas: prefer\n");
+    let c = parse(&text, &PathBuf::from("t.yaml"), &env).unwrap();
+    let backend = c.backends.values().next().unwrap();
+    assert_eq!(backend.nodes.len(), 2, "the sentinels");
+    let BackendKind::Sentinel(spec) = &backend.kind else { panic!("a sentinel backend") };
+    assert_eq!(spec.master_name, "mymaster");
+    assert_eq!(spec.refresh, std::time::Duration::from_secs(10));
+    let auth = spec.auth.as_ref().unwrap();
+    assert_eq!(auth.username.as_deref(), Some("watcher"));
+    assert_eq!(auth.password.expose(), b"s3cret");
+    assert_eq!(c.tenants[&TenantId::new("app")].read_from, ReadFrom::Prefer);
+
+    let e = errors(&GOOD.replace("kind: standalone", "kind: sentinel\n    sentinel_auth: { username: watcher }"));
+    assert!(e.iter().any(|e| e.contains("master_name: a sentinel backend needs master_name")), "{e:?}");
+    assert!(e.iter().any(|e| e.contains("sentinel_auth: sentinel_auth needs a password")), "{e:?}");
+    let e = errors(
+        &GOOD.replace("kind: standalone", "kind: standalone\n    master_name: m\n    sentinel_auth: { password: x }"),
+    );
+    assert!(e.iter().any(|e| e.contains("master_name: only a sentinel backend has master_name")), "{e:?}");
+    assert!(e.iter().any(|e| e.contains("sentinel_auth: only a sentinel backend has sentinel_auth")), "{e:?}");
+}
+
+#[test]
 fn bad_cluster_and_ring_settings_are_reported() {
     let text = GOOD
         .replace("kind: standalone", "kind: ring\n    hash: crc99\n    hash_tag: \"{\"\n    topology_refresh: 1s")
@@ -234,9 +264,9 @@ fn bad_cluster_and_ring_settings_are_reported() {
     let has = |s: &str| e.iter().any(|e| e.contains(s));
     assert!(has("hash: unknown hash \"crc99\""), "{e:?}");
     assert!(has("hash_tag: a hash tag is two characters"), "{e:?}");
-    assert!(has("topology_refresh: only a cluster backend has topology_refresh"), "{e:?}");
+    assert!(has("topology_refresh: only a cluster or sentinel backend has topology_refresh"), "{e:?}");
     assert!(has("read_from_replicas: \"sometimes\" is not one of never, prefer, always"), "{e:?}");
-    assert!(has("replicas are known only on a cluster backend"), "{e:?}");
+    assert!(has("replicas are known only on a cluster or sentinel backend"), "{e:?}");
     assert!(has("\"127.0.0.1:7000:0\" is not host:port[:weight] [name]"), "{e:?}");
     assert!(has("\"nohost\" is not host:port[:weight] [name]"), "{e:?}");
 }

@@ -290,6 +290,26 @@ pub(crate) fn validate(
                 }
                 BackendKind::Standalone
             }
+            "sentinel" => {
+                let master_name = match &b.master_name {
+                    Some(n) if !n.value.is_empty() => n.value.clone(),
+                    _ => {
+                        c.error(at, &format!("{field}.master_name"), "a sentinel backend needs master_name");
+                        String::new()
+                    }
+                };
+                let auth = b.sentinel_auth.as_ref().and_then(|a| {
+                    let sf = format!("{field}.sentinel_auth");
+                    let password = c.secret(a.value.secret(), a.referenced, &sf);
+                    if password.is_none() {
+                        c.error(a.referenced, &sf, "sentinel_auth needs a password");
+                    }
+                    password.map(|password| BackendAuth { username: a.value.username.clone(), password })
+                });
+                let refresh =
+                    c.duration(&b.topology_refresh, &format!("{field}.topology_refresh"), Duration::from_secs(10));
+                BackendKind::Sentinel(SentinelSpec { master_name, auth, refresh })
+            }
             "cluster" => BackendKind::Cluster {
                 topology_refresh: c.duration(
                     &b.topology_refresh,
@@ -325,13 +345,19 @@ pub(crate) fn validate(
                 c.error(
                     b.kind.referenced,
                     &format!("{field}.kind"),
-                    format!("unknown kind {other:?} (supported: standalone, cluster, ring)"),
+                    format!("unknown kind {other:?} (supported: standalone, cluster, ring, sentinel)"),
                 );
                 BackendKind::Standalone
             }
         };
-        if !matches!(kind, BackendKind::Cluster { .. }) {
-            only(&mut c, &b.topology_refresh, "topology_refresh", "cluster");
+        if !matches!(kind, BackendKind::Cluster { .. } | BackendKind::Sentinel(_)) {
+            only(&mut c, &b.topology_refresh, "topology_refresh", "cluster or sentinel");
+        }
+        if !matches!(kind, BackendKind::Sentinel(_)) {
+            only(&mut c, &b.master_name, "master_name", "sentinel");
+            if let Some(a) = &b.sentinel_auth {
+                c.error(a.referenced, &format!("{field}.sentinel_auth"), "only a sentinel backend has sentinel_auth");
+            }
         }
         if !matches!(kind, BackendKind::Ring(_)) {
             only(&mut c, &b.hash, "hash", "ring");
@@ -509,11 +535,11 @@ pub(crate) fn validate(
                     }
                 };
                 let kind = raw.backends.get(t.backend.value.as_str()).map(|b| b.value.kind.value.as_str());
-                if read_from != ReadFrom::Never && kind.is_some_and(|k| k != "cluster") {
+                if read_from != ReadFrom::Never && kind.is_some_and(|k| k != "cluster" && k != "sentinel") {
                     c.error(
                         r.referenced,
                         &format!("{field}.read_from_replicas"),
-                        "replicas are known only on a cluster backend",
+                        "replicas are known only on a cluster or sentinel backend",
                     );
                 }
                 read_from

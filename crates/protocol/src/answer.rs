@@ -138,6 +138,12 @@ pub fn strings(reply: &[u8]) -> Result<Vec<Vec<u8>>, AnswerError> {
         .collect()
 }
 
+/// The first element of an array, as a string (`ROLE`'s role).
+pub fn head(reply: &[u8]) -> Result<Vec<u8>, AnswerError> {
+    let items = elements(decode(reply)?).ok_or_else(|| unexpected(reply))?;
+    items.into_iter().next().and_then(string).ok_or_else(|| unexpected(reply))
+}
+
 /// A SCAN page: the next cursor and the keys.
 pub fn scan_page(reply: &[u8]) -> Result<(Vec<u8>, Vec<Vec<u8>>), AnswerError> {
     let items = elements(decode(reply)?).ok_or_else(|| unexpected(reply))?;
@@ -158,6 +164,18 @@ pub type Field = (Vec<u8>, Vec<Vec<u8>>);
 /// array of names and values), each value as its strings: one for a string,
 /// each element's for an array (nested arrays, such as selectors, flattened).
 pub fn fields(reply: &[u8]) -> Result<Vec<Field>, AnswerError> {
+    let items = elements(decode(reply)?).ok_or_else(|| unexpected(reply))?;
+    named(items).ok_or_else(|| unexpected(reply))
+}
+
+/// An array of replies of named fields (`SENTINEL REPLICAS`'s).
+pub fn records(reply: &[u8]) -> Result<Vec<Vec<Field>>, AnswerError> {
+    let items = elements(decode(reply)?).ok_or_else(|| unexpected(reply))?;
+    items.into_iter().map(|r| elements(r).and_then(named).ok_or_else(|| unexpected(reply))).collect()
+}
+
+/// Names and values in turn, each value as its strings.
+fn named(items: Vec<Value>) -> Option<Vec<Field>> {
     fn strings_of(v: Value, out: &mut Vec<Vec<u8>>) {
         match v {
             Value::Str(s) => out.push(s),
@@ -166,16 +184,14 @@ pub fn fields(reply: &[u8]) -> Result<Vec<Field>, AnswerError> {
             _ => {}
         }
     }
-    let items = elements(decode(reply)?).ok_or_else(|| unexpected(reply))?;
     let mut out = Vec::new();
     let mut it = items.into_iter();
     while let (Some(name), Some(value)) = (it.next(), it.next()) {
-        let name = string(name).ok_or_else(|| unexpected(reply))?;
         let mut values = Vec::new();
         strings_of(value, &mut values);
-        out.push((name, values));
+        out.push((string(name)?, values));
     }
-    Ok(out)
+    Some(out)
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ pub mod namespace;
 pub mod num;
 pub mod reply;
 pub mod request;
+pub mod sentinel;
 pub mod strip;
 pub mod ttl;
 

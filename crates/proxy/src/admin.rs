@@ -58,8 +58,15 @@ async fn respond(
         }
         (&Method::GET, "/ready") => {
             let rt = runtime.load();
-            let down: Vec<String> =
-                rt.backends.iter().filter(|(_, b)| !b.is_up()).map(|(n, _)| n.to_string()).collect();
+            let down: Vec<String> = rt
+                .backends
+                .iter()
+                .filter(|(_, b)| !b.is_up())
+                .map(|(n, b)| match b.problem() {
+                    Some(why) => format!("{n} ({why})"),
+                    None => n.to_string(),
+                })
+                .collect();
             if down.is_empty() {
                 let mut body = "ready\n".to_string();
                 for note in status.notes.all() {

@@ -137,6 +137,12 @@ pub async fn check(config: &tenantry_config::Config) -> Vec<String> {
             .tls
             .as_ref()
             .map(|t| crate::tls::BackendConnector::new(&backend.name, t).map(Arc::new).map_err(|e| e.to_string()));
+        if matches!(backend.kind, tenantry_config::BackendKind::Sentinel(_)) {
+            // Its nodes are the sentinels; the master is known only at run
+            // time, where the user is read back as on any backend.
+            warnings.push(format!("tenants.{id}.backend_auth: not checked on sentinel backend '{}'", backend.name));
+            continue;
+        }
         for addr in &backend.nodes {
             let node = NodePool::new(backend, addr, tls.clone());
             let field = format!("tenants.{id}.backend_auth");

@@ -49,6 +49,15 @@ pub struct ConnSettings {
     pub version: OnceLock<String>,
     /// A cluster replica that serves reads: `READONLY` after the handshake.
     pub readonly: bool,
+    /// The master a sentinel named: `ROLE` after the handshake, and a node
+    /// that is not a master (any more) is refused like a failed connect.
+    pub must_be_master: bool,
+    /// Told when a connection fails or breaks (a sentinel backend then asks
+    /// its sentinels again).
+    pub on_broken: Option<Arc<tokio::sync::Notify>>,
+    /// No node to connect to yet: connects fail at once with this reason
+    /// (a sentinel backend's master while no sentinel has named it).
+    pub nowhere: Option<Arc<std::sync::Mutex<String>>>,
     tls: BackendTlsSetup,
 }
 
@@ -67,6 +76,9 @@ impl ConnSettings {
             request_timeout: backend.request_timeout,
             version: OnceLock::new(),
             readonly: false,
+            must_be_master: false,
+            on_broken: None,
+            nowhere: None,
         }
     }
 
@@ -161,7 +173,14 @@ async fn manage(
             }
             Err(e) => e,
         };
-        tracing::warn!(backend = %settings.backend, addr = %settings.addr, error = %reason, retry_in = ?backoff, "backend connection failed");
+        if let Some(broken) = &settings.on_broken {
+            broken.notify_one();
+        }
+        // A node not known yet has nothing to report here: what keeps it
+        // unknown is logged where it is looked for.
+        if settings.nowhere.is_none() {
+            tracing::warn!(backend = %settings.backend, addr = %settings.addr, error = %reason, retry_in = ?backoff, "backend connection failed");
+        }
         let error = settings.unavailable(&reason);
         let retry = tokio::time::sleep(backoff);
         tokio::pin!(retry);
@@ -179,6 +198,9 @@ async fn manage(
 }
 
 pub(crate) async fn connect(settings: &ConnSettings, proto: Protocol) -> Result<Stream, String> {
+    if let Some(why) = &settings.nowhere {
+        return Err(why.lock().expect("not poisoned").clone());
+    }
     let tcp = tokio::time::timeout(settings.connect_timeout, TcpStream::connect(settings.addr.as_str()))
         .await
         .map_err(|_| format!("connect timed out after {:?}", settings.connect_timeout))?
@@ -205,6 +227,9 @@ pub(crate) async fn connect(settings: &ConnSettings, proto: Protocol) -> Result<
     if settings.readonly {
         tenantry_protocol::encode::command(&mut out, &[b"READONLY"], &[], &ns);
     }
+    if settings.must_be_master {
+        tenantry_protocol::encode::command(&mut out, &[b"ROLE"], &[], &ns);
+    }
     let reply = tokio::time::timeout(settings.connect_timeout, async {
         stream.send_all(&out).await?;
         let mut buf = BytesMut::with_capacity(1024);
@@ -216,6 +241,16 @@ pub(crate) async fn connect(settings: &ConnSettings, proto: Protocol) -> Result<
                     "READONLY failed: {}",
                     String::from_utf8_lossy(&readonly[1..]).trim_end()
                 )));
+            }
+        }
+        if settings.must_be_master {
+            let role = read_reply(&mut stream, &mut buf).await?;
+            if hello.first() != Some(&b'-') {
+                match tenantry_protocol::sentinel::role(&role) {
+                    Ok(r) if r == "master" => {}
+                    Ok(r) => return Err(std::io::Error::other(format!("ROLE says {r}: not the master (any more)"))),
+                    Err(e) => return Err(std::io::Error::other(format!("ROLE failed: {e}"))),
+                }
             }
         }
         Ok(hello)

@@ -4,19 +4,22 @@
 //! a Redis Cluster places by the slot of the (namespaced) keys; a ring by
 //! twemproxy's ketama hash of them. Sessions ask where the keys of a
 //! command live ([`Router::placement`]), then for the node there
-//! ([`Router::node_at`]), and never care which kind they talk to.
+//! ([`Router::node_at`]), and never care which kind they talk to. A
+//! sentinel backend is a standalone one whose node the sentinels name.
 
 mod cluster;
 mod conn;
 mod pool;
 mod redirect;
 mod ring;
+mod sentinel;
 
 pub use cluster::Cluster;
 pub use conn::{BackendError, Batch, BatchReply, ConnHandle};
 pub use pool::NodePool;
 pub use redirect::{follow_redirects, Follow};
 pub use ring::Ring;
+pub use sentinel::Sentinel;
 
 use bytes::Bytes;
 use std::sync::Arc;
@@ -29,6 +32,7 @@ pub enum Router {
     Standalone(Arc<NodePool>),
     Cluster(Arc<Cluster>),
     Ring(Ring),
+    Sentinel(Arc<Sentinel>),
 }
 
 /// Where a command's keys live: a cluster slot, or a ring node's index.
@@ -55,6 +59,7 @@ impl Router {
                 Router::Cluster(Cluster::new(backend, *topology_refresh, metrics, tls))
             }
             BackendKind::Ring(spec) => Router::Ring(Ring::new(backend, spec, tls)),
+            BackendKind::Sentinel(spec) => Router::Sentinel(Sentinel::new(backend, spec, tls)),
         }
     }
 
@@ -63,12 +68,13 @@ impl Router {
             Router::Standalone(pool) => pool.backend_name(),
             Router::Cluster(c) => c.backend_name(),
             Router::Ring(ring) => ring.nodes()[0].backend_name(),
+            Router::Sentinel(s) => s.backend_name(),
         }
     }
 
     /// True for backends with more than one place for keys.
     pub fn is_sharded(&self) -> bool {
-        !matches!(self, Router::Standalone(_))
+        !matches!(self, Router::Standalone(_) | Router::Sentinel(_))
     }
 
     pub fn cluster(&self) -> Option<&Arc<Cluster>> {
@@ -81,7 +87,7 @@ impl Router {
     /// The place of the key at `args[key]` (namespaced on the wire).
     pub fn place_of(&self, ns: &Namespace, key: &[u8]) -> Option<Place> {
         match self {
-            Router::Standalone(_) => None,
+            Router::Standalone(_) | Router::Sentinel(_) => None,
             Router::Cluster(_) => Some(tenantry_protocol::cluster::key_slot(ns, key)),
             Router::Ring(ring) => Some(ring.place_of(ns, key)),
         }
@@ -126,6 +132,10 @@ impl Router {
     pub fn node_at(&self, place: Option<Place>, read: Option<(ReadFrom, u64)>) -> Result<Arc<NodePool>, String> {
         match (self, place) {
             (Router::Standalone(pool), _) => Ok(pool.clone()),
+            (Router::Sentinel(s), _) => match read {
+                Some((from, client)) => s.reader(from, client),
+                None => Ok(s.master()),
+            },
             (Router::Cluster(c), Some(slot)) => match read {
                 Some((from, client)) if from != ReadFrom::Never => c.reader(slot, from, client),
                 _ => Ok(c.master(slot)),
@@ -140,6 +150,7 @@ impl Router {
     pub fn any_node(&self) -> Arc<NodePool> {
         match self {
             Router::Standalone(pool) => pool.clone(),
+            Router::Sentinel(s) => s.master(),
             Router::Cluster(c) => c.first_master(),
             Router::Ring(ring) => ring.node(0).clone(),
         }
@@ -157,6 +168,7 @@ impl Router {
     pub fn nodes(&self) -> Vec<Arc<NodePool>> {
         match self {
             Router::Standalone(pool) => vec![pool.clone()],
+            Router::Sentinel(s) => vec![s.master()],
             Router::Cluster(c) => c.masters(),
             Router::Ring(ring) => ring.nodes().to_vec(),
         }
@@ -166,6 +178,7 @@ impl Router {
     pub fn all_nodes(&self) -> Vec<Arc<NodePool>> {
         match self {
             Router::Cluster(c) => c.all_nodes(),
+            Router::Sentinel(s) => s.all_nodes(),
             _ => self.nodes(),
         }
     }
@@ -176,6 +189,16 @@ impl Router {
             Router::Standalone(pool) => pool.is_up(),
             Router::Cluster(c) => c.is_up(),
             Router::Ring(ring) => ring.nodes().iter().all(|n| n.is_up()),
+            Router::Sentinel(s) => s.is_up(),
+        }
+    }
+
+    /// Why the backend cannot be used, when that is known beyond its nodes
+    /// being down (no master from the sentinels).
+    pub fn problem(&self) -> Option<String> {
+        match self {
+            Router::Sentinel(s) => s.problem(),
+            _ => None,
         }
     }
 }

@@ -72,6 +72,10 @@ impl NodePool {
     pub fn for_node(backend: &Backend, addr: &BackendAddr, readonly: bool, tls: BackendTlsSetup) -> Self {
         let mut settings = ConnSettings::new(backend, addr, tls);
         settings.readonly = readonly;
+        Self::with_settings(backend, settings)
+    }
+
+    pub(super) fn with_settings(backend: &Backend, settings: ConnSettings) -> Self {
         let settings = Arc::new(settings);
         let resp2 = (0..backend.connections).map(|_| spawn_connection(settings.clone(), Protocol::Resp2)).collect();
         let in_cluster = matches!(backend.kind, tenantry_config::BackendKind::Cluster { .. });

@@ -49,8 +49,14 @@ impl Session {
         keys: &[usize],
     ) -> Result<Route, String> {
         let backend = &tenant.backend;
+        // Reads may go to a replica, by the tenant's choice; never inside
+        // MULTI, whose commands all run on the master of its EXEC.
+        let read = || {
+            (tenant.config.read_from != ReadFrom::Never && self.tx.is_none() && spec.has_flag(flags::READONLY))
+                .then_some((tenant.config.read_from, self.batcher.client))
+        };
         if !backend.is_sharded() {
-            return Ok(Route::Node(backend.any_node()));
+            return backend.node_at(None, read()).map(Route::Node);
         }
         match spec.name {
             // Scripts are cached per node: loaded everywhere, so EVALSHA
@@ -62,10 +68,8 @@ impl Session {
             "publish" | "pubsub|channels" | "pubsub|numsub" => return Ok(Route::Node(backend.any_node())),
             _ => {}
         }
-        let read = (spec.has_flag(flags::READONLY) && tenant.config.read_from != ReadFrom::Never)
-            .then_some((tenant.config.read_from, self.batcher.client));
         match backend.placement(&tenant.namespace, args, keys) {
-            Ok(place) => backend.node_at(place, read).map(Route::Node),
+            Ok(place) => backend.node_at(place, read()).map(Route::Node),
             Err(Spread) if splittable(spec.name) => Ok(Route::Split(backend.places(&tenant.namespace, args, keys))),
             Err(Spread) => Err(CROSSSLOT.to_string()),
         }
