@@ -163,11 +163,25 @@ impl Sentinel {
                     .unwrap_or_default();
                 self.install(&master.addr, &replicas);
             }
+            // Sentinels that cannot be reached say nothing against the master
+            // in use: its connections keep checking ROLE, and serve on.
+            Err(why) if answers.iter().all(|(_, v, _)| v.is_err()) && self.known.load().master.is_some() => {
+                self.unanswered(why)
+            }
             Err(why) => self.lose(why),
         }
     }
 
+    fn unanswered(&self, why: String) {
+        let mut current = self.why.lock().expect("not poisoned");
+        if *current != why {
+            tracing::warn!(backend = %self.backend.name, error = %why, "sentinels not answering; the master in use serves on");
+            *current = why;
+        }
+    }
+
     fn install(&self, master: &str, replicas: &[String]) {
+        self.why.lock().expect("not poisoned").clear();
         let known = self.known.load();
         let same_master = known.master.as_ref().is_some_and(|m| m.addr().as_str() == master);
         let same_replicas = known.replicas.len() == replicas.len()
