@@ -201,6 +201,15 @@ async fn a_master_no_sentinel_names_fails_its_tenants_with_the_reason() {
     let (code, body) = http_get(proxy.admin_addr().unwrap(), "/ready").await;
     assert_eq!(code, 503);
     assert!(body.contains("not ready: backends down: ha (no sentinel named master"), "{body}");
+    assert!(body.trim_end().ends_with("; tenants affected: app"), "{body}");
+    let (_, tenants) = http_get(proxy.admin_addr().unwrap(), "/tenants").await;
+    let tenants: serde_json::Value = serde_json::from_str(&tenants).unwrap();
+    let app = tenants.as_array().unwrap().iter().find(|t| t["tenant"] == "app").unwrap();
+    assert_eq!(app["backend_up"], false);
+    assert!(app["backend_problem"].as_str().unwrap().starts_with("no sentinel named master"), "{app}");
+    let other = tenants.as_array().unwrap().iter().find(|t| t["tenant"] == "other").unwrap();
+    assert_eq!(other["backend_up"], true);
+    assert_eq!(other["backend_problem"], serde_json::Value::Null);
     // Another tenant's backend serves on.
     let mut other = proxy.login("other", "other-pw").await;
     assert_eq!(other.cmd(&[b"SET", b"k", b"v"]).await, b"+OK\r\n");

@@ -67,6 +67,8 @@ async fn respond(
                     None => n.to_string(),
                 })
                 .collect();
+            let affected: Vec<&str> =
+                rt.tenants.values().filter(|t| !t.backend.is_up()).map(|t| t.id.as_str()).collect();
             if down.is_empty() {
                 let mut body = "ready\n".to_string();
                 for note in status.notes.all() {
@@ -74,7 +76,14 @@ async fn respond(
                 }
                 (StatusCode::OK, body)
             } else {
-                (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: backends down: {}\n", down.join(", ")))
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "not ready: backends down: {}; tenants affected: {}\n",
+                        down.join(", "),
+                        affected.join(", ")
+                    ),
+                )
             }
         }
         (&Method::GET, "/config") => (StatusCode::OK, status.config_json()),
@@ -144,6 +153,8 @@ fn tenants_json(rt: &Runtime) -> String {
             serde_json::json!({
                 "tenant": t.id.as_str(),
                 "backend": t.config.backend.as_str(),
+                "backend_up": t.backend.is_up(),
+                "backend_problem": t.backend.problem(),
                 "namespace": t.namespace.to_string(),
                 "config_version": rt.version,
                 "connections": t.metrics.connections.get(),
