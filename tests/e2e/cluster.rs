@@ -264,6 +264,12 @@ async fn read_only_commands_go_to_replicas_when_the_tenant_asks() {
     assert_eq!((m2 - m1, r2 - r1), (20, 0), "demo reads from masters");
     // Writes always go to masters.
     let _: () = app.set("w", 1).await.unwrap();
+    // Inside MULTI, a read runs with the transaction, on the master.
+    let (m_tx, r_tx) = (on_masters(&cluster), on_replicas(&cluster));
+    let (ok, v): (String, i64) =
+        redis::pipe().atomic().cmd("SET").arg("tx").arg(7).cmd("GET").arg("tx").query_async(&mut app).await.unwrap();
+    assert_eq!((ok.as_str(), v), ("OK", 7));
+    assert_eq!((on_masters(&cluster) - m_tx, on_replicas(&cluster) - r_tx), (1, 0));
 
     // `prefer` reads from replicas while they are up...
     let mut prefer = proxy.client_as("p", "pw").await;
