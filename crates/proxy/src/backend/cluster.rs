@@ -90,15 +90,12 @@ impl Cluster {
             UNASSIGNED => return Ok(self.seeds[0].clone()),
             shard => &topology.shards[shard as usize],
         };
-        let up: Vec<&Arc<NodePool>> = shard.replicas.iter().filter(|r| r.is_up()).collect();
-        match (read_from, up.is_empty()) {
-            (ReadFrom::Never, _) | (ReadFrom::Prefer, true) => Ok(shard.master.clone()),
-            (_, false) => Ok(up[(client % up.len() as u64) as usize].clone()),
-            (ReadFrom::Always, true) => Err(format!(
+        super::reader_among(&shard.master, &shard.replicas, read_from, client, || {
+            format!(
                 "ERR no replica of slot {slot} is up in backend '{}' (read_from_replicas: always)",
                 self.backend.name
-            )),
-        }
+            )
+        })
     }
 
     /// The master of the first slots (a seed before the map is known).

@@ -202,3 +202,24 @@ impl Router {
         }
     }
 }
+
+/// Where a read-only command goes among a master and its replicas, by the
+/// tenant's choice: a replica that is up is picked by `client`, so one
+/// client's reads stay in order; `none_up` is the error when `always` finds
+/// none.
+fn reader_among(
+    master: &Arc<NodePool>,
+    replicas: &[Arc<NodePool>],
+    read_from: ReadFrom,
+    client: u64,
+    none_up: impl FnOnce() -> String,
+) -> Result<Arc<NodePool>, String> {
+    let up = || replicas.iter().filter(|r| r.is_up());
+    let count = up().count() as u64;
+    let chosen = if read_from == ReadFrom::Never || count == 0 { None } else { up().nth((client % count) as usize) };
+    match (chosen, read_from) {
+        (Some(replica), _) => Ok(replica.clone()),
+        (None, ReadFrom::Always) => Err(none_up()),
+        (None, _) => Ok(master.clone()),
+    }
+}

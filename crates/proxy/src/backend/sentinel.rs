@@ -95,15 +95,12 @@ impl Sentinel {
     /// is picked by `client`, so one client's reads stay in order.
     pub fn reader(&self, read_from: ReadFrom, client: u64) -> Result<Arc<NodePool>, String> {
         let known = self.known.load();
-        let up: Vec<&Arc<NodePool>> = known.replicas.iter().filter(|r| r.is_up()).collect();
-        match (read_from, up.is_empty()) {
-            (ReadFrom::Never, _) | (ReadFrom::Prefer, true) => Ok(self.master()),
-            (_, false) => Ok(up[(client % up.len() as u64) as usize].clone()),
-            (ReadFrom::Always, true) => Err(format!(
+        super::reader_among(&self.master(), &known.replicas, read_from, client, || {
+            format!(
                 "ERR no replica of master {:?} is up in backend '{}' (read_from_replicas: always)",
                 self.spec.master_name, self.backend.name
-            )),
-        }
+            )
+        })
     }
 
     /// The master and the replicas.
