@@ -64,7 +64,13 @@ def key_spec(raw):
     return f"KeySpec {{ flags: {flags}, begin: {begin}, find: {find} }}"
 
 
+NEXT_ID = [0]
+
+
 def command(c, indent):
+    """One spec; ids number the specs in the order they are written (depth first)."""
+    spec_id = NEXT_ID[0]
+    NEXT_ID[0] += 1
     name, arity, flags, _first, _last, _step, acl, _tips, specs, subs = c
     pad = " " * indent
     specs_rs = ", ".join(key_spec(s) for s in specs)
@@ -72,6 +78,7 @@ def command(c, indent):
     lines = [
         f"{pad}CommandSpec {{",
         f"{pad}    name: \"{name}\",",
+        f"{pad}    id: {spec_id},",
         f"{pad}    arity: {arity},",
         f"{pad}    flags: {bits(flags, FLAG_NAMES, 'F')},",
         f"{pad}    acl: {bits(acl, ACL_NAMES, 'A')},",
@@ -100,9 +107,12 @@ def main():
     print()
     print(f"pub const REDIS_VERSION: &str = \"{version}\";")
     print()
+    body = [command(c, 4) + "," for c in cmds]
+    print("/// How many commands and subcommands the table holds (their `id`s are 0..this).")
+    print(f"pub const COMMAND_COUNT: usize = {NEXT_ID[0]};")
+    print()
     print("pub static COMMANDS: &[CommandSpec] = &[")
-    for c in cmds:
-        print(command(c, 4) + ",")
+    print("\n".join(body))
     print("];")
 
 

@@ -2,87 +2,30 @@
 //! handle it in the session, or refuse it with a reason. One lookup per
 //! command; everything here is decided from Redis's own table.
 
-use crate::command::{self, acl, flags, key_positions, CommandSpec, KeyError, KeyPositions};
+use crate::command::{
+    self, key_positions, profile, Blocking, CommandSpec, KeyArgs, KeyError, KeyPositions, Profile, Role, Special,
+    TimedOut, OTHER_DB,
+};
 use crate::request::Request;
-use crate::strip::ReplyKeys;
 use std::fmt;
 
-/// Commands that act on the client's connection, answered by the session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConnCommand {
-    Auth,
-    Hello,
-    Quit,
-    Reset,
-    Select,
-    ClientSetName,
-    ClientGetName,
-    ClientId,
-    Multi,
-    Exec,
-    Discard,
-    Unwatch,
-    /// FLUSHDB / FLUSHALL: the tenant's keys only.
-    Flush,
-    /// DBSIZE: the tenant's keys only.
-    DbSize,
-    /// INFO: tenantry's own answer, about this tenant only.
-    Info,
-    /// RANDOMKEY: one of the tenant's keys.
-    RandomKey,
-    /// PUBSUB NUMPAT: Redis counts every tenant's patterns, so tenantry answers.
-    NumPat,
-    /// CLIENT LIST / INFO / KILL: the tenant's own connections, from tenantry.
-    ClientList,
-    ClientInfo,
-    ClientKill,
-    /// CLIENT TRACKING: the client gets a connection of its own, where its
-    /// invalidations arrive; prefixes are namespaced.
-    ClientTracking,
-    /// FUNCTION LOAD / LIST / DELETE / FLUSH: over the libraries the tenant
-    /// loaded (tenantry records who loaded what), for tenants with scripts.
-    Function,
-    /// CONFIG GET: the server's settings, without secrets.
-    ConfigGet,
-    /// CONFIG SET: accepted only where it changes nothing.
-    ConfigSet,
-    /// WAIT: once the client's earlier commands are answered, on a
-    /// connection of its own.
-    Wait,
-}
-
-/// Which of Redis's three Pub/Sub spaces a (un)subscription is in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum PubSubKind {
-    Channel,
-    Pattern,
-    Shard,
-}
-
-impl ConnCommand {
-    /// What a client may send before it has a tenant (Redis: AUTH, HELLO, QUIT, RESET).
-    pub fn allowed_before_auth(self) -> bool {
-        matches!(self, ConnCommand::Auth | ConnCommand::Hello | ConnCommand::Quit | ConnCommand::Reset)
-    }
-}
+pub use crate::command::{ConnCommand, PubSubKind};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Send to the tenant's backend with the argument indices in the key
-    /// positions prefixed; strip keys from the reply as `reply` says. With
+    /// positions prefixed; strip keys from the reply as the profile says. With
     /// `match_all`, append `MATCH *` to a SCAN, `*` to PUBSUB CHANNELS (the
     /// `*` prefixed too): without a pattern they must still see only the
     /// tenant's keys or channels.
     Forward {
         spec: &'static CommandSpec,
-        reply: ReplyKeys,
+        /// What tenantry decides about it, beyond Redis's table.
+        profile: &'static Profile,
         match_all: bool,
         /// It may block (BLPOP, XREAD BLOCK, ...): it needs a backend
         /// connection of its own, not a shared one.
         blocking: bool,
-        /// A script (EVAL, EVALSHA, SCRIPT LOAD/EXISTS): only for tenants
-        /// that allow scripts.
-        script: bool,
     },
     Connection(ConnCommand),
     /// SUBSCRIBE, PSUBSCRIBE, SSUBSCRIBE (`subscribe: true`) and their
@@ -162,11 +105,6 @@ fn lossy(raw: &[u8], max: usize) -> String {
     String::from_utf8_lossy(&raw[..raw.len().min(max)]).into_owned()
 }
 
-const ALL_FUNCTIONS: &str = "it acts on every tenant's functions";
-const ALL_SCRIPTS: &str = "it acts on every tenant's scripts";
-const OTHER_DB: &str = "it reaches another database, outside the tenant's namespace";
-const SERVER_WIDE: &str = "it reaches beyond one tenant (server administration)";
-
 /// Classifies a request and fills `keys` with the argument positions to prefix.
 pub fn classify(req: &Request, keys: &mut KeyPositions) -> Action {
     keys.clear();
@@ -191,163 +129,54 @@ pub fn classify(req: &Request, keys: &mut KeyPositions) -> Action {
     if !spec.arity_ok(args.len()) {
         return Action::Reject(Rejection::WrongArity(spec.name));
     }
-    if let Some(conn) = connection_command(spec.name) {
-        return Action::Connection(conn);
+    let p = profile(spec);
+    match p.role {
+        Role::Forward => {}
+        Role::Connection(conn) => return Action::Connection(conn),
+        Role::Subscription { kind, subscribe } => {
+            keys.extend(1..args.len());
+            return Action::PubSub { spec, kind, subscribe };
+        }
+        Role::Refused(reason) => return Action::Reject(Rejection::Refused { name: spec.name, reason }),
     }
-    if let Some((kind, subscribe)) = subscription(spec.name) {
-        keys.extend(1..args.len());
-        return Action::PubSub { spec, kind, subscribe };
-    }
-    if let Some(reason) = refusal(spec, args) {
-        return Action::Reject(Rejection::Refused { name: spec.name, reason });
+    if p.special == Special::Copy && args.iter().skip(3).any(|a| a.eq_ignore_ascii_case(b"db")) {
+        return Action::Reject(Rejection::Refused { name: spec.name, reason: OTHER_DB });
     }
     let mut match_all = false;
-    match spec.name {
-        // Patterns are keys to prefix: the namespace has no glob characters,
-        // so `namespace + pattern` matches exactly the tenant's keys that
-        // `pattern` matches.
-        "keys" => keys.push(1),
-        // Channels are named like keys: the tenant's namespace is their prefix.
-        "publish" | "spublish" => keys.push(1),
-        "pubsub|numsub" | "pubsub|shardnumsub" => keys.extend(2..args.len()),
-        "pubsub|channels" | "pubsub|shardchannels" => {
+    match p.keys {
+        KeyArgs::First => keys.push(1),
+        KeyArgs::FromSecond => keys.extend(2..args.len()),
+        KeyArgs::OptionalPattern => {
             keys.extend((args.len() > 2).then_some(2));
             match_all = keys.is_empty();
         }
-        "scan" => {
+        KeyArgs::ScanMatch => {
             keys.extend((2..args.len()).filter(|&i| args[i - 1].eq_ignore_ascii_case(b"MATCH")));
             match_all = keys.is_empty();
         }
-        _ => {
+        KeyArgs::Spec => {
             if let Err(e) = key_positions(spec, args, keys) {
                 return Action::Reject(Rejection::Keys(e));
             }
         }
     }
-    // XREAD and XREADGROUP only block with BLOCK.
-    let blocking = spec.has_flag(flags::BLOCKING)
-        && (!matches!(spec.name, "xread" | "xreadgroup")
-            || args.iter().skip(1).any(|a| a.eq_ignore_ascii_case(b"block")));
-    let reply = match spec.name {
-        "lmpop" | "zmpop" | "blpop" | "brpop" | "blmpop" | "bzmpop" | "bzpopmin" | "bzpopmax" => {
-            ReplyKeys::FirstElement
-        }
-        "xread" | "xreadgroup" => ReplyKeys::StreamKeys,
-        "keys" | "pubsub|channels" | "pubsub|shardchannels" => ReplyKeys::KeyList,
-        "pubsub|numsub" | "pubsub|shardnumsub" => ReplyKeys::NumSub,
-        "scan" => ReplyKeys::ScanPage,
-        _ => ReplyKeys::None,
+    let blocking = match p.blocking {
+        Blocking::Never => false,
+        Blocking::Always => true,
+        Blocking::WithBlockOption => args.iter().skip(1).any(|a| a.eq_ignore_ascii_case(b"block")),
     };
-    Action::Forward { spec, reply, match_all, blocking, script: is_script(spec.name) }
+    Action::Forward { spec, profile: p, match_all, blocking }
 }
 
 /// What a blocking command answers when its timeout passes with nothing to
 /// take: a null bulk string for BLMOVE and BRPOPLPUSH, a null array for the
 /// others (RESP3: a null).
-pub fn timed_out_reply(spec: &CommandSpec, proto: crate::Protocol) -> &'static [u8] {
-    match (proto, spec.name) {
+pub fn timed_out_reply(p: &Profile, proto: crate::Protocol) -> &'static [u8] {
+    match (proto, p.timed_out) {
         (crate::Protocol::Resp3, _) => b"_\r\n",
-        (_, "blmove" | "brpoplpush") => b"$-1\r\n",
-        _ => b"*-1\r\n",
+        (_, TimedOut::NullBulk) => b"$-1\r\n",
+        (_, TimedOut::NullArray) => b"*-1\r\n",
     }
-}
-
-fn connection_command(name: &str) -> Option<ConnCommand> {
-    Some(match name {
-        "auth" => ConnCommand::Auth,
-        "hello" => ConnCommand::Hello,
-        "quit" => ConnCommand::Quit,
-        "reset" => ConnCommand::Reset,
-        "select" => ConnCommand::Select,
-        "client|setname" => ConnCommand::ClientSetName,
-        "client|getname" => ConnCommand::ClientGetName,
-        "client|id" => ConnCommand::ClientId,
-        "multi" => ConnCommand::Multi,
-        "exec" => ConnCommand::Exec,
-        "discard" => ConnCommand::Discard,
-        "unwatch" => ConnCommand::Unwatch,
-        "flushdb" | "flushall" => ConnCommand::Flush,
-        "dbsize" => ConnCommand::DbSize,
-        "info" => ConnCommand::Info,
-        "randomkey" => ConnCommand::RandomKey,
-        "pubsub|numpat" => ConnCommand::NumPat,
-        "client|list" => ConnCommand::ClientList,
-        "client|info" => ConnCommand::ClientInfo,
-        "client|kill" => ConnCommand::ClientKill,
-        "client|tracking" => ConnCommand::ClientTracking,
-        "function|load" | "function|list" | "function|delete" | "function|flush" => ConnCommand::Function,
-        "config|get" => ConnCommand::ConfigGet,
-        "config|set" => ConnCommand::ConfigSet,
-        "wait" => ConnCommand::Wait,
-        _ => return None,
-    })
-}
-
-fn subscription(name: &str) -> Option<(PubSubKind, bool)> {
-    Some(match name {
-        "subscribe" => (PubSubKind::Channel, true),
-        "unsubscribe" => (PubSubKind::Channel, false),
-        "psubscribe" => (PubSubKind::Pattern, true),
-        "punsubscribe" => (PubSubKind::Pattern, false),
-        "ssubscribe" => (PubSubKind::Shard, true),
-        "sunsubscribe" => (PubSubKind::Shard, false),
-        _ => return None,
-    })
-}
-
-fn is_pubsub_forward(name: &str) -> bool {
-    matches!(
-        name,
-        "publish" | "spublish" | "pubsub|channels" | "pubsub|shardchannels" | "pubsub|numsub" | "pubsub|shardnumsub"
-    )
-}
-
-/// Scripts a tenant may run when its config allows them.
-fn is_script(name: &str) -> bool {
-    matches!(
-        name,
-        "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "script|load" | "script|exists" | "fcall" | "fcall_ro"
-    )
-}
-
-/// Keyless commands that touch nothing of any tenant.
-fn keyless_allowed(name: &str) -> bool {
-    matches!(
-        name,
-        "ping"
-            | "echo"
-            | "command"
-            | "time"
-            | "lolwut"
-            | "scan"
-            | "keys"
-            | "script|load"
-            | "script|exists"
-            // About the client's own tracking, on its own connection.
-            | "client|caching"
-            | "client|getredir"
-            | "client|trackinginfo"
-    ) || name.starts_with("command|")
-        || name.ends_with("|help")
-}
-
-fn refusal<A: AsRef<[u8]>>(spec: &CommandSpec, args: &[A]) -> Option<&'static str> {
-    let name = spec.name;
-    if spec.in_category(acl::SCRIPTING) && !is_script(name) {
-        return Some(if name.starts_with("script|") { ALL_SCRIPTS } else { ALL_FUNCTIONS });
-    }
-    if matches!(name, "move" | "swapdb" | "migrate")
-        || (name == "copy" && args.iter().skip(3).any(|a| a.as_ref().eq_ignore_ascii_case(b"db")))
-    {
-        return Some(OTHER_DB);
-    }
-    if spec.has_flag(flags::ADMIN) || spec.has_flag(flags::ASKING) {
-        return Some(SERVER_WIDE);
-    }
-    if spec.key_specs.is_empty() && !keyless_allowed(name) && !is_pubsub_forward(name) {
-        return Some(SERVER_WIDE);
-    }
-    None
 }
 
 #[cfg(test)]

@@ -1,4 +1,6 @@
 use super::*;
+use crate::command::{ALL_FUNCTIONS, ALL_SCRIPTS, SERVER_WIDE};
+use crate::strip::ReplyKeys;
 use bytes::Bytes;
 
 fn req(line: &str) -> Request {
@@ -21,10 +23,10 @@ fn error(line: &str) -> String {
 #[test]
 fn keyed_commands_forward_with_positions() {
     let (a, keys) = action("set k v EX 10");
-    assert!(matches!(a, Action::Forward { reply: ReplyKeys::None, .. }));
+    assert!(matches!(a, Action::Forward { profile: &Profile { reply: ReplyKeys::None, .. }, .. }));
     assert_eq!(keys, vec![1]);
     let (a, keys) = action("XREAD COUNT 1 STREAMS a b 0 0");
-    assert!(matches!(a, Action::Forward { reply: ReplyKeys::StreamKeys, .. }));
+    assert!(matches!(a, Action::Forward { profile: &Profile { reply: ReplyKeys::StreamKeys, .. }, .. }));
     assert_eq!(keys, vec![4, 5]);
     assert!(matches!(action("ping").0, Action::Forward { .. }));
     assert!(matches!(action("OBJECT HELP").0, Action::Forward { .. }));
@@ -33,17 +35,23 @@ fn keyed_commands_forward_with_positions() {
     assert!(matches!(action("COMMAND COUNT").0, Action::Forward { .. }));
     assert_eq!(error("CONFIG"), "ERR wrong number of arguments for 'config' command");
     let (a, keys) = action("SCAN 0 MATCH user:* COUNT 10");
-    assert!(matches!(a, Action::Forward { reply: ReplyKeys::ScanPage, match_all: false, .. }));
+    assert!(matches!(
+        a,
+        Action::Forward { profile: &Profile { reply: ReplyKeys::ScanPage, .. }, match_all: false, .. }
+    ));
     assert_eq!(keys, vec![3]);
     assert!(matches!(action("SCAN 0 COUNT 10").0, Action::Forward { match_all: true, .. }));
-    assert!(matches!(action("BLPOP a b 0").0, Action::Forward { blocking: true, reply: ReplyKeys::FirstElement, .. }));
+    assert!(matches!(
+        action("BLPOP a b 0").0,
+        Action::Forward { blocking: true, profile: &Profile { reply: ReplyKeys::FirstElement, .. }, .. }
+    ));
     assert!(matches!(action("XREAD BLOCK 0 STREAMS s $").0, Action::Forward { blocking: true, .. }));
     assert!(matches!(action("XREAD STREAMS s $").0, Action::Forward { blocking: false, .. }));
     let (a, keys) = action("EVAL s 2 a b x");
-    assert!(matches!(a, Action::Forward { script: true, .. }));
+    assert!(matches!(a, Action::Forward { profile: &Profile { script: true, .. }, .. }));
     assert_eq!(keys, vec![3, 4]);
     let (a, keys) = action("KEYS u*");
-    assert!(matches!(a, Action::Forward { reply: ReplyKeys::KeyList, .. }));
+    assert!(matches!(a, Action::Forward { profile: &Profile { reply: ReplyKeys::KeyList, .. }, .. }));
     assert_eq!(keys, vec![1]);
 }
 
@@ -90,14 +98,20 @@ fn channels_are_named_like_keys() {
     assert!(matches!(action("SSUBSCRIBE s").0, Action::PubSub { kind: PubSubKind::Shard, subscribe: true, .. }));
     assert_eq!(action("PUBLISH c m").1, vec![1]);
     assert_eq!(action("WATCH a b").1, vec![1, 2]);
-    assert!(matches!(action("FCALL f 2 a b x").0, Action::Forward { script: true, .. }));
+    assert!(matches!(action("FCALL f 2 a b x").0, Action::Forward { profile: &Profile { script: true, .. }, .. }));
     assert_eq!(action("FCALL f 2 a b x").1, vec![3, 4]);
-    assert_eq!(action("FUNCTION LOAD x").0, Action::Connection(ConnCommand::Function));
+    assert_eq!(
+        action("FUNCTION LOAD x").0,
+        Action::Connection(ConnCommand::Function(crate::command::FunctionOp::Load))
+    );
     assert_eq!(action("SPUBLISH c m").1, vec![1]);
     let (a, keys) = action("PUBSUB NUMSUB a b");
-    assert!(matches!(a, Action::Forward { reply: ReplyKeys::NumSub, .. }));
+    assert!(matches!(a, Action::Forward { profile: &Profile { reply: ReplyKeys::NumSub, .. }, .. }));
     assert_eq!(keys, vec![2, 3]);
-    assert!(matches!(action("PUBSUB CHANNELS").0, Action::Forward { match_all: true, reply: ReplyKeys::KeyList, .. }));
+    assert!(matches!(
+        action("PUBSUB CHANNELS").0,
+        Action::Forward { match_all: true, profile: &Profile { reply: ReplyKeys::KeyList, .. }, .. }
+    ));
     assert_eq!(action("PUBSUB SHARDCHANNELS x*").1, vec![2]);
     assert_eq!(action("PUBSUB NUMPAT").0, Action::Connection(ConnCommand::NumPat));
 }

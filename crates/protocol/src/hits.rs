@@ -10,6 +10,7 @@
 //!
 //! Error replies count as neither. Other commands are not counted.
 
+use crate::command::{Counted, Profile};
 use crate::num::parse_i64;
 use crate::reply::reply_len;
 
@@ -22,16 +23,15 @@ pub enum Tally {
     NonEmpty,
 }
 
-/// The tally of a command, by its table name; `argc` counts the name.
-pub fn tally(name: &str, argc: usize) -> Option<Tally> {
-    Some(match name {
-        "get" | "getex" | "getdel" | "hget" | "lindex" | "zscore" | "zrank" | "zrevrank" => Tally::Nullable,
-        "srandmember" if argc == 2 => Tally::Nullable,
-        "mget" | "hmget" | "zmscore" => Tally::PerElement,
-        "exists" => Tally::Exists(u32::try_from(argc - 1).unwrap_or(u32::MAX)),
-        "hgetall" | "hkeys" | "hvals" | "smembers" | "lrange" | "zrange" | "zrangebyscore" | "zrevrange" | "xrange"
-        | "xrevrange" => Tally::NonEmpty,
-        _ => return None,
+/// The tally of a command, from its profile; `argc` counts the name.
+pub fn tally(p: &Profile, argc: usize) -> Option<Tally> {
+    Some(match p.counted? {
+        Counted::Nullable => Tally::Nullable,
+        Counted::NullableWithoutCount if argc == 2 => Tally::Nullable,
+        Counted::NullableWithoutCount => return None,
+        Counted::PerElement => Tally::PerElement,
+        Counted::Exists => Tally::Exists(u32::try_from(argc - 1).unwrap_or(u32::MAX)),
+        Counted::NonEmpty => Tally::NonEmpty,
     })
 }
 
@@ -94,7 +94,10 @@ mod tests {
         assert_eq!(count(Tally::Exists(3), b":2\r\n"), Some((2, 1)));
         assert_eq!(count(Tally::NonEmpty, b"*0\r\n"), Some((0, 1)));
         assert_eq!(count(Tally::NonEmpty, b"%1\r\n+f\r\n+v\r\n"), Some((1, 0)));
-        assert_eq!(tally("srandmember", 3), None);
-        assert_eq!(tally("exists", 4), Some(Tally::Exists(3)));
+        let of = |name: &[u8]| crate::command::profile(crate::command::lookup(name).unwrap());
+        assert_eq!(tally(of(b"srandmember"), 3), None);
+        assert_eq!(tally(of(b"srandmember"), 2), Some(Tally::Nullable));
+        assert_eq!(tally(of(b"exists"), 4), Some(Tally::Exists(3)));
+        assert_eq!(tally(of(b"set"), 3), None);
     }
 }

@@ -1,6 +1,7 @@
 //! One reply from the replies of a command split across nodes (a cluster's
 //! slots, a ring's nodes): what the client would have had from one Redis.
 
+use crate::command::Combine;
 use crate::reply::reply_len;
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -27,6 +28,21 @@ pub enum Merge {
     /// SCAN of one node: the node's cursor turned into the client's
     /// (see [`scan_cursor`]); the keys pass as they are.
     Scan { node: usize, nodes: usize },
+}
+
+impl From<Combine> for Merge {
+    /// The merge a command's profile names; orders are filled in by the split.
+    fn from(how: Combine) -> Merge {
+        match how {
+            Combine::Arrays => Merge::Arrays { order: Vec::new() },
+            Combine::Pairs => Merge::Pairs { order: Vec::new() },
+            Combine::AllOk => Merge::AllOk,
+            Combine::Sum => Merge::Sum,
+            Combine::Concat => Merge::Concat,
+            Combine::First => Merge::First,
+            Combine::Least => Merge::Least,
+        }
+    }
 }
 
 /// Bits of a client's SCAN cursor that name the node; the node's own cursor

@@ -5,7 +5,7 @@
 //!
 //! Pure: the caller passes the time and a source of randomness.
 
-use crate::command::{flags, keyspec_flags, CommandSpec};
+use crate::command::{flags, keyspec_flags, profile, CommandSpec, TtlArgs, Writes};
 use crate::num::parse_i64;
 use bytes::Bytes;
 use std::time::Duration;
@@ -69,10 +69,10 @@ pub fn rewrite<'r>(
     let Some(&first_key) = keys.first() else { return rw };
     let r = rule(&args[first_key]);
     let mut explicit = false;
-    let name = spec.name;
-    match name {
-        "set" | "getex" => {
-            let mut i = 2 + usize::from(name == "set");
+    let p = profile(spec);
+    match p.ttl {
+        TtlArgs::Options { from } => {
+            let mut i = from;
             while i < args.len() {
                 let opt = &args[i];
                 let (is_ms, absolute) = match () {
@@ -98,10 +98,8 @@ pub fn rewrite<'r>(
                 i += 2;
             }
         }
-        "setex" | "psetex" | "expire" | "pexpire" | "expireat" | "pexpireat" => {
+        TtlArgs::Second { ms: is_ms, absolute, rename } => {
             explicit = true;
-            let is_ms = name.starts_with('p');
-            let absolute = name.ends_with("at");
             if let Some(v) = parse_i64(&args[2]).filter(|v| *v > 0) {
                 let ms = to_ms(v, is_ms, absolute, now_ms);
                 // A TTL already in the past deletes the key: leave it alone.
@@ -109,15 +107,11 @@ pub fn rewrite<'r>(
                     let adjusted = r.adjust_ms(ms as u64, unit());
                     let value = if absolute { now_ms + adjusted } else { adjusted };
                     rw.replace.push((2, Bytes::from(value.to_string())));
-                    rw.rename = Some(match name {
-                        "setex" | "psetex" => "PSETEX",
-                        "expire" | "pexpire" => "PEXPIRE",
-                        _ => "PEXPIREAT",
-                    });
+                    rw.rename = Some(rename);
                 }
             }
         }
-        "restore" => {
+        TtlArgs::Restore => {
             let absolute = args.iter().skip(4).any(|a| a.eq_ignore_ascii_case(b"ABSTTL"));
             if let Some(v) = parse_i64(&args[2]).filter(|v| *v > 0) {
                 explicit = true;
@@ -129,7 +123,7 @@ pub fn rewrite<'r>(
                 }
             }
         }
-        _ => {}
+        TtlArgs::None => {}
     }
     // Commands that may create keys (`denyoom`) give written keys the default.
     if !explicit && spec.has_flag(flags::WRITE) && spec.has_flag(flags::DENYOOM) {
@@ -166,7 +160,7 @@ fn written_keys(spec: &CommandSpec, args: &[Bytes], keys: &[usize], out: &mut Ve
             out.extend(per_spec.iter().filter(|i| keys.contains(i)));
         }
     }
-    if matches!(spec.name, "sort" | "sort_ro") {
+    if profile(spec).writes == Writes::StoreOption {
         // Only SORT's STORE destination is written.
         out.clear();
         if let Some(pos) = args.iter().position(|a| a.eq_ignore_ascii_case(b"STORE")) {

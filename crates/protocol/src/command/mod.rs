@@ -1,12 +1,17 @@
 //! Redis's command table and lookups into it.
 
 mod keys;
+mod profile;
 mod spec;
 mod table;
 
 pub use keys::{key_positions, KeyError, KeyPositions};
+pub use profile::{
+    profile, Blocking, Combine, ConnCommand, Counted, FunctionOp, KeyArgs, Profile, PubSubKind, Role, Special, Spread,
+    TimedOut, TtlArgs, Writes, ALL_FUNCTIONS, ALL_SCRIPTS, OTHER_DB, SERVER_WIDE,
+};
 pub use spec::{acl, flags, keyspec_flags, BeginSearch, CommandSpec, FindKeys, KeySpec};
-pub use table::{COMMANDS, REDIS_VERSION};
+pub use table::{COMMANDS, COMMAND_COUNT, REDIS_VERSION};
 
 /// Longest command or subcommand name in the table is well under this.
 const MAX_NAME: usize = 40;

@@ -132,6 +132,9 @@ pub mod keyspec_flags {
 pub struct CommandSpec {
     /// Lower case, as `COMMAND INFO` names it.
     pub name: &'static str,
+    /// Its place in the table (0..`COMMAND_COUNT`, depth first): where its
+    /// [`Profile`](super::Profile) is found without a name lookup.
+    pub id: u16,
     /// Positive: exact argument count including the name; negative: at least `-arity`.
     pub arity: i16,
     pub flags: u32,

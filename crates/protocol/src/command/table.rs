@@ -5,9 +5,13 @@ use super::spec::{acl as A, flags as F, keyspec_flags as KS, BeginSearch, Comman
 
 pub const REDIS_VERSION: &str = "7.0.15";
 
+/// How many commands and subcommands the table holds (their `id`s are 0..this).
+pub const COMMAND_COUNT: usize = 366;
+
 pub static COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         name: "acl",
+        id: 0,
         arity: -2,
         flags: 0,
         acl: A::SLOW,
@@ -15,6 +19,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         subcommands: &[
             CommandSpec {
                 name: "acl|cat",
+                id: 1,
                 arity: -2,
                 flags: F::NOSCRIPT | F::LOADING | F::STALE,
                 acl: A::SLOW,
@@ -23,6 +28,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "acl|deluser",
+                id: 2,
                 arity: -3,
                 flags: F::ADMIN | F::NOSCRIPT | F::LOADING | F::STALE,
                 acl: A::ADMIN | A::SLOW | A::DANGEROUS,
@@ -31,6 +37,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "acl|dryrun",
+                id: 3,
                 arity: -4,
                 flags: F::ADMIN | F::NOSCRIPT | F::LOADING | F::STALE,
                 acl: A::ADMIN | A::SLOW | A::DANGEROUS,
@@ -39,6 +46,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "acl|genpass",
+                id: 4,
                 arity: -2,
                 flags: F::NOSCRIPT | F::LOADING | F::STALE,
                 acl: A::SLOW,
@@ -47,6 +55,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "acl|getuser",
+                id: 5,
                 arity: 3,
                 flags: F::ADMIN | F::NOSCRIPT | F::LOADING | F::STALE,
                 acl: A::ADMIN | A::SLOW | A::DANGEROUS,
@@ -55,6 +64,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "acl|help",
+                id: 6,
                 arity: 2,
                 flags: F::LOADING | F::STALE,
                 acl: A::SLOW,
@@ -63,6 +73,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "acl|list",
+                id: 7,
                 arity: 2,
                 flags: F::ADMIN | F::NOSCRIPT | F::LOADING | F::STALE,
                 acl: A::ADMIN | A::SLOW | A::DANGEROUS,
@@ -71,6 +82,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "acl|load",
+                id: 8,
                 arity: 2,
                 flags: F::ADMIN | F::NOSCRIPT | F::LOADING | F::STALE,
                 acl: A::ADMIN | A::SLOW | A::DANGEROUS,
@@ -79,6 +91,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "acl|log",
+                id: 9,
                 arity: -2,
                 flags: F::ADMIN | F::NOSCRIPT | F::LOADING | F::STALE,
                 acl: A::ADMIN | A::SLOW | A::DANGEROUS,
@@ -87,6 +100,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "acl|save",
+                id: 10,
                 arity: 2,
                 flags: F::ADMIN | F::NOSCRIPT | F::LOADING | F::STALE,
                 acl: A::ADMIN | A::SLOW | A::DANGEROUS,
@@ -95,6 +109,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "acl|setuser",
+                id: 11,
                 arity: -3,
                 flags: F::ADMIN | F::NOSCRIPT | F::LOADING | F::STALE,
                 acl: A::ADMIN | A::SLOW | A::DANGEROUS,
@@ -103,6 +118,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "acl|users",
+                id: 12,
                 arity: 2,
                 flags: F::ADMIN | F::NOSCRIPT | F::LOADING | F::STALE,
                 acl: A::ADMIN | A::SLOW | A::DANGEROUS,
@@ -111,6 +127,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "acl|whoami",
+                id: 13,
                 arity: 2,
                 flags: F::NOSCRIPT | F::LOADING | F::STALE,
                 acl: A::SLOW,
@@ -121,6 +138,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "append",
+        id: 14,
         arity: 3,
         flags: F::WRITE | F::DENYOOM | F::FAST,
         acl: A::WRITE | A::STRING | A::FAST,
@@ -133,6 +151,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "asking",
+        id: 15,
         arity: 1,
         flags: F::FAST,
         acl: A::FAST | A::CONNECTION,
@@ -141,6 +160,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "auth",
+        id: 16,
         arity: -2,
         flags: F::NOSCRIPT | F::LOADING | F::STALE | F::FAST | F::NO_AUTH | F::ALLOW_BUSY,
         acl: A::FAST | A::CONNECTION,
@@ -149,6 +169,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "bgrewriteaof",
+        id: 17,
         arity: 1,
         flags: F::ADMIN | F::NOSCRIPT | F::NO_ASYNC_LOADING,
         acl: A::ADMIN | A::SLOW | A::DANGEROUS,
@@ -157,6 +178,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "bgsave",
+        id: 18,
         arity: -1,
         flags: F::ADMIN | F::NOSCRIPT | F::NO_ASYNC_LOADING,
         acl: A::ADMIN | A::SLOW | A::DANGEROUS,
@@ -165,6 +187,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "bitcount",
+        id: 19,
         arity: -2,
         flags: F::READONLY,
         acl: A::READ | A::BITMAP | A::SLOW,
@@ -177,6 +200,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "bitfield",
+        id: 20,
         arity: -2,
         flags: F::WRITE | F::DENYOOM,
         acl: A::WRITE | A::BITMAP | A::SLOW,
@@ -189,6 +213,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "bitfield_ro",
+        id: 21,
         arity: -2,
         flags: F::READONLY | F::FAST,
         acl: A::READ | A::BITMAP | A::FAST,
@@ -201,6 +226,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "bitop",
+        id: 22,
         arity: -4,
         flags: F::WRITE | F::DENYOOM,
         acl: A::WRITE | A::BITMAP | A::SLOW,
@@ -220,6 +246,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "bitpos",
+        id: 23,
         arity: -3,
         flags: F::READONLY,
         acl: A::READ | A::BITMAP | A::SLOW,
@@ -232,6 +259,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "blmove",
+        id: 24,
         arity: 6,
         flags: F::WRITE | F::DENYOOM | F::NOSCRIPT | F::BLOCKING,
         acl: A::WRITE | A::LIST | A::SLOW | A::BLOCKING,
@@ -251,6 +279,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "blmpop",
+        id: 25,
         arity: -5,
         flags: F::WRITE | F::BLOCKING | F::MOVABLEKEYS,
         acl: A::WRITE | A::LIST | A::SLOW | A::BLOCKING,
@@ -263,6 +292,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "blpop",
+        id: 26,
         arity: -3,
         flags: F::WRITE | F::NOSCRIPT | F::BLOCKING,
         acl: A::WRITE | A::LIST | A::SLOW | A::BLOCKING,
@@ -275,6 +305,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "brpop",
+        id: 27,
         arity: -3,
         flags: F::WRITE | F::NOSCRIPT | F::BLOCKING,
         acl: A::WRITE | A::LIST | A::SLOW | A::BLOCKING,
@@ -287,6 +318,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "brpoplpush",
+        id: 28,
         arity: 4,
         flags: F::WRITE | F::DENYOOM | F::NOSCRIPT | F::BLOCKING,
         acl: A::WRITE | A::LIST | A::SLOW | A::BLOCKING,
@@ -306,6 +338,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "bzmpop",
+        id: 29,
         arity: -5,
         flags: F::WRITE | F::BLOCKING | F::MOVABLEKEYS,
         acl: A::WRITE | A::SORTEDSET | A::SLOW | A::BLOCKING,
@@ -318,6 +351,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "bzpopmax",
+        id: 30,
         arity: -3,
         flags: F::WRITE | F::NOSCRIPT | F::BLOCKING | F::FAST,
         acl: A::WRITE | A::SORTEDSET | A::FAST | A::BLOCKING,
@@ -330,6 +364,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "bzpopmin",
+        id: 31,
         arity: -3,
         flags: F::WRITE | F::NOSCRIPT | F::BLOCKING | F::FAST,
         acl: A::WRITE | A::SORTEDSET | A::FAST | A::BLOCKING,
@@ -342,6 +377,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "client",
+        id: 32,
         arity: -2,
         flags: 0,
         acl: A::SLOW,
@@ -349,6 +385,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         subcommands: &[
             CommandSpec {
                 name: "client|caching",
+                id: 33,
                 arity: 3,
                 flags: F::NOSCRIPT | F::LOADING | F::STALE,
                 acl: A::SLOW | A::CONNECTION,
@@ -357,6 +394,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "client|getname",
+                id: 34,
                 arity: 2,
                 flags: F::NOSCRIPT | F::LOADING | F::STALE,
                 acl: A::SLOW | A::CONNECTION,
@@ -365,6 +403,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "client|getredir",
+                id: 35,
                 arity: 2,
                 flags: F::NOSCRIPT | F::LOADING | F::STALE,
                 acl: A::SLOW | A::CONNECTION,
@@ -373,6 +412,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "client|help",
+                id: 36,
                 arity: 2,
                 flags: F::LOADING | F::STALE,
                 acl: A::SLOW | A::CONNECTION,
@@ -381,6 +421,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "client|id",
+                id: 37,
                 arity: 2,
                 flags: F::NOSCRIPT | F::LOADING | F::STALE,
                 acl: A::SLOW | A::CONNECTION,
@@ -389,6 +430,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "client|info",
+                id: 38,
                 arity: 2,
                 flags: F::NOSCRIPT | F::LOADING | F::STALE,
                 acl: A::SLOW | A::CONNECTION,
@@ -397,6 +439,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "client|kill",
+                id: 39,
                 arity: -3,
                 flags: F::ADMIN | F::NOSCRIPT | F::LOADING | F::STALE,
                 acl: A::ADMIN | A::SLOW | A::DANGEROUS | A::CONNECTION,
@@ -405,6 +448,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "client|list",
+                id: 40,
                 arity: -2,
                 flags: F::ADMIN | F::NOSCRIPT | F::LOADING | F::STALE,
                 acl: A::ADMIN | A::SLOW | A::DANGEROUS | A::CONNECTION,
@@ -413,6 +457,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "client|no-evict",
+                id: 41,
                 arity: 3,
                 flags: F::ADMIN | F::NOSCRIPT | F::LOADING | F::STALE,
                 acl: A::ADMIN | A::SLOW | A::DANGEROUS | A::CONNECTION,
@@ -421,6 +466,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "client|pause",
+                id: 42,
                 arity: -3,
                 flags: F::ADMIN | F::NOSCRIPT | F::LOADING | F::STALE,
                 acl: A::ADMIN | A::SLOW | A::DANGEROUS | A::CONNECTION,
@@ -429,6 +475,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "client|reply",
+                id: 43,
                 arity: 3,
                 flags: F::NOSCRIPT | F::LOADING | F::STALE,
                 acl: A::SLOW | A::CONNECTION,
@@ -437,6 +484,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "client|setname",
+                id: 44,
                 arity: 3,
                 flags: F::NOSCRIPT | F::LOADING | F::STALE,
                 acl: A::SLOW | A::CONNECTION,
@@ -445,6 +493,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "client|tracking",
+                id: 45,
                 arity: -3,
                 flags: F::NOSCRIPT | F::LOADING | F::STALE,
                 acl: A::SLOW | A::CONNECTION,
@@ -453,6 +502,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "client|trackinginfo",
+                id: 46,
                 arity: 2,
                 flags: F::NOSCRIPT | F::LOADING | F::STALE,
                 acl: A::SLOW | A::CONNECTION,
@@ -461,6 +511,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "client|unblock",
+                id: 47,
                 arity: -3,
                 flags: F::ADMIN | F::NOSCRIPT | F::LOADING | F::STALE,
                 acl: A::ADMIN | A::SLOW | A::DANGEROUS | A::CONNECTION,
@@ -469,6 +520,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "client|unpause",
+                id: 48,
                 arity: 2,
                 flags: F::ADMIN | F::NOSCRIPT | F::LOADING | F::STALE,
                 acl: A::ADMIN | A::SLOW | A::DANGEROUS | A::CONNECTION,
@@ -479,6 +531,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "cluster",
+        id: 49,
         arity: -2,
         flags: 0,
         acl: A::SLOW,
@@ -486,6 +539,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         subcommands: &[
             CommandSpec {
                 name: "cluster|addslots",
+                id: 50,
                 arity: -3,
                 flags: F::ADMIN | F::STALE | F::NO_ASYNC_LOADING,
                 acl: A::ADMIN | A::SLOW | A::DANGEROUS,
@@ -494,6 +548,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "cluster|addslotsrange",
+                id: 51,
                 arity: -4,
                 flags: F::ADMIN | F::STALE | F::NO_ASYNC_LOADING,
                 acl: A::ADMIN | A::SLOW | A::DANGEROUS,
@@ -502,6 +557,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "cluster|bumpepoch",
+                id: 52,
                 arity: 2,
                 flags: F::ADMIN | F::STALE | F::NO_ASYNC_LOADING,
                 acl: A::ADMIN | A::SLOW | A::DANGEROUS,
@@ -510,6 +566,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "cluster|count-failure-reports",
+                id: 53,
                 arity: 3,
                 flags: F::ADMIN | F::STALE,
                 acl: A::ADMIN | A::SLOW | A::DANGEROUS,
@@ -518,6 +575,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "cluster|countkeysinslot",
+                id: 54,
                 arity: 3,
                 flags: F::STALE,
                 acl: A::SLOW,
@@ -526,6 +584,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "cluster|delslots",
+                id: 55,
                 arity: -3,
                 flags: F::ADMIN | F::STALE | F::NO_ASYNC_LOADING,
                 acl: A::ADMIN | A::SLOW | A::DANGEROUS,
@@ -534,6 +593,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "cluster|delslotsrange",
+                id: 56,
                 arity: -4,
                 flags: F::ADMIN | F::STALE | F::NO_ASYNC_LOADING,
                 acl: A::ADMIN | A::SLOW | A::DANGEROUS,
@@ -542,6 +602,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "cluster|failover",
+                id: 57,
                 arity: -2,
                 flags: F::ADMIN | F::STALE | F::NO_ASYNC_LOADING,
                 acl: A::ADMIN | A::SLOW | A::DANGEROUS,
@@ -550,6 +611,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "cluster|flushslots",
+                id: 58,
                 arity: 2,
                 flags: F::ADMIN | F::STALE | F::NO_ASYNC_LOADING,
                 acl: A::ADMIN | A::SLOW | A::DANGEROUS,
@@ -558,6 +620,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "cluster|forget",
+                id: 59,
                 arity: 3,
                 flags: F::ADMIN | F::STALE | F::NO_ASYNC_LOADING,
                 acl: A::ADMIN | A::SLOW | A::DANGEROUS,
@@ -566,6 +629,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "cluster|getkeysinslot",
+                id: 60,
                 arity: 4,
                 flags: F::STALE,
                 acl: A::SLOW,
@@ -574,6 +638,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "cluster|help",
+                id: 61,
                 arity: 2,
                 flags: F::LOADING | F::STALE,
                 acl: A::SLOW,
@@ -582,6 +647,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "cluster|info",
+                id: 62,
                 arity: 2,
                 flags: F::STALE,
                 acl: A::SLOW,
@@ -590,6 +656,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "cluster|keyslot",
+                id: 63,
                 arity: 3,
                 flags: F::STALE,
                 acl: A::SLOW,
@@ -598,6 +665,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "cluster|links",
+                id: 64,
                 arity: 2,
                 flags: F::STALE,
                 acl: A::SLOW,
@@ -606,6 +674,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "cluster|meet",
+                id: 65,
                 arity: -4,
                 flags: F::ADMIN | F::STALE | F::NO_ASYNC_LOADING,
                 acl: A::ADMIN | A::SLOW | A::DANGEROUS,
@@ -614,6 +683,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "cluster|myid",
+                id: 66,
                 arity: 2,
                 flags: F::STALE,
                 acl: A::SLOW,
@@ -622,6 +692,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "cluster|nodes",
+                id: 67,
                 arity: 2,
                 flags: F::STALE,
                 acl: A::SLOW,
@@ -630,6 +701,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "cluster|replicas",
+                id: 68,
                 arity: 3,
                 flags: F::ADMIN | F::STALE,
                 acl: A::ADMIN | A::SLOW | A::DANGEROUS,
@@ -638,6 +710,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "cluster|replicate",
+                id: 69,
                 arity: 3,
                 flags: F::ADMIN | F::STALE | F::NO_ASYNC_LOADING,
                 acl: A::ADMIN | A::SLOW | A::DANGEROUS,
@@ -646,6 +719,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "cluster|reset",
+                id: 70,
                 arity: -2,
                 flags: F::ADMIN | F::NOSCRIPT | F::STALE,
                 acl: A::ADMIN | A::SLOW | A::DANGEROUS,
@@ -654,6 +728,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "cluster|saveconfig",
+                id: 71,
                 arity: 2,
                 flags: F::ADMIN | F::STALE | F::NO_ASYNC_LOADING,
                 acl: A::ADMIN | A::SLOW | A::DANGEROUS,
@@ -662,6 +737,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "cluster|set-config-epoch",
+                id: 72,
                 arity: 3,
                 flags: F::ADMIN | F::STALE | F::NO_ASYNC_LOADING,
                 acl: A::ADMIN | A::SLOW | A::DANGEROUS,
@@ -670,6 +746,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "cluster|setslot",
+                id: 73,
                 arity: -4,
                 flags: F::ADMIN | F::STALE | F::NO_ASYNC_LOADING,
                 acl: A::ADMIN | A::SLOW | A::DANGEROUS,
@@ -678,6 +755,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "cluster|shards",
+                id: 74,
                 arity: 2,
                 flags: F::STALE,
                 acl: A::SLOW,
@@ -686,6 +764,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "cluster|slaves",
+                id: 75,
                 arity: 3,
                 flags: F::ADMIN | F::STALE,
                 acl: A::ADMIN | A::SLOW | A::DANGEROUS,
@@ -694,6 +773,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "cluster|slots",
+                id: 76,
                 arity: 2,
                 flags: F::STALE,
                 acl: A::SLOW,
@@ -704,6 +784,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "command",
+        id: 77,
         arity: -1,
         flags: F::LOADING | F::STALE,
         acl: A::SLOW | A::CONNECTION,
@@ -711,6 +792,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         subcommands: &[
             CommandSpec {
                 name: "command|count",
+                id: 78,
                 arity: 2,
                 flags: F::LOADING | F::STALE,
                 acl: A::SLOW | A::CONNECTION,
@@ -719,6 +801,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "command|docs",
+                id: 79,
                 arity: -2,
                 flags: F::LOADING | F::STALE,
                 acl: A::SLOW | A::CONNECTION,
@@ -727,6 +810,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "command|getkeys",
+                id: 80,
                 arity: -4,
                 flags: F::LOADING | F::STALE,
                 acl: A::SLOW | A::CONNECTION,
@@ -735,6 +819,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "command|getkeysandflags",
+                id: 81,
                 arity: -4,
                 flags: F::LOADING | F::STALE,
                 acl: A::SLOW | A::CONNECTION,
@@ -743,6 +828,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "command|help",
+                id: 82,
                 arity: 2,
                 flags: F::LOADING | F::STALE,
                 acl: A::SLOW | A::CONNECTION,
@@ -751,6 +837,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "command|info",
+                id: 83,
                 arity: -2,
                 flags: F::LOADING | F::STALE,
                 acl: A::SLOW | A::CONNECTION,
@@ -759,6 +846,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "command|list",
+                id: 84,
                 arity: -2,
                 flags: F::LOADING | F::STALE,
                 acl: A::SLOW | A::CONNECTION,
@@ -769,6 +857,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "config",
+        id: 85,
         arity: -2,
         flags: 0,
         acl: A::SLOW,
@@ -776,6 +865,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         subcommands: &[
             CommandSpec {
                 name: "config|get",
+                id: 86,
                 arity: -3,
                 flags: F::ADMIN | F::NOSCRIPT | F::LOADING | F::STALE,
                 acl: A::ADMIN | A::SLOW | A::DANGEROUS,
@@ -784,6 +874,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "config|help",
+                id: 87,
                 arity: 2,
                 flags: F::LOADING | F::STALE,
                 acl: A::SLOW,
@@ -792,6 +883,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "config|resetstat",
+                id: 88,
                 arity: 2,
                 flags: F::ADMIN | F::NOSCRIPT | F::LOADING | F::STALE,
                 acl: A::ADMIN | A::SLOW | A::DANGEROUS,
@@ -800,6 +892,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "config|rewrite",
+                id: 89,
                 arity: 2,
                 flags: F::ADMIN | F::NOSCRIPT | F::LOADING | F::STALE,
                 acl: A::ADMIN | A::SLOW | A::DANGEROUS,
@@ -808,6 +901,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "config|set",
+                id: 90,
                 arity: -4,
                 flags: F::ADMIN | F::NOSCRIPT | F::LOADING | F::STALE,
                 acl: A::ADMIN | A::SLOW | A::DANGEROUS,
@@ -818,6 +912,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "copy",
+        id: 91,
         arity: -3,
         flags: F::WRITE | F::DENYOOM,
         acl: A::KEYSPACE | A::WRITE | A::SLOW,
@@ -837,6 +932,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "dbsize",
+        id: 92,
         arity: 1,
         flags: F::READONLY | F::FAST,
         acl: A::KEYSPACE | A::READ | A::FAST,
@@ -845,6 +941,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "debug",
+        id: 93,
         arity: -2,
         flags: F::ADMIN | F::NOSCRIPT | F::LOADING | F::STALE,
         acl: A::ADMIN | A::SLOW | A::DANGEROUS,
@@ -853,6 +950,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "decr",
+        id: 94,
         arity: 2,
         flags: F::WRITE | F::DENYOOM | F::FAST,
         acl: A::WRITE | A::STRING | A::FAST,
@@ -865,6 +963,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "decrby",
+        id: 95,
         arity: 3,
         flags: F::WRITE | F::DENYOOM | F::FAST,
         acl: A::WRITE | A::STRING | A::FAST,
@@ -877,6 +976,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "del",
+        id: 96,
         arity: -2,
         flags: F::WRITE,
         acl: A::KEYSPACE | A::WRITE | A::SLOW,
@@ -889,6 +989,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "discard",
+        id: 97,
         arity: 1,
         flags: F::NOSCRIPT | F::LOADING | F::STALE | F::FAST | F::ALLOW_BUSY,
         acl: A::FAST | A::TRANSACTION,
@@ -897,6 +998,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "dump",
+        id: 98,
         arity: 2,
         flags: F::READONLY,
         acl: A::KEYSPACE | A::READ | A::SLOW,
@@ -909,6 +1011,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "echo",
+        id: 99,
         arity: 2,
         flags: F::LOADING | F::STALE | F::FAST,
         acl: A::FAST | A::CONNECTION,
@@ -917,6 +1020,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "eval",
+        id: 100,
         arity: -3,
         flags: F::NOSCRIPT | F::STALE | F::SKIP_MONITOR | F::NO_MANDATORY_KEYS | F::MOVABLEKEYS,
         acl: A::SLOW | A::SCRIPTING,
@@ -929,6 +1033,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "eval_ro",
+        id: 101,
         arity: -3,
         flags: F::READONLY | F::NOSCRIPT | F::STALE | F::SKIP_MONITOR | F::NO_MANDATORY_KEYS | F::MOVABLEKEYS,
         acl: A::SLOW | A::SCRIPTING,
@@ -941,6 +1046,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "evalsha",
+        id: 102,
         arity: -3,
         flags: F::NOSCRIPT | F::STALE | F::SKIP_MONITOR | F::NO_MANDATORY_KEYS | F::MOVABLEKEYS,
         acl: A::SLOW | A::SCRIPTING,
@@ -953,6 +1059,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "evalsha_ro",
+        id: 103,
         arity: -3,
         flags: F::READONLY | F::NOSCRIPT | F::STALE | F::SKIP_MONITOR | F::NO_MANDATORY_KEYS | F::MOVABLEKEYS,
         acl: A::SLOW | A::SCRIPTING,
@@ -965,6 +1072,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "exec",
+        id: 104,
         arity: 1,
         flags: F::NOSCRIPT | F::LOADING | F::STALE | F::SKIP_SLOWLOG,
         acl: A::SLOW | A::TRANSACTION,
@@ -973,6 +1081,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "exists",
+        id: 105,
         arity: -2,
         flags: F::READONLY | F::FAST,
         acl: A::KEYSPACE | A::READ | A::FAST,
@@ -985,6 +1094,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "expire",
+        id: 106,
         arity: -3,
         flags: F::WRITE | F::FAST,
         acl: A::KEYSPACE | A::WRITE | A::FAST,
@@ -997,6 +1107,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "expireat",
+        id: 107,
         arity: -3,
         flags: F::WRITE | F::FAST,
         acl: A::KEYSPACE | A::WRITE | A::FAST,
@@ -1009,6 +1120,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "expiretime",
+        id: 108,
         arity: 2,
         flags: F::READONLY | F::FAST,
         acl: A::KEYSPACE | A::READ | A::FAST,
@@ -1021,6 +1133,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "failover",
+        id: 109,
         arity: -1,
         flags: F::ADMIN | F::NOSCRIPT | F::STALE,
         acl: A::ADMIN | A::SLOW | A::DANGEROUS,
@@ -1029,6 +1142,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "fcall",
+        id: 110,
         arity: -3,
         flags: F::NOSCRIPT | F::STALE | F::SKIP_MONITOR | F::NO_MANDATORY_KEYS | F::MOVABLEKEYS,
         acl: A::SLOW | A::SCRIPTING,
@@ -1041,6 +1155,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "fcall_ro",
+        id: 111,
         arity: -3,
         flags: F::READONLY | F::NOSCRIPT | F::STALE | F::SKIP_MONITOR | F::NO_MANDATORY_KEYS | F::MOVABLEKEYS,
         acl: A::SLOW | A::SCRIPTING,
@@ -1053,6 +1168,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "flushall",
+        id: 112,
         arity: -1,
         flags: F::WRITE,
         acl: A::KEYSPACE | A::WRITE | A::SLOW | A::DANGEROUS,
@@ -1061,6 +1177,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "flushdb",
+        id: 113,
         arity: -1,
         flags: F::WRITE,
         acl: A::KEYSPACE | A::WRITE | A::SLOW | A::DANGEROUS,
@@ -1069,6 +1186,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "function",
+        id: 114,
         arity: -2,
         flags: 0,
         acl: A::SLOW,
@@ -1076,6 +1194,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         subcommands: &[
             CommandSpec {
                 name: "function|delete",
+                id: 115,
                 arity: 3,
                 flags: F::WRITE | F::NOSCRIPT,
                 acl: A::WRITE | A::SLOW | A::SCRIPTING,
@@ -1084,6 +1203,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "function|dump",
+                id: 116,
                 arity: 2,
                 flags: F::NOSCRIPT,
                 acl: A::SLOW | A::SCRIPTING,
@@ -1092,6 +1212,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "function|flush",
+                id: 117,
                 arity: -2,
                 flags: F::WRITE | F::NOSCRIPT,
                 acl: A::WRITE | A::SLOW | A::SCRIPTING,
@@ -1100,6 +1221,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "function|help",
+                id: 118,
                 arity: 2,
                 flags: F::LOADING | F::STALE,
                 acl: A::SLOW | A::SCRIPTING,
@@ -1108,6 +1230,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "function|kill",
+                id: 119,
                 arity: 2,
                 flags: F::NOSCRIPT | F::ALLOW_BUSY,
                 acl: A::SLOW | A::SCRIPTING,
@@ -1116,6 +1239,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "function|list",
+                id: 120,
                 arity: -2,
                 flags: F::NOSCRIPT,
                 acl: A::SLOW | A::SCRIPTING,
@@ -1124,6 +1248,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "function|load",
+                id: 121,
                 arity: -3,
                 flags: F::WRITE | F::DENYOOM | F::NOSCRIPT,
                 acl: A::WRITE | A::SLOW | A::SCRIPTING,
@@ -1132,6 +1257,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "function|restore",
+                id: 122,
                 arity: -3,
                 flags: F::WRITE | F::DENYOOM | F::NOSCRIPT,
                 acl: A::WRITE | A::SLOW | A::SCRIPTING,
@@ -1140,6 +1266,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "function|stats",
+                id: 123,
                 arity: 2,
                 flags: F::NOSCRIPT | F::ALLOW_BUSY,
                 acl: A::SLOW | A::SCRIPTING,
@@ -1150,6 +1277,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "geoadd",
+        id: 124,
         arity: -5,
         flags: F::WRITE | F::DENYOOM,
         acl: A::WRITE | A::GEO | A::SLOW,
@@ -1162,6 +1290,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "geodist",
+        id: 125,
         arity: -4,
         flags: F::READONLY,
         acl: A::READ | A::GEO | A::SLOW,
@@ -1174,6 +1303,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "geohash",
+        id: 126,
         arity: -2,
         flags: F::READONLY,
         acl: A::READ | A::GEO | A::SLOW,
@@ -1186,6 +1316,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "geopos",
+        id: 127,
         arity: -2,
         flags: F::READONLY,
         acl: A::READ | A::GEO | A::SLOW,
@@ -1198,6 +1329,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "georadius",
+        id: 128,
         arity: -6,
         flags: F::WRITE | F::DENYOOM | F::MOVABLEKEYS,
         acl: A::WRITE | A::GEO | A::SLOW,
@@ -1222,6 +1354,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "georadius_ro",
+        id: 129,
         arity: -6,
         flags: F::READONLY,
         acl: A::READ | A::GEO | A::SLOW,
@@ -1234,6 +1367,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "georadiusbymember",
+        id: 130,
         arity: -5,
         flags: F::WRITE | F::DENYOOM | F::MOVABLEKEYS,
         acl: A::WRITE | A::GEO | A::SLOW,
@@ -1258,6 +1392,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "georadiusbymember_ro",
+        id: 131,
         arity: -5,
         flags: F::READONLY,
         acl: A::READ | A::GEO | A::SLOW,
@@ -1270,6 +1405,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "geosearch",
+        id: 132,
         arity: -7,
         flags: F::READONLY,
         acl: A::READ | A::GEO | A::SLOW,
@@ -1282,6 +1418,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "geosearchstore",
+        id: 133,
         arity: -8,
         flags: F::WRITE | F::DENYOOM,
         acl: A::WRITE | A::GEO | A::SLOW,
@@ -1301,6 +1438,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "get",
+        id: 134,
         arity: 2,
         flags: F::READONLY | F::FAST,
         acl: A::READ | A::STRING | A::FAST,
@@ -1313,6 +1451,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "getbit",
+        id: 135,
         arity: 3,
         flags: F::READONLY | F::FAST,
         acl: A::READ | A::BITMAP | A::FAST,
@@ -1325,6 +1464,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "getdel",
+        id: 136,
         arity: 2,
         flags: F::WRITE | F::FAST,
         acl: A::WRITE | A::STRING | A::FAST,
@@ -1337,6 +1477,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "getex",
+        id: 137,
         arity: -2,
         flags: F::WRITE | F::FAST,
         acl: A::WRITE | A::STRING | A::FAST,
@@ -1349,6 +1490,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "getrange",
+        id: 138,
         arity: 4,
         flags: F::READONLY,
         acl: A::READ | A::STRING | A::SLOW,
@@ -1361,6 +1503,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "getset",
+        id: 139,
         arity: 3,
         flags: F::WRITE | F::DENYOOM | F::FAST,
         acl: A::WRITE | A::STRING | A::FAST,
@@ -1373,6 +1516,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "hdel",
+        id: 140,
         arity: -3,
         flags: F::WRITE | F::FAST,
         acl: A::WRITE | A::HASH | A::FAST,
@@ -1385,6 +1529,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "hello",
+        id: 141,
         arity: -1,
         flags: F::NOSCRIPT | F::LOADING | F::STALE | F::FAST | F::NO_AUTH | F::ALLOW_BUSY,
         acl: A::FAST | A::CONNECTION,
@@ -1393,6 +1538,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "hexists",
+        id: 142,
         arity: 3,
         flags: F::READONLY | F::FAST,
         acl: A::READ | A::HASH | A::FAST,
@@ -1405,6 +1551,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "hget",
+        id: 143,
         arity: 3,
         flags: F::READONLY | F::FAST,
         acl: A::READ | A::HASH | A::FAST,
@@ -1417,6 +1564,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "hgetall",
+        id: 144,
         arity: 2,
         flags: F::READONLY,
         acl: A::READ | A::HASH | A::SLOW,
@@ -1429,6 +1577,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "hincrby",
+        id: 145,
         arity: 4,
         flags: F::WRITE | F::DENYOOM | F::FAST,
         acl: A::WRITE | A::HASH | A::FAST,
@@ -1441,6 +1590,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "hincrbyfloat",
+        id: 146,
         arity: 4,
         flags: F::WRITE | F::DENYOOM | F::FAST,
         acl: A::WRITE | A::HASH | A::FAST,
@@ -1453,6 +1603,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "hkeys",
+        id: 147,
         arity: 2,
         flags: F::READONLY,
         acl: A::READ | A::HASH | A::SLOW,
@@ -1465,6 +1616,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "hlen",
+        id: 148,
         arity: 2,
         flags: F::READONLY | F::FAST,
         acl: A::READ | A::HASH | A::FAST,
@@ -1477,6 +1629,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "hmget",
+        id: 149,
         arity: -3,
         flags: F::READONLY | F::FAST,
         acl: A::READ | A::HASH | A::FAST,
@@ -1489,6 +1642,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "hmset",
+        id: 150,
         arity: -4,
         flags: F::WRITE | F::DENYOOM | F::FAST,
         acl: A::WRITE | A::HASH | A::FAST,
@@ -1501,6 +1655,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "hrandfield",
+        id: 151,
         arity: -2,
         flags: F::READONLY,
         acl: A::READ | A::HASH | A::SLOW,
@@ -1513,6 +1668,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "hscan",
+        id: 152,
         arity: -3,
         flags: F::READONLY,
         acl: A::READ | A::HASH | A::SLOW,
@@ -1525,6 +1681,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "hset",
+        id: 153,
         arity: -4,
         flags: F::WRITE | F::DENYOOM | F::FAST,
         acl: A::WRITE | A::HASH | A::FAST,
@@ -1537,6 +1694,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "hsetnx",
+        id: 154,
         arity: 4,
         flags: F::WRITE | F::DENYOOM | F::FAST,
         acl: A::WRITE | A::HASH | A::FAST,
@@ -1549,6 +1707,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "hstrlen",
+        id: 155,
         arity: 3,
         flags: F::READONLY | F::FAST,
         acl: A::READ | A::HASH | A::FAST,
@@ -1561,6 +1720,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "hvals",
+        id: 156,
         arity: 2,
         flags: F::READONLY,
         acl: A::READ | A::HASH | A::SLOW,
@@ -1573,6 +1733,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "incr",
+        id: 157,
         arity: 2,
         flags: F::WRITE | F::DENYOOM | F::FAST,
         acl: A::WRITE | A::STRING | A::FAST,
@@ -1585,6 +1746,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "incrby",
+        id: 158,
         arity: 3,
         flags: F::WRITE | F::DENYOOM | F::FAST,
         acl: A::WRITE | A::STRING | A::FAST,
@@ -1597,6 +1759,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "incrbyfloat",
+        id: 159,
         arity: 3,
         flags: F::WRITE | F::DENYOOM | F::FAST,
         acl: A::WRITE | A::STRING | A::FAST,
@@ -1609,6 +1772,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "info",
+        id: 160,
         arity: -1,
         flags: F::LOADING | F::STALE,
         acl: A::SLOW | A::DANGEROUS,
@@ -1617,6 +1781,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "keys",
+        id: 161,
         arity: 2,
         flags: F::READONLY,
         acl: A::KEYSPACE | A::READ | A::SLOW | A::DANGEROUS,
@@ -1625,6 +1790,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "lastsave",
+        id: 162,
         arity: 1,
         flags: F::LOADING | F::STALE | F::FAST,
         acl: A::ADMIN | A::FAST | A::DANGEROUS,
@@ -1633,6 +1799,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "latency",
+        id: 163,
         arity: -2,
         flags: 0,
         acl: A::SLOW,
@@ -1640,6 +1807,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         subcommands: &[
             CommandSpec {
                 name: "latency|doctor",
+                id: 164,
                 arity: 2,
                 flags: F::ADMIN | F::NOSCRIPT | F::LOADING | F::STALE,
                 acl: A::ADMIN | A::SLOW | A::DANGEROUS,
@@ -1648,6 +1816,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "latency|graph",
+                id: 165,
                 arity: 3,
                 flags: F::ADMIN | F::NOSCRIPT | F::LOADING | F::STALE,
                 acl: A::ADMIN | A::SLOW | A::DANGEROUS,
@@ -1656,6 +1825,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "latency|help",
+                id: 166,
                 arity: 2,
                 flags: F::LOADING | F::STALE,
                 acl: A::SLOW,
@@ -1664,6 +1834,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "latency|histogram",
+                id: 167,
                 arity: -2,
                 flags: F::ADMIN | F::NOSCRIPT | F::LOADING | F::STALE,
                 acl: A::ADMIN | A::SLOW | A::DANGEROUS,
@@ -1672,6 +1843,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "latency|history",
+                id: 168,
                 arity: 3,
                 flags: F::ADMIN | F::NOSCRIPT | F::LOADING | F::STALE,
                 acl: A::ADMIN | A::SLOW | A::DANGEROUS,
@@ -1680,6 +1852,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "latency|latest",
+                id: 169,
                 arity: 2,
                 flags: F::ADMIN | F::NOSCRIPT | F::LOADING | F::STALE,
                 acl: A::ADMIN | A::SLOW | A::DANGEROUS,
@@ -1688,6 +1861,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "latency|reset",
+                id: 170,
                 arity: -2,
                 flags: F::ADMIN | F::NOSCRIPT | F::LOADING | F::STALE,
                 acl: A::ADMIN | A::SLOW | A::DANGEROUS,
@@ -1698,6 +1872,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "lcs",
+        id: 171,
         arity: -3,
         flags: F::READONLY,
         acl: A::READ | A::STRING | A::SLOW,
@@ -1710,6 +1885,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "lindex",
+        id: 172,
         arity: 3,
         flags: F::READONLY,
         acl: A::READ | A::LIST | A::SLOW,
@@ -1722,6 +1898,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "linsert",
+        id: 173,
         arity: 5,
         flags: F::WRITE | F::DENYOOM,
         acl: A::WRITE | A::LIST | A::SLOW,
@@ -1734,6 +1911,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "llen",
+        id: 174,
         arity: 2,
         flags: F::READONLY | F::FAST,
         acl: A::READ | A::LIST | A::FAST,
@@ -1746,6 +1924,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "lmove",
+        id: 175,
         arity: 5,
         flags: F::WRITE | F::DENYOOM,
         acl: A::WRITE | A::LIST | A::SLOW,
@@ -1765,6 +1944,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "lmpop",
+        id: 176,
         arity: -4,
         flags: F::WRITE | F::MOVABLEKEYS,
         acl: A::WRITE | A::LIST | A::SLOW,
@@ -1777,6 +1957,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "lolwut",
+        id: 177,
         arity: -1,
         flags: F::READONLY | F::FAST,
         acl: A::READ | A::FAST,
@@ -1785,6 +1966,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "lpop",
+        id: 178,
         arity: -2,
         flags: F::WRITE | F::FAST,
         acl: A::WRITE | A::LIST | A::FAST,
@@ -1797,6 +1979,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "lpos",
+        id: 179,
         arity: -3,
         flags: F::READONLY,
         acl: A::READ | A::LIST | A::SLOW,
@@ -1809,6 +1992,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "lpush",
+        id: 180,
         arity: -3,
         flags: F::WRITE | F::DENYOOM | F::FAST,
         acl: A::WRITE | A::LIST | A::FAST,
@@ -1821,6 +2005,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "lpushx",
+        id: 181,
         arity: -3,
         flags: F::WRITE | F::DENYOOM | F::FAST,
         acl: A::WRITE | A::LIST | A::FAST,
@@ -1833,6 +2018,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "lrange",
+        id: 182,
         arity: 4,
         flags: F::READONLY,
         acl: A::READ | A::LIST | A::SLOW,
@@ -1845,6 +2031,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "lrem",
+        id: 183,
         arity: 4,
         flags: F::WRITE,
         acl: A::WRITE | A::LIST | A::SLOW,
@@ -1857,6 +2044,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "lset",
+        id: 184,
         arity: 4,
         flags: F::WRITE | F::DENYOOM,
         acl: A::WRITE | A::LIST | A::SLOW,
@@ -1869,6 +2057,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "ltrim",
+        id: 185,
         arity: 4,
         flags: F::WRITE,
         acl: A::WRITE | A::LIST | A::SLOW,
@@ -1881,14 +2070,24 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "memory",
+        id: 186,
         arity: -2,
         flags: 0,
         acl: A::SLOW,
         key_specs: &[],
         subcommands: &[
-            CommandSpec { name: "memory|doctor", arity: 2, flags: 0, acl: A::SLOW, key_specs: &[], subcommands: &[] },
+            CommandSpec {
+                name: "memory|doctor",
+                id: 187,
+                arity: 2,
+                flags: 0,
+                acl: A::SLOW,
+                key_specs: &[],
+                subcommands: &[],
+            },
             CommandSpec {
                 name: "memory|help",
+                id: 188,
                 arity: 2,
                 flags: F::LOADING | F::STALE,
                 acl: A::SLOW,
@@ -1897,16 +2096,34 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "memory|malloc-stats",
+                id: 189,
                 arity: 2,
                 flags: 0,
                 acl: A::SLOW,
                 key_specs: &[],
                 subcommands: &[],
             },
-            CommandSpec { name: "memory|purge", arity: 2, flags: 0, acl: A::SLOW, key_specs: &[], subcommands: &[] },
-            CommandSpec { name: "memory|stats", arity: 2, flags: 0, acl: A::SLOW, key_specs: &[], subcommands: &[] },
+            CommandSpec {
+                name: "memory|purge",
+                id: 190,
+                arity: 2,
+                flags: 0,
+                acl: A::SLOW,
+                key_specs: &[],
+                subcommands: &[],
+            },
+            CommandSpec {
+                name: "memory|stats",
+                id: 191,
+                arity: 2,
+                flags: 0,
+                acl: A::SLOW,
+                key_specs: &[],
+                subcommands: &[],
+            },
             CommandSpec {
                 name: "memory|usage",
+                id: 192,
                 arity: -3,
                 flags: F::READONLY,
                 acl: A::READ | A::SLOW,
@@ -1921,6 +2138,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "mget",
+        id: 193,
         arity: -2,
         flags: F::READONLY | F::FAST,
         acl: A::READ | A::STRING | A::FAST,
@@ -1933,6 +2151,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "migrate",
+        id: 194,
         arity: -6,
         flags: F::WRITE | F::MOVABLEKEYS,
         acl: A::KEYSPACE | A::WRITE | A::SLOW | A::DANGEROUS,
@@ -1952,6 +2171,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "module",
+        id: 195,
         arity: -2,
         flags: 0,
         acl: A::SLOW,
@@ -1959,6 +2179,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         subcommands: &[
             CommandSpec {
                 name: "module|help",
+                id: 196,
                 arity: 2,
                 flags: F::LOADING | F::STALE,
                 acl: A::SLOW,
@@ -1967,6 +2188,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "module|list",
+                id: 197,
                 arity: 2,
                 flags: F::ADMIN | F::NOSCRIPT,
                 acl: A::ADMIN | A::SLOW | A::DANGEROUS,
@@ -1975,6 +2197,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "module|load",
+                id: 198,
                 arity: -3,
                 flags: F::ADMIN | F::NOSCRIPT | F::NO_ASYNC_LOADING,
                 acl: A::ADMIN | A::SLOW | A::DANGEROUS,
@@ -1983,6 +2206,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "module|loadex",
+                id: 199,
                 arity: -3,
                 flags: F::ADMIN | F::NOSCRIPT | F::NO_ASYNC_LOADING,
                 acl: A::ADMIN | A::SLOW | A::DANGEROUS,
@@ -1991,6 +2215,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "module|unload",
+                id: 200,
                 arity: 3,
                 flags: F::ADMIN | F::NOSCRIPT | F::NO_ASYNC_LOADING,
                 acl: A::ADMIN | A::SLOW | A::DANGEROUS,
@@ -2001,6 +2226,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "monitor",
+        id: 201,
         arity: 1,
         flags: F::ADMIN | F::NOSCRIPT | F::LOADING | F::STALE,
         acl: A::ADMIN | A::SLOW | A::DANGEROUS,
@@ -2009,6 +2235,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "move",
+        id: 202,
         arity: 3,
         flags: F::WRITE | F::FAST,
         acl: A::KEYSPACE | A::WRITE | A::FAST,
@@ -2021,6 +2248,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "mset",
+        id: 203,
         arity: -3,
         flags: F::WRITE | F::DENYOOM,
         acl: A::WRITE | A::STRING | A::SLOW,
@@ -2033,6 +2261,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "msetnx",
+        id: 204,
         arity: -3,
         flags: F::WRITE | F::DENYOOM,
         acl: A::WRITE | A::STRING | A::SLOW,
@@ -2045,6 +2274,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "multi",
+        id: 205,
         arity: 1,
         flags: F::NOSCRIPT | F::LOADING | F::STALE | F::FAST | F::ALLOW_BUSY,
         acl: A::FAST | A::TRANSACTION,
@@ -2053,6 +2283,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "object",
+        id: 206,
         arity: -2,
         flags: 0,
         acl: A::SLOW,
@@ -2060,6 +2291,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         subcommands: &[
             CommandSpec {
                 name: "object|encoding",
+                id: 207,
                 arity: 3,
                 flags: F::READONLY,
                 acl: A::KEYSPACE | A::READ | A::SLOW,
@@ -2072,6 +2304,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "object|freq",
+                id: 208,
                 arity: 3,
                 flags: F::READONLY,
                 acl: A::KEYSPACE | A::READ | A::SLOW,
@@ -2084,6 +2317,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "object|help",
+                id: 209,
                 arity: 2,
                 flags: F::LOADING | F::STALE,
                 acl: A::KEYSPACE | A::SLOW,
@@ -2092,6 +2326,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "object|idletime",
+                id: 210,
                 arity: 3,
                 flags: F::READONLY,
                 acl: A::KEYSPACE | A::READ | A::SLOW,
@@ -2104,6 +2339,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "object|refcount",
+                id: 211,
                 arity: 3,
                 flags: F::READONLY,
                 acl: A::KEYSPACE | A::READ | A::SLOW,
@@ -2118,6 +2354,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "persist",
+        id: 212,
         arity: 2,
         flags: F::WRITE | F::FAST,
         acl: A::KEYSPACE | A::WRITE | A::FAST,
@@ -2130,6 +2367,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "pexpire",
+        id: 213,
         arity: -3,
         flags: F::WRITE | F::FAST,
         acl: A::KEYSPACE | A::WRITE | A::FAST,
@@ -2142,6 +2380,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "pexpireat",
+        id: 214,
         arity: -3,
         flags: F::WRITE | F::FAST,
         acl: A::KEYSPACE | A::WRITE | A::FAST,
@@ -2154,6 +2393,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "pexpiretime",
+        id: 215,
         arity: 2,
         flags: F::READONLY | F::FAST,
         acl: A::KEYSPACE | A::READ | A::FAST,
@@ -2166,6 +2406,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "pfadd",
+        id: 216,
         arity: -2,
         flags: F::WRITE | F::DENYOOM | F::FAST,
         acl: A::WRITE | A::HYPERLOGLOG | A::FAST,
@@ -2178,6 +2419,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "pfcount",
+        id: 217,
         arity: -2,
         flags: F::READONLY,
         acl: A::READ | A::HYPERLOGLOG | A::SLOW,
@@ -2190,6 +2432,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "pfdebug",
+        id: 218,
         arity: 3,
         flags: F::WRITE | F::DENYOOM | F::ADMIN,
         acl: A::WRITE | A::HYPERLOGLOG | A::ADMIN | A::SLOW | A::DANGEROUS,
@@ -2202,6 +2445,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "pfmerge",
+        id: 219,
         arity: -2,
         flags: F::WRITE | F::DENYOOM,
         acl: A::WRITE | A::HYPERLOGLOG | A::SLOW,
@@ -2221,6 +2465,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "pfselftest",
+        id: 220,
         arity: 1,
         flags: F::ADMIN,
         acl: A::HYPERLOGLOG | A::ADMIN | A::SLOW | A::DANGEROUS,
@@ -2229,6 +2474,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "ping",
+        id: 221,
         arity: -1,
         flags: F::FAST,
         acl: A::FAST | A::CONNECTION,
@@ -2237,6 +2483,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "psetex",
+        id: 222,
         arity: 4,
         flags: F::WRITE | F::DENYOOM,
         acl: A::WRITE | A::STRING | A::SLOW,
@@ -2249,6 +2496,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "psubscribe",
+        id: 223,
         arity: -2,
         flags: F::PUBSUB | F::NOSCRIPT | F::LOADING | F::STALE,
         acl: A::PUBSUB | A::SLOW,
@@ -2257,6 +2505,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "psync",
+        id: 224,
         arity: -3,
         flags: F::ADMIN | F::NOSCRIPT | F::NO_ASYNC_LOADING | F::NO_MULTI,
         acl: A::ADMIN | A::SLOW | A::DANGEROUS,
@@ -2265,6 +2514,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "pttl",
+        id: 225,
         arity: 2,
         flags: F::READONLY | F::FAST,
         acl: A::KEYSPACE | A::READ | A::FAST,
@@ -2277,6 +2527,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "publish",
+        id: 226,
         arity: 3,
         flags: F::PUBSUB | F::LOADING | F::STALE | F::FAST,
         acl: A::PUBSUB | A::FAST,
@@ -2285,6 +2536,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "pubsub",
+        id: 227,
         arity: -2,
         flags: 0,
         acl: A::SLOW,
@@ -2292,6 +2544,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         subcommands: &[
             CommandSpec {
                 name: "pubsub|channels",
+                id: 228,
                 arity: -2,
                 flags: F::PUBSUB | F::LOADING | F::STALE,
                 acl: A::PUBSUB | A::SLOW,
@@ -2300,6 +2553,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "pubsub|help",
+                id: 229,
                 arity: 2,
                 flags: F::LOADING | F::STALE,
                 acl: A::SLOW,
@@ -2308,6 +2562,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "pubsub|numpat",
+                id: 230,
                 arity: 2,
                 flags: F::PUBSUB | F::LOADING | F::STALE,
                 acl: A::PUBSUB | A::SLOW,
@@ -2316,6 +2571,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "pubsub|numsub",
+                id: 231,
                 arity: -2,
                 flags: F::PUBSUB | F::LOADING | F::STALE,
                 acl: A::PUBSUB | A::SLOW,
@@ -2324,6 +2580,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "pubsub|shardchannels",
+                id: 232,
                 arity: -2,
                 flags: F::PUBSUB | F::LOADING | F::STALE,
                 acl: A::PUBSUB | A::SLOW,
@@ -2332,6 +2589,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "pubsub|shardnumsub",
+                id: 233,
                 arity: -2,
                 flags: F::PUBSUB | F::LOADING | F::STALE,
                 acl: A::PUBSUB | A::SLOW,
@@ -2342,6 +2600,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "punsubscribe",
+        id: 234,
         arity: -1,
         flags: F::PUBSUB | F::NOSCRIPT | F::LOADING | F::STALE,
         acl: A::PUBSUB | A::SLOW,
@@ -2350,6 +2609,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "quit",
+        id: 235,
         arity: -1,
         flags: F::NOSCRIPT | F::LOADING | F::STALE | F::FAST | F::NO_AUTH | F::ALLOW_BUSY,
         acl: A::FAST | A::CONNECTION,
@@ -2358,6 +2618,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "randomkey",
+        id: 236,
         arity: 1,
         flags: F::READONLY,
         acl: A::KEYSPACE | A::READ | A::SLOW,
@@ -2366,6 +2627,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "readonly",
+        id: 237,
         arity: 1,
         flags: F::LOADING | F::STALE | F::FAST,
         acl: A::FAST | A::CONNECTION,
@@ -2374,6 +2636,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "readwrite",
+        id: 238,
         arity: 1,
         flags: F::LOADING | F::STALE | F::FAST,
         acl: A::FAST | A::CONNECTION,
@@ -2382,6 +2645,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "rename",
+        id: 239,
         arity: 3,
         flags: F::WRITE,
         acl: A::KEYSPACE | A::WRITE | A::SLOW,
@@ -2401,6 +2665,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "renamenx",
+        id: 240,
         arity: 3,
         flags: F::WRITE | F::FAST,
         acl: A::KEYSPACE | A::WRITE | A::FAST,
@@ -2420,6 +2685,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "replconf",
+        id: 241,
         arity: -1,
         flags: F::ADMIN | F::NOSCRIPT | F::LOADING | F::STALE | F::ALLOW_BUSY,
         acl: A::ADMIN | A::SLOW | A::DANGEROUS,
@@ -2428,6 +2694,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "replicaof",
+        id: 242,
         arity: 3,
         flags: F::ADMIN | F::NOSCRIPT | F::STALE | F::NO_ASYNC_LOADING,
         acl: A::ADMIN | A::SLOW | A::DANGEROUS,
@@ -2436,6 +2703,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "reset",
+        id: 243,
         arity: 1,
         flags: F::NOSCRIPT | F::LOADING | F::STALE | F::FAST | F::NO_AUTH | F::ALLOW_BUSY,
         acl: A::FAST | A::CONNECTION,
@@ -2444,6 +2712,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "restore",
+        id: 244,
         arity: -4,
         flags: F::WRITE | F::DENYOOM,
         acl: A::KEYSPACE | A::WRITE | A::SLOW | A::DANGEROUS,
@@ -2456,6 +2725,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "restore-asking",
+        id: 245,
         arity: -4,
         flags: F::WRITE | F::DENYOOM | F::ASKING,
         acl: A::KEYSPACE | A::WRITE | A::SLOW | A::DANGEROUS,
@@ -2468,6 +2738,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "role",
+        id: 246,
         arity: 1,
         flags: F::NOSCRIPT | F::LOADING | F::STALE | F::FAST,
         acl: A::ADMIN | A::FAST | A::DANGEROUS,
@@ -2476,6 +2747,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "rpop",
+        id: 247,
         arity: -2,
         flags: F::WRITE | F::FAST,
         acl: A::WRITE | A::LIST | A::FAST,
@@ -2488,6 +2760,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "rpoplpush",
+        id: 248,
         arity: 3,
         flags: F::WRITE | F::DENYOOM,
         acl: A::WRITE | A::LIST | A::SLOW,
@@ -2507,6 +2780,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "rpush",
+        id: 249,
         arity: -3,
         flags: F::WRITE | F::DENYOOM | F::FAST,
         acl: A::WRITE | A::LIST | A::FAST,
@@ -2519,6 +2793,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "rpushx",
+        id: 250,
         arity: -3,
         flags: F::WRITE | F::DENYOOM | F::FAST,
         acl: A::WRITE | A::LIST | A::FAST,
@@ -2531,6 +2806,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "sadd",
+        id: 251,
         arity: -3,
         flags: F::WRITE | F::DENYOOM | F::FAST,
         acl: A::WRITE | A::SET | A::FAST,
@@ -2543,6 +2819,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "save",
+        id: 252,
         arity: 1,
         flags: F::ADMIN | F::NOSCRIPT | F::NO_ASYNC_LOADING | F::NO_MULTI,
         acl: A::ADMIN | A::SLOW | A::DANGEROUS,
@@ -2551,6 +2828,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "scan",
+        id: 253,
         arity: -2,
         flags: F::READONLY,
         acl: A::KEYSPACE | A::READ | A::SLOW,
@@ -2559,6 +2837,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "scard",
+        id: 254,
         arity: 2,
         flags: F::READONLY | F::FAST,
         acl: A::READ | A::SET | A::FAST,
@@ -2571,6 +2850,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "script",
+        id: 255,
         arity: -2,
         flags: 0,
         acl: A::SLOW,
@@ -2578,6 +2858,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         subcommands: &[
             CommandSpec {
                 name: "script|debug",
+                id: 256,
                 arity: 3,
                 flags: F::NOSCRIPT,
                 acl: A::SLOW | A::SCRIPTING,
@@ -2586,6 +2867,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "script|exists",
+                id: 257,
                 arity: -3,
                 flags: F::NOSCRIPT,
                 acl: A::SLOW | A::SCRIPTING,
@@ -2594,6 +2876,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "script|flush",
+                id: 258,
                 arity: -2,
                 flags: F::NOSCRIPT,
                 acl: A::SLOW | A::SCRIPTING,
@@ -2602,6 +2885,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "script|help",
+                id: 259,
                 arity: 2,
                 flags: F::LOADING | F::STALE,
                 acl: A::SLOW | A::SCRIPTING,
@@ -2610,6 +2894,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "script|kill",
+                id: 260,
                 arity: 2,
                 flags: F::NOSCRIPT | F::ALLOW_BUSY,
                 acl: A::SLOW | A::SCRIPTING,
@@ -2618,6 +2903,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "script|load",
+                id: 261,
                 arity: 3,
                 flags: F::NOSCRIPT | F::STALE,
                 acl: A::SLOW | A::SCRIPTING,
@@ -2628,6 +2914,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "sdiff",
+        id: 262,
         arity: -2,
         flags: F::READONLY,
         acl: A::READ | A::SET | A::SLOW,
@@ -2640,6 +2927,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "sdiffstore",
+        id: 263,
         arity: -3,
         flags: F::WRITE | F::DENYOOM,
         acl: A::WRITE | A::SET | A::SLOW,
@@ -2659,6 +2947,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "select",
+        id: 264,
         arity: 2,
         flags: F::LOADING | F::STALE | F::FAST,
         acl: A::FAST | A::CONNECTION,
@@ -2667,6 +2956,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "set",
+        id: 265,
         arity: -3,
         flags: F::WRITE | F::DENYOOM,
         acl: A::WRITE | A::STRING | A::SLOW,
@@ -2679,6 +2969,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "setbit",
+        id: 266,
         arity: 4,
         flags: F::WRITE | F::DENYOOM,
         acl: A::WRITE | A::BITMAP | A::SLOW,
@@ -2691,6 +2982,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "setex",
+        id: 267,
         arity: 4,
         flags: F::WRITE | F::DENYOOM,
         acl: A::WRITE | A::STRING | A::SLOW,
@@ -2703,6 +2995,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "setnx",
+        id: 268,
         arity: 3,
         flags: F::WRITE | F::DENYOOM | F::FAST,
         acl: A::WRITE | A::STRING | A::FAST,
@@ -2715,6 +3008,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "setrange",
+        id: 269,
         arity: 4,
         flags: F::WRITE | F::DENYOOM,
         acl: A::WRITE | A::STRING | A::SLOW,
@@ -2727,6 +3021,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "shutdown",
+        id: 270,
         arity: -1,
         flags: F::ADMIN | F::NOSCRIPT | F::LOADING | F::STALE | F::NO_MULTI | F::ALLOW_BUSY,
         acl: A::ADMIN | A::SLOW | A::DANGEROUS,
@@ -2735,6 +3030,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "sinter",
+        id: 271,
         arity: -2,
         flags: F::READONLY,
         acl: A::READ | A::SET | A::SLOW,
@@ -2747,6 +3043,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "sintercard",
+        id: 272,
         arity: -3,
         flags: F::READONLY | F::MOVABLEKEYS,
         acl: A::READ | A::SET | A::SLOW,
@@ -2759,6 +3056,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "sinterstore",
+        id: 273,
         arity: -3,
         flags: F::WRITE | F::DENYOOM,
         acl: A::WRITE | A::SET | A::SLOW,
@@ -2778,6 +3076,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "sismember",
+        id: 274,
         arity: 3,
         flags: F::READONLY | F::FAST,
         acl: A::READ | A::SET | A::FAST,
@@ -2790,6 +3089,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "slaveof",
+        id: 275,
         arity: 3,
         flags: F::ADMIN | F::NOSCRIPT | F::STALE | F::NO_ASYNC_LOADING,
         acl: A::ADMIN | A::SLOW | A::DANGEROUS,
@@ -2798,6 +3098,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "slowlog",
+        id: 276,
         arity: -2,
         flags: 0,
         acl: A::SLOW,
@@ -2805,6 +3106,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         subcommands: &[
             CommandSpec {
                 name: "slowlog|get",
+                id: 277,
                 arity: -2,
                 flags: F::ADMIN | F::LOADING | F::STALE,
                 acl: A::ADMIN | A::SLOW | A::DANGEROUS,
@@ -2813,6 +3115,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "slowlog|help",
+                id: 278,
                 arity: 2,
                 flags: F::LOADING | F::STALE,
                 acl: A::SLOW,
@@ -2821,6 +3124,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "slowlog|len",
+                id: 279,
                 arity: 2,
                 flags: F::ADMIN | F::LOADING | F::STALE,
                 acl: A::ADMIN | A::SLOW | A::DANGEROUS,
@@ -2829,6 +3133,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "slowlog|reset",
+                id: 280,
                 arity: 2,
                 flags: F::ADMIN | F::LOADING | F::STALE,
                 acl: A::ADMIN | A::SLOW | A::DANGEROUS,
@@ -2839,6 +3144,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "smembers",
+        id: 281,
         arity: 2,
         flags: F::READONLY,
         acl: A::READ | A::SET | A::SLOW,
@@ -2851,6 +3157,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "smismember",
+        id: 282,
         arity: -3,
         flags: F::READONLY | F::FAST,
         acl: A::READ | A::SET | A::FAST,
@@ -2863,6 +3170,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "smove",
+        id: 283,
         arity: 4,
         flags: F::WRITE | F::FAST,
         acl: A::WRITE | A::SET | A::FAST,
@@ -2882,6 +3190,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "sort",
+        id: 284,
         arity: -2,
         flags: F::WRITE | F::DENYOOM | F::MOVABLEKEYS,
         acl: A::WRITE | A::SET | A::SORTEDSET | A::LIST | A::SLOW | A::DANGEROUS,
@@ -2898,6 +3207,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "sort_ro",
+        id: 285,
         arity: -2,
         flags: F::READONLY | F::MOVABLEKEYS,
         acl: A::READ | A::SET | A::SORTEDSET | A::LIST | A::SLOW | A::DANGEROUS,
@@ -2913,6 +3223,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "spop",
+        id: 286,
         arity: -2,
         flags: F::WRITE | F::FAST,
         acl: A::WRITE | A::SET | A::FAST,
@@ -2925,6 +3236,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "spublish",
+        id: 287,
         arity: 3,
         flags: F::PUBSUB | F::LOADING | F::STALE | F::FAST,
         acl: A::PUBSUB | A::FAST,
@@ -2937,6 +3249,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "srandmember",
+        id: 288,
         arity: -2,
         flags: F::READONLY,
         acl: A::READ | A::SET | A::SLOW,
@@ -2949,6 +3262,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "srem",
+        id: 289,
         arity: -3,
         flags: F::WRITE | F::FAST,
         acl: A::WRITE | A::SET | A::FAST,
@@ -2961,6 +3275,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "sscan",
+        id: 290,
         arity: -3,
         flags: F::READONLY,
         acl: A::READ | A::SET | A::SLOW,
@@ -2973,6 +3288,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "ssubscribe",
+        id: 291,
         arity: -2,
         flags: F::PUBSUB | F::NOSCRIPT | F::LOADING | F::STALE,
         acl: A::PUBSUB | A::SLOW,
@@ -2985,6 +3301,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "strlen",
+        id: 292,
         arity: 2,
         flags: F::READONLY | F::FAST,
         acl: A::READ | A::STRING | A::FAST,
@@ -2997,6 +3314,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "subscribe",
+        id: 293,
         arity: -2,
         flags: F::PUBSUB | F::NOSCRIPT | F::LOADING | F::STALE,
         acl: A::PUBSUB | A::SLOW,
@@ -3005,6 +3323,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "substr",
+        id: 294,
         arity: 4,
         flags: F::READONLY,
         acl: A::READ | A::STRING | A::SLOW,
@@ -3017,6 +3336,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "sunion",
+        id: 295,
         arity: -2,
         flags: F::READONLY,
         acl: A::READ | A::SET | A::SLOW,
@@ -3029,6 +3349,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "sunionstore",
+        id: 296,
         arity: -3,
         flags: F::WRITE | F::DENYOOM,
         acl: A::WRITE | A::SET | A::SLOW,
@@ -3048,6 +3369,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "sunsubscribe",
+        id: 297,
         arity: -1,
         flags: F::PUBSUB | F::NOSCRIPT | F::LOADING | F::STALE,
         acl: A::PUBSUB | A::SLOW,
@@ -3060,6 +3382,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "swapdb",
+        id: 298,
         arity: 3,
         flags: F::WRITE | F::FAST,
         acl: A::KEYSPACE | A::WRITE | A::FAST | A::DANGEROUS,
@@ -3068,6 +3391,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "sync",
+        id: 299,
         arity: 1,
         flags: F::ADMIN | F::NOSCRIPT | F::NO_ASYNC_LOADING | F::NO_MULTI,
         acl: A::ADMIN | A::SLOW | A::DANGEROUS,
@@ -3076,6 +3400,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "time",
+        id: 300,
         arity: 1,
         flags: F::LOADING | F::STALE | F::FAST,
         acl: A::FAST,
@@ -3084,6 +3409,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "touch",
+        id: 301,
         arity: -2,
         flags: F::READONLY | F::FAST,
         acl: A::KEYSPACE | A::READ | A::FAST,
@@ -3096,6 +3422,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "ttl",
+        id: 302,
         arity: 2,
         flags: F::READONLY | F::FAST,
         acl: A::KEYSPACE | A::READ | A::FAST,
@@ -3108,6 +3435,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "type",
+        id: 303,
         arity: 2,
         flags: F::READONLY | F::FAST,
         acl: A::KEYSPACE | A::READ | A::FAST,
@@ -3120,6 +3448,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "unlink",
+        id: 304,
         arity: -2,
         flags: F::WRITE | F::FAST,
         acl: A::KEYSPACE | A::WRITE | A::FAST,
@@ -3132,6 +3461,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "unsubscribe",
+        id: 305,
         arity: -1,
         flags: F::PUBSUB | F::NOSCRIPT | F::LOADING | F::STALE,
         acl: A::PUBSUB | A::SLOW,
@@ -3140,6 +3470,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "unwatch",
+        id: 306,
         arity: 1,
         flags: F::NOSCRIPT | F::LOADING | F::STALE | F::FAST | F::ALLOW_BUSY,
         acl: A::FAST | A::TRANSACTION,
@@ -3148,6 +3479,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "wait",
+        id: 307,
         arity: 3,
         flags: F::NOSCRIPT,
         acl: A::SLOW | A::CONNECTION,
@@ -3156,6 +3488,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "watch",
+        id: 308,
         arity: -2,
         flags: F::NOSCRIPT | F::LOADING | F::STALE | F::FAST | F::ALLOW_BUSY,
         acl: A::FAST | A::TRANSACTION,
@@ -3168,6 +3501,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "xack",
+        id: 309,
         arity: -4,
         flags: F::WRITE | F::FAST,
         acl: A::WRITE | A::STREAM | A::FAST,
@@ -3180,6 +3514,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "xadd",
+        id: 310,
         arity: -5,
         flags: F::WRITE | F::DENYOOM | F::FAST,
         acl: A::WRITE | A::STREAM | A::FAST,
@@ -3192,6 +3527,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "xautoclaim",
+        id: 311,
         arity: -6,
         flags: F::WRITE | F::FAST,
         acl: A::WRITE | A::STREAM | A::FAST,
@@ -3204,6 +3540,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "xclaim",
+        id: 312,
         arity: -6,
         flags: F::WRITE | F::FAST,
         acl: A::WRITE | A::STREAM | A::FAST,
@@ -3216,6 +3553,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "xdel",
+        id: 313,
         arity: -3,
         flags: F::WRITE | F::FAST,
         acl: A::WRITE | A::STREAM | A::FAST,
@@ -3228,6 +3566,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "xgroup",
+        id: 314,
         arity: -2,
         flags: 0,
         acl: A::SLOW,
@@ -3235,6 +3574,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         subcommands: &[
             CommandSpec {
                 name: "xgroup|create",
+                id: 315,
                 arity: -5,
                 flags: F::WRITE | F::DENYOOM,
                 acl: A::WRITE | A::STREAM | A::SLOW,
@@ -3247,6 +3587,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "xgroup|createconsumer",
+                id: 316,
                 arity: 5,
                 flags: F::WRITE | F::DENYOOM,
                 acl: A::WRITE | A::STREAM | A::SLOW,
@@ -3259,6 +3600,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "xgroup|delconsumer",
+                id: 317,
                 arity: 5,
                 flags: F::WRITE,
                 acl: A::WRITE | A::STREAM | A::SLOW,
@@ -3271,6 +3613,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "xgroup|destroy",
+                id: 318,
                 arity: 4,
                 flags: F::WRITE,
                 acl: A::WRITE | A::STREAM | A::SLOW,
@@ -3283,6 +3626,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "xgroup|help",
+                id: 319,
                 arity: 2,
                 flags: F::LOADING | F::STALE,
                 acl: A::STREAM | A::SLOW,
@@ -3291,6 +3635,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "xgroup|setid",
+                id: 320,
                 arity: -5,
                 flags: F::WRITE,
                 acl: A::WRITE | A::STREAM | A::SLOW,
@@ -3305,6 +3650,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "xinfo",
+        id: 321,
         arity: -2,
         flags: 0,
         acl: A::SLOW,
@@ -3312,6 +3658,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         subcommands: &[
             CommandSpec {
                 name: "xinfo|consumers",
+                id: 322,
                 arity: 4,
                 flags: F::READONLY,
                 acl: A::READ | A::STREAM | A::SLOW,
@@ -3324,6 +3671,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "xinfo|groups",
+                id: 323,
                 arity: 3,
                 flags: F::READONLY,
                 acl: A::READ | A::STREAM | A::SLOW,
@@ -3336,6 +3684,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "xinfo|help",
+                id: 324,
                 arity: 2,
                 flags: F::LOADING | F::STALE,
                 acl: A::STREAM | A::SLOW,
@@ -3344,6 +3693,7 @@ pub static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "xinfo|stream",
+                id: 325,
                 arity: -3,
                 flags: F::READONLY,
                 acl: A::READ | A::STREAM | A::SLOW,
@@ -3358,6 +3708,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "xlen",
+        id: 326,
         arity: 2,
         flags: F::READONLY | F::FAST,
         acl: A::READ | A::STREAM | A::FAST,
@@ -3370,6 +3721,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "xpending",
+        id: 327,
         arity: -3,
         flags: F::READONLY,
         acl: A::READ | A::STREAM | A::SLOW,
@@ -3382,6 +3734,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "xrange",
+        id: 328,
         arity: -4,
         flags: F::READONLY,
         acl: A::READ | A::STREAM | A::SLOW,
@@ -3394,6 +3747,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "xread",
+        id: 329,
         arity: -4,
         flags: F::READONLY | F::BLOCKING | F::MOVABLEKEYS,
         acl: A::READ | A::STREAM | A::SLOW | A::BLOCKING,
@@ -3406,6 +3760,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "xreadgroup",
+        id: 330,
         arity: -7,
         flags: F::WRITE | F::BLOCKING | F::MOVABLEKEYS,
         acl: A::WRITE | A::STREAM | A::SLOW | A::BLOCKING,
@@ -3418,6 +3773,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "xrevrange",
+        id: 331,
         arity: -4,
         flags: F::READONLY,
         acl: A::READ | A::STREAM | A::SLOW,
@@ -3430,6 +3786,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "xsetid",
+        id: 332,
         arity: -3,
         flags: F::WRITE | F::DENYOOM | F::FAST,
         acl: A::WRITE | A::STREAM | A::FAST,
@@ -3442,6 +3799,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "xtrim",
+        id: 333,
         arity: -4,
         flags: F::WRITE,
         acl: A::WRITE | A::STREAM | A::SLOW,
@@ -3454,6 +3812,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "zadd",
+        id: 334,
         arity: -4,
         flags: F::WRITE | F::DENYOOM | F::FAST,
         acl: A::WRITE | A::SORTEDSET | A::FAST,
@@ -3466,6 +3825,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "zcard",
+        id: 335,
         arity: 2,
         flags: F::READONLY | F::FAST,
         acl: A::READ | A::SORTEDSET | A::FAST,
@@ -3478,6 +3838,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "zcount",
+        id: 336,
         arity: 4,
         flags: F::READONLY | F::FAST,
         acl: A::READ | A::SORTEDSET | A::FAST,
@@ -3490,6 +3851,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "zdiff",
+        id: 337,
         arity: -3,
         flags: F::READONLY | F::MOVABLEKEYS,
         acl: A::READ | A::SORTEDSET | A::SLOW,
@@ -3502,6 +3864,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "zdiffstore",
+        id: 338,
         arity: -4,
         flags: F::WRITE | F::DENYOOM | F::MOVABLEKEYS,
         acl: A::WRITE | A::SORTEDSET | A::SLOW,
@@ -3521,6 +3884,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "zincrby",
+        id: 339,
         arity: 4,
         flags: F::WRITE | F::DENYOOM | F::FAST,
         acl: A::WRITE | A::SORTEDSET | A::FAST,
@@ -3533,6 +3897,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "zinter",
+        id: 340,
         arity: -3,
         flags: F::READONLY | F::MOVABLEKEYS,
         acl: A::READ | A::SORTEDSET | A::SLOW,
@@ -3545,6 +3910,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "zintercard",
+        id: 341,
         arity: -3,
         flags: F::READONLY | F::MOVABLEKEYS,
         acl: A::READ | A::SORTEDSET | A::SLOW,
@@ -3557,6 +3923,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "zinterstore",
+        id: 342,
         arity: -4,
         flags: F::WRITE | F::DENYOOM | F::MOVABLEKEYS,
         acl: A::WRITE | A::SORTEDSET | A::SLOW,
@@ -3576,6 +3943,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "zlexcount",
+        id: 343,
         arity: 4,
         flags: F::READONLY | F::FAST,
         acl: A::READ | A::SORTEDSET | A::FAST,
@@ -3588,6 +3956,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "zmpop",
+        id: 344,
         arity: -4,
         flags: F::WRITE | F::MOVABLEKEYS,
         acl: A::WRITE | A::SORTEDSET | A::SLOW,
@@ -3600,6 +3969,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "zmscore",
+        id: 345,
         arity: -3,
         flags: F::READONLY | F::FAST,
         acl: A::READ | A::SORTEDSET | A::FAST,
@@ -3612,6 +3982,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "zpopmax",
+        id: 346,
         arity: -2,
         flags: F::WRITE | F::FAST,
         acl: A::WRITE | A::SORTEDSET | A::FAST,
@@ -3624,6 +3995,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "zpopmin",
+        id: 347,
         arity: -2,
         flags: F::WRITE | F::FAST,
         acl: A::WRITE | A::SORTEDSET | A::FAST,
@@ -3636,6 +4008,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "zrandmember",
+        id: 348,
         arity: -2,
         flags: F::READONLY,
         acl: A::READ | A::SORTEDSET | A::SLOW,
@@ -3648,6 +4021,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "zrange",
+        id: 349,
         arity: -4,
         flags: F::READONLY,
         acl: A::READ | A::SORTEDSET | A::SLOW,
@@ -3660,6 +4034,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "zrangebylex",
+        id: 350,
         arity: -4,
         flags: F::READONLY,
         acl: A::READ | A::SORTEDSET | A::SLOW,
@@ -3672,6 +4047,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "zrangebyscore",
+        id: 351,
         arity: -4,
         flags: F::READONLY,
         acl: A::READ | A::SORTEDSET | A::SLOW,
@@ -3684,6 +4060,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "zrangestore",
+        id: 352,
         arity: -5,
         flags: F::WRITE | F::DENYOOM,
         acl: A::WRITE | A::SORTEDSET | A::SLOW,
@@ -3703,6 +4080,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "zrank",
+        id: 353,
         arity: 3,
         flags: F::READONLY | F::FAST,
         acl: A::READ | A::SORTEDSET | A::FAST,
@@ -3715,6 +4093,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "zrem",
+        id: 354,
         arity: -3,
         flags: F::WRITE | F::FAST,
         acl: A::WRITE | A::SORTEDSET | A::FAST,
@@ -3727,6 +4106,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "zremrangebylex",
+        id: 355,
         arity: 4,
         flags: F::WRITE,
         acl: A::WRITE | A::SORTEDSET | A::SLOW,
@@ -3739,6 +4119,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "zremrangebyrank",
+        id: 356,
         arity: 4,
         flags: F::WRITE,
         acl: A::WRITE | A::SORTEDSET | A::SLOW,
@@ -3751,6 +4132,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "zremrangebyscore",
+        id: 357,
         arity: 4,
         flags: F::WRITE,
         acl: A::WRITE | A::SORTEDSET | A::SLOW,
@@ -3763,6 +4145,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "zrevrange",
+        id: 358,
         arity: -4,
         flags: F::READONLY,
         acl: A::READ | A::SORTEDSET | A::SLOW,
@@ -3775,6 +4158,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "zrevrangebylex",
+        id: 359,
         arity: -4,
         flags: F::READONLY,
         acl: A::READ | A::SORTEDSET | A::SLOW,
@@ -3787,6 +4171,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "zrevrangebyscore",
+        id: 360,
         arity: -4,
         flags: F::READONLY,
         acl: A::READ | A::SORTEDSET | A::SLOW,
@@ -3799,6 +4184,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "zrevrank",
+        id: 361,
         arity: 3,
         flags: F::READONLY | F::FAST,
         acl: A::READ | A::SORTEDSET | A::FAST,
@@ -3811,6 +4197,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "zscan",
+        id: 362,
         arity: -3,
         flags: F::READONLY,
         acl: A::READ | A::SORTEDSET | A::SLOW,
@@ -3823,6 +4210,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "zscore",
+        id: 363,
         arity: 3,
         flags: F::READONLY | F::FAST,
         acl: A::READ | A::SORTEDSET | A::FAST,
@@ -3835,6 +4223,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "zunion",
+        id: 364,
         arity: -3,
         flags: F::READONLY | F::MOVABLEKEYS,
         acl: A::READ | A::SORTEDSET | A::SLOW,
@@ -3847,6 +4236,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "zunionstore",
+        id: 365,
         arity: -4,
         flags: F::WRITE | F::DENYOOM | F::MOVABLEKEYS,
         acl: A::WRITE | A::SORTEDSET | A::SLOW,

@@ -25,6 +25,8 @@ pub struct Follow {
     pub client: u64,
     pub proto: Protocol,
     pub request: Bytes,
+    /// The batch opens with MULTI ... EXEC: it is followed as a whole.
+    pub transaction: bool,
 }
 
 /// The batch's replies with every redirection followed.
@@ -35,7 +37,7 @@ pub async fn follow_redirects(f: Follow, replies: Bytes) -> BatchReply {
     if commands.len() != replies_of.len() {
         return Ok(replies);
     }
-    if commands.first().is_some_and(|c| c.as_ref() == b"*1\r\n$5\r\nMULTI\r\n") {
+    if f.transaction {
         return follow_transaction(f, replies).await;
     }
     for _ in 0..MAX_HOPS {

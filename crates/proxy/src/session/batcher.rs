@@ -48,6 +48,8 @@ struct OpenBatch {
     node: Arc<NodePool>,
     /// A cluster's batch, whose MOVED/ASK replies are followed.
     follow: Option<Arc<Cluster>>,
+    /// It opens with a transaction, followed as a whole.
+    transaction: bool,
     proto: Protocol,
     bytes: BytesMut,
     count: usize,
@@ -201,6 +203,8 @@ impl Batcher {
         let ns = tx.tenant.namespace.clone();
         let b = self.open(replies, &tx.tenant, &node, tx.proto);
         b.follow = tx.tenant.backend.cluster().cloned();
+        // The batch is new (flushed above): the transaction opens it.
+        b.transaction = true;
         encode::command(&mut b.bytes, &[&b"MULTI"[..]], &[], &ns);
         for q in &tx.queued {
             encode_rewritten(&mut b.bytes, &q.args, &q.keys, &ns, q.ttl.as_ref());
@@ -277,6 +281,7 @@ impl Batcher {
                 tenant: tenant.clone(),
                 node: node.clone(),
                 follow: None,
+                transaction: false,
                 proto,
                 bytes: std::mem::take(&mut self.scratch),
                 count: 0,
@@ -322,6 +327,7 @@ impl Batcher {
                 client: self.client,
                 proto: b.proto,
                 request: bytes.clone(),
+                transaction: b.transaction,
             });
             let sent_bytes = bytes.len();
             let batch = Batch { bytes, count: b.count, reply: tx };

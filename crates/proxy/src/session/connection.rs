@@ -92,7 +92,7 @@ pub fn handle(state: &mut State, cmd: ConnCommand, req: &Request, out: &mut Byte
         | ConnCommand::DbSize
         | ConnCommand::RandomKey
         | ConnCommand::ClientTracking
-        | ConnCommand::Function
+        | ConnCommand::Function(_)
         | ConnCommand::ConfigGet
         | ConnCommand::ConfigSet
         | ConnCommand::Wait => reply(state, out).error("ERR this command is answered by the session"),

@@ -14,13 +14,14 @@ use crate::telemetry::ErrorKind;
 use bytes::Bytes;
 use std::sync::Arc;
 use tenantry_protocol::answer;
+use tenantry_protocol::command::FunctionOp;
 use tenantry_protocol::{glob, Protocol, ReplyKeys, Request};
 use tokio::sync::oneshot;
 
 const OWNERS: &[u8] = b"tenantry:functions";
 
 impl Session {
-    pub(super) fn function_command(&mut self, req: &Request) -> Option<After> {
+    pub(super) fn function_command(&mut self, op: FunctionOp, req: &Request) -> Option<After> {
         let tenant = self.state.tenant.clone()?;
         if !tenant.config.scripts {
             tenant.metrics.error(ErrorKind::NoPerm, 1);
@@ -33,7 +34,6 @@ impl Session {
         if self.after_earlier_replies(req) {
             return Some(After::Continue);
         }
-        let sub = req.args[1].to_ascii_lowercase();
         let call = Call {
             node: tenant.backend.any_node(),
             // On a cluster or ring, every node runs FCALLs, so every node
@@ -49,11 +49,11 @@ impl Session {
         // Later commands (an FCALL pipelined after FUNCTION LOAD) wait for it.
         self.waiting = Some(done_rx);
         tokio::spawn(async move {
-            let reply = match sub.as_slice() {
-                b"load" => call.load().await,
-                b"delete" => call.delete().await,
-                b"flush" => call.flush().await,
-                _ => call.list().await,
+            let reply = match op {
+                FunctionOp::Load => call.load().await,
+                FunctionOp::Delete => call.delete().await,
+                FunctionOp::Flush => call.flush().await,
+                FunctionOp::List => call.list().await,
             };
             let reply = reply.unwrap_or_else(|e| Bytes::from(format!("-ERR FUNCTION failed: {e}\r\n")));
             let _ = tx.send(Ok(reply));

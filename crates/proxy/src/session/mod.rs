@@ -45,9 +45,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tenantry_config::OnExceed;
 use tenantry_protocol::classify::{classify, Action, ConnCommand};
-use tenantry_protocol::command::{flags, CommandSpec};
+use tenantry_protocol::command::{flags, CommandSpec, KeyArgs, Profile, Special};
 use tenantry_protocol::encode::Reply;
-use tenantry_protocol::{hits, ttl, ReplyKeys, Request, RequestParser};
+use tenantry_protocol::{hits, ttl, Request, RequestParser};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -481,7 +481,7 @@ impl Session {
         if self.subscribed_resp2() {
             match &action {
                 Action::PubSub { .. } | Action::Connection(ConnCommand::Quit | ConnCommand::Reset) => {}
-                Action::Forward { spec, .. } if spec.name == "ping" => {
+                Action::Forward { profile, .. } if profile.special == Special::Ping => {
                     self.subscribed_ping(&req);
                     return After::Continue;
                 }
@@ -503,17 +503,17 @@ impl Session {
             }
         }
         match action {
-            Action::Forward { spec, reply, match_all, blocking, script } => match self.state.tenant.clone() {
-                Some(tenant) if script && !tenant.config.scripts => {
+            Action::Forward { spec, profile, match_all, blocking } => match self.state.tenant.clone() {
+                Some(tenant) if profile.script && !tenant.config.scripts => {
                     tenant.metrics.error(ErrorKind::NoPerm, 1);
                     self.refuse(&format!(
                         "NOPERM tenant '{}' may not run scripts: a script can reach keys it was not given (set scripts: true to allow them)",
                         tenant.id
                     ));
                 }
-                Some(_) if spec.name == "client|getredir" && self.getredir() => {}
+                Some(_) if profile.special == Special::GetRedir && self.getredir() => {}
                 Some(tenant) => {
-                    if spec.name == "watch" {
+                    if profile.special == Special::Watch {
                         let keys = self.keys.clone();
                         if let Err(msg) = self.before_watch(&tenant, &req.args, &keys) {
                             // Redis answers it without dooming the transaction.
@@ -523,13 +523,13 @@ impl Session {
                     }
                     let mut req = req;
                     if match_all && deadline.is_none() {
-                        if spec.name == "scan" {
+                        if profile.keys == KeyArgs::ScanMatch {
                             req.args.push(Bytes::from_static(b"MATCH"));
                         }
                         req.args.push(Bytes::from_static(b"*"));
                         self.keys.push(req.args.len() - 1);
                     }
-                    self.forward(tenant, spec, reply, req, deadline, blocking)
+                    self.forward(tenant, spec, profile, req, deadline, blocking)
                 }
                 None => self.error(NOAUTH),
             },
@@ -568,8 +568,8 @@ impl Session {
                 if let Some(handled) = self.config_command(cmd, &req) {
                     return handled;
                 }
-                if cmd == ConnCommand::Function {
-                    if let Some(handled) = self.function_command(&req) {
+                if let ConnCommand::Function(op) = cmd {
+                    if let Some(handled) = self.function_command(op, &req) {
                         return handled;
                     }
                 }
@@ -593,11 +593,12 @@ impl Session {
         &mut self,
         tenant: Arc<TenantRt>,
         spec: &'static CommandSpec,
-        reply: ReplyKeys,
+        profile: &'static Profile,
         req: Request,
         deadline: Option<Instant>,
         blocking: bool,
     ) {
+        let reply = profile.reply;
         let metrics = &tenant.metrics;
         if deadline.is_none() {
             metrics.command_cached(spec.name, &mut self.command_cache);
@@ -673,8 +674,8 @@ impl Session {
         });
         // Lent out (not copied) while `place` borrows the session.
         let keys = std::mem::take(&mut self.keys);
-        let cmd = sharded::Command { args: &req.args, keys: &keys, ttl: ttl.as_ref(), strip: reply };
-        let node = self.place(&tenant, spec, cmd, blocking, bytes);
+        let cmd = sharded::Command { spec, profile, args: &req.args, keys: &keys, ttl: ttl.as_ref() };
+        let node = self.place(&tenant, cmd, blocking, bytes);
         self.keys = keys;
         let Some(node) = node else { return };
         if grows && tenant.config.memory.is_some() {
@@ -686,7 +687,7 @@ impl Session {
             // Blocking commands set no TTLs; the keys they create (BLMOVE's
             // destination) still get the default.
             let defaults = ttl.map(|rw| rw.default_for).unwrap_or_default();
-            let timed_out = tenantry_protocol::classify::timed_out_reply(spec, self.state.proto);
+            let timed_out = tenantry_protocol::classify::timed_out_reply(profile, self.state.proto);
             return self.blocking(&tenant, node, &req, reply, &defaults, timed_out);
         }
         if let Some(tx) = &mut self.tx {
@@ -702,7 +703,7 @@ impl Session {
         if let Some(&first) = self.keys.first() {
             let key = &req.args[first];
             metrics.touch(key);
-            let t = hits::tally(spec.name, req.args.len());
+            let t = hits::tally(profile, req.args.len());
             let big = self.state.big_value_bytes;
             let has_big = spec.has_flag(flags::DENYOOM)
                 && req.args.iter().enumerate().skip(1).any(|(i, a)| a.len() > big && !self.keys.contains(&i));
@@ -719,8 +720,7 @@ impl Session {
                 self.keys.first().map(|&k| String::from_utf8_lossy(crate::telemetry::keyspace_of(&req.args[k])).into_owned());
             tracing::info_span!(target: "tenantry::command", "command", tenant = %tenant.id, command = spec.name, keyspace)
         });
-        let freed =
-            (tenant.config.memory.is_some() && matches!(spec.name, "del" | "unlink")).then(|| tenant.quota.clone());
+        let freed = (tenant.config.memory.is_some() && profile.frees).then(|| tenant.quota.clone());
         let f = Forward {
             tenant: &tenant,
             node,

@@ -8,16 +8,16 @@
 //! masters a client writes to are remembered for its next WAIT.
 
 use super::Session;
-use crate::backend::{follow_redirects, Batch, Follow, NodePool, Place, Spread};
+use crate::backend::{follow_redirects, Batch, Follow, NodePool, Place};
 use crate::runtime::TenantRt;
 use crate::telemetry::ErrorKind;
 use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
 use tenantry_config::ReadFrom;
-use tenantry_protocol::command::{flags, CommandSpec};
+use tenantry_protocol::command::{flags, Combine, CommandSpec, Profile, Spread};
+use tenantry_protocol::encode;
 use tenantry_protocol::merge::{merge, split_scan_cursor, Merge, MAX_SCAN_NODES};
 use tenantry_protocol::ttl::TtlRewrite;
-use tenantry_protocol::{encode, ReplyKeys};
 use tokio::sync::oneshot;
 
 pub(super) const CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same slot";
@@ -26,28 +26,17 @@ pub(super) const CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the 
 pub(super) enum Route {
     Node(Arc<NodePool>),
     /// Split by place: each place's keys (argument indexes).
-    Split(Vec<(Option<Place>, Vec<usize>)>),
-    /// KEYS: every node.
-    Every,
+    Split(Vec<(Option<Place>, Vec<usize>)>, Combine),
+    /// KEYS, SCRIPT LOAD, ...: every node.
+    Every(Combine),
     /// SCAN: the node the cursor names.
     Scan,
 }
 
-/// Commands whose keys may be split into one command per slot, with the
-/// replies merged as [`merge_for`] says.
-fn splittable(name: &str) -> bool {
-    matches!(name, "mget" | "mset" | "del" | "unlink" | "exists" | "touch" | "pubsub|shardnumsub")
-}
-
 impl Session {
     /// Where a command with these keys goes; an error reply when it cannot.
-    pub(super) fn route(
-        &self,
-        tenant: &TenantRt,
-        spec: &CommandSpec,
-        args: &[Bytes],
-        keys: &[usize],
-    ) -> Result<Route, String> {
+    pub(super) fn route(&self, tenant: &TenantRt, cmd: &Command<'_>) -> Result<Route, String> {
+        let Command { spec, profile, args, keys, .. } = *cmd;
         let backend = &tenant.backend;
         // Reads may go to a replica, by the tenant's choice; never inside
         // MULTI, whose commands all run on the master of its EXEC.
@@ -58,20 +47,19 @@ impl Session {
         if !backend.is_sharded() {
             return backend.node_at(None, read()).map(Route::Node);
         }
-        match spec.name {
-            // Scripts are cached per node: loaded everywhere, so EVALSHA
-            // finds them on whichever master its keys live.
-            "keys" | "pubsub|shardchannels" | "script|load" | "script|exists" => return Ok(Route::Every),
-            "scan" => return Ok(Route::Scan),
+        let split = match profile.spread {
+            Spread::Every(how) => return Ok(Route::Every(how)),
+            Spread::Scan => return Ok(Route::Scan),
             // Where tenantry's subscriber connections are: a cluster passes
             // every PUBLISH to every node, but counts receivers on its own.
-            "publish" | "pubsub|channels" | "pubsub|numsub" => return Ok(Route::Node(backend.any_node())),
-            _ => {}
-        }
-        match backend.placement(&tenant.namespace, args, keys) {
-            Ok(place) => backend.node_at(place, read()).map(Route::Node),
-            Err(Spread) if splittable(spec.name) => Ok(Route::Split(backend.places(&tenant.namespace, args, keys))),
-            Err(Spread) => Err(CROSSSLOT.to_string()),
+            Spread::AnyNode => return Ok(Route::Node(backend.any_node())),
+            Spread::Split(how) => Some(how),
+            Spread::ByKeys => None,
+        };
+        match (backend.placement(&tenant.namespace, args, keys), split) {
+            (Ok(place), _) => backend.node_at(place, read()).map(Route::Node),
+            (Err(_), Some(how)) => Ok(Route::Split(backend.places(&tenant.namespace, args, keys), how)),
+            (Err(_), None) => Err(CROSSSLOT.to_string()),
         }
     }
 
@@ -81,13 +69,13 @@ impl Session {
     pub(super) fn place(
         &mut self,
         tenant: &Arc<TenantRt>,
-        spec: &CommandSpec,
         cmd: Command<'_>,
         blocking: bool,
         bytes: usize,
     ) -> Option<Arc<NodePool>> {
         let metrics = &tenant.metrics;
-        let route = match self.route(tenant, spec, cmd.args, cmd.keys) {
+        let spec = cmd.spec;
+        let route = match self.route(tenant, &cmd) {
             Ok(route) => route,
             Err(e) => {
                 metrics.error(if e.starts_with("CROSSSLOT") { ErrorKind::CrossSlot } else { ErrorKind::NoReplica }, 1);
@@ -111,7 +99,7 @@ impl Session {
             }
             route => {
                 metrics.bytes_in.inc_by(bytes as u64);
-                self.forward_parts(tenant, spec, cmd, route);
+                self.forward_parts(tenant, cmd, route);
                 return None;
             }
         };
@@ -137,21 +125,16 @@ impl Session {
     }
 
     /// Sends a command to several nodes and queues its merged reply.
-    pub(super) fn forward_parts(&mut self, tenant: &Arc<TenantRt>, spec: &CommandSpec, cmd: Command<'_>, route: Route) {
-        let Command { args, keys, ttl, strip } = cmd;
+    pub(super) fn forward_parts(&mut self, tenant: &Arc<TenantRt>, cmd: Command<'_>, route: Route) {
+        let Command { spec, profile, args, keys, ttl } = cmd;
         let backend = &tenant.backend;
         let (parts, how) = match route {
             Route::Node(_) => unreachable!("one node is forwarded as usual"),
-            Route::Split(places) => split(spec, args, keys, &places, backend),
-            Route::Every => {
+            Route::Split(places, how) => split(how, args, keys, &places, backend),
+            Route::Every(how) => {
                 let nodes = backend.nodes();
                 let parts = nodes.into_iter().map(|n| Part { node: n, args: args.to_vec(), keys: keys.to_vec() });
-                let how = match spec.name {
-                    "script|load" => Merge::First,
-                    "script|exists" => Merge::Least,
-                    _ => Merge::Concat,
-                };
-                (Ok(parts.collect()), how)
+                (Ok(parts.collect()), Merge::from(how))
             }
             Route::Scan => scan(args, keys, backend),
         };
@@ -211,6 +194,7 @@ impl Session {
                 client: self.batcher.client,
                 proto,
                 request: bytes.clone(),
+                transaction: false,
             });
             let (tx, rx) = oneshot::channel();
             b.node.send(self.batcher.client, proto, Batch { bytes, count: b.count, reply: tx });
@@ -250,7 +234,7 @@ impl Session {
             }
             let _ = tx.send(Ok(merge(&how, &replies)));
         });
-        self.batcher.deferred(&mut self.replies, tenant, rx, strip);
+        self.batcher.deferred(&mut self.replies, tenant, rx, profile.reply);
     }
 }
 
@@ -263,14 +247,15 @@ struct NodeBatch {
     layout: Vec<(usize, usize)>,
 }
 
-/// A command to send to several nodes.
+/// A command to place on a node, or to send to several.
+#[derive(Clone, Copy)]
 pub(super) struct Command<'a> {
+    pub spec: &'static CommandSpec,
+    pub profile: &'static Profile,
     pub args: &'a [Bytes],
     pub keys: &'a [usize],
     /// Default TTLs of the keys it writes, set on each part's node.
     pub ttl: Option<&'a TtlRewrite>,
-    /// Key names in the merged reply.
-    pub strip: ReplyKeys,
 }
 
 /// One slot's (or ring node's) share of a split command.
@@ -281,24 +266,15 @@ struct Part {
     keys: Vec<usize>,
 }
 
-fn merge_for(name: &str) -> Merge {
-    match name {
-        "mget" => Merge::Arrays { order: Vec::new() },
-        "pubsub|shardnumsub" => Merge::Pairs { order: Vec::new() },
-        "mset" => Merge::AllOk,
-        _ => Merge::Sum,
-    }
-}
-
 /// One command per place, each with its keys (and MSET's values).
 fn split(
-    spec: &CommandSpec,
+    how: Combine,
     args: &[Bytes],
     keys: &[usize],
     places: &[(Option<Place>, Vec<usize>)],
     backend: &crate::backend::Router,
 ) -> (Result<Vec<Part>, String>, Merge) {
-    let mut how = merge_for(spec.name);
+    let mut how = Merge::from(how);
     // The command (and subcommand) before its first key; then each key's
     // arguments, which run to the next key (MSET: key and value). Keys of
     // these commands come in argument order.
