@@ -293,7 +293,11 @@ impl TestProxy {
     }
 
     /// See `Proxy::send_unrewritten`.
-    pub async fn send_unrewritten(&self, tenant: &str, args: &[&[u8]]) -> Result<bytes::Bytes, String> {
+    pub async fn send_unrewritten(
+        &self,
+        tenant: &str,
+        args: &[&[u8]],
+    ) -> Result<bytes::Bytes, tenantry_proxy::error::Error> {
         self.proxy.as_ref().expect("running").send_unrewritten(tenant, args).await
     }
 

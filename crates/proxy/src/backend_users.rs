@@ -95,12 +95,13 @@ fn fingerprint(rules: &[Vec<u8>], user: &BackendUser) -> [u8; 32] {
     h.finalize().into()
 }
 
-async fn set_user(node: &NodePool, user: &BackendUser, rules: &[Vec<u8>]) -> Result<(), String> {
+async fn set_user(node: &NodePool, user: &BackendUser, rules: &[Vec<u8>]) -> crate::error::Result<()> {
     let password = [b">".as_slice(), user.password.expose()].concat();
     let mut args: Vec<&[u8]> = vec![b"ACL", b"SETUSER", user.username.as_bytes(), b"reset", b"on", &password];
     args.extend(rules.iter().map(Vec::as_slice));
     let reply = node.call(&args).await?;
-    answer::text(&reply).map(|_| ()).map_err(|e| e.to_string())
+    answer::text(&reply)?;
+    Ok(())
 }
 
 /// Why a backend user could not be read back.
@@ -108,19 +109,19 @@ async fn set_user(node: &NodePool, user: &BackendUser, rules: &[Vec<u8>]) -> Res
 enum Unread {
     #[error("no such user")]
     NoUser,
-    #[error("{0}")]
-    Failed(String),
+    #[error(transparent)]
+    Failed(#[from] crate::error::Error),
 }
 
 /// `ACL GETUSER` on `node`: what lets the user reach outside `ns` (see
 /// `reaches_outside`), or why it could not be read.
 async fn read_back(node: &NodePool, user: &BackendUser, ns: &Namespace) -> Result<Vec<String>, Unread> {
-    let reply = node.call(&[b"ACL", b"GETUSER", user.username.as_bytes()]).await.map_err(Unread::Failed)?;
+    let reply = node.call(&[b"ACL", b"GETUSER", user.username.as_bytes()]).await.map_err(crate::error::Error::from)?;
     // No such user is a null reply.
     if answer::text(&reply) == Ok(None) {
         return Err(Unread::NoUser);
     }
-    let fields = answer::fields(&reply).map_err(|e| Unread::Failed(e.to_string()))?;
+    let fields = answer::fields(&reply).map_err(crate::error::Error::from)?;
     Ok(reaches_outside(&fields, ns))
 }
 
@@ -136,7 +137,7 @@ pub async fn check(config: &tenantry_config::Config) -> Vec<String> {
         let tls = backend
             .tls
             .as_ref()
-            .map(|t| crate::tls::BackendConnector::new(&backend.name, t).map(Arc::new).map_err(|e| e.to_string()));
+            .map(|t| crate::tls::BackendConnector::new(&backend.name, t).map(Arc::new).map_err(Arc::new));
         if matches!(backend.kind, tenantry_config::BackendKind::Sentinel(_)) {
             // Its nodes are the sentinels; the master is known only at run
             // time, where the user is read back as on any backend.

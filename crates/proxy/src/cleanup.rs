@@ -5,6 +5,7 @@
 //! never blocked for long. Progress is at the admin server's `/config`.
 
 use crate::backend::{NodePool, Router};
+use crate::error::{Error, Kind};
 use crate::runtime::Runtime;
 use crate::status::{CleanupLabel, CleanupProgress, Status};
 use bytes::Bytes;
@@ -59,11 +60,11 @@ pub(crate) fn spawn(job: Job, rate: Cleanup, status: Arc<Status>, shutdown: Canc
     tokio::spawn(async move {
         let result = tokio::select! {
             r = run(&job, rate, &status, index) => r,
-            _ = shutdown.cancelled() => Err("stopped by shutdown".into()),
+            _ = shutdown.cancelled() => Err(Error::new(Kind::Shutdown, "stopped by shutdown")),
         };
         status.update_cleanup(index, |c| match result {
             Ok(()) => c.done = true,
-            Err(e) => c.error = Some(e),
+            Err(e) => c.error = Some(e.to_string()),
         });
         let p = &status.cleanups()[index];
         tracing::info!(tenant = %job.tenant, namespace = %job.namespace, deleted = p.deleted, done = p.done,
@@ -71,7 +72,7 @@ pub(crate) fn spawn(job: Job, rate: Cleanup, status: Arc<Status>, shutdown: Canc
     });
 }
 
-async fn run(job: &Job, rate: Cleanup, status: &Status, index: usize) -> Result<(), String> {
+async fn run(job: &Job, rate: Cleanup, status: &Status, index: usize) -> Result<(), Error> {
     // A handle, not the family's guard, which must not be held across an await.
     let counter = status
         .cleanup_deleted
@@ -120,13 +121,13 @@ impl<'a> NamespaceScan<'a> {
 
     /// The next page's keys (often none: SCAN filters after reading), or
     /// `None` when the iteration is over.
-    pub(crate) async fn next_page(&mut self) -> Result<Option<Vec<Bytes>>, String> {
+    pub(crate) async fn next_page(&mut self) -> Result<Option<Vec<Bytes>>, Error> {
         let Some(cursor) = self.cursor.take() else { return Ok(None) };
         let full: [&[u8]; 6] = [b"SCAN", &cursor, b"MATCH", &self.pattern, b"COUNT", self.count.as_bytes()];
         let unfiltered: [&[u8]; 4] = [b"SCAN", &cursor, b"COUNT", self.count.as_bytes()];
         let args: &[&[u8]] = if self.pattern.is_empty() { &unfiltered } else { &full };
         let reply = self.node.call(args).await?;
-        let (next, keys) = answer::scan_page(&reply).map_err(|e| format!("SCAN: {e}"))?;
+        let (next, keys) = answer::scan_page(&reply).map_err(|e| Error::from(e).context("SCAN"))?;
         self.cursor = (next != b"0").then(|| Bytes::from(next));
         Ok(Some(keys.into_iter().map(Bytes::from).collect()))
     }
@@ -140,7 +141,7 @@ pub(crate) async fn delete_namespace(
     batch: u32,
     keys_per_sec: Option<u32>,
     mut progress: impl FnMut(u64),
-) -> Result<u64, String> {
+) -> Result<u64, Error> {
     let mut scan = NamespaceScan::new(node, namespace, batch, Bytes::from_static(b"0"));
     let mut deleted = 0;
     while let Some(keys) = scan.next_page().await? {
@@ -151,7 +152,7 @@ pub(crate) async fn delete_namespace(
             let mut args: Vec<&[u8]> = vec![b"UNLINK"];
             args.extend(group.iter().map(|k| k.as_ref()));
             let reply = node.call(&args).await?;
-            answer::integer(&reply).map_err(|e| format!("UNLINK failed: {e}"))?;
+            answer::integer(&reply).map_err(|e| Error::from(e).context("UNLINK failed"))?;
         }
         deleted += keys.len() as u64;
         progress(keys.len() as u64);
@@ -163,7 +164,7 @@ pub(crate) async fn delete_namespace(
 }
 
 /// Counts the keys of `namespace` on `node` (a full SCAN: slow on big backends).
-pub(crate) async fn count_namespace(node: &NodePool, namespace: &Namespace, batch: u32) -> Result<u64, String> {
+pub(crate) async fn count_namespace(node: &NodePool, namespace: &Namespace, batch: u32) -> Result<u64, Error> {
     let mut scan = NamespaceScan::new(node, namespace, batch, Bytes::from_static(b"0"));
     let mut count = 0;
     while let Some(keys) = scan.next_page().await? {
@@ -178,7 +179,7 @@ pub(crate) async fn keyspace_stats(
     node: &NodePool,
     namespace: &Namespace,
     batch: u32,
-) -> Result<(u64, u64, u64), String> {
+) -> Result<(u64, u64, u64), Error> {
     const TTLS: &str = "local n, sum = 0, 0 for _, k in ipairs(KEYS) do local t = redis.call('pttl', k) \
         if t > 0 then n = n + 1 sum = sum + t end end return {n, sum}";
     let mut scan = NamespaceScan::new(node, namespace, batch, Bytes::from_static(b"0"));
@@ -193,11 +194,9 @@ pub(crate) async fn keyspace_stats(
             let mut args: Vec<&[u8]> = vec![b"EVAL", TTLS.as_bytes(), count.as_bytes()];
             args.extend(group.iter().map(|k| k.as_ref()));
             let reply = node.call(&args).await?;
-            let text = String::from_utf8_lossy(&reply);
-            let ints: Vec<u64> = text.lines().filter_map(|l| l.strip_prefix(':')?.parse().ok()).collect();
-            if let [n, sum] = ints[..] {
-                expires += n;
-                ttl_sum += sum;
+            if let [n, sum] = answer::integers(&reply).map_err(|e| Error::from(e).context("PTTL"))?[..] {
+                expires += n.max(0) as u64;
+                ttl_sum += sum.max(0) as u64;
             }
         }
     }

@@ -7,6 +7,7 @@ pub mod backend_users;
 mod bufpool;
 mod cleanup;
 mod clients;
+pub mod error;
 mod lease;
 mod node_tasks;
 mod out_queue;

@@ -143,11 +143,15 @@ impl Proxy {
     /// namespace, on the tenant's backend connections (its own backend user's,
     /// if it has one): what a bug in the rewriting would send.
     #[cfg(feature = "test-hooks")]
-    pub async fn send_unrewritten(&self, tenant: &str, args: &[&[u8]]) -> Result<bytes::Bytes, String> {
+    pub async fn send_unrewritten(&self, tenant: &str, args: &[&[u8]]) -> crate::error::Result<bytes::Bytes> {
+        use crate::error::{Error, Kind};
         let rt = self.shared.runtime.load_full();
-        let t = rt.tenants.get(&tenantry_config::TenantId::new(tenant)).ok_or("no such tenant")?;
-        let node = t.backend.nodes().into_iter().next().ok_or("no node")?;
-        node.call(args).await
+        let t = rt
+            .tenants
+            .get(&tenantry_config::TenantId::new(tenant))
+            .ok_or_else(|| Error::new(Kind::Invalid, "no such tenant"))?;
+        let node = t.backend.nodes().into_iter().next().ok_or_else(|| Error::new(Kind::Backend, "no node"))?;
+        Ok(node.call(args).await?)
     }
 
     /// Resolves when `POST /drain` on the admin port asks for a drain.
@@ -264,7 +268,7 @@ async fn handshake(
                 Ok((Stream::from(s), identities))
             }
             Err(e) => {
-                tracing::warn!(%peer, error = %e, "TLS handshake with a client failed");
+                tracing::warn!(%peer, error = %crate::tls::describe(&e), "TLS handshake with a client failed");
                 Err(NoSession::Failed)
             }
         }

@@ -4,6 +4,7 @@
 
 use super::conn::BackendTlsSetup;
 use super::pool::NodePool;
+use crate::error::{Error, Kind};
 use crate::telemetry::ClusterMetrics;
 use arc_swap::ArcSwap;
 use std::collections::HashMap;
@@ -84,17 +85,15 @@ impl Cluster {
 
     /// Where a read-only command on `slot` goes, by the tenant's choice. The
     /// replica is picked by `client`, so one client's reads stay in order.
-    pub fn reader(&self, slot: u16, read_from: ReadFrom, client: u64) -> Result<Arc<NodePool>, String> {
+    pub fn reader(&self, slot: u16, read_from: ReadFrom, client: u64) -> Result<Arc<NodePool>, super::NoReplica> {
         let topology = self.topology.load();
         let shard = match topology.slots[slot as usize] {
             UNASSIGNED => return Ok(self.seeds[0].clone()),
             shard => &topology.shards[shard as usize],
         };
-        super::reader_among(&shard.master, &shard.replicas, read_from, client, || {
-            format!(
-                "ERR no replica of slot {slot} is up in backend '{}' (read_from_replicas: always)",
-                self.backend.name
-            )
+        super::reader_among(&shard.master, &shard.replicas, read_from, client, || super::NoReplica {
+            of: format!("slot {slot}"),
+            backend: self.backend.name.clone(),
         })
     }
 
@@ -160,15 +159,15 @@ impl Cluster {
     }
 
     /// Reads the slot map from a known master, else a seed; installs it.
-    async fn refresh(&self) -> Result<(), String> {
+    async fn refresh(&self) -> Result<(), Error> {
         let mut askable = self.masters();
         askable.extend(self.seeds.iter().cloned());
-        let mut last = "no node to ask".to_string();
+        let mut last = Error::new(Kind::Backend, "no node to ask");
         for node in askable.iter().filter(|n| n.is_up()).chain(askable.iter().filter(|n| !n.is_up())) {
             let reply = match node.call(&[b"CLUSTER", b"SLOTS"]).await {
                 Ok(r) => r,
                 Err(e) => {
-                    last = e;
+                    last = e.into();
                     continue;
                 }
             };
@@ -178,8 +177,8 @@ impl Cluster {
                     self.install(&ranges);
                     return Ok(());
                 }
-                Ok(_) => last = format!("{} knows no slots", node.addr()),
-                Err(e) => last = format!("{}: {e}", node.addr()),
+                Ok(_) => last = Error::new(Kind::BadReply, format!("{} knows no slots", node.addr())),
+                Err(e) => last = Error::new(Kind::BadReply, format!("{}: {e}", node.addr())),
             }
         }
         Err(last)

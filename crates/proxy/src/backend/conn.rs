@@ -8,7 +8,7 @@
 
 use crate::out_queue::OutQueue;
 use crate::stream::Stream;
-use crate::tls::BackendConnector;
+use crate::tls::{BackendConnector, TlsConnectError, TlsError};
 use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,6 +20,38 @@ use tenantry_protocol::Protocol;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
+
+/// Why a connection to a node could not be made, or broke.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnError {
+    /// Where the node is, is not known (a sentinel backend without a master).
+    #[error("{0}")]
+    Nowhere(String),
+    #[error("connect timed out after {0:?}")]
+    ConnectTimeout(Duration),
+    #[error("TLS settings unusable: {0}")]
+    TlsSettings(Arc<TlsError>),
+    #[error("TLS handshake timed out after {0:?}")]
+    TlsTimeout(Duration),
+    #[error(transparent)]
+    Tls(#[from] TlsConnectError),
+    #[error("handshake timed out")]
+    HandshakeTimeout,
+    #[error("HELLO failed: {0}")]
+    Hello(String),
+    #[error("connection closed by the backend")]
+    Closed,
+    #[error("no reply within {0:?}")]
+    NoReply(Duration),
+    #[error("invalid reply: {0}")]
+    InvalidReply(String),
+    #[error("reply without a request (protocol out of sync)")]
+    OutOfSync,
+    #[error("the client does not read its invalidation messages")]
+    PushesUnread,
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
 
 /// Commands from one client, encoded back to back, answered together.
 pub struct Batch {
@@ -63,7 +95,7 @@ pub struct ConnSettings {
 
 /// A backend's TLS: none, its connector, or why its files could not be
 /// used (its connections then fail with that reason: never plain text).
-pub type BackendTlsSetup = Option<Result<Arc<BackendConnector>, String>>;
+pub type BackendTlsSetup = Option<Result<Arc<BackendConnector>, Arc<TlsError>>>;
 
 impl ConnSettings {
     pub fn new(backend: &Backend, addr: &BackendAddr, tls: BackendTlsSetup) -> Self {
@@ -197,21 +229,20 @@ async fn manage(
     }
 }
 
-pub(crate) async fn connect(settings: &ConnSettings, proto: Protocol) -> Result<Stream, String> {
+pub(crate) async fn connect(settings: &ConnSettings, proto: Protocol) -> Result<Stream, ConnError> {
     if let Some(why) = &settings.nowhere {
-        return Err(why.lock().expect("not poisoned").clone());
+        return Err(ConnError::Nowhere(why.lock().expect("not poisoned").clone()));
     }
     let tcp = tokio::time::timeout(settings.connect_timeout, TcpStream::connect(settings.addr.as_str()))
         .await
-        .map_err(|_| format!("connect timed out after {:?}", settings.connect_timeout))?
-        .map_err(|e| e.to_string())?;
-    tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+        .map_err(|_| ConnError::ConnectTimeout(settings.connect_timeout))??;
+    tcp.set_nodelay(true)?;
     let mut stream = match &settings.tls {
         None => Stream::Plain(tcp),
-        Some(Err(e)) => return Err(format!("TLS settings unusable: {e}")),
+        Some(Err(e)) => return Err(ConnError::TlsSettings(e.clone())),
         Some(Ok(tls)) => tokio::time::timeout(settings.connect_timeout, tls.connect(tcp, settings.addr.host()))
             .await
-            .map_err(|_| format!("TLS handshake timed out after {:?}", settings.connect_timeout))??
+            .map_err(|_| ConnError::TlsTimeout(settings.connect_timeout))??
             .into(),
     };
     let mut hello: Vec<&[u8]> = vec![b"HELLO", if proto == Protocol::Resp3 { b"3" } else { b"2" }];
@@ -256,10 +287,9 @@ pub(crate) async fn connect(settings: &ConnSettings, proto: Protocol) -> Result<
         Ok(hello)
     })
     .await
-    .map_err(|_| "handshake timed out".to_string())?
-    .map_err(|e| e.to_string())?;
+    .map_err(|_| ConnError::HandshakeTimeout)??;
     if reply.first() == Some(&b'-') {
-        return Err(format!("HELLO failed: {}", String::from_utf8_lossy(&reply[1..]).trim_end()));
+        return Err(ConnError::Hello(String::from_utf8_lossy(&reply[1..]).trim_end().to_string()));
     }
     if let Some(v) = hello_field(&reply, b"version") {
         let _ = settings.version.set(v);
@@ -321,7 +351,7 @@ async fn serve(
     mut stream: Stream,
     rx: &mut mpsc::UnboundedReceiver<Batch>,
     pushes: Option<&mpsc::Sender<Bytes>>,
-) -> Result<(), String> {
+) -> Result<(), ConnError> {
     let timeout = settings.request_timeout;
     let mut out = OutQueue::default();
     let mut queue: VecDeque<InFlight> = VecDeque::new();
@@ -344,9 +374,9 @@ async fn serve(
             // `read_buf` clears readiness on a short read: no extra EAGAIN read.
             read = rd.read_buf(&mut buf) => {
                 match read {
-                    Ok(0) => return Err("connection closed by the backend".into()),
+                    Ok(0) => return Err(ConnError::Closed),
                     Ok(_) => silent_ticks = 0,
-                    Err(e) => return Err(format!("read failed: {e}")),
+                    Err(e) => return Err(e.into()),
                 }
                 deliver(&mut buf, &mut scanner, &mut head, &mut queue, pushes)?;
             }
@@ -369,10 +399,10 @@ async fn serve(
                         next = rx.try_recv().ok();
                     }
                 }
-                wr.try_send(&mut out).map_err(|e| format!("write failed: {e}"))?;
+                wr.try_send(&mut out)?;
             }
             sent = wr.send(&mut out), if wr.owes(&out) => {
-                sent.map_err(|e| format!("write failed: {e}"))?;
+                sent?;
             }
             _ = tick.tick() => {
                 if !queue.is_empty() {
@@ -380,7 +410,7 @@ async fn serve(
                     // A read falls between ticks: only the tick after
                     // TICKS_PER_TIMEOUT of them is a whole timeout past it.
                     if silent_ticks > TICKS_PER_TIMEOUT {
-                        return Err(format!("no reply within {timeout:?}"));
+                        return Err(ConnError::NoReply(timeout));
                     }
                 }
             }
@@ -395,12 +425,12 @@ fn deliver(
     head: &mut Head,
     queue: &mut VecDeque<InFlight>,
     pushes: Option<&mpsc::Sender<Bytes>>,
-) -> Result<(), String> {
+) -> Result<(), ConnError> {
     while head.len < buf.len() {
         let len = match scanner.scan(&buf[head.len..]) {
             Ok(Some(len)) => len,
             Ok(None) => return Ok(()),
-            Err(e) => return Err(format!("invalid reply: {e}")),
+            Err(e) => return Err(ConnError::InvalidReply(e.to_string())),
         };
         if buf[head.len] == b'>' {
             // An out-of-band push: to the client's own connection's owner
@@ -412,12 +442,12 @@ fn deliver(
             if let Some(sink) = pushes {
                 // A client too slow for its invalidations cannot trust its
                 // cache: the connection goes, as Redis's output limits would.
-                sink.try_send(push).map_err(|_| "the client does not read its invalidation messages".to_string())?;
+                sink.try_send(push).map_err(|_| ConnError::PushesUnread)?;
             }
             continue;
         }
         let Some(front) = queue.front() else {
-            return Err("reply without a request (protocol out of sync)".into());
+            return Err(ConnError::OutOfSync);
         };
         head.len += len;
         head.done += 1;

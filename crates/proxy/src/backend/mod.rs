@@ -15,7 +15,7 @@ mod ring;
 mod sentinel;
 
 pub use cluster::Cluster;
-pub use conn::{BackendError, Batch, BatchReply, ConnHandle};
+pub use conn::{BackendError, Batch, BatchReply, ConnError, ConnHandle};
 pub use pool::NodePool;
 pub use redirect::{follow_redirects, Follow};
 pub use ring::Ring;
@@ -49,7 +49,7 @@ impl Router {
         let tls = backend.tls.as_ref().map(|t| {
             crate::tls::BackendConnector::new(&backend.name, t).map(Arc::new).map_err(|e| {
                 tracing::error!(backend = %backend.name, error = %e, "backend TLS files unusable");
-                e.to_string()
+                Arc::new(e)
             })
         });
         match &backend.kind {
@@ -129,7 +129,7 @@ impl Router {
     /// The node for a place (`None`: any node, the first master). `read`: a
     /// read-only command, and where the tenant reads from, and the client
     /// (whose reads keep to one replica).
-    pub fn node_at(&self, place: Option<Place>, read: Option<(ReadFrom, u64)>) -> Result<Arc<NodePool>, String> {
+    pub fn node_at(&self, place: Option<Place>, read: Option<(ReadFrom, u64)>) -> Result<Arc<NodePool>, NoReplica> {
         match (self, place) {
             (Router::Standalone(pool), _) => Ok(pool.clone()),
             (Router::Sentinel(s), _) => match read {
@@ -203,6 +203,15 @@ impl Router {
     }
 }
 
+/// A read for replicas only (`read_from_replicas: always`), and none is up.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("no replica of {of} is up in backend '{backend}' (read_from_replicas: always)")]
+pub struct NoReplica {
+    /// `slot 42`, `master "mymaster"`.
+    pub of: String,
+    pub backend: tenantry_config::BackendName,
+}
+
 /// Where a read-only command goes among a master and its replicas, by the
 /// tenant's choice: a replica that is up is picked by `client`, so one
 /// client's reads stay in order; `none_up` is the error when `always` finds
@@ -212,8 +221,8 @@ fn reader_among(
     replicas: &[Arc<NodePool>],
     read_from: ReadFrom,
     client: u64,
-    none_up: impl FnOnce() -> String,
-) -> Result<Arc<NodePool>, String> {
+    none_up: impl FnOnce() -> NoReplica,
+) -> Result<Arc<NodePool>, NoReplica> {
     let up = || replicas.iter().filter(|r| r.is_up());
     let count = up().count() as u64;
     let chosen = if read_from == ReadFrom::Never || count == 0 { None } else { up().nth((client % count) as usize) };

@@ -1,6 +1,8 @@
 //! The multiplexed connections to one Redis node, shared by every client.
 
-use super::conn::{connect, spawn_connection, BackendError, BackendTlsSetup, Batch, ConnHandle, ConnSettings};
+use super::conn::{
+    connect, spawn_connection, BackendError, BackendTlsSetup, Batch, BatchReply, ConnError, ConnHandle, ConnSettings,
+};
 use crate::stream::Stream;
 use bytes::{Bytes, BytesMut};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -105,20 +107,19 @@ impl NodePool {
 
     /// Sends one command of tenantry's own (its arguments as given, nothing
     /// prefixed) and waits for its reply.
-    pub async fn call(&self, args: &[&[u8]]) -> Result<Bytes, String> {
+    pub async fn call(&self, args: &[&[u8]]) -> BatchReply {
         self.call_in(Protocol::Resp2, args).await
     }
 
     /// `call`, answered in `proto` (for replies passed on to a client).
-    pub async fn call_in(&self, proto: Protocol, args: &[&[u8]]) -> Result<Bytes, String> {
+    pub async fn call_in(&self, proto: Protocol, args: &[&[u8]]) -> BatchReply {
         let mut bytes = BytesMut::new();
         encode::command(&mut bytes, args, &[], &Namespace::new("-").expect("valid"));
         let (tx, rx) = oneshot::channel();
         self.send(0, proto, Batch { bytes: bytes.freeze(), count: 1, reply: tx });
         match rx.await {
-            Ok(Ok(reply)) => Ok(reply),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err(self.lost().to_string()),
+            Ok(reply) => reply,
+            Err(_) => Err(self.lost()),
         }
     }
 
@@ -129,7 +130,8 @@ impl NodePool {
         super::conn::spawn_pinned(self.settings.clone(), proto, pushes)
     }
 
-    pub(crate) async fn dedicated(&self, proto: Protocol) -> Result<Stream, String> {
+    /// Fails with why (the caller says which node: `unavailable`).
+    pub(crate) async fn dedicated(&self, proto: Protocol) -> Result<Stream, ConnError> {
         loop {
             let found = {
                 let mut idle = self.idle.lock().expect("not poisoned");

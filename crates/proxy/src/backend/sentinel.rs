@@ -93,13 +93,11 @@ impl Sentinel {
 
     /// Where a read-only command goes, by the tenant's choice; the replica
     /// is picked by `client`, so one client's reads stay in order.
-    pub fn reader(&self, read_from: ReadFrom, client: u64) -> Result<Arc<NodePool>, String> {
+    pub fn reader(&self, read_from: ReadFrom, client: u64) -> Result<Arc<NodePool>, super::NoReplica> {
         let known = self.known.load();
-        super::reader_among(&self.master(), &known.replicas, read_from, client, || {
-            format!(
-                "ERR no replica of master {:?} is up in backend '{}' (read_from_replicas: always)",
-                self.spec.master_name, self.backend.name
-            )
+        super::reader_among(&self.master(), &known.replicas, read_from, client, || super::NoReplica {
+            of: format!("master {:?}", self.spec.master_name),
+            backend: self.backend.name.clone(),
         })
     }
 
@@ -131,7 +129,7 @@ impl Sentinel {
             asked.spawn(async move {
                 let view = match s.call(&[b"SENTINEL", b"MASTER", &name]).await {
                     Ok(reply) => sentinel::master_view(&reply).map_err(|e| e.to_string()),
-                    Err(e) => Err(e),
+                    Err(e) => Err(e.to_string()),
                 };
                 let replicas = match &view {
                     Ok(_) => s.call(&[b"SENTINEL", b"REPLICAS", &name]).await.ok(),
@@ -259,7 +257,7 @@ async fn follow_switches(sentinel: Arc<NodePool>, master_name: String, ask: Arc<
 async fn subscribed(sentinel: &NodePool, master_name: &str, ask: &Notify) -> String {
     let mut stream: Stream = match sentinel.dedicated(Protocol::Resp2).await {
         Ok(s) => s,
-        Err(e) => return e,
+        Err(e) => return e.to_string(),
     };
     if let Err(e) = stream.send_all(b"*2\r\n$9\r\nSUBSCRIBE\r\n$14\r\n+switch-master\r\n").await {
         return e.to_string();

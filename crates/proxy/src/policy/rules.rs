@@ -1,5 +1,6 @@
 //! Command rules and size limits of a tenant: each refusal has its own error.
 
+use crate::error::{Error, Kind};
 use tenantry_config::{CommandRule, CommandRules, TenantId, TenantLimits};
 use tenantry_protocol::command::{flags, CommandSpec};
 
@@ -21,16 +22,14 @@ fn describe(rule: &CommandRule) -> String {
 }
 
 /// `-NOPERM` if the tenant's allow and deny lists forbid the command.
-pub fn check_command(tenant: &TenantId, rules: &CommandRules, spec: &CommandSpec) -> Result<(), String> {
+pub fn check_command(tenant: &TenantId, rules: &CommandRules, spec: &CommandSpec) -> Result<(), Error> {
     if let Some(rule) = rules.deny.iter().find(|r| matches(r, spec)) {
-        return Err(format!(
-            "NOPERM tenant '{tenant}' may not run '{}': denied by commands.deny {}",
-            spec.name,
-            describe(rule)
-        ));
+        let why = format!("tenant '{tenant}' may not run '{}': denied by commands.deny {}", spec.name, describe(rule));
+        return Err(Error::new(Kind::NoPerm, why));
     }
     if !rules.allow.is_empty() && !rules.allow.iter().any(|r| matches(r, spec)) {
-        return Err(format!("NOPERM tenant '{tenant}' may not run '{}': not in commands.allow", spec.name));
+        let why = format!("tenant '{tenant}' may not run '{}': not in commands.allow", spec.name);
+        return Err(Error::new(Kind::NoPerm, why));
     }
     Ok(())
 }
@@ -44,13 +43,14 @@ pub fn check_sizes<A: AsRef<[u8]>>(
     spec: &CommandSpec,
     args: &[A],
     keys: &[usize],
-) -> Result<(), String> {
+) -> Result<(), Error> {
     if let Some(max) = limits.max_key_bytes {
         if let Some(&i) = keys.iter().find(|&&i| args[i].as_ref().len() > max) {
-            return Err(format!(
-                "ERR key too large for tenant '{tenant}': {} bytes, limits.max_key_bytes is {max}",
+            let why = format!(
+                "key too large for tenant '{tenant}': {} bytes, limits.max_key_bytes is {max}",
                 args[i].as_ref().len()
-            ));
+            );
+            return Err(Error::new(Kind::Limit, why));
         }
     }
     if let Some(max) = limits.max_value_bytes {
@@ -58,10 +58,11 @@ pub fn check_sizes<A: AsRef<[u8]>>(
             let first_arg = 1 + spec.name.contains('|') as usize;
             for (i, a) in args.iter().enumerate().skip(first_arg) {
                 if a.as_ref().len() > max && !keys.contains(&i) {
-                    return Err(format!(
-                        "ERR value too large for tenant '{tenant}': {} bytes, limits.max_value_bytes is {max}",
+                    let why = format!(
+                        "value too large for tenant '{tenant}': {} bytes, limits.max_value_bytes is {max}",
                         a.as_ref().len()
-                    ));
+                    );
+                    return Err(Error::new(Kind::Limit, why));
                 }
             }
         }
@@ -86,9 +87,9 @@ mod tests {
         let read = CommandRule::Category { name: "read".into(), bit: tenantry_protocol::command::acl::READ };
         let r = rules(&[read], &[CommandRule::Command("get".into()), dangerous]);
         let e = check_command(&t, &r, lookup(b"get").unwrap()).unwrap_err();
-        assert_eq!(e, "NOPERM tenant 't' may not run 'get': denied by commands.deny GET");
-        assert!(check_command(&t, &r, lookup(b"sort").unwrap()).unwrap_err().contains("@dangerous"));
-        assert!(check_command(&t, &r, lookup(b"set").unwrap()).unwrap_err().contains("not in commands.allow"));
+        assert_eq!(e.resp(), "NOPERM tenant 't' may not run 'get': denied by commands.deny GET");
+        assert!(check_command(&t, &r, lookup(b"sort").unwrap()).unwrap_err().resp().contains("@dangerous"));
+        assert!(check_command(&t, &r, lookup(b"set").unwrap()).unwrap_err().resp().contains("not in commands.allow"));
         assert!(check_command(&t, &r, lookup(b"hget").unwrap()).is_ok());
     }
 
@@ -98,8 +99,10 @@ mod tests {
         let l = TenantLimits { max_key_bytes: Some(3), max_value_bytes: Some(4), ..Default::default() };
         let set = lookup(b"set").unwrap();
         assert!(check_sizes(&t, &l, set, &["SET", "abc", "1234"], &[1]).is_ok());
-        assert!(check_sizes(&t, &l, set, &["SET", "abcd", "1"], &[1]).unwrap_err().starts_with("ERR key too large"));
-        assert!(check_sizes(&t, &l, set, &["SET", "a", "12345"], &[1]).unwrap_err().starts_with("ERR value too large"));
+        let key = check_sizes(&t, &l, set, &["SET", "abcd", "1"], &[1]).unwrap_err();
+        assert!(key.resp().starts_with("ERR key too large"));
+        let value = check_sizes(&t, &l, set, &["SET", "a", "12345"], &[1]).unwrap_err();
+        assert!(value.resp().starts_with("ERR value too large"));
         // GET writes nothing: a long argument is not a value.
         assert!(check_sizes(&t, &l, lookup(b"echo").unwrap(), &["ECHO", "123456"], &[]).is_ok());
     }

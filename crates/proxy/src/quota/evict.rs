@@ -4,6 +4,7 @@
 //! (longest idle, least frequently used, or soonest to expire).
 
 use super::worker::NodeQuotas;
+use crate::error::{Error, Kind};
 use crate::runtime::TenantRt;
 use bytes::Bytes;
 use std::collections::{HashMap, HashSet};
@@ -87,7 +88,7 @@ pub(super) async fn run(node: Arc<NodeQuotas>, stop: CancellationToken) {
 }
 
 /// Evicts about `excess` bytes of the tenant's keys; returns how many keys went.
-async fn round(node: &NodeQuotas, t: &TenantRt, quota: MemoryQuota, excess: u64) -> Result<u64, String> {
+async fn round(node: &NodeQuotas, t: &TenantRt, quota: MemoryQuota, excess: u64) -> Result<u64, Error> {
     let mean = t.quota.mean_key_bytes().unwrap_or(1024).max(64);
     let n = excess.div_ceil(mean).clamp(1, MAX_PER_ROUND) as usize;
     let want = n * node.settings().eviction_samples as usize;
@@ -97,7 +98,7 @@ async fn round(node: &NodeQuotas, t: &TenantRt, quota: MemoryQuota, excess: u64)
     }
     let scores = node.eval_spread(SCORE_SCRIPT, &candidates, &[quota.eviction.name().to_string()]).await?;
     if scores.len() != 1 + 2 * candidates.len() {
-        return Err(format!("{} scores for {} keys", scores.len(), candidates.len()));
+        return Err(Error::new(Kind::BadReply, format!("{} scores for {} keys", scores.len(), candidates.len())));
     }
     node.note(
         &format!("eviction {}", t.id),
@@ -140,7 +141,7 @@ async fn round(node: &NodeQuotas, t: &TenantRt, quota: MemoryQuota, excess: u64)
 
 /// Up to `want` distinct random keys of the tenant: SCAN from random cursors
 /// (a cursor is a position in the node's hash table, so any number is one).
-async fn sample(node: &NodeQuotas, t: &TenantRt, want: usize) -> Result<Vec<Vec<u8>>, String> {
+async fn sample(node: &NodeQuotas, t: &TenantRt, want: usize) -> Result<Vec<Vec<u8>>, Error> {
     let mut pattern = t.namespace.as_bytes().to_vec();
     pattern.push(b'*');
     let count = want.clamp(100, 1000).to_string();
@@ -149,7 +150,7 @@ async fn sample(node: &NodeQuotas, t: &TenantRt, want: usize) -> Result<Vec<Vec<
         let cursor = fastrand::u64(..).to_string();
         let args: [&[u8]; 6] = [b"SCAN", cursor.as_bytes(), b"MATCH", &pattern, b"COUNT", count.as_bytes()];
         let reply = node.node.call(&args).await?;
-        let (_, keys) = answer::scan_page(&reply).map_err(|e| e.to_string())?;
+        let (_, keys) = answer::scan_page(&reply).map_err(Error::from)?;
         found.extend(keys.into_iter().map(Bytes::from));
         if found.len() >= want {
             break;

@@ -5,6 +5,7 @@
 use super::figures_key;
 use super::worker::NodeQuotas;
 use crate::cleanup::NamespaceScan;
+use crate::error::{Error, Kind};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -60,7 +61,7 @@ impl Tally {
     }
 }
 
-async fn pass(node: &NodeQuotas) -> Result<(), String> {
+async fn pass(node: &NodeQuotas) -> Result<(), Error> {
     let tenants = node.tenants();
     if tenants.is_empty() {
         return Ok(());
@@ -69,7 +70,7 @@ async fn pass(node: &NodeQuotas) -> Result<(), String> {
     let hashes: Vec<Vec<u8>> = tenants.iter().map(|t| node.node.local_key(&figures_key(&t.namespace))).collect();
     let before = node.eval(DELTAS_SCRIPT, &hashes, &[]).await?;
     if before.len() != hashes.len() {
-        return Err(format!("{} deltas for {} tenants", before.len(), hashes.len()));
+        return Err(Error::new(Kind::BadReply, format!("{} deltas for {} tenants", before.len(), hashes.len())));
     }
 
     let mut tally = vec![Tally::default(); tenants.len()];
@@ -94,7 +95,7 @@ async fn pass(node: &NodeQuotas) -> Result<(), String> {
         if !sample.is_empty() {
             let sizes = node.eval_spread(SIZES_SCRIPT, &sample, &[]).await?;
             if sizes.len() != sample.len() {
-                return Err(format!("{} sizes for {} keys", sizes.len(), sample.len()));
+                return Err(Error::new(Kind::BadReply, format!("{} sizes for {} keys", sizes.len(), sample.len())));
             }
             for (&i, size) in owners.iter().zip(sizes) {
                 if size >= 0 {

@@ -4,6 +4,7 @@
 
 use super::{figures_key, Figures};
 use crate::backend::NodePool;
+use crate::error::{Error, Kind};
 use crate::lease;
 use crate::runtime::{Runtime, TenantRt};
 use crate::telemetry::nodes::Notes;
@@ -145,13 +146,13 @@ impl NodeQuotas {
     }
 
     /// Runs one of our scripts and reads the flat integer array it returns.
-    pub async fn eval(&self, script: &str, keys: &[Vec<u8>], argv: &[String]) -> Result<Vec<i64>, String> {
+    pub async fn eval(&self, script: &str, keys: &[Vec<u8>], argv: &[String]) -> Result<Vec<i64>, Error> {
         let count = keys.len().to_string();
         let mut args: Vec<&[u8]> = vec![b"EVAL", script.as_bytes(), count.as_bytes()];
         args.extend(keys.iter().map(Vec::as_slice));
         args.extend(argv.iter().map(String::as_bytes));
         let reply = self.node.call(&args).await?;
-        answer::integers(&reply).map_err(|e| e.to_string())
+        answer::integers(&reply).map_err(Error::from)
     }
 
     /// Runs a script over keys of many slots (a sample of the node's keys):
@@ -159,7 +160,7 @@ impl NodeQuotas {
     /// arguments, and the script is flagged to reach them (and to run at
     /// maxmemory: it may be what frees memory). `body` sees them
     /// as `K`, and its own arguments as `A`.
-    pub async fn eval_spread(&self, body: &str, keys: &[Vec<u8>], argv: &[String]) -> Result<Vec<i64>, String> {
+    pub async fn eval_spread(&self, body: &str, keys: &[Vec<u8>], argv: &[String]) -> Result<Vec<i64>, Error> {
         let script = format!(
             "#!lua flags=allow-cross-slot-keys,allow-oom\nlocal n = tonumber(ARGV[1]) local K, A = {{}}, {{}} \
              for i = 2, n + 1 do K[#K + 1] = ARGV[i] end for i = n + 2, #ARGV do A[#A + 1] = ARGV[i] end\n{body}"
@@ -169,18 +170,18 @@ impl NodeQuotas {
         args.extend(keys.iter().map(Vec::as_slice));
         args.extend(argv.iter().map(String::as_bytes));
         let reply = self.node.call(&args).await?;
-        answer::integers(&reply).map_err(|e| e.to_string())
+        answer::integers(&reply).map_err(Error::from)
     }
 
     /// Adds this proxy's deltas to the shared ones and reads every figure back.
-    async fn refresh(&self, tenants: &[Arc<TenantRt>]) -> Result<(), String> {
+    async fn refresh(&self, tenants: &[Arc<TenantRt>]) -> Result<(), Error> {
         let keys: Vec<Vec<u8>> = tenants.iter().map(|t| self.node.local_key(&figures_key(&t.namespace))).collect();
         let addr = self.node.addr();
         let sent: Vec<i64> = tenants.iter().map(|t| t.quota.pending(addr)).collect();
         let sent_text: Vec<String> = sent.iter().map(i64::to_string).collect();
         let values = self.eval(REFRESH_SCRIPT, &keys, &sent_text).await?;
         if values.len() != 3 * tenants.len() {
-            return Err(format!("{} figures for {} tenants", values.len(), tenants.len()));
+            return Err(Error::new(Kind::BadReply, format!("{} figures for {} tenants", values.len(), tenants.len())));
         }
         for ((t, sent), v) in tenants.iter().zip(sent).zip(values.chunks(3)) {
             t.quota.flushed(addr, sent, Figures { measured: v[0], delta: v[1], keys: v[2] });

@@ -198,7 +198,10 @@ impl Batcher {
         // Followed as a whole: if its slot moved, it runs again where it went.
         let node = match tx.tenant.backend.node_at(tx.place, None) {
             Ok(node) => node,
-            Err(e) => return self.local(replies, |out| encode::Reply { out, proto: tx.proto }.error(&e)),
+            Err(e) => {
+                let e = crate::error::Error::from(e).resp();
+                return self.local(replies, |out| encode::Reply { out, proto: tx.proto }.error(&e));
+            }
         };
         let ns = tx.tenant.namespace.clone();
         let b = self.open(replies, &tx.tenant, &node, tx.proto);

@@ -6,6 +6,7 @@
 //! is aborted and its connection closed, which unblocks it on the backend.
 
 use super::Session;
+use crate::error::{Error, Kind};
 use crate::runtime::TenantRt;
 use bytes::{Buf, Bytes, BytesMut};
 use std::sync::Arc;
@@ -144,17 +145,17 @@ async fn own_connection(
     bytes: &[u8],
     count: usize,
     keep: usize,
-) -> Result<Bytes, String> {
+) -> Result<Bytes, Error> {
     let mut conn = node.dedicated(proto).await?;
-    conn.send_all(bytes).await.map_err(|e| e.to_string())?;
+    conn.send_all(bytes).await.map_err(Error::io)?;
     let mut buf = BytesMut::with_capacity(4096);
     let mut scanner = ReplyScanner::new();
     let (mut kept, mut seen) = (None, 0);
     loop {
-        if conn.read_buf(&mut buf).await.map_err(|e| e.to_string())? == 0 {
-            return Err("connection closed by the backend".to_string());
+        if conn.read_buf(&mut buf).await.map_err(Error::io)? == 0 {
+            return Err(Error::new(Kind::Backend, "connection closed by the backend"));
         }
-        while let Some(len) = scanner.scan(&buf).map_err(|e| e.to_string())? {
+        while let Some(len) = scanner.scan(&buf).map_err(Error::bad_reply)? {
             if buf[0] == b'>' {
                 buf.advance(len); // an out-of-band push: not a reply
                 continue;
@@ -169,7 +170,7 @@ async fn own_connection(
                     // Answered and nothing else pending: clean for the next one.
                     node.give_back(proto, conn);
                 }
-                return kept.ok_or_else(|| "no reply".to_string());
+                return kept.ok_or_else(|| Error::new(Kind::BadReply, "no reply"));
             }
         }
     }

@@ -6,6 +6,7 @@
 use super::connection::After;
 use super::state::State;
 use crate::clients::ClientHandle;
+use crate::error::{self, Error};
 use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
 use tenantry_protocol::encode::Reply;
@@ -36,12 +37,12 @@ enum Kind {
     Replication,
 }
 
-fn kind(raw: &Bytes) -> Result<Kind, String> {
+fn kind(raw: &Bytes) -> Result<Kind, Error> {
     match raw.to_ascii_lowercase().as_slice() {
         b"normal" => Ok(Kind::Normal),
         b"pubsub" => Ok(Kind::PubSub),
         b"master" | b"replica" | b"slave" => Ok(Kind::Replication),
-        _ => Err(format!("ERR Unknown client type '{}'", String::from_utf8_lossy(raw))),
+        _ => Err(Error::new(error::Kind::Invalid, format!("Unknown client type '{}'", String::from_utf8_lossy(raw)))),
     }
 }
 
@@ -69,7 +70,7 @@ pub fn list(state: &State, args: &[Bytes], out: &mut BytesMut) -> After {
             b"type" if i + 1 < args.len() => {
                 match kind(&args[i + 1]) {
                     Ok(k) => only_kind = Some(k),
-                    Err(e) => return error(state, out, &e),
+                    Err(e) => return error(state, out, &e.resp()),
                 }
                 i += 2;
             }
@@ -123,7 +124,7 @@ pub fn kill(state: &State, args: &[Bytes], out: &mut BytesMut) -> After {
             },
             b"type" => match kind(value) {
                 Ok(k) => only_kind = Some(k),
-                Err(e) => return error(state, out, &e),
+                Err(e) => return error(state, out, &e.resp()),
             },
             b"user" => {
                 if value.as_ref() != user(state).as_bytes() {

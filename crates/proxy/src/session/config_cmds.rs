@@ -7,6 +7,7 @@
 
 use super::connection::After;
 use super::Session;
+use crate::error::Error;
 use bytes::Bytes;
 use tenantry_protocol::answer;
 use tenantry_protocol::{ConnCommand, Protocol, ReplyKeys, Request};
@@ -60,7 +61,7 @@ impl Session {
             } else {
                 config_set(&node, &args).await
             };
-            let reply = reply.unwrap_or_else(|e| Bytes::from(format!("-ERR CONFIG failed: {e}\r\n")));
+            let reply = reply.unwrap_or_else(|e| Bytes::from(format!("-{}\r\n", e.context("CONFIG failed").resp())));
             let _ = tx.send(Ok(reply));
         });
         self.batcher.deferred(&mut self.replies, &tenant, rx, ReplyKeys::None);
@@ -68,7 +69,7 @@ impl Session {
     }
 }
 
-async fn config_get(node: &crate::backend::NodePool, proto: Protocol, args: &[Bytes]) -> Result<Bytes, String> {
+async fn config_get(node: &crate::backend::NodePool, proto: Protocol, args: &[Bytes]) -> Result<Bytes, Error> {
     let refs: Vec<&[u8]> = args.iter().map(|a| a.as_ref()).collect();
     let reply = node.call_in(proto, &refs).await?;
     if reply.first() == Some(&b'-') {
@@ -87,7 +88,7 @@ async fn config_get(node: &crate::backend::NodePool, proto: Protocol, args: &[By
     Ok(Bytes::from(out))
 }
 
-async fn config_set(node: &crate::backend::NodePool, args: &[Bytes]) -> Result<Bytes, String> {
+async fn config_set(node: &crate::backend::NodePool, args: &[Bytes]) -> Result<Bytes, Error> {
     let settings = &args[2..];
     if !settings.len().is_multiple_of(2) {
         return Ok(Bytes::from_static(b"-ERR wrong number of arguments for 'config|set' command\r\n"));

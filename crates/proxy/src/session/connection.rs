@@ -3,6 +3,7 @@
 
 use super::client_cmds as clients;
 use super::state::State;
+use crate::error::{Error, Kind};
 use crate::runtime::AuthOutcome;
 use bytes::{Bytes, BytesMut};
 use tenantry_protocol::encode::Reply;
@@ -10,7 +11,7 @@ use tenantry_protocol::num::parse_i64;
 use tenantry_protocol::{ConnCommand, Protocol, Request};
 
 const NOAUTH_HELLO: &str = "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time";
-const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
+const WRONGPASS: &str = "invalid username-password pair or user is disabled.";
 const NO_DEFAULT_PASSWORD: &str = "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?";
 const BAD_NAME: &str = "ERR Client names cannot contain spaces, newlines or special characters.";
 
@@ -38,7 +39,7 @@ pub fn handle(state: &mut State, cmd: ConnCommand, req: &Request, out: &mut Byte
             }
             match authenticate(state, user, pass) {
                 Ok(()) => reply(state, out).simple("OK"),
-                Err(msg) => reply(state, out).error(&msg),
+                Err(e) => reply(state, out).error(&e.resp()),
             }
         }
         ConnCommand::Hello => return hello(state, args, out),
@@ -153,7 +154,7 @@ fn error(state: &State, out: &mut BytesMut, msg: &str) -> After {
     After::Continue
 }
 
-fn authenticate(state: &mut State, user: &[u8], pass: &[u8]) -> Result<(), String> {
+fn authenticate(state: &mut State, user: &[u8], pass: &[u8]) -> Result<(), Error> {
     state.refresh();
     let outcome = state.runtime.load().authenticate(user, pass);
     match outcome {
@@ -161,7 +162,7 @@ fn authenticate(state: &mut State, user: &[u8], pass: &[u8]) -> Result<(), Strin
             tracing::debug!(client = state.id, tenant = %tenant.id, "authenticated");
             state.select(Some(tenant), true)
         }
-        AuthOutcome::WrongPass => Err(WRONGPASS.to_string()),
+        AuthOutcome::WrongPass => Err(Error::new(Kind::WrongPass, WRONGPASS)),
     }
 }
 
@@ -196,8 +197,8 @@ fn hello(state: &mut State, args: &[Bytes], out: &mut BytesMut) -> After {
         }
     }
     if let Some((user, pass)) = auth {
-        if let Err(msg) = authenticate(state, user, pass) {
-            return error(state, out, &msg);
+        if let Err(e) = authenticate(state, user, pass) {
+            return error(state, out, &e.resp());
         }
     }
     if state.tenant.is_none() {

@@ -10,6 +10,7 @@
 use super::connection::After;
 use super::Session;
 use crate::backend::NodePool;
+use crate::error::Error;
 use crate::telemetry::ErrorKind;
 use bytes::Bytes;
 use std::sync::Arc;
@@ -55,7 +56,7 @@ impl Session {
                 FunctionOp::Flush => call.flush().await,
                 FunctionOp::List => call.list().await,
             };
-            let reply = reply.unwrap_or_else(|e| Bytes::from(format!("-ERR FUNCTION failed: {e}\r\n")));
+            let reply = reply.unwrap_or_else(|e| error(&e.context("FUNCTION failed").resp()));
             let _ = tx.send(Ok(reply));
             let _ = done_tx.send(());
         });
@@ -88,13 +89,13 @@ fn error(msg: &str) -> Bytes {
 }
 
 impl Call {
-    async fn forward(&self) -> Result<Bytes, String> {
+    async fn forward(&self) -> Result<Bytes, Error> {
         let args: Vec<&[u8]> = self.args.iter().map(|a| a.as_ref()).collect();
-        self.node.call_in(self.proto, &args).await
+        Ok(self.node.call_in(self.proto, &args).await?)
     }
 
     /// The command on every node: the first node's reply, or the first error.
-    async fn forward_everywhere(&self) -> Result<Bytes, String> {
+    async fn forward_everywhere(&self) -> Result<Bytes, Error> {
         let args: Vec<&[u8]> = self.args.iter().map(|a| a.as_ref()).collect();
         let mut first = None;
         for node in &self.everywhere {
@@ -107,15 +108,15 @@ impl Call {
         Ok(first.unwrap_or_default())
     }
 
-    async fn owner_of(&self, lib: &[u8]) -> Result<Option<Bytes>, String> {
+    async fn owner_of(&self, lib: &[u8]) -> Result<Option<Bytes>, Error> {
         let reply = self.owners.call(&[b"HGET", OWNERS, lib]).await?;
-        Ok(answer::text(&reply).map_err(|e| e.to_string())?.map(Bytes::from))
+        Ok(answer::text(&reply)?.map(Bytes::from))
     }
 
     /// The tenant's libraries.
-    async fn owned(&self) -> Result<Vec<Bytes>, String> {
+    async fn owned(&self) -> Result<Vec<Bytes>, Error> {
         let reply = self.owners.call(&[b"HGETALL", OWNERS]).await?;
-        let fields = answer::strings(&reply).map_err(|e| e.to_string())?;
+        let fields = answer::strings(&reply)?;
         Ok(fields
             .chunks(2)
             .filter(|pair| pair.len() == 2 && pair[1] == self.owner.as_ref())
@@ -124,7 +125,7 @@ impl Call {
     }
 
     /// FUNCTION LOAD [REPLACE] code: a name another tenant owns is taken.
-    async fn load(&self) -> Result<Bytes, String> {
+    async fn load(&self) -> Result<Bytes, Error> {
         let code = self.args.last().cloned().unwrap_or_default();
         let Some(lib) = library_name(&code) else { return self.forward().await };
         let taken = || error(&format!("ERR Library '{}' already exists", String::from_utf8_lossy(lib)));
@@ -134,7 +135,7 @@ impl Call {
             Some(_) => {}
             None => {
                 let r = self.owners.call(&[b"HSETNX", OWNERS, lib, &self.owner]).await?;
-                claimed = r.as_ref() == b":1\r\n";
+                claimed = answer::integer(&r)? == 1;
                 if !claimed && self.owner_of(lib).await?.is_some_and(|o| o != self.owner) {
                     return Ok(taken());
                 }
@@ -148,7 +149,7 @@ impl Call {
     }
 
     /// FUNCTION DELETE lib: only the tenant's own.
-    async fn delete(&self) -> Result<Bytes, String> {
+    async fn delete(&self) -> Result<Bytes, Error> {
         let lib = self.args[2].clone();
         if self.owner_of(&lib).await?.as_ref() != Some(&self.owner) {
             return Ok(error("ERR Library not found"));
@@ -161,7 +162,7 @@ impl Call {
     }
 
     /// FUNCTION FLUSH [ASYNC|SYNC]: the tenant's libraries, not everyone's.
-    async fn flush(&self) -> Result<Bytes, String> {
+    async fn flush(&self) -> Result<Bytes, Error> {
         let ok = self.args.len() == 2
             || (self.args.len() == 3
                 && (self.args[2].eq_ignore_ascii_case(b"ASYNC") || self.args[2].eq_ignore_ascii_case(b"SYNC")));
@@ -178,7 +179,7 @@ impl Call {
     }
 
     /// FUNCTION LIST [LIBRARYNAME pattern] [WITHCODE]: the tenant's libraries.
-    async fn list(&self) -> Result<Bytes, String> {
+    async fn list(&self) -> Result<Bytes, Error> {
         // Redis checks the arguments (its own errors); the answer is ours.
         let check = self.forward().await?;
         if check.first() == Some(&b'-') {

@@ -8,6 +8,7 @@ use super::connection::After;
 use super::Session;
 use crate::backend::NodePool;
 use crate::cleanup::{count_namespace, delete_namespace, NamespaceScan};
+use crate::error::Error;
 use bytes::Bytes;
 use std::sync::Arc;
 use tenantry_protocol::{ConnCommand, Namespace, Protocol, Request};
@@ -48,21 +49,7 @@ impl Session {
                 self.waiting = Some(done_rx);
                 let id = tenant.id.clone();
                 tokio::spawn(async move {
-                    let mut result = Ok(0);
-                    for node in &nodes {
-                        match delete_namespace(node, &ns, batch, None, |_| {}).await {
-                            Ok(n) => result = result.map(|total| total + n),
-                            Err(e) => result = Err(e),
-                        }
-                    }
-                    let reply = match result {
-                        Ok(n) => {
-                            tracing::info!(tenant = %id, deleted = n, "FLUSHDB");
-                            Bytes::from_static(b"+OK\r\n")
-                        }
-                        Err(e) => Bytes::from(format!("-ERR FLUSHDB of tenant '{id}' failed: {e}\r\n")),
-                    };
-                    let _ = tx.send(Ok(reply));
+                    let _ = tx.send(Ok(flush(id, nodes, ns, batch).await));
                     let _ = done_tx.send(());
                 });
             }
@@ -78,26 +65,13 @@ impl Session {
                             Bytes::from(b)
                         }
                         Ok(None) => Bytes::from_static(null),
-                        Err(e) => Bytes::from(format!("-ERR RANDOMKEY failed: {e}\r\n")),
+                        Err(e) => Bytes::from(format!("-{}\r\n", e.context("RANDOMKEY failed").resp())),
                     };
                     let _ = tx.send(Ok(reply));
                 });
             }
             _ => {
-                tokio::spawn(async move {
-                    let mut total = Ok(0);
-                    for node in &nodes {
-                        total = match (total, count_namespace(node, &ns, batch).await) {
-                            (Ok(t), Ok(n)) => Ok(t + n),
-                            (Err(e), _) | (_, Err(e)) => Err(e),
-                        };
-                    }
-                    let reply = match total {
-                        Ok(n) => Bytes::from(format!(":{n}\r\n")),
-                        Err(e) => Bytes::from(format!("-ERR DBSIZE failed: {e}\r\n")),
-                    };
-                    let _ = tx.send(Ok(reply));
-                });
+                tokio::spawn(async move { tx.send(Ok(dbsize(nodes, ns, batch).await)) });
             }
         }
         self.batcher.deferred(&mut self.replies, &tenant, rx, tenantry_protocol::ReplyKeys::None);
@@ -109,7 +83,7 @@ impl Session {
 /// the keyspace, then from the start; a random key of the first page that has
 /// any. Not uniform over keys (nor is Redis's RANDOMKEY under expiry), but
 /// never another tenant's. `None` when the namespace has no key.
-async fn random_key(nodes: &[Arc<NodePool>], ns: &Namespace) -> Result<Option<Bytes>, String> {
+async fn random_key(nodes: &[Arc<NodePool>], ns: &Namespace) -> Result<Option<Bytes>, Error> {
     // From a random node on, so each node's keys have their chance.
     let first = fastrand::usize(..nodes.len());
     for node in nodes[first..].iter().chain(&nodes[..first]) {
@@ -174,4 +148,33 @@ impl Session {
         self.batcher.deferred(&mut self.replies, &tenant, rx, tenantry_protocol::ReplyKeys::None);
         Some(After::Continue)
     }
+}
+
+/// FLUSHDB / FLUSHALL: every key of the tenant's namespace, on every node.
+async fn flush(id: tenantry_config::TenantId, nodes: Vec<Arc<NodePool>>, ns: Namespace, batch: u32) -> Bytes {
+    let (mut deleted, mut failed) = (0, None);
+    // A node that fails does not keep the others' keys.
+    for node in &nodes {
+        match delete_namespace(node, &ns, batch, None, |_| {}).await {
+            Ok(n) => deleted += n,
+            Err(e) => failed = failed.or(Some(e)),
+        }
+    }
+    if let Some(e) = failed {
+        return Bytes::from(format!("-{}\r\n", e.context(format!("FLUSHDB of tenant '{id}' failed")).resp()));
+    }
+    tracing::info!(tenant = %id, deleted, "FLUSHDB");
+    Bytes::from_static(b"+OK\r\n")
+}
+
+/// DBSIZE: the tenant's keys, counted on every node.
+async fn dbsize(nodes: Vec<Arc<NodePool>>, ns: Namespace, batch: u32) -> Bytes {
+    let mut total = 0;
+    for node in &nodes {
+        match count_namespace(node, &ns, batch).await {
+            Ok(n) => total += n,
+            Err(e) => return Bytes::from(format!("-{}\r\n", e.context("DBSIZE failed").resp())),
+        }
+    }
+    Bytes::from(format!(":{total}\r\n"))
 }

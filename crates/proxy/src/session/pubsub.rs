@@ -14,8 +14,8 @@
 use super::blocking::AbortOnDrop;
 use super::Session;
 use crate::backend::{BatchReply, NodePool};
+use crate::error::{Error, Kind};
 use crate::runtime::TenantRt;
-use crate::telemetry::ErrorKind;
 use bytes::{Bytes, BytesMut};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::AtomicU64;
@@ -179,9 +179,9 @@ impl Session {
         req: &Request,
     ) {
         tenant.metrics.command(spec.name);
-        if let Err(msg) = crate::policy::check_command(&tenant.id, &tenant.config.commands, spec) {
-            tenant.metrics.error(ErrorKind::NoPerm, 1);
-            return self.refuse(&msg);
+        if let Err(e) = crate::policy::check_command(&tenant.id, &tenant.config.commands, spec) {
+            tenant.metrics.error(e.kind().metric(), 1);
+            return self.refuse(&e.resp());
         }
         if self.tx.is_some() {
             return self.refuse(&format!(
@@ -193,10 +193,10 @@ impl Session {
         // serves SUBSCRIBE; a sharded channel is served by its slot's node
         // only, and one subscriber connection is to one node.
         let node = match (kind, tenant.backend.placement(&tenant.namespace, &req.args, &self.keys)) {
-            (PubSubKind::Shard, Err(_)) => return self.refuse(super::sharded::CROSSSLOT),
+            (PubSubKind::Shard, Err(_)) => return self.refuse(&super::sharded::crossslot().resp()),
             (PubSubKind::Shard, Ok(place @ Some(_))) => match tenant.backend.node_at(place, None) {
                 Ok(node) => node,
-                Err(e) => return self.refuse(&e),
+                Err(e) => return self.refuse(&Error::from(e).resp()),
             },
             _ => self.pubsub.as_ref().map_or_else(|| tenant.backend.any_node(), |p| p.node.clone()),
         };
@@ -278,18 +278,18 @@ async fn subscriber(
     backend_id: Arc<AtomicU64>,
 ) {
     let mut pending: VecDeque<(Outgoing, BytesMut)> = VecDeque::new();
-    let result: Result<(), String> = async {
+    let result: Result<(), Error> = async {
         let mut conn = node.dedicated(proto).await?;
         let mut buf = BytesMut::with_capacity(16 * 1024);
         let mut scanner = ReplyScanner::new();
         // The backend's id of this connection: what CLIENT TRACKING REDIRECT
         // from another of the tenant's connections names.
-        conn.send_all(b"*2\r\n$6\r\nCLIENT\r\n$2\r\nID\r\n").await.map_err(|e| e.to_string())?;
+        conn.send_all(b"*2\r\n$6\r\nCLIENT\r\n$2\r\nID\r\n").await.map_err(Error::io)?;
         let id = loop {
-            if conn.read_buf(&mut buf).await.map_err(|e| e.to_string())? == 0 {
-                return Err("connection closed by the backend".to_string());
+            if conn.read_buf(&mut buf).await.map_err(Error::io)? == 0 {
+                return Err(Error::new(Kind::Backend, "connection closed by the backend"));
             }
-            if let Some(len) = scanner.scan(&buf).map_err(|e| e.to_string())? {
+            if let Some(len) = scanner.scan(&buf).map_err(Error::bad_reply)? {
                 let reply = buf.split_to(len);
                 break tenantry_protocol::answer::integer(&reply).ok();
             }
@@ -299,14 +299,14 @@ async fn subscriber(
             tokio::select! {
                 cmd = commands.recv() => {
                     let Some(cmd) = cmd else { return Ok(()) };
-                    conn.send_all(&cmd.bytes).await.map_err(|e| e.to_string())?;
+                    conn.send_all(&cmd.bytes).await.map_err(Error::io)?;
                     pending.push_back((cmd, BytesMut::new()));
                 }
                 read = conn.read_buf(&mut buf) => {
-                    if read.map_err(|e| e.to_string())? == 0 {
-                        return Err("connection closed by the backend".to_string());
+                    if read.map_err(Error::io)? == 0 {
+                        return Err(Error::new(Kind::Backend, "connection closed by the backend"));
                     }
-                    while let Some(len) = scanner.scan(&buf).map_err(|e| e.to_string())? {
+                    while let Some(len) = scanner.scan(&buf).map_err(Error::bad_reply)? {
                         let frame = buf.split_to(len);
                         let mut out = BytesMut::with_capacity(frame.len());
                         if strip_reply(ReplyKeys::PubSub, &frame, &ns, &mut out).is_err() {

@@ -8,19 +8,25 @@
 //! masters a client writes to are remembered for its next WAIT.
 
 use super::Session;
-use crate::backend::{follow_redirects, Batch, Follow, NodePool, Place};
+use crate::backend::{follow_redirects, Batch, BatchReply, Follow, NodePool, Place};
+use crate::error::{Error, Kind};
 use crate::runtime::TenantRt;
 use crate::telemetry::ErrorKind;
 use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
 use tenantry_config::ReadFrom;
 use tenantry_protocol::command::{flags, Combine, CommandSpec, Profile, Spread};
-use tenantry_protocol::encode;
 use tenantry_protocol::merge::{merge, split_scan_cursor, Merge, MAX_SCAN_NODES};
 use tenantry_protocol::ttl::TtlRewrite;
+use tenantry_protocol::{encode, Namespace};
 use tokio::sync::oneshot;
 
-pub(super) const CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same slot";
+/// Redis Cluster's words, after `CROSSSLOT`.
+const CROSSSLOT: &str = "Keys in request don't hash to the same slot";
+
+pub(super) fn crossslot() -> Error {
+    Error::new(Kind::CrossSlot, CROSSSLOT)
+}
 
 /// Where a command goes.
 pub(super) enum Route {
@@ -35,7 +41,7 @@ pub(super) enum Route {
 
 impl Session {
     /// Where a command with these keys goes; an error reply when it cannot.
-    pub(super) fn route(&self, tenant: &TenantRt, cmd: &Command<'_>) -> Result<Route, String> {
+    pub(super) fn route(&self, tenant: &TenantRt, cmd: &Command<'_>) -> Result<Route, Error> {
         let Command { spec, profile, args, keys, .. } = *cmd;
         let backend = &tenant.backend;
         // Reads may go to a replica, by the tenant's choice; never inside
@@ -45,7 +51,7 @@ impl Session {
                 .then_some((tenant.config.read_from, self.batcher.client))
         };
         if !backend.is_sharded() {
-            return backend.node_at(None, read()).map(Route::Node);
+            return Ok(backend.node_at(None, read()).map(Route::Node)?);
         }
         let split = match profile.spread {
             Spread::Every(how) => return Ok(Route::Every(how)),
@@ -57,9 +63,9 @@ impl Session {
             Spread::ByKeys => None,
         };
         match (backend.placement(&tenant.namespace, args, keys), split) {
-            (Ok(place), _) => backend.node_at(place, read()).map(Route::Node),
+            (Ok(place), _) => Ok(backend.node_at(place, read()).map(Route::Node)?),
             (Err(_), Some(how)) => Ok(Route::Split(backend.places(&tenant.namespace, args, keys), how)),
-            (Err(_), None) => Err(CROSSSLOT.to_string()),
+            (Err(_), None) => Err(crossslot()),
         }
     }
 
@@ -78,11 +84,11 @@ impl Session {
         let route = match self.route(tenant, &cmd) {
             Ok(route) => route,
             Err(e) => {
-                metrics.error(if e.starts_with("CROSSSLOT") { ErrorKind::CrossSlot } else { ErrorKind::NoReplica }, 1);
+                metrics.error(e.kind().metric(), 1);
                 if let Some(tx) = &mut self.tx {
                     tx.dirty = true;
                 }
-                self.refuse(&e);
+                self.refuse(&e.resp());
                 return None;
             }
         };
@@ -94,7 +100,7 @@ impl Session {
                     tx.dirty = true;
                 }
                 let what = if blocking { "a blocking command" } else { "a transaction" };
-                self.refuse(&format!("{CROSSSLOT} ({what} runs on one node)"));
+                self.refuse(&Error::new(Kind::CrossSlot, format!("{CROSSSLOT} ({what} runs on one node)")).resp());
                 return None;
             }
             route => {
@@ -112,7 +118,7 @@ impl Session {
                 (Some(a), Some(b)) if a != b => {
                     tx.dirty = true;
                     metrics.error(ErrorKind::CrossSlot, 1);
-                    self.refuse(CROSSSLOT);
+                    self.refuse(&crossslot().resp());
                     return None;
                 }
                 (None, Some(_)) => tx.place = place,
@@ -140,7 +146,7 @@ impl Session {
         };
         let parts = match parts {
             Ok(parts) => parts,
-            Err(e) => return self.refuse(&e),
+            Err(e) => return self.refuse(&e.resp()),
         };
         if spec.has_flag(flags::DENYOOM) && tenant.config.memory.is_some() {
             for part in &parts {
@@ -159,33 +165,8 @@ impl Session {
         // One batch per node, with the parts (one per slot) that go there.
         let ns = &tenant.namespace;
         let proto = self.state.proto;
-        let mut batches: Vec<NodeBatch> = Vec::new();
         let n_parts = parts.len();
-        for (index, part) in parts.into_iter().enumerate() {
-            let b = match batches.iter().position(|b| Arc::ptr_eq(&b.node, &part.node)) {
-                Some(b) => &mut batches[b],
-                None => {
-                    batches.push(NodeBatch {
-                        node: part.node.clone(),
-                        bytes: BytesMut::new(),
-                        count: 0,
-                        layout: Vec::new(),
-                    });
-                    batches.last_mut().expect("pushed")
-                }
-            };
-            encode::command(&mut b.bytes, &part.args, &part.keys, ns);
-            let mut frames = 1;
-            for (i, ms) in ttl.map(|rw| rw.default_for.as_slice()).unwrap_or_default() {
-                if let Some(k) = part.keys.iter().find(|&&k| part.args[k] == args[*i]) {
-                    let ms = ms.to_string();
-                    encode::command(&mut b.bytes, &[&b"PEXPIRE"[..], &part.args[*k], ms.as_bytes(), b"NX"], &[1], ns);
-                    frames += 1;
-                }
-            }
-            b.count += frames;
-            b.layout.push((index, frames));
-        }
+        let batches = node_batches(parts, args, ttl, ns);
         let mut sent = Vec::with_capacity(batches.len());
         for b in batches {
             let bytes = b.bytes.freeze();
@@ -202,41 +183,73 @@ impl Session {
         }
         let (tx, rx) = oneshot::channel();
         tokio::spawn(async move {
-            let invalid = Bytes::from_static(b"-ERR invalid reply from a node\r\n");
-            let mut replies = vec![invalid.clone(); n_parts];
-            for (node, layout, follow, rx) in sent {
-                let reply = match rx.await {
-                    Ok(Ok(bytes)) => match follow {
-                        Some(f) if tenantry_protocol::cluster::may_hold_redirect(&bytes) => {
-                            follow_redirects(f, bytes).await
-                        }
-                        _ => Ok(bytes),
-                    },
-                    Ok(Err(e)) => Err(e),
-                    Err(_) => Err(node.lost()),
-                };
-                let bytes = match reply {
-                    Ok(bytes) => bytes,
-                    Err(e) => {
-                        let _ = tx.send(Err(e));
-                        return;
-                    }
-                };
-                // Each part's own reply; its default TTLs' are dropped.
-                let frames = tenantry_protocol::reply::split_frames(&bytes).unwrap_or_default();
-                let mut at = 0;
-                for (part, n) in layout {
-                    if let Some(frame) = frames.get(at) {
-                        replies[part] = frame.clone();
-                    }
-                    at += n;
-                }
-            }
-            let _ = tx.send(Ok(merge(&how, &replies)));
+            let _ = tx.send(gather(sent, how, n_parts).await);
         });
         self.batcher.deferred(&mut self.replies, tenant, rx, profile.reply);
     }
 }
+
+/// The parts grouped into one batch per node, each part followed by the
+/// PEXPIREs of its keys' default TTLs.
+fn node_batches(parts: Vec<Part>, args: &[Bytes], ttl: Option<&TtlRewrite>, ns: &Namespace) -> Vec<NodeBatch> {
+    let mut batches: Vec<NodeBatch> = Vec::new();
+    for (index, part) in parts.into_iter().enumerate() {
+        let b = match batches.iter().position(|b| Arc::ptr_eq(&b.node, &part.node)) {
+            Some(b) => &mut batches[b],
+            None => {
+                batches.push(NodeBatch {
+                    node: part.node.clone(),
+                    bytes: BytesMut::new(),
+                    count: 0,
+                    layout: Vec::new(),
+                });
+                batches.last_mut().expect("pushed")
+            }
+        };
+        encode::command(&mut b.bytes, &part.args, &part.keys, ns);
+        let mut frames = 1;
+        for (i, ms) in ttl.map(|rw| rw.default_for.as_slice()).unwrap_or_default() {
+            if let Some(k) = part.keys.iter().find(|&&k| part.args[k] == args[*i]) {
+                let ms = ms.to_string();
+                encode::command(&mut b.bytes, &[&b"PEXPIRE"[..], &part.args[*k], ms.as_bytes(), b"NX"], &[1], ns);
+                frames += 1;
+            }
+        }
+        b.count += frames;
+        b.layout.push((index, frames));
+    }
+    batches
+}
+
+/// Each node's replies split back into the parts', merged into one reply.
+async fn gather(sent: Vec<Sent>, how: Merge, n_parts: usize) -> BatchReply {
+    let invalid = Bytes::from_static(b"-ERR invalid reply from a node\r\n");
+    let mut replies = vec![invalid.clone(); n_parts];
+    for (node, layout, follow, rx) in sent {
+        let reply = match rx.await {
+            Ok(Ok(bytes)) => match follow {
+                Some(f) if tenantry_protocol::cluster::may_hold_redirect(&bytes) => follow_redirects(f, bytes).await,
+                _ => Ok(bytes),
+            },
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(node.lost()),
+        };
+        let bytes = reply?;
+        // Each part's own reply; its default TTLs' are dropped.
+        let frames = tenantry_protocol::reply::split_frames(&bytes).unwrap_or_default();
+        let mut at = 0;
+        for (part, n) in layout {
+            if let Some(frame) = frames.get(at) {
+                replies[part] = frame.clone();
+            }
+            at += n;
+        }
+    }
+    Ok(merge(&how, &replies))
+}
+
+/// A node's batch on its way: (node, layout, how to follow redirects, reply).
+type Sent = (Arc<NodePool>, Vec<(usize, usize)>, Option<Follow>, oneshot::Receiver<BatchReply>);
 
 /// The parts of a split command that go to one node, as one batch.
 struct NodeBatch {
@@ -273,7 +286,7 @@ fn split(
     keys: &[usize],
     places: &[(Option<Place>, Vec<usize>)],
     backend: &crate::backend::Router,
-) -> (Result<Vec<Part>, String>, Merge) {
+) -> (Result<Vec<Part>, Error>, Merge) {
     let mut how = Merge::from(how);
     // The command (and subcommand) before its first key; then each key's
     // arguments, which run to the next key (MSET: key and value). Keys of
@@ -284,7 +297,7 @@ fn split(
     for (p, (place, positions)) in places.iter().enumerate() {
         let node = match backend.node_at(*place, None) {
             Ok(node) => node,
-            Err(e) => return (Err(e), how),
+            Err(e) => return (Err(e.into()), how),
         };
         let mut part = Part { node, args: args[..first].to_vec(), keys: Vec::with_capacity(positions.len()) };
         for (i, &at) in positions.iter().enumerate() {
@@ -303,15 +316,15 @@ fn split(
 }
 
 /// SCAN on the node the client's cursor names, from that node's cursor.
-fn scan(args: &[Bytes], keys: &[usize], backend: &crate::backend::Router) -> (Result<Vec<Part>, String>, Merge) {
+fn scan(args: &[Bytes], keys: &[usize], backend: &crate::backend::Router) -> (Result<Vec<Part>, Error>, Merge) {
     let nodes = backend.nodes();
     let cursor = std::str::from_utf8(&args[1]).ok().and_then(|c| c.parse::<u64>().ok());
     let Some(cursor) = cursor else {
-        return (Err("ERR invalid cursor".into()), Merge::Concat);
+        return (Err(Error::new(Kind::Invalid, "invalid cursor")), Merge::Concat);
     };
     let (node, own) = split_scan_cursor(cursor);
     if node >= nodes.len() || nodes.len() > MAX_SCAN_NODES {
-        return (Err("ERR invalid cursor".into()), Merge::Concat);
+        return (Err(Error::new(Kind::Invalid, "invalid cursor")), Merge::Concat);
     }
     let mut part_args = args.to_vec();
     part_args[1] = Bytes::from(own.to_string());

@@ -2,6 +2,7 @@
 //! connection count), protocol, name, and the config generation it follows.
 
 use crate::clients::{ClientHandle, TenantClients};
+use crate::error::{Error, Kind};
 use crate::policy::connection_limiter;
 use crate::runtime::{Runtime, TenantRt};
 use arc_swap::ArcSwap;
@@ -19,16 +20,14 @@ static NEXT_CLIENT_ID: AtomicU64 = AtomicU64::new(1);
 struct Slot(Arc<AtomicUsize>, prometheus_client::metrics::gauge::Gauge, Arc<TenantClients>, u64);
 
 impl Slot {
-    fn take(tenant: &TenantRt, client: &Arc<ClientHandle>, enforce: bool) -> Result<Slot, String> {
+    fn take(tenant: &TenantRt, client: &Arc<ClientHandle>, enforce: bool) -> Result<Slot, Error> {
         let count = &tenant.connections;
         let before = count.fetch_add(1, Ordering::Relaxed);
         if let (true, Some(max)) = (enforce, tenant.config.limits.max_connections) {
             if before >= max {
                 count.fetch_sub(1, Ordering::Relaxed);
-                return Err(format!(
-                    "ERR too many connections for tenant '{}': limits.max_connections is {max}",
-                    tenant.id
-                ));
+                let why = format!("too many connections for tenant '{}': limits.max_connections is {max}", tenant.id);
+                return Err(Error::new(Kind::Limit, why));
             }
         }
         tenant.metrics.connections.inc();
@@ -72,7 +71,7 @@ impl State {
         addr: Option<SocketAddr>,
         laddr: Option<SocketAddr>,
         identities: &[tenantry_config::CertIdentity],
-    ) -> (Self, Result<(), String>) {
+    ) -> (Self, Result<(), Error>) {
         let rt = runtime.load_full();
         let id = NEXT_CLIENT_ID.fetch_add(1, Ordering::Relaxed);
         let mut state = State {
@@ -98,14 +97,14 @@ impl State {
     }
 
     /// AUTH/HELLO: switches to `tenant`, refused if it is at its connection limit.
-    pub fn select(&mut self, tenant: Option<Arc<TenantRt>>, explicit: bool) -> Result<(), String> {
+    pub fn select(&mut self, tenant: Option<Arc<TenantRt>>, explicit: bool) -> Result<(), Error> {
         self.switch(tenant, explicit, true)
     }
 
     /// Switches to `tenant`. Joining a tenant other than the one the
     /// connection is counted in takes a place in its connection count;
     /// `enforce` refuses that when the tenant is at `max_connections`.
-    fn switch(&mut self, tenant: Option<Arc<TenantRt>>, explicit: bool, enforce: bool) -> Result<(), String> {
+    fn switch(&mut self, tenant: Option<Arc<TenantRt>>, explicit: bool, enforce: bool) -> Result<(), Error> {
         let joining = match (&self.tenant, &tenant) {
             (Some(a), Some(b)) => a.id != b.id,
             (None, Some(_)) => true,

@@ -14,6 +14,7 @@
 use super::batcher::Transaction;
 use super::connection::After;
 use super::Session;
+use crate::error::{Error, Kind};
 use tenantry_protocol::encode::Reply;
 use tenantry_protocol::ConnCommand;
 
@@ -98,23 +99,25 @@ impl Session {
         tenant: &std::sync::Arc<crate::runtime::TenantRt>,
         args: &[bytes::Bytes],
         keys: &[usize],
-    ) -> Result<(), &'static str> {
+    ) -> Result<(), Error> {
         if self.tx.is_some() {
-            return Err("ERR WATCH inside MULTI is not allowed");
+            return Err(Error::new(Kind::Invalid, "WATCH inside MULTI is not allowed"));
         }
         // On a cluster, WATCH state lives on the node of the keys' slot: all
         // watched keys must share it, as in Redis Cluster.
         let backend = &tenant.backend;
-        let place = backend.placement(&tenant.namespace, args, keys).map_err(|_| super::sharded::CROSSSLOT)?;
+        let place = backend.placement(&tenant.namespace, args, keys).map_err(|_| super::sharded::crossslot())?;
         if backend.is_sharded() && self.watch == Watch::Active && self.watch_place != place {
-            return Err(super::sharded::CROSSSLOT);
+            return Err(super::sharded::crossslot());
         }
-        let node = backend.node_at(place, None).map_err(|_| "ERR no node serves the watched keys")?;
+        let node =
+            backend.node_at(place, None).map_err(|_| Error::new(Kind::NoReplica, "no node serves the watched keys"))?;
         if let Some(pinned) = &self.batcher.pinned {
             if !std::sync::Arc::ptr_eq(&pinned.node, &node) {
-                return Err(
-                    "ERR the watched keys live on another node than the client's pending commands; retry the WATCH",
-                );
+                return Err(Error::new(
+                    Kind::Invalid,
+                    "the watched keys live on another node than the client's pending commands; retry the WATCH",
+                ));
             }
         }
         self.watch_place = place;

@@ -11,6 +11,7 @@
 //! it dies another takes over. Events during a handover can be missed.
 
 use crate::backend::NodePool;
+use crate::error::{Error, Kind};
 use crate::runtime::Runtime;
 use crate::telemetry::metrics::{Families, NodeLabels};
 use arc_swap::ArcSwap;
@@ -181,10 +182,11 @@ impl NodeWatcher {
     }
 
     /// Makes sure the node publishes evicted and expired key events.
-    async fn enable_events(&self) -> Result<(), String> {
+    async fn enable_events(&self) -> Result<(), Error> {
         let reply = self.node.call(&[b"CONFIG", b"GET", b"notify-keyspace-events"]).await?;
-        let text = String::from_utf8_lossy(&reply).into_owned();
-        let current = text.lines().nth(4).unwrap_or("").to_string();
+        // [name, value]
+        let pair = answer::strings(&reply)?;
+        let current = pair.get(1).map(|v| String::from_utf8_lossy(v).into_owned()).unwrap_or_default();
         let has = |c: char| current.contains(c) || (current.contains('A') && matches!(c, 'e' | 'x'));
         if has('E') && has('e') && has('x') {
             return Ok(());
@@ -196,12 +198,9 @@ impl NodeWatcher {
             }
         }
         let reply = self.node.call(&[b"CONFIG", b"SET", b"notify-keyspace-events", wanted.as_bytes()]).await?;
-        if reply.starts_with(b"+OK") {
-            tracing::info!(backend = %self.backend, node = %self.labels.node, flags = %wanted, "enabled keyspace events");
-            Ok(())
-        } else {
-            Err(String::from_utf8_lossy(&reply).trim().to_string())
-        }
+        answer::text(&reply)?;
+        tracing::info!(backend = %self.backend, node = %self.labels.node, flags = %wanted, "enabled keyspace events");
+        Ok(())
     }
 
     async fn subscribe(self: Arc<Self>, stop: CancellationToken) {
@@ -218,10 +217,10 @@ impl NodeWatcher {
         stop.cancel();
     }
 
-    async fn listen(&self) -> Result<(), String> {
+    async fn listen(&self) -> Result<(), Error> {
         if let Err(e) = self.enable_events().await {
-            return Err(format!(
-                "cannot enable notify-keyspace-events (CONFIG SET refused: {e}); set it to include Exe on the backend"
+            return Err(e.context(
+                "cannot enable notify-keyspace-events (set it to include Exe on the backend); CONFIG SET refused",
             ));
         }
         self.notes.set(&self.labels.node, None);
@@ -234,15 +233,16 @@ impl NodeWatcher {
             &[],
             &tenantry_protocol::Namespace::new("-").expect("valid"),
         );
-        conn.send_all(&req).await.map_err(|e| e.to_string())?;
+        let lost = |e: std::io::Error| Error::caused(Kind::Backend, "subscriber connection", e);
+        conn.send_all(&req).await.map_err(lost)?;
         let mut buf = BytesMut::with_capacity(16 * 1024);
         loop {
-            while let Some(len) = reply_len(&buf).map_err(|e| e.to_string())? {
+            while let Some(len) = reply_len(&buf).map_err(|e| Error::new(Kind::BadReply, e.to_string()))? {
                 self.event(&buf[..len]);
                 buf.advance(len);
             }
-            if conn.read_buf(&mut buf).await.map_err(|e| e.to_string())? == 0 {
-                return Err("subscriber connection closed".into());
+            if conn.read_buf(&mut buf).await.map_err(lost)? == 0 {
+                return Err(Error::new(Kind::Backend, "subscriber connection closed"));
             }
         }
     }

@@ -4,6 +4,7 @@
 //! arrives. Sampling happens before the span is made, so unsampled commands
 //! cost one random number.
 
+use crate::error::{Error, Kind};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::trace::SdkTracerProvider;
@@ -51,7 +52,7 @@ impl Drop for TracingGuard {
 
 /// Installs the global subscriber: logs on stderr (filtered by `TENANTRY_LOG`,
 /// default `info`), as JSON if `json`, and the OTLP span exporter if given.
-pub fn init(json: bool, otlp: Option<Otlp>) -> Result<TracingGuard, String> {
+pub fn init(json: bool, otlp: Option<Otlp>) -> Result<TracingGuard, Error> {
     let filter = EnvFilter::try_from_env("TENANTRY_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let fmt = if json { fmt.json().boxed() } else { fmt.boxed() };
@@ -62,7 +63,7 @@ pub fn init(json: bool, otlp: Option<Otlp>) -> Result<TracingGuard, String> {
                 .with_http()
                 .with_endpoint(&o.endpoint)
                 .build()
-                .map_err(|e| format!("OTLP exporter for {}: {e}", o.endpoint))?;
+                .map_err(|e| Error::caused(Kind::Setup, format!("OTLP exporter for {}", o.endpoint), e))?;
             let p = SdkTracerProvider::builder()
                 .with_batch_exporter(exporter)
                 .with_resource(opentelemetry_sdk::Resource::builder().with_service_name("tenantry").build())
@@ -80,7 +81,7 @@ pub fn init(json: bool, otlp: Option<Otlp>) -> Result<TracingGuard, String> {
         .with(fmt.with_filter(filter))
         .with(otel)
         .try_init()
-        .map_err(|e| format!("tracing already set up: {e}"))?;
+        .map_err(|e| Error::new(Kind::Setup, format!("tracing already set up: {e}")))?;
     Ok(TracingGuard(provider))
 }
 

@@ -11,6 +11,15 @@ use tenantry_config::{BackendName, BackendTls};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
+/// Why a TLS session with a backend could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsConnectError {
+    #[error("{0:?} is not a name a TLS certificate can be checked against")]
+    BadName(String),
+    #[error("TLS handshake failed: {0}")]
+    Handshake(String),
+}
+
 #[derive(Debug)]
 pub struct BackendConnector {
     settings: BackendTls,
@@ -38,12 +47,12 @@ impl BackendConnector {
     /// The TLS handshake over `tcp` to a node whose configured or announced
     /// host is `host`; the certificate is checked against the configured
     /// `server_name`, else that host.
-    pub async fn connect(&self, tcp: TcpStream, host: &str) -> Result<TlsStream<TcpStream>, String> {
+    pub async fn connect(&self, tcp: TcpStream, host: &str) -> Result<TlsStream<TcpStream>, TlsConnectError> {
         let name = self.settings.server_name.as_deref().unwrap_or(host);
-        let server_name = ServerName::try_from(name.to_string())
-            .map_err(|_| format!("{name:?} is not a name a TLS certificate can be checked against"))?;
+        let server_name =
+            ServerName::try_from(name.to_string()).map_err(|_| TlsConnectError::BadName(name.to_string()))?;
         let connector = tokio_rustls::TlsConnector::from(self.config.current());
-        connector.connect(server_name, tcp).await.map_err(|e| format!("TLS handshake failed: {}", super::describe(&e)))
+        connector.connect(server_name, tcp).await.map_err(|e| TlsConnectError::Handshake(super::describe(&e)))
     }
 }
 

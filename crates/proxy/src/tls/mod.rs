@@ -7,7 +7,7 @@ mod files;
 mod reloadable;
 mod server;
 
-pub use client::BackendConnector;
+pub use client::{BackendConnector, TlsConnectError};
 pub use files::TlsError;
 pub use server::{identities, ListenerAcceptor};
 
@@ -35,7 +35,7 @@ pub fn check(config: &tenantry_config::Config) -> Result<(), Vec<String>> {
 
 /// rustls's errors say what was wrong with the certificate in words an
 /// operator can act on ("invalid peer certificate: UnknownIssuer").
-fn describe(e: &std::io::Error) -> String {
+pub(crate) fn describe(e: &std::io::Error) -> String {
     match e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
         Some(tls) => tls.to_string(),
         None => e.to_string(),

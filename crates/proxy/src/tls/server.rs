@@ -25,8 +25,9 @@ impl ListenerAcceptor {
         Ok(ListenerAcceptor { config })
     }
 
-    pub async fn accept(&self, tcp: TcpStream) -> Result<TlsStream<TcpStream>, String> {
-        tokio_rustls::TlsAcceptor::from(self.config.current()).accept(tcp).await.map_err(|e| super::describe(&e))
+    /// The handshake; its error reads best through `tls::describe`.
+    pub async fn accept(&self, tcp: TcpStream) -> std::io::Result<TlsStream<TcpStream>> {
+        tokio_rustls::TlsAcceptor::from(self.config.current()).accept(tcp).await
     }
 }
 

@@ -1,7 +1,10 @@
-//! What a command does is decided by its profile in the protocol crate
-//! (`command/profile.rs`), never by matching its name here: a new command's
-//! behaviour must be one row there. This scans the proxy's sources for a
-//! command's name compared or matched as a literal.
+//! Rules of the proxy crate's shape, checked on its sources:
+//! - what a command does is decided by its profile in the protocol crate
+//!   (`command/profile.rs`), never by matching its name here: a new
+//!   command's behaviour must be one row there;
+//! - the session's files stay small enough to read: `session/mod.rs` under
+//!   250 lines, no function in `session/` over 80;
+//! - errors are typed (`crate::error`): no function returns `Result<_, String>`.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -103,4 +106,83 @@ fn the_scan_sees_a_match_arm_and_a_comparison() {
     assert_eq!(matched_literals(r#"matches!(spec.name, "del" | "unlink")"#), ["del", "unlink"]);
     assert_eq!(matched_literals(r#"a.eq_ignore_ascii_case(b"GET")"#), ["get"]);
     assert!(matched_literals(r#"encode(&[b"PEXPIRE", k])"#).is_empty());
+}
+
+fn sources(dir: &Path, out: &mut Vec<(std::path::PathBuf, String)>) {
+    for entry in std::fs::read_dir(dir).expect("read src") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            sources(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            let text = std::fs::read_to_string(&path).expect("read file");
+            out.push((path, text));
+        }
+    }
+}
+
+/// (name, lines) of each function whose body closes at its own indentation.
+fn function_lengths(text: &str) -> Vec<(String, usize)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let line = lines[i];
+        let code = line.trim_start();
+        let indent = &line[..line.len() - code.len()];
+        let signature = ["fn ", "pub fn ", "pub(super) fn ", "pub(crate) fn ", "async fn ", "pub async fn "]
+            .iter()
+            .chain(&["pub(super) async fn ", "pub(crate) async fn "])
+            .find_map(|p| code.strip_prefix(p));
+        if let Some(rest) = signature.filter(|_| !line.trim_end().ends_with(';')) {
+            let name: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+            let close = format!("{indent}}}");
+            if let Some(end) = (i + 1..lines.len()).find(|&j| lines[j] == close) {
+                out.push((name, end - i + 1));
+                i = end;
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+#[test]
+fn the_session_stays_small() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/session");
+    let mut files = Vec::new();
+    sources(&dir, &mut files);
+    let mut long = Vec::new();
+    for (path, text) in &files {
+        if path.ends_with("mod.rs") {
+            assert!(text.lines().count() < 250, "session/mod.rs has {} lines", text.lines().count());
+        }
+        for (name, n) in function_lengths(text) {
+            if n > 80 {
+                long.push(format!("{}: {name} is {n} lines", path.display()));
+            }
+        }
+    }
+    assert!(long.is_empty(), "functions over 80 lines:\n{}", long.join("\n"));
+}
+
+#[test]
+fn no_function_returns_a_string_error() {
+    let mut files = Vec::new();
+    sources(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut files);
+    let mut found = Vec::new();
+    for (path, text) in &files {
+        for (n, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            if code.contains("-> Result<") && code.contains(", String>") {
+                found.push(format!("{}:{}", path.display(), n + 1));
+            }
+        }
+    }
+    assert!(found.is_empty(), "Result<_, String> returned at:\n{}", found.join("\n"));
+}
+
+#[test]
+fn function_lengths_are_measured_to_the_closing_brace() {
+    let text = "fn a() {\n    x();\n}\n\n    pub(super) fn b(\n        y: u8,\n    ) {\n    }\nfn c();\n";
+    assert_eq!(function_lengths(text), [("a".to_string(), 3), ("b".to_string(), 4)]);
 }

@@ -1,0 +1,191 @@
+//! From a whole request to the part of the session that answers it: the
+//! connection's own commands, Pub/Sub, or the request path to the backend
+//! (`forward.rs`). RESP2's subscribed mode, where only a few commands are
+//! allowed, is checked first.
+
+use super::connection::{self, After};
+use super::{Flow, Session, NOAUTH};
+use crate::telemetry::ErrorKind;
+use bytes::{Bytes, BytesMut};
+use tenantry_protocol::classify::{classify, Action, ConnCommand};
+use tenantry_protocol::command::{CommandSpec, KeyArgs, Profile, Special};
+use tenantry_protocol::Request;
+use tokio::time::Instant;
+
+impl Session {
+    /// Handles every complete request in `inbuf` while fewer than
+    /// `max_pipeline` are in flight.
+    pub(super) fn handle_buffered(&mut self, inbuf: &mut BytesMut) -> Flow {
+        self.state.refresh();
+        self.parser.set_limits(self.state.limits.protocol);
+        if let Some(d) = self.delayed.take() {
+            if Instant::now() < d.retry_at {
+                let at = d.retry_at;
+                self.delayed = Some(d);
+                return Flow::Wait(at);
+            }
+            if self.handle(d.req, Some(d.deadline)) == After::Close {
+                return Flow::Close;
+            }
+            if let Some(d) = &self.delayed {
+                return Flow::Wait(d.retry_at);
+            }
+        }
+        // The limits hold for this pass: replies, which change the window,
+        // are taken between passes.
+        let limits = self.in_flight_limits();
+        while self.has_room(limits) {
+            match self.parser.parse(inbuf) {
+                Ok(Some(req)) => {
+                    self.incomplete = false;
+                    if self.handle(req, None) == After::Close {
+                        return Flow::Close;
+                    }
+                    if let Some(d) = &self.delayed {
+                        return Flow::Wait(d.retry_at);
+                    }
+                    if self.waiting.is_some() {
+                        // Later commands wait until the FLUSHDB or blocking command is done.
+                        return Flow::Continue;
+                    }
+                }
+                Ok(None) => {
+                    self.incomplete = !inbuf.is_empty();
+                    return Flow::Continue;
+                }
+                Err(e) => {
+                    self.error(&e.to_string());
+                    return Flow::Close;
+                }
+            }
+        }
+        Flow::Continue
+    }
+
+    /// `deadline`: set when retrying a request delayed by its quota or rate.
+    fn handle(&mut self, req: Request, deadline: Option<Instant>) -> After {
+        let action = classify(&req, &mut self.keys);
+        if self.subscribed_resp2() && self.refused_while_subscribed(&action, &req) {
+            return After::Continue;
+        }
+        match action {
+            Action::Forward { spec, profile, match_all, blocking } => {
+                self.forward_request(spec, profile, req, deadline, match_all, blocking)
+            }
+            Action::PubSub { spec, kind, subscribe } => match self.state.tenant.clone() {
+                Some(tenant) => self.subscription(tenant, spec, kind, subscribe, &req),
+                None => self.error(NOAUTH),
+            },
+            Action::Connection(cmd) => return self.connection_command(cmd, req),
+            Action::Reject(why) => match &self.state.tenant {
+                Some(t) => {
+                    t.metrics.error(ErrorKind::of_rejection(&why), 1);
+                    self.refuse(&why.to_string());
+                }
+                None => self.error(NOAUTH),
+            },
+        }
+        After::Continue
+    }
+
+    /// RESP2's subscribed mode allows only (P|S)(UN)SUBSCRIBE, PING, QUIT
+    /// and RESET; `true` when this request was answered with that error
+    /// (PING: with the subscribed mode's own reply).
+    fn refused_while_subscribed(&mut self, action: &Action, req: &Request) -> bool {
+        let name = match action {
+            Action::PubSub { .. } | Action::Reject(_) => return false,
+            Action::Connection(ConnCommand::Quit | ConnCommand::Reset) => return false,
+            Action::Forward { profile, .. } if profile.special == Special::Ping => {
+                self.subscribed_ping(req);
+                return true;
+            }
+            Action::Forward { spec, .. } => spec.name.to_string(),
+            Action::Connection(_) => String::from_utf8_lossy(&req.args[0]).to_ascii_lowercase(),
+        };
+        self.error(&format!(
+            "ERR Can't execute '{name}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"
+        ));
+        true
+    }
+
+    fn forward_request(
+        &mut self,
+        spec: &'static CommandSpec,
+        profile: &'static Profile,
+        mut req: Request,
+        deadline: Option<Instant>,
+        match_all: bool,
+        blocking: bool,
+    ) {
+        let Some(tenant) = self.state.tenant.clone() else { return self.error(NOAUTH) };
+        if profile.script && !tenant.config.scripts {
+            tenant.metrics.error(ErrorKind::NoPerm, 1);
+            return self.refuse(&format!(
+                "NOPERM tenant '{}' may not run scripts: a script can reach keys it was not given (set scripts: true to allow them)",
+                tenant.id
+            ));
+        }
+        if profile.special == Special::GetRedir && self.getredir() {
+            return;
+        }
+        if profile.special == Special::Watch {
+            let keys = self.keys.clone();
+            if let Err(e) = self.before_watch(&tenant, &req.args, &keys) {
+                // Redis answers it without dooming the transaction.
+                return self.error(&e.resp());
+            }
+        }
+        if match_all && deadline.is_none() {
+            if profile.keys == KeyArgs::ScanMatch {
+                req.args.push(Bytes::from_static(b"MATCH"));
+            }
+            req.args.push(Bytes::from_static(b"*"));
+            self.keys.push(req.args.len() - 1);
+        }
+        self.forward(tenant, spec, profile, req, deadline, blocking)
+    }
+
+    /// A command of the connection's own: answered here, or by the part of
+    /// the session that keeps its state.
+    fn connection_command(&mut self, cmd: ConnCommand, req: Request) -> After {
+        if self.state.tenant.is_none() && !cmd.allowed_before_auth() {
+            self.error(NOAUTH);
+            return After::Continue;
+        }
+        if cmd == ConnCommand::Reset {
+            self.drop_pubsub();
+            self.tracking = false;
+            self.state.client.tracking.store(false, std::sync::atomic::Ordering::Relaxed);
+        }
+        if cmd == ConnCommand::Wait && self.tx.is_none() {
+            if let Some(tenant) = self.state.tenant.clone() {
+                self.wait_replicas(&tenant, req);
+            }
+            return After::Continue;
+        }
+        if cmd == ConnCommand::ClientTracking {
+            if let Some(tenant) = self.state.tenant.clone() {
+                self.client_tracking(tenant, &req);
+            }
+            return After::Continue;
+        }
+        if let Some(handled) = self.transaction_command(cmd) {
+            return handled;
+        }
+        if let Some(handled) = self.keyspace_command(cmd, &req) {
+            return handled;
+        }
+        if let Some(handled) = self.config_command(cmd, &req) {
+            return handled;
+        }
+        if let ConnCommand::Function(op) = cmd {
+            if let Some(handled) = self.function_command(op, &req) {
+                return handled;
+            }
+        }
+        let state = &mut self.state;
+        let mut after = After::Continue;
+        self.batcher.local(&mut self.replies, |out| after = connection::handle(state, cmd, &req, out));
+        after
+    }
+}
