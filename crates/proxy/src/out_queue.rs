@@ -55,6 +55,14 @@ impl OutQueue {
         self.chunks.push_back(data);
     }
 
+    /// Everything queued, in the order it would be written.
+    #[cfg(test)]
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut all: Vec<u8> = self.chunks.iter().flat_map(|c| c.iter().copied()).collect();
+        all.extend_from_slice(&self.tail);
+        all
+    }
+
     fn seal_tail(&mut self) {
         if !self.tail.is_empty() {
             self.chunks.push_back(self.tail.split().freeze());

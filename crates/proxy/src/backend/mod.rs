@@ -16,7 +16,7 @@ mod sentinel;
 
 pub use cluster::Cluster;
 pub use conn::{BackendError, Batch, BatchReply, ConnError, ConnHandle};
-pub use pool::NodePool;
+pub use pool::{NodeId, NodePool};
 pub use redirect::{follow_redirects, Follow};
 pub use ring::Ring;
 pub use sentinel::Sentinel;

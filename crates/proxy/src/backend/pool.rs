@@ -11,12 +11,28 @@ use tenantry_protocol::Protocol;
 use tenantry_protocol::{encode, Namespace};
 use tokio::sync::oneshot;
 
+/// Which node a batch went to: enough to name it in an error, without its
+/// connections.
+#[derive(Debug)]
+pub struct NodeId {
+    pub backend: BackendName,
+    pub addr: BackendAddr,
+}
+
+impl NodeId {
+    /// The error for a batch whose connection broke before its replies.
+    pub fn lost(&self) -> BackendError {
+        BackendError::Lost { backend: self.backend.clone(), addr: self.addr.clone() }
+    }
+}
+
 /// Connections to one node, in two sets: replies differ between RESP2 and
 /// RESP3, so a client's commands go over connections speaking its protocol.
 /// The RESP3 set is opened the first time a RESP3 client needs it.
 #[derive(Debug)]
 pub struct NodePool {
     settings: Arc<ConnSettings>,
+    id: Arc<NodeId>,
     count: usize,
     resp2: Vec<ConnHandle>,
     resp3: OnceLock<Vec<ConnHandle>>,
@@ -81,8 +97,10 @@ impl NodePool {
         let settings = Arc::new(settings);
         let resp2 = (0..backend.connections).map(|_| spawn_connection(settings.clone(), Protocol::Resp2)).collect();
         let in_cluster = matches!(backend.kind, tenantry_config::BackendKind::Cluster { .. });
+        let id = Arc::new(NodeId { backend: settings.backend.clone(), addr: settings.addr.clone() });
         NodePool {
             settings,
+            id,
             count: backend.connections,
             resp2,
             resp3: OnceLock::new(),
@@ -168,7 +186,11 @@ impl NodePool {
 
     /// The error for requests whose connection broke before their replies came.
     pub fn lost(&self) -> BackendError {
-        BackendError::Lost { backend: self.settings.backend.clone(), addr: self.settings.addr.clone() }
+        self.id.lost()
+    }
+
+    pub fn id(&self) -> &Arc<NodeId> {
+        &self.id
     }
 
     pub fn is_up(&self) -> bool {

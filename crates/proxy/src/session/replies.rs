@@ -2,7 +2,7 @@
 //! owes for a batch. Ready replies move to the output queue in order.
 
 use super::output::ReplyWindow;
-use crate::backend::{follow_redirects, BackendError, BatchReply, Follow, NodePool};
+use crate::backend::{follow_redirects, BackendError, BatchReply, Follow, NodeId};
 use crate::out_queue::OutQueue;
 use crate::telemetry::ErrorKind;
 use crate::telemetry::{KeyspaceCounters, TenantMetrics};
@@ -74,7 +74,8 @@ pub struct BackendReplies {
     pub hidden: usize,
     pub fixes: Fixes,
     pub namespace: Namespace,
-    pub node: Arc<NodePool>,
+    /// The node it went to.
+    pub node: Arc<NodeId>,
     pub metrics: Arc<TenantMetrics>,
     pub sent_at: Instant,
     /// Sampled commands' spans, ended (dropped) with the batch's replies.
@@ -247,7 +248,7 @@ fn fix_batch(bytes: &[u8], b: &BackendReplies, out: &mut OutQueue) {
             }
             Some((at, Fix::Freed(quota))) if *at == i => {
                 if let Ok(n) = tenantry_protocol::answer::integer(reply) {
-                    quota.freed_keys(b.node.addr(), n.max(0) as u64);
+                    quota.freed_keys(&b.node.addr, n.max(0) as u64);
                 }
                 out.extend(reply);
                 fixes.next();
@@ -277,3 +278,7 @@ fn fix_batch(bytes: &[u8], b: &BackendReplies, out: &mut OutQueue) {
         pos += len;
     }
 }
+
+#[cfg(test)]
+#[path = "replies_tests.rs"]
+mod tests;
