@@ -125,6 +125,18 @@ pub fn text(reply: &[u8]) -> Result<Option<Vec<u8>>, AnswerError> {
     }
 }
 
+/// INFO's `name:value` lines, in order (section headers and blank lines
+/// left out).
+pub fn info(reply: &[u8]) -> Result<Vec<(String, String)>, AnswerError> {
+    let text = text(reply)?.ok_or_else(|| unexpected(reply))?;
+    Ok(String::from_utf8_lossy(&text)
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+        .collect())
+}
+
 /// The strings of a flat array, push or map (a Pub/Sub message, HGETALL,
 /// CONFIG GET); a null element reads as empty.
 pub fn strings(reply: &[u8]) -> Result<Vec<Vec<u8>>, AnswerError> {
@@ -246,5 +258,13 @@ mod tests {
         got.sort();
         assert_eq!(got, want);
         assert!(matches!(fields(b"-NOPERM no\r\n"), Err(AnswerError::Refused(_))));
+    }
+
+    #[test]
+    fn info_fields() {
+        let reply = b"$48\r\n# Memory\r\nused_memory:100\r\nmaxmemory_policy:lru\r\n\r\n\r\n";
+        let fields = info(reply).unwrap();
+        assert_eq!(fields, [("used_memory".into(), "100".into()), ("maxmemory_policy".into(), "lru".into())]);
+        assert!(matches!(info(b"-ERR no\r\n"), Err(AnswerError::Refused(_))));
     }
 }

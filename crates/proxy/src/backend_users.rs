@@ -11,7 +11,8 @@
 //! change.
 
 use crate::backend::NodePool;
-use crate::runtime::{Runtime, TenantRt};
+use crate::runtime::Runtime;
+use crate::tenant::TenantRt;
 use arc_swap::ArcSwap;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;

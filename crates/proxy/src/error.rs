@@ -1,10 +1,9 @@
 //! tenantry's errors: a kind (what a client is told, and the metric it
 //! counts as), a message, and the error underneath, if any. The RESP text is
 //! made only where a reply is written ([`Error::resp`]); everywhere else an
-//! error keeps its kind and its source.
+//! error keeps its kind and its source. A leaf: the errors of other
+//! modules convert into it where they are defined.
 
-use crate::backend::{BackendError, ConnError, NoReplica};
-use crate::telemetry::ErrorKind;
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
@@ -54,19 +53,6 @@ impl Kind {
             | Kind::Invalid
             | Kind::Setup
             | Kind::Shutdown => Some("ERR"),
-        }
-    }
-
-    /// The metric it counts as, when a client's request fails with it.
-    pub fn metric(self) -> ErrorKind {
-        match self {
-            Kind::NoPerm => ErrorKind::NoPerm,
-            Kind::Limit => ErrorKind::TooLarge,
-            Kind::CrossSlot => ErrorKind::CrossSlot,
-            Kind::WrongPass => ErrorKind::WrongPass,
-            Kind::NoReplica => ErrorKind::NoReplica,
-            Kind::Backend | Kind::BadReply | Kind::Setup | Kind::Shutdown => ErrorKind::BackendUnavailable,
-            Kind::Refused | Kind::Invalid => ErrorKind::Err,
         }
     }
 }
@@ -156,24 +142,6 @@ impl std::error::Error for Error {
     }
 }
 
-impl From<BackendError> for Error {
-    fn from(e: BackendError) -> Error {
-        Error::new(Kind::Backend, e.to_string())
-    }
-}
-
-impl From<NoReplica> for Error {
-    fn from(e: NoReplica) -> Error {
-        Error::new(Kind::NoReplica, e.to_string())
-    }
-}
-
-impl From<ConnError> for Error {
-    fn from(e: ConnError) -> Error {
-        Error::new(Kind::Backend, e.to_string())
-    }
-}
-
 impl From<AnswerError> for Error {
     fn from(e: AnswerError) -> Error {
         match e {
@@ -191,7 +159,6 @@ mod tests {
     fn the_reply_text_has_the_code_and_the_cause() {
         let e = Error::new(Kind::NoPerm, "tenant 'a' may not run 'flushall'");
         assert_eq!(e.resp(), "NOPERM tenant 'a' may not run 'flushall'");
-        assert_eq!(e.kind().metric(), ErrorKind::NoPerm);
         let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
         let e = Error::caused(Kind::Backend, "connecting to 127.0.0.1:1", io).context("FUNCTION LOAD");
         assert_eq!(e.resp(), "ERR FUNCTION LOAD: connecting to 127.0.0.1:1: refused");

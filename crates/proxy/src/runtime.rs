@@ -2,39 +2,14 @@
 //! limiters and credential digests, swapped as one value on reload.
 
 use crate::backend::Router;
-use crate::clients::TenantClients;
 use crate::policy::TenantLimiter;
-use crate::quota::QuotaState;
-use crate::session::Patterns;
 use crate::telemetry::{Families, TenantMetrics};
+use crate::tenant::TenantRt;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
-use tenantry_config::{BackendName, CertIdentity, Change, ClientLimits, Config, ConfigDiff, Tenant, TenantId};
-use tenantry_protocol::Namespace;
-
-/// What a session needs to know about its tenant.
-#[derive(Debug)]
-pub struct TenantRt {
-    pub id: TenantId,
-    pub namespace: Namespace,
-    pub backend: Arc<Router>,
-    /// The tenant's settings as configured (rules, limits, TTLs).
-    pub config: Tenant,
-    pub limiter: Option<Arc<TenantLimiter>>,
-    /// Open connections of this tenant; shared by every generation of the config.
-    pub connections: Arc<AtomicUsize>,
-    /// Shared by every generation of the config, like `connections`.
-    pub metrics: Arc<TenantMetrics>,
-    /// Memory use against `config.memory`; kept while namespace and backend stay.
-    pub quota: Arc<QuotaState>,
-    /// Patterns its clients subscribe to through this proxy (PUBSUB NUMPAT).
-    pub patterns: Arc<Patterns>,
-    /// Its client connections on this proxy (CLIENT LIST, CLIENT KILL).
-    pub clients: Arc<TenantClients>,
-}
+use tenantry_config::{BackendName, CertIdentity, Change, ClientLimits, Config, ConfigDiff, TenantId};
 
 #[derive(Debug)]
 struct Credential {

@@ -111,7 +111,7 @@ impl Proxy {
             None => None,
         };
         let me = crate::lease::Holder::new();
-        tasks.spawn(crate::telemetry::nodes::supervise(
+        tasks.spawn(crate::node_events::supervise(
             runtime.clone(),
             status.families.clone(),
             status.notes.clone(),

@@ -1,7 +1,7 @@
 //! What operators can see of the running config: its version, the last
 //! reload's outcome, settings that need a restart, namespace cleanups.
 
-use crate::telemetry::nodes::Notes;
+use crate::node_events::Notes;
 use crate::telemetry::Families;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;

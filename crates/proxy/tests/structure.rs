@@ -4,7 +4,10 @@
 //!   command's behaviour must be one row there;
 //! - the session's files stay small enough to read: `session/mod.rs` under
 //!   250 lines, no function in `session/` over 80;
-//! - errors are typed (`crate::error`): no function returns `Result<_, String>`.
+//! - errors are typed (`crate::error`): no function returns `Result<_, String>`;
+//! - the crate's modules use each other one way: no cycle among them (the
+//!   state every part shares is in `tenant/`, so `runtime`, `session`,
+//!   `quota` and `telemetry` need not import each other).
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -185,4 +188,81 @@ fn no_function_returns_a_string_error() {
 fn function_lengths_are_measured_to_the_closing_brace() {
     let text = "fn a() {\n    x();\n}\n\n    pub(super) fn b(\n        y: u8,\n    ) {\n    }\nfn c();\n";
     assert_eq!(function_lengths(text), [("a".to_string(), 3), ("b".to_string(), 4)]);
+}
+
+/// Each top-level module of the proxy crate and the others it names as `crate::x`.
+fn module_uses() -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut modules = std::collections::BTreeMap::new();
+    for entry in std::fs::read_dir(&src).expect("read src") {
+        let path = entry.expect("entry").path();
+        let name = path.file_stem().and_then(|n| n.to_str()).unwrap_or("").to_string();
+        if name == "lib" || !(path.is_dir() || path.extension().is_some_and(|e| e == "rs")) {
+            continue;
+        }
+        let mut files = Vec::new();
+        if path.is_dir() {
+            sources(&path, &mut files);
+        } else {
+            files.push((path.clone(), std::fs::read_to_string(&path).expect("read file")));
+        }
+        modules.insert(name, files);
+    }
+    let names: HashSet<String> = modules.keys().cloned().collect();
+    modules
+        .iter()
+        .map(|(name, files)| {
+            let mut uses = std::collections::BTreeSet::new();
+            for (_, text) in files {
+                for line in text.lines() {
+                    let code = line.split("//").next().unwrap_or("");
+                    for (at, _) in code.match_indices("crate::") {
+                        let rest = &code[at + "crate::".len()..];
+                        let used: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+                        if used != *name && names.contains(&used) {
+                            uses.insert(used);
+                        }
+                    }
+                }
+            }
+            (name.clone(), uses)
+        })
+        .collect()
+}
+
+#[test]
+fn modules_use_each_other_one_way() {
+    let uses = module_uses();
+    // Depth-first, with the path so far: a module met again on it closes a cycle.
+    fn visit(
+        m: &str,
+        uses: &std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+        path: &mut Vec<String>,
+        done: &mut HashSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(at) = path.iter().position(|p| p == m) {
+            let mut cycle = path[at..].to_vec();
+            cycle.push(m.to_string());
+            return Some(cycle);
+        }
+        if done.contains(m) {
+            return None;
+        }
+        path.push(m.to_string());
+        for next in uses.get(m).into_iter().flatten() {
+            if let Some(cycle) = visit(next, uses, path, done) {
+                return Some(cycle);
+            }
+        }
+        path.pop();
+        done.insert(m.to_string());
+        None
+    }
+    let mut done = HashSet::new();
+    for m in uses.keys() {
+        if let Some(cycle) = visit(m, &uses, &mut Vec::new(), &mut done) {
+            panic!("modules import each other in a circle: {}", cycle.join(" -> "));
+        }
+    }
+    assert!(uses["session"].contains("tenant") && uses["quota"].contains("tenant"), "the graph is read");
 }

@@ -21,6 +21,18 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
+impl From<BackendError> for crate::error::Error {
+    fn from(e: BackendError) -> Self {
+        crate::error::Error::new(crate::error::Kind::Backend, e.to_string())
+    }
+}
+
+impl From<ConnError> for crate::error::Error {
+    fn from(e: ConnError) -> Self {
+        crate::error::Error::new(crate::error::Kind::Backend, e.to_string())
+    }
+}
+
 /// Why a connection to a node could not be made, or broke.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnError {

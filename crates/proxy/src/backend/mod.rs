@@ -212,6 +212,12 @@ pub struct NoReplica {
     pub backend: tenantry_config::BackendName,
 }
 
+impl From<NoReplica> for crate::error::Error {
+    fn from(e: NoReplica) -> Self {
+        crate::error::Error::new(crate::error::Kind::NoReplica, e.to_string())
+    }
+}
+
 /// Where a read-only command goes among a master and its replicas, by the
 /// tenant's choice: a replica that is up is picked by `client`, so one
 /// client's reads stay in order; `none_up` is the error when `always` finds

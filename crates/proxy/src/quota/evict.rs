@@ -5,7 +5,7 @@
 
 use super::worker::NodeQuotas;
 use crate::error::{Error, Kind};
-use crate::runtime::TenantRt;
+use crate::tenant::TenantRt;
 use bytes::Bytes;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

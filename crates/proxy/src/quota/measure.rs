@@ -2,10 +2,10 @@
 //! keyspace serves every tenant; a sample of each tenant's keys is sized with
 //! MEMORY USAGE; the figures go back to the node for every proxy to read.
 
-use super::figures_key;
 use super::worker::NodeQuotas;
 use crate::cleanup::NamespaceScan;
 use crate::error::{Error, Kind};
+use crate::tenant::figures_key;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;

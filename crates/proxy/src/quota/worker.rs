@@ -2,12 +2,13 @@
 //! deltas and read the figures back, warn about unsafe backend settings, and,
 //! on the one proxy holding the node's lease, measure and evict.
 
-use super::{figures_key, Figures};
 use crate::backend::NodePool;
 use crate::error::{Error, Kind};
 use crate::lease;
-use crate::runtime::{Runtime, TenantRt};
-use crate::telemetry::nodes::Notes;
+use crate::node_events::Notes;
+use crate::runtime::Runtime;
+use crate::tenant::TenantRt;
+use crate::tenant::{figures_key, Figures};
 use arc_swap::ArcSwap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -196,10 +197,8 @@ impl NodeQuotas {
     /// policy can still evict any tenant's keys.
     async fn check_backend(&self, tenants: &[Arc<TenantRt>]) {
         let Ok(reply) = self.node.call(&[b"INFO", b"memory"]).await else { return };
-        let text = String::from_utf8_lossy(&reply);
-        let field = |name: &str| {
-            text.lines().find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(':'))).map(str::trim)
-        };
+        let Ok(fields) = answer::info(&reply) else { return };
+        let field = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
         let maxmemory: u64 = field("maxmemory").and_then(|v| v.parse().ok()).unwrap_or(0);
         let policy = field("maxmemory_policy").unwrap_or("noeviction").to_string();
         let rt = self.runtime.load();

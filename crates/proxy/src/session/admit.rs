@@ -5,9 +5,9 @@
 //! back through here when its time comes.
 
 use super::{Delayed, Session};
-use crate::quota::Admit;
-use crate::runtime::TenantRt;
 use crate::telemetry::ErrorKind;
+use crate::tenant::Admit;
+use crate::tenant::TenantRt;
 use std::time::Duration;
 use tenantry_config::OnExceed;
 use tenantry_protocol::command::{flags, CommandSpec};

@@ -5,8 +5,8 @@
 use super::replies::{BackendReplies, Fix, Fixes, Pending, ReplyQueue};
 use crate::backend::{Batch, Cluster, ConnHandle, Follow, NodePool};
 use crate::bufpool;
-use crate::runtime::TenantRt;
 use crate::telemetry::KeyspaceCounters;
+use crate::tenant::TenantRt;
 use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
 use tenantry_protocol::encode;
@@ -71,7 +71,7 @@ pub struct Forward<'a> {
     /// For reads: how the reply counts as hits and misses, and where.
     pub tally: Option<(Tally, Arc<KeyspaceCounters>)>,
     /// A DEL/UNLINK whose reply frees quota (tenants with a memory quota).
-    pub freed: Option<Arc<crate::quota::QuotaState>>,
+    pub freed: Option<Arc<crate::tenant::QuotaState>>,
     /// A sampled command's span: it ends when the reply arrives.
     pub span: Option<tracing::Span>,
 }

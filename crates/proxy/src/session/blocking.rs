@@ -7,7 +7,7 @@
 
 use super::Session;
 use crate::error::{Error, Kind};
-use crate::runtime::TenantRt;
+use crate::tenant::TenantRt;
 use bytes::{Buf, Bytes, BytesMut};
 use std::sync::Arc;
 use tenantry_protocol::reply::ReplyScanner;

@@ -9,7 +9,7 @@ use super::batcher::{Forward, Queued};
 use super::{sharded, Session};
 use crate::backend::NodePool;
 use crate::policy::{check_command, check_sizes};
-use crate::runtime::TenantRt;
+use crate::tenant::TenantRt;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tenantry_protocol::classify::timed_out_reply;
@@ -38,7 +38,7 @@ impl Session {
         let checked = check_command(&tenant.id, &tenant.config.commands, spec)
             .and_then(|()| check_sizes(&tenant.id, &tenant.config.limits, spec, &req.args, &self.keys));
         if let Err(e) = checked {
-            metrics.error(e.kind().metric(), 1);
+            metrics.error(e.kind().into(), 1);
             return self.refuse(&e.resp());
         }
         let Some(req) = self.admit(&tenant, spec, req, deadline) else { return };
@@ -52,7 +52,7 @@ impl Session {
         let Some(node) = node else { return };
         if spec.has_flag(flags::DENYOOM) && tenant.config.memory.is_some() {
             // On the node it goes to: that node's next measuring pass counts it.
-            tenant.quota.add_on(node.addr(), crate::quota::write_cost(&req.args, &self.keys));
+            tenant.quota.add_on(node.addr(), crate::tenant::write_cost(&req.args, &self.keys));
         }
         metrics.bytes_in.inc_by(bytes as u64);
         let reply = profile.reply;

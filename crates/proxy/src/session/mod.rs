@@ -35,7 +35,6 @@ mod state;
 mod tracking;
 mod transaction;
 
-pub use pubsub::Patterns;
 pub use serve::serve;
 
 use crate::out_queue::OutQueue;

@@ -15,11 +15,11 @@ use super::blocking::AbortOnDrop;
 use super::Session;
 use crate::backend::{BatchReply, NodePool};
 use crate::error::{Error, Kind};
-use crate::runtime::TenantRt;
+use crate::tenant::TenantRt;
 use bytes::{Bytes, BytesMut};
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use tenantry_protocol::classify::PubSubKind;
 use tenantry_protocol::command::CommandSpec;
 use tenantry_protocol::reply::ReplyScanner;
@@ -35,32 +35,6 @@ const MESSAGE_BUFFER: usize = 1024;
 
 /// Where Redis sends invalidations redirected to a connection (RESP2 tracking).
 pub const INVALIDATE_CHANNEL: &[u8] = b"__redis__:invalidate";
-
-/// Each tenant's patterns subscribed through this proxy, with how many
-/// subscriptions hold each: PUBSUB NUMPAT for the tenant alone (Redis's
-/// counts every tenant's).
-#[derive(Debug, Default)]
-pub struct Patterns(Mutex<HashMap<Bytes, usize>>);
-
-impl Patterns {
-    pub fn count(&self) -> usize {
-        self.0.lock().expect("not poisoned").len()
-    }
-
-    fn add(&self, pattern: &Bytes) {
-        *self.0.lock().expect("not poisoned").entry(pattern.clone()).or_default() += 1;
-    }
-
-    fn remove(&self, pattern: &Bytes) {
-        let mut map = self.0.lock().expect("not poisoned");
-        if let Some(n) = map.get_mut(pattern) {
-            *n -= 1;
-            if *n == 0 {
-                map.remove(pattern);
-            }
-        }
-    }
-}
 
 /// A command for the subscriber connection and how many frames answer it.
 struct Outgoing {
@@ -180,7 +154,7 @@ impl Session {
     ) {
         tenant.metrics.command(spec.name);
         if let Err(e) = crate::policy::check_command(&tenant.id, &tenant.config.commands, spec) {
-            tenant.metrics.error(e.kind().metric(), 1);
+            tenant.metrics.error(e.kind().into(), 1);
             return self.refuse(&e.resp());
         }
         if self.tx.is_some() {

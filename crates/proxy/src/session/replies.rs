@@ -37,7 +37,7 @@ pub enum Fix {
     /// DEL/UNLINK of a tenant with a memory quota: `:n` deleted keys free
     /// about `n` times the mean key size, counted at once rather than at the
     /// next measurement (so a full `noeviction` tenant gets its room back).
-    Freed(Arc<crate::quota::QuotaState>),
+    Freed(Arc<crate::tenant::QuotaState>),
 }
 
 /// A batch's fixes as (index in the batch, fix), in index order. Most

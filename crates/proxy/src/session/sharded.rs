@@ -10,8 +10,8 @@
 use super::Session;
 use crate::backend::{follow_redirects, Batch, BatchReply, Follow, NodePool, Place};
 use crate::error::{Error, Kind};
-use crate::runtime::TenantRt;
 use crate::telemetry::ErrorKind;
+use crate::tenant::TenantRt;
 use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
 use tenantry_config::ReadFrom;
@@ -84,7 +84,7 @@ impl Session {
         let route = match self.route(tenant, &cmd) {
             Ok(route) => route,
             Err(e) => {
-                metrics.error(e.kind().metric(), 1);
+                metrics.error(e.kind().into(), 1);
                 if let Some(tx) = &mut self.tx {
                     tx.dirty = true;
                 }
@@ -150,7 +150,7 @@ impl Session {
         };
         if spec.has_flag(flags::DENYOOM) && tenant.config.memory.is_some() {
             for part in &parts {
-                tenant.quota.add_on(part.node.addr(), crate::quota::write_cost(&part.args, &part.keys));
+                tenant.quota.add_on(part.node.addr(), crate::tenant::write_cost(&part.args, &part.keys));
             }
         }
         if spec.has_flag(flags::WRITE) {

@@ -4,7 +4,8 @@
 use crate::clients::{ClientHandle, TenantClients};
 use crate::error::{Error, Kind};
 use crate::policy::connection_limiter;
-use crate::runtime::{Runtime, TenantRt};
+use crate::runtime::Runtime;
+use crate::tenant::TenantRt;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use governor::DefaultDirectRateLimiter;

@@ -14,7 +14,7 @@
 
 use super::batcher::{Forward, Pinned};
 use super::Session;
-use crate::runtime::TenantRt;
+use crate::tenant::TenantRt;
 use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
 use tenantry_protocol::strip::strip_reply;

@@ -96,7 +96,7 @@ impl Session {
     /// WATCH: pins the client to its own connection first.
     pub(super) fn before_watch(
         &mut self,
-        tenant: &std::sync::Arc<crate::runtime::TenantRt>,
+        tenant: &std::sync::Arc<crate::tenant::TenantRt>,
         args: &[bytes::Bytes],
         keys: &[usize],
     ) -> Result<(), Error> {

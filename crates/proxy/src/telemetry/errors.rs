@@ -105,6 +105,22 @@ impl ErrorKind {
     }
 }
 
+impl From<crate::error::Kind> for ErrorKind {
+    /// What a request that failed with this kind counts as.
+    fn from(kind: crate::error::Kind) -> ErrorKind {
+        use crate::error::Kind;
+        match kind {
+            Kind::NoPerm => ErrorKind::NoPerm,
+            Kind::Limit => ErrorKind::TooLarge,
+            Kind::CrossSlot => ErrorKind::CrossSlot,
+            Kind::WrongPass => ErrorKind::WrongPass,
+            Kind::NoReplica => ErrorKind::NoReplica,
+            Kind::Backend | Kind::BadReply | Kind::Setup | Kind::Shutdown => ErrorKind::BackendUnavailable,
+            Kind::Refused | Kind::Invalid => ErrorKind::Err,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,5 +138,12 @@ mod tests {
         for (i, k) in ErrorKind::ALL.iter().enumerate() {
             assert_eq!(k.index(), i);
         }
+    }
+
+    #[test]
+    fn error_kinds_count_as_their_metric() {
+        assert_eq!(ErrorKind::from(crate::error::Kind::NoPerm), ErrorKind::NoPerm);
+        assert_eq!(ErrorKind::from(crate::error::Kind::Limit), ErrorKind::TooLarge);
+        assert_eq!(ErrorKind::from(crate::error::Kind::NoReplica), ErrorKind::NoReplica);
     }
 }

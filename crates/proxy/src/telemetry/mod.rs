@@ -1,10 +1,10 @@
-//! Telemetry: per-tenant metrics, backend figures, evictions and expirations
-//! attributed to the tenant whose key it was.
+//! Telemetry: per-tenant metrics, latency, error kinds and tracing. What
+//! nodes report on their own (INFO, evictions and expirations) is read by
+//! `node_events.rs`, into these metrics.
 
 mod errors;
 mod latency;
 pub mod metrics;
-pub mod nodes;
 pub mod tracing_setup;
 
 pub use errors::ErrorKind;

@@ -145,14 +145,12 @@ impl NodeWatcher {
 
     async fn poll_info(&self) {
         let f = &self.families;
-        let info = self.node.call(&[b"INFO"]).await.ok().and_then(|reply| answer::text(&reply).ok().flatten());
+        let info = self.node.call(&[b"INFO"]).await.ok().and_then(|reply| answer::info(&reply).ok());
         match info {
-            Some(text) => {
-                let text = String::from_utf8_lossy(&text);
-                for line in text.lines() {
-                    let Some((k, v)) = line.split_once(':') else { continue };
-                    let Ok(v) = v.trim().parse::<i64>() else { continue };
-                    let (family, field): (_, fn(&mut NodeFigures) -> &mut i64) = match k {
+            Some(fields) => {
+                for (k, v) in fields {
+                    let Ok(v) = v.parse::<i64>() else { continue };
+                    let (family, field): (_, fn(&mut NodeFigures) -> &mut i64) = match k.as_str() {
                         "used_memory" => (&f.backend_used_memory, |n| &mut n.used_memory),
                         "maxmemory" => (&f.backend_maxmemory, |n| &mut n.maxmemory),
                         "evicted_keys" => (&f.backend_evicted_keys, |n| &mut n.evicted_keys),

@@ -1,0 +1,41 @@
+//! What every connection of a tenant shares on this proxy: its settings and
+//! backend, and the state its sessions, the quota workers and telemetry all
+//! read and update (memory use, metrics, patterns, clients). It is the one
+//! module those parts meet in, so none of them imports another's.
+
+mod patterns;
+mod quota;
+
+pub use patterns::Patterns;
+pub(crate) use quota::Figures;
+pub use quota::{figures_key, write_cost, Admit, QuotaState};
+
+use crate::backend::Router;
+use crate::clients::TenantClients;
+use crate::policy::TenantLimiter;
+use crate::telemetry::TenantMetrics;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use tenantry_config::{Tenant, TenantId};
+use tenantry_protocol::Namespace;
+
+/// What a session needs to know about its tenant.
+#[derive(Debug)]
+pub struct TenantRt {
+    pub id: TenantId,
+    pub namespace: Namespace,
+    pub backend: Arc<Router>,
+    /// The tenant's settings as configured (rules, limits, TTLs).
+    pub config: Tenant,
+    pub limiter: Option<Arc<TenantLimiter>>,
+    /// Open connections of this tenant; shared by every generation of the config.
+    pub connections: Arc<AtomicUsize>,
+    /// Shared by every generation of the config, like `connections`.
+    pub metrics: Arc<TenantMetrics>,
+    /// Memory use against `config.memory`; kept while namespace and backend stay.
+    pub quota: Arc<QuotaState>,
+    /// Patterns its clients subscribe to through this proxy (PUBSUB NUMPAT).
+    pub patterns: Arc<Patterns>,
+    /// Its client connections on this proxy (CLIENT LIST, CLIENT KILL).
+    pub clients: Arc<TenantClients>,
+}

@@ -1,0 +1,229 @@
+//! A tenant's memory use against its quota, as every session and the quota
+//! workers (`crate::quota`) share it: the figures read from its nodes, what
+//! this proxy's clients wrote since, and whether a write may go (`admit`).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::Mutex;
+use tenantry_config::{BackendAddr, Eviction, MemoryQuota};
+use tenantry_protocol::Namespace;
+
+/// With an evicting policy, writes wait (then get -OOM) only past the quota
+/// plus this fraction of it: eviction runs beside the writes, not inside them.
+const HEADROOM: u64 = 50;
+
+/// Memory Redis spends per key beyond its name and value bytes (dict entry,
+/// object header, allocator rounding), for estimating writes between passes.
+const PER_KEY_OVERHEAD: i64 = 64;
+
+/// The hash on the backend holding a namespace's figures.
+pub fn figures_key(namespace: &Namespace) -> Vec<u8> {
+    let mut key = b"tenantry:quota:".to_vec();
+    key.extend_from_slice(namespace.as_bytes());
+    key
+}
+
+/// What a proxy knows of one tenant's memory use; shared by every generation
+/// of the config while the tenant keeps its namespace and backend.
+#[derive(Debug, Default)]
+pub struct QuotaState {
+    /// Measured size plus everyone's deltas, as last read from the nodes.
+    shared: AtomicI64,
+    /// The sum of the nodes' `unsent`, for `used` without the lock.
+    unsent: AtomicI64,
+    /// Keys counted by the last measuring passes.
+    keys: AtomicU64,
+    /// Bytes found by the last measuring passes.
+    measured: AtomicU64,
+    /// The figures have been read from the backend at least once.
+    known: AtomicBool,
+    /// Per node (a standalone backend's one, a cluster's masters, a ring's
+    /// nodes): its figures, and this proxy's writes to it not yet added to
+    /// its delta. Each node's refresh sends its own, so a write is in the
+    /// delta of the node whose next measuring pass will count it, once.
+    nodes: Mutex<HashMap<BackendAddr, NodeShare>>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct NodeShare {
+    figures: Figures,
+    unsent: i64,
+}
+
+/// Whether a write may go ahead.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Admit {
+    Yes,
+    /// Over quota with `noeviction`, or eviction could not keep up: -OOM.
+    Refuse,
+    /// Over quota past the headroom with an evicting policy: retry shortly.
+    Wait,
+}
+
+impl QuotaState {
+    /// The tenant's estimated memory use in bytes.
+    pub fn used(&self) -> u64 {
+        let total = self.shared.load(Ordering::Relaxed) + self.unsent.load(Ordering::Relaxed);
+        total.max(0) as u64
+    }
+
+    pub fn known(&self) -> bool {
+        self.known.load(Ordering::Relaxed)
+    }
+
+    /// Mean bytes per key of the last measurement, if there was one.
+    pub fn mean_key_bytes(&self) -> Option<u64> {
+        let keys = self.keys.load(Ordering::Relaxed);
+        (keys > 0).then(|| self.measured.load(Ordering::Relaxed) / keys)
+    }
+
+    /// Records bytes written to (positive) or freed on (negative) `node`.
+    pub fn add_on(&self, node: &BackendAddr, bytes: i64) {
+        let mut nodes = self.nodes.lock().expect("not poisoned");
+        match nodes.get_mut(node) {
+            Some(share) => share.unsent += bytes,
+            None => {
+                nodes.insert(node.clone(), NodeShare { unsent: bytes, ..NodeShare::default() });
+            }
+        }
+        self.unsent.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// `n` keys were deleted on `node` by a client: about the mean key size each.
+    pub fn freed_keys(&self, node: &BackendAddr, n: u64) {
+        if let Some(mean) = self.mean_key_bytes() {
+            self.add_on(node, -((n * mean) as i64));
+        }
+    }
+
+    pub fn admit(&self, quota: &MemoryQuota) -> Admit {
+        let used = self.used();
+        match quota.eviction {
+            Eviction::NoEviction if used >= quota.bytes => Admit::Refuse,
+            Eviction::NoEviction => Admit::Yes,
+            _ if used >= quota.bytes + quota.bytes / HEADROOM => Admit::Wait,
+            _ => Admit::Yes,
+        }
+    }
+
+    /// This proxy's writes to `node` not yet in its delta; `flushed` once sent.
+    pub(crate) fn pending(&self, node: &BackendAddr) -> i64 {
+        self.nodes.lock().expect("not poisoned").get(node).map_or(0, |s| s.unsent)
+    }
+
+    /// `node` has taken `sent` into its delta and now holds these figures.
+    pub(crate) fn flushed(&self, node: &BackendAddr, sent: i64, figures: Figures) {
+        let total = {
+            let mut nodes = self.nodes.lock().expect("not poisoned");
+            let share = nodes.entry(node.clone()).or_default();
+            share.figures = figures;
+            share.unsent -= sent;
+            nodes.values().fold(Figures::default(), |a, s| Figures {
+                measured: a.measured + s.figures.measured,
+                delta: a.delta + s.figures.delta,
+                keys: a.keys + s.figures.keys,
+            })
+        };
+        // Shared first: for a moment `sent` counts twice, never zero times.
+        self.shared.store(total.measured + total.delta, Ordering::Relaxed);
+        self.unsent.fetch_sub(sent, Ordering::Relaxed);
+        self.keys.store(total.keys.max(0) as u64, Ordering::Relaxed);
+        self.measured.store(total.measured.max(0) as u64, Ordering::Relaxed);
+        self.known.store(true, Ordering::Relaxed);
+    }
+
+    /// A node left the backend (a failover's old master): its figures go,
+    /// and what was written to it (its keys are measured where they are now).
+    pub fn forget_node(&self, node: &BackendAddr) {
+        let mut nodes = self.nodes.lock().expect("not poisoned");
+        if let Some(share) = nodes.remove(node) {
+            self.shared.fetch_sub(share.figures.measured + share.figures.delta, Ordering::Relaxed);
+            self.unsent.fetch_sub(share.unsent, Ordering::Relaxed);
+        }
+    }
+}
+
+/// What the backend holds about one namespace.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Figures {
+    pub measured: i64,
+    pub delta: i64,
+    pub keys: i64,
+}
+
+/// Estimated memory a write adds: its key and value bytes (everything after
+/// the command name) plus Redis's per-key overhead for each key it names.
+/// Overwrites are counted as growth; the next measurement corrects that.
+pub fn write_cost(args: &[bytes::Bytes], keys: &[usize]) -> i64 {
+    let bytes: usize = args.iter().skip(1).map(|a| a.len()).sum();
+    bytes as i64 + PER_KEY_OVERHEAD * keys.len().max(1) as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn quota(bytes: u64, eviction: Eviction) -> MemoryQuota {
+        MemoryQuota { bytes, eviction }
+    }
+
+    fn node() -> BackendAddr {
+        BackendAddr::new("a:1")
+    }
+
+    #[test]
+    fn noeviction_refuses_at_the_quota() {
+        let s = QuotaState::default();
+        s.add_on(&node(), 999);
+        assert_eq!(s.admit(&quota(1000, Eviction::NoEviction)), Admit::Yes);
+        s.add_on(&node(), 1);
+        assert_eq!(s.admit(&quota(1000, Eviction::NoEviction)), Admit::Refuse);
+        s.add_on(&node(), -500);
+        assert_eq!(s.admit(&quota(1000, Eviction::NoEviction)), Admit::Yes);
+    }
+
+    #[test]
+    fn evicting_policies_hold_writes_only_past_the_headroom() {
+        let s = QuotaState::default();
+        s.add_on(&node(), 1019);
+        assert_eq!(s.admit(&quota(1000, Eviction::AllKeysLru)), Admit::Yes);
+        s.add_on(&node(), 1);
+        assert_eq!(s.admit(&quota(1000, Eviction::AllKeysLru)), Admit::Wait);
+    }
+
+    #[test]
+    fn a_flush_never_loses_or_drops_bytes() {
+        let (a, b) = (node(), BackendAddr::new("b:1"));
+        let s = QuotaState::default();
+        s.add_on(&a, 300);
+        let sent = s.pending(&a);
+        assert_eq!(sent, 300);
+        s.add_on(&a, 50); // written while the flush was on its way
+        s.flushed(&a, sent, Figures { measured: 1000, delta: 300, keys: 10 });
+        assert_eq!(s.used(), 1350);
+        assert_eq!(s.mean_key_bytes(), Some(100));
+        assert!(s.known());
+        // Each node sends what was written to it; the figures add up.
+        s.add_on(&b, 70);
+        assert_eq!(s.pending(&b), 70);
+        s.flushed(&b, 70, Figures { measured: 500, delta: 70, keys: 5 });
+        assert_eq!(s.used(), 1000 + 300 + 50 + 500 + 70);
+        // A node that leaves takes its figures and what was written to it.
+        s.forget_node(&a);
+        assert_eq!(s.used(), 500 + 70);
+    }
+
+    #[test]
+    fn deletes_free_the_mean_key_size() {
+        let s = QuotaState::default();
+        s.flushed(&node(), 0, Figures { measured: 10_000, delta: 0, keys: 10 });
+        s.freed_keys(&node(), 3);
+        assert_eq!(s.used(), 7_000);
+    }
+
+    #[test]
+    fn write_cost_counts_arguments_and_keys() {
+        let args: Vec<bytes::Bytes> = ["SET", "k", "vvvv"].iter().map(|s| bytes::Bytes::from(*s)).collect();
+        assert_eq!(write_cost(&args, &[1]), 5 + PER_KEY_OVERHEAD);
+    }
+}
