@@ -79,31 +79,66 @@ pub async fn serve(
     let (mut rd, mut wr) = stream.split();
     loop {
         let Some(wait_until) = turn(&mut s, &mut d, &mut wr) else { return };
-        let can_read = can_read(&s, &d);
-        // The request-read timeout runs only while the client is read: a
-        // request that waits because tenantry holds the client back is not
-        // the client's delay.
-        let read_deadline = if can_read {
-            s.read_deadline()
-        } else {
-            s.incomplete_since = None;
-            None
+        let Some((can_read, wake_at)) = wakes(&mut s, &mut d, wait_until) else { continue };
+        // Inline, not in a function of its own: this future is made anew
+        // every turn, and one nested in another costs a move of its state.
+        let want_write = wr.owes(&s.out);
+        let take_more = !d.backpressured && !d.closing && !d.draining;
+        let listen_stop = !(d.draining || (d.closing && shutdown.is_cancelled()));
+        let event = {
+            let head = s.replies.head_rx();
+            let has_head = head.is_some();
+            let until = wake_at.unwrap_or_else(Instant::now);
+            let waiting = s.waiting.as_mut();
+            let is_waiting = waiting.is_some();
+            // A client that does not read its messages stops their intake.
+            let messages = s.pubsub.as_mut().filter(|_| take_more).map(|p| &mut p.messages);
+            let has_messages = messages.is_some();
+            let pushes = s.pushes.as_mut().filter(|_| take_more).map(|p| &mut p.rx);
+            let has_pushes = pushes.is_some();
+            // Biased: no random draw per turn. Every branch ready in a turn
+            // is taken within the next turns (each is bounded), so the order
+            // only decides which goes first: replies before more requests.
+            tokio::select! {
+                biased;
+                // Shutting down, the session closes once its replies are out.
+                _ = stop.stopped(), if listen_stop => if shutdown.is_cancelled() { Event::Shutdown } else { Event::Killed },
+                r = async { head.expect("guarded").await }, if has_head => Event::Reply(r.map_err(|_| ())),
+                r = wr.send(&mut s.out), if want_write => Event::Writable(r.is_ok()),
+                p = async { pushes.expect("guarded").recv().await }, if has_pushes => Event::Push(p),
+                m = async { messages.expect("guarded").recv().await }, if has_messages => Event::Message(m),
+                _ = async { waiting.expect("guarded").await }, if is_waiting => Event::Wake,
+                r = read_into(&mut rd, &mut d.inbuf), if can_read => Event::Read(r),
+                _ = tokio::time::sleep_until(until), if wake_at.is_some() => Event::Wake,
+            }
         };
-        if read_deadline.is_some_and(|at| at <= Instant::now()) {
-            s.read_timed_out();
-            d.closing = true;
-            continue;
-        }
-        // One timer for whichever comes first: a delayed request's retry,
-        // the soft limit's time, the request-read timeout.
-        let limits = s.state.output_limits();
-        let wake_at = [wait_until, s.guard.deadline(&limits), read_deadline].into_iter().flatten().min();
-        let waits = Waits { can_read, wake_at, stop: &mut stop, shutdown: &shutdown };
-        let event = next_event(&mut s, &mut d, &mut rd, &mut wr, waits).await;
         if !on_event(&mut s, &mut d, event) {
             return;
         }
     }
+}
+
+/// Whether to read the client, and when to wake with nothing else to do
+/// (a delayed request's retry, the soft limit's time, the request-read
+/// timeout); `None` when the request-read timeout has passed.
+fn wakes(s: &mut Session, d: &mut Driver, wait_until: Option<Instant>) -> Option<(bool, Option<Instant>)> {
+    let can_read = can_read(s, d);
+    // The request-read timeout runs only while the client is read: a
+    // request that waits because tenantry holds the client back is not the
+    // client's delay.
+    let read_deadline = if can_read {
+        s.read_deadline()
+    } else {
+        s.incomplete_since = None;
+        None
+    };
+    if read_deadline.is_some_and(|at| at <= Instant::now()) {
+        s.read_timed_out();
+        d.closing = true;
+        return None;
+    }
+    let limits = s.state.output_limits();
+    Some((can_read, [wait_until, s.guard.deadline(&limits), read_deadline].into_iter().flatten().min()))
 }
 
 /// Handles what can be handled, sends what is ready, and checks whether the
@@ -168,52 +203,6 @@ fn can_read(s: &Session, d: &Driver) -> bool {
         && (s.waiting.is_none() || (s.blocked.is_some() && d.inbuf.len() < BLOCKED_READ_AHEAD))
         && s.room_in_flight()
         && !d.backpressured
-}
-
-/// What the next wait listens for, beside the session's own channels.
-struct Waits<'a> {
-    can_read: bool,
-    wake_at: Option<Instant>,
-    stop: &'a mut StopSignal,
-    shutdown: &'a CancellationToken,
-}
-
-async fn next_event(
-    s: &mut Session,
-    d: &mut Driver,
-    rd: &mut ReadPart<'_>,
-    wr: &mut WritePart<'_>,
-    w: Waits<'_>,
-) -> Event {
-    let want_write = wr.owes(&s.out);
-    let take_more = !d.backpressured && !d.closing && !d.draining;
-    let head = s.replies.head_rx();
-    let has_head = head.is_some();
-    let until = w.wake_at.unwrap_or_else(Instant::now);
-    let waiting = s.waiting.as_mut();
-    let is_waiting = waiting.is_some();
-    // A client that does not read its messages stops their intake.
-    let messages = s.pubsub.as_mut().filter(|_| take_more).map(|p| &mut p.messages);
-    let has_messages = messages.is_some();
-    let pushes = s.pushes.as_mut().filter(|_| take_more).map(|p| &mut p.rx);
-    let has_pushes = pushes.is_some();
-    let shutting_down = w.shutdown.is_cancelled();
-    let listen_stop = !(d.draining || (d.closing && shutting_down));
-    // Biased: no random draw per turn. Every branch ready in a turn is
-    // taken within the next turns (each is bounded), so the order only
-    // decides which goes first: replies before more requests.
-    tokio::select! {
-        biased;
-        // Shutting down, the session closes once its replies are out.
-        _ = w.stop.stopped(), if listen_stop => if w.shutdown.is_cancelled() { Event::Shutdown } else { Event::Killed },
-        r = async { head.expect("guarded").await }, if has_head => Event::Reply(r.map_err(|_| ())),
-        r = wr.send(&mut s.out), if want_write => Event::Writable(r.is_ok()),
-        p = async { pushes.expect("guarded").recv().await }, if has_pushes => Event::Push(p),
-        m = async { messages.expect("guarded").recv().await }, if has_messages => Event::Message(m),
-        _ = async { waiting.expect("guarded").await }, if is_waiting => Event::Wake,
-        r = read_into(rd, &mut d.inbuf), if w.can_read => Event::Read(r),
-        _ = tokio::time::sleep_until(until), if w.wake_at.is_some() => Event::Wake,
-    }
 }
 
 /// Applies what happened; `false` when the connection is done.
