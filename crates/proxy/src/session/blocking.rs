@@ -131,8 +131,8 @@ impl Session {
             let _ = tx.send(result);
             let _ = done_tx.send(());
         });
-        self.waiting = Some(done_rx);
-        self.blocked = Some(OwnCommand { _task: AbortOnDrop(task.abort_handle()), give_up });
+        let own = OwnCommand { _task: AbortOnDrop(task.abort_handle()), give_up };
+        self.waiting = Some(super::Waiting { done: done_rx, blocked: Some(own) });
         self.batcher.deferred(&mut self.replies, tenant, rx, strip);
     }
 }

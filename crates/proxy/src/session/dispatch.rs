@@ -1,9 +1,10 @@
 //! From a whole request to the part of the session that answers it: the
 //! connection's own commands, Pub/Sub, or the request path to the backend
-//! (`forward.rs`). RESP2's subscribed mode, where only a few commands are
-//! allowed, is checked first.
+//! (`forward.rs`). What the connection's modes allow is checked first
+//! (`modes.rs`).
 
 use super::connection::{self, After};
+use super::modes::{self, Modes, Verdict};
 use super::{Flow, Session, NOAUTH};
 use crate::telemetry::ErrorKind;
 use bytes::{Bytes, BytesMut};
@@ -65,8 +66,21 @@ impl Session {
     /// `deadline`: set when retrying a request delayed by its quota or rate.
     fn handle(&mut self, req: Request, deadline: Option<Instant>) -> After {
         let action = classify(&req, &mut self.keys);
-        if self.subscribed_resp2() && self.refused_while_subscribed(&action, &req) {
-            return After::Continue;
+        let modes = Modes { subscribed_resp2: self.subscribed_resp2(), in_tx: self.tx.is_some() };
+        match modes::check(modes, &action, &req.args[0]) {
+            Verdict::Go => {}
+            Verdict::SubscribedPing => {
+                self.subscribed_ping(&req);
+                return After::Continue;
+            }
+            Verdict::Refuse { error, dooms: true } => {
+                self.refuse(&error);
+                return After::Continue;
+            }
+            Verdict::Refuse { error, dooms: false } => {
+                self.error(&error);
+                return After::Continue;
+            }
         }
         match action {
             Action::Forward { spec, profile, match_all, blocking } => {
@@ -86,26 +100,6 @@ impl Session {
             },
         }
         After::Continue
-    }
-
-    /// RESP2's subscribed mode allows only (P|S)(UN)SUBSCRIBE, PING, QUIT
-    /// and RESET; `true` when this request was answered with that error
-    /// (PING: with the subscribed mode's own reply).
-    fn refused_while_subscribed(&mut self, action: &Action, req: &Request) -> bool {
-        let name = match action {
-            Action::PubSub { .. } | Action::Reject(_) => return false,
-            Action::Connection(ConnCommand::Quit | ConnCommand::Reset) => return false,
-            Action::Forward { profile, .. } if profile.special == Special::Ping => {
-                self.subscribed_ping(req);
-                return true;
-            }
-            Action::Forward { spec, .. } => spec.name.to_string(),
-            Action::Connection(_) => String::from_utf8_lossy(&req.args[0]).to_ascii_lowercase(),
-        };
-        self.error(&format!(
-            "ERR Can't execute '{name}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"
-        ));
-        true
     }
 
     fn forward_request(
@@ -154,7 +148,7 @@ impl Session {
         }
         if cmd == ConnCommand::Reset {
             self.drop_pubsub();
-            self.tracking = false;
+            self.tracking = None;
             self.state.client.tracking.store(false, std::sync::atomic::Ordering::Relaxed);
         }
         if cmd == ConnCommand::Wait && self.tx.is_none() {

@@ -48,7 +48,7 @@ impl Session {
         let (tx, rx) = oneshot::channel();
         let (done_tx, done_rx) = oneshot::channel();
         // Later commands (an FCALL pipelined after FUNCTION LOAD) wait for it.
-        self.waiting = Some(done_rx);
+        self.waiting = Some(super::Waiting::on(done_rx));
         tokio::spawn(async move {
             let reply = match op {
                 FunctionOp::Load => call.load().await,

@@ -46,7 +46,7 @@ impl Session {
                     return Some(After::Continue);
                 }
                 let (done_tx, done_rx) = oneshot::channel();
-                self.waiting = Some(done_rx);
+                self.waiting = Some(super::Waiting::on(done_rx));
                 let id = tenant.id.clone();
                 tokio::spawn(async move {
                     let _ = tx.send(Ok(flush(id, nodes, ns, batch).await));

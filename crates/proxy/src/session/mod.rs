@@ -8,11 +8,12 @@
 //! after its error reply, as Redis does.
 //!
 //! The files, in the order a request meets them: `serve.rs` (the I/O loop)
-//! → `dispatch.rs` (which part answers it) → `forward.rs` (the request path
-//! to the backend: policy → `admit.rs` → TTL rewrite → `sharded.rs` (route,
-//! split) → `batcher.rs`) → `replies.rs` (order, strip, merge, redirects,
-//! accounting) → `output.rs` (the client's output limits). The connection's
-//! own commands: `connection.rs`, `client_cmds.rs`, `config_cmds.rs`,
+//! → `dispatch.rs` (which part answers it; `modes.rs`: what the modes
+//! allow) → `forward.rs` (the request path to the backend: policy →
+//! `admit.rs` → TTL rewrite → `sharded.rs` (route, split) → `batcher.rs`)
+//! → `replies.rs` (order, strip, merge, redirects, accounting) →
+//! `output.rs` (the client's output limits). The connection's own
+//! commands: `connection.rs`, `client_cmds.rs`, `config_cmds.rs`,
 //! `keyspace.rs`, `functions.rs`; its modes: `transaction.rs`, `pubsub.rs`,
 //! `blocking.rs`, `tracking.rs`.
 
@@ -26,6 +27,7 @@ mod dispatch;
 mod forward;
 mod functions;
 mod keyspace;
+mod modes;
 mod output;
 mod pubsub;
 mod replies;
@@ -58,6 +60,21 @@ enum Flow {
     Wait(Instant),
 }
 
+/// What later requests wait for, until `done` fires.
+struct Waiting {
+    done: tokio::sync::oneshot::Receiver<()>,
+    /// A blocking command: the task serving it on a connection of its own,
+    /// aborted (closing that connection, which unblocks it there) if the
+    /// client goes away.
+    blocked: Option<blocking::OwnCommand>,
+}
+
+impl Waiting {
+    fn on(done: tokio::sync::oneshot::Receiver<()>) -> Waiting {
+        Waiting { done, blocked: None }
+    }
+}
+
 /// A request held back by a rate limit with `on_exceed: delay`.
 struct Delayed {
     req: Request,
@@ -79,25 +96,19 @@ struct Session {
     delayed: Option<Box<Delayed>>,
     /// Commands queued since MULTI.
     tx: Option<Box<Transaction>>,
-    /// A command later commands wait for (a FLUSHDB, a blocking command), as they would in Redis.
-    waiting: Option<tokio::sync::oneshot::Receiver<()>>,
-    /// The task serving a blocking command; aborted (closing its backend
-    /// connection, which unblocks it there) if the client goes away.
-    blocked: Option<blocking::OwnCommand>,
+    /// A command later commands wait for (a FLUSHDB, a FUNCTION LOAD, a
+    /// blocking command), as they would in Redis.
+    waiting: Option<Waiting>,
     /// When the last bytes came in: a rate-limit delay is bounded from the
     /// time a request arrived, not from when its turn came in a pipeline.
     read_at: Instant,
     /// The subscriber connection, once the client has used Pub/Sub.
     pubsub: Option<Box<pubsub::PubSub>>,
     watch: transaction::Watch,
-    /// Where the watched keys live (a cluster slot).
-    watch_place: Option<crate::backend::Place>,
     /// A cluster's masters this client wrote to since its last WAIT.
     wrote_to: Vec<Arc<crate::backend::NodePool>>,
     /// CLIENT TRACKING is on (the client is pinned to its own connection).
-    tracking: bool,
-    /// The tenantry client id its invalidations are redirected to.
-    redirect: Option<i64>,
+    tracking: Option<tracking::Tracking>,
     /// Pushes (invalidations) from the client's own connection, while pinned.
     pushes: Option<Box<tracking::Pushes>>,
     keyspace_cache: KeyspaceCache,
@@ -122,13 +133,10 @@ impl Session {
             delayed: None,
             tx: None,
             waiting: None,
-            blocked: None,
             pubsub: None,
             watch: transaction::Watch::None,
-            watch_place: None,
             wrote_to: Vec::new(),
-            tracking: false,
-            redirect: None,
+            tracking: None,
             pushes: None,
             read_at: Instant::now(),
             keyspace_cache: KeyspaceCache::default(),

@@ -89,7 +89,7 @@ pub async fn serve(
             let head = s.replies.head_rx();
             let has_head = head.is_some();
             let until = wake_at.unwrap_or_else(Instant::now);
-            let waiting = s.waiting.as_mut();
+            let waiting = s.waiting.as_mut().map(|w| &mut w.done);
             let is_waiting = waiting.is_some();
             // A client that does not read its messages stops their intake.
             let messages = s.pubsub.as_mut().filter(|_| take_more).map(|p| &mut p.messages);
@@ -147,10 +147,9 @@ fn turn(s: &mut Session, d: &mut Driver, wr: &mut WritePart<'_>) -> Option<Optio
     let mut wait_until = None;
     if s.waiting
         .as_mut()
-        .is_some_and(|f| !matches!(f.try_recv(), Err(tokio::sync::oneshot::error::TryRecvError::Empty)))
+        .is_some_and(|w| !matches!(w.done.try_recv(), Err(tokio::sync::oneshot::error::TryRecvError::Empty)))
     {
         s.waiting = None;
-        s.blocked = None;
     }
     // (Nothing buffered and nothing delayed: nothing to handle, as on a turn woken by a reply.)
     let has_work = !d.inbuf.is_empty() || s.delayed.is_some();
@@ -200,7 +199,7 @@ fn can_read(s: &Session, d: &Driver) -> bool {
         && !d.draining
         && !d.eof
         && s.delayed.is_none()
-        && (s.waiting.is_none() || (s.blocked.is_some() && d.inbuf.len() < BLOCKED_READ_AHEAD))
+        && s.waiting.as_ref().is_none_or(|w| w.blocked.is_some() && d.inbuf.len() < BLOCKED_READ_AHEAD)
         && s.room_in_flight()
         && !d.backpressured
 }
@@ -209,7 +208,7 @@ fn can_read(s: &Session, d: &Driver) -> bool {
 fn on_event(s: &mut Session, d: &mut Driver, event: Event) -> bool {
     match event {
         // Redis drops a client's blocked command when the client goes away.
-        Event::Read(Ok(0)) if s.blocked.is_some() => return false,
+        Event::Read(Ok(0)) if s.waiting.as_ref().is_some_and(|w| w.blocked.is_some()) => return false,
         Event::Read(Ok(0)) => d.eof = true,
         Event::Read(Ok(_)) => {
             s.read_at = Instant::now();
@@ -224,7 +223,7 @@ fn on_event(s: &mut Session, d: &mut Driver, event: Event) -> bool {
         Event::Push(p) => d.closing |= !s.tracking_push(p),
         Event::Shutdown => {
             d.draining = true;
-            if let Some(own) = s.blocked.as_mut() {
+            if let Some(own) = s.waiting.as_mut().and_then(|w| w.blocked.as_mut()) {
                 own.give_up();
             }
         }

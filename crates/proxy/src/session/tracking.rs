@@ -31,6 +31,13 @@ pub(super) struct Pushes {
     namespace: Namespace,
 }
 
+/// CLIENT TRACKING, while on.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Tracking {
+    /// The tenantry client id its invalidations are redirected to.
+    pub redirect: Option<i64>,
+}
+
 impl Session {
     /// Pins the client to a backend connection of its own (WATCH, tracking).
     pub(super) fn pin(&mut self, tenant: &Arc<TenantRt>, node: Arc<crate::backend::NodePool>) {
@@ -97,8 +104,7 @@ impl Session {
         if on {
             self.pin(&tenant, tenant.backend.any_node());
         }
-        self.tracking = on;
-        self.redirect = if on { redirect } else { None };
+        self.tracking = on.then_some(Tracking { redirect });
         self.state.client.tracking.store(on, std::sync::atomic::Ordering::Relaxed);
         tenant.metrics.command("client|tracking");
         let f = Forward {
@@ -118,7 +124,7 @@ impl Session {
 
     /// CLIENT GETREDIR: the tenantry id redirected to (the backend knows another).
     pub(super) fn getredir(&mut self) -> bool {
-        let Some(id) = self.redirect.filter(|_| self.tracking) else { return false };
+        let Some(id) = self.tracking.and_then(|t| t.redirect) else { return false };
         let proto = self.state.proto;
         self.batcher.local(&mut self.replies, |out| tenantry_protocol::encode::Reply { out, proto }.integer(id));
         true
@@ -141,7 +147,7 @@ impl Session {
             }
             None => {
                 self.pushes = None;
-                !self.tracking
+                self.tracking.is_none()
             }
         }
     }

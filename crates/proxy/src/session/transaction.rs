@@ -32,13 +32,14 @@ impl Session {
 
     fn transaction_command_inner(&mut self, cmd: ConnCommand) -> Option<After> {
         let proto = self.state.proto;
-        let in_tx = self.tx.is_some();
         match cmd {
-            ConnCommand::Multi if in_tx => self.error("ERR MULTI calls can not be nested"),
             ConnCommand::Multi => {
                 let tenant = self.state.tenant.clone()?;
                 // A watching client's transaction runs where its keys are watched.
-                let place = if self.watch == Watch::Active { self.watch_place } else { None };
+                let place = match self.watch {
+                    Watch::Active { place } => place,
+                    _ => None,
+                };
                 self.tx = Some(Box::new(Transaction { tenant, place, proto, queued: Vec::new(), dirty: false }));
                 self.batcher.local(&mut self.replies, |out| Reply { out, proto }.simple("OK"));
             }
@@ -70,7 +71,7 @@ impl Session {
                 self.unwatch();
                 return None;
             }
-            _ if in_tx => self.refuse("ERR Command not allowed inside a transaction"),
+            // What else MULTI refuses, `modes.rs` has refused.
             _ => return None,
         }
         Some(After::Continue)
@@ -82,8 +83,9 @@ impl Session {
 pub(super) enum Watch {
     /// Nothing watched (pinned only if tracking).
     None,
-    /// Pinned to its own connection, keys watched there.
-    Active,
+    /// Pinned to its own connection, keys watched there; on a cluster, in
+    /// the slot `place` (where its transaction must run).
+    Active { place: Option<crate::backend::Place> },
     /// Still pinned until its commands there are answered; the backend may
     /// still hold watched keys (after UNWATCH, DISCARD, EXECABORT, RESET),
     /// to clear before the next WATCH.
@@ -100,14 +102,11 @@ impl Session {
         args: &[bytes::Bytes],
         keys: &[usize],
     ) -> Result<(), Error> {
-        if self.tx.is_some() {
-            return Err(Error::new(Kind::Invalid, "WATCH inside MULTI is not allowed"));
-        }
         // On a cluster, WATCH state lives on the node of the keys' slot: all
         // watched keys must share it, as in Redis Cluster.
         let backend = &tenant.backend;
         let place = backend.placement(&tenant.namespace, args, keys).map_err(|_| super::sharded::crossslot())?;
-        if backend.is_sharded() && self.watch == Watch::Active && self.watch_place != place {
+        if backend.is_sharded() && matches!(self.watch, Watch::Active { place: watched } if watched != place) {
             return Err(super::sharded::crossslot());
         }
         let node =
@@ -120,20 +119,19 @@ impl Session {
                 ));
             }
         }
-        self.watch_place = place;
         let proto = self.state.proto;
         self.pin(tenant, node);
         if self.watch == Watch::Stale {
             // Keys an UNWATCH (answered by tenantry) left watched on the connection.
             self.batcher.hidden(&mut self.replies, tenant, proto, &[b"UNWATCH"]);
         }
-        self.watch = Watch::Active;
+        self.watch = Watch::Active { place };
         Ok(())
     }
 
     /// The watch is over for the client.
     fn unwatch(&mut self) {
-        if self.watch == Watch::Active {
+        if matches!(self.watch, Watch::Active { .. }) {
             self.watch = Watch::Stale;
         }
     }
@@ -142,8 +140,8 @@ impl Session {
     /// (no watch, no tracking) and nothing is owed on it.
     pub(super) fn unpin_when_idle(&mut self) {
         if self.batcher.pinned.is_some()
-            && self.watch != Watch::Active
-            && !self.tracking
+            && !matches!(self.watch, Watch::Active { .. })
+            && self.tracking.is_none()
             && self.replies.is_empty()
             && self.batcher.pending() == 0
         {
