@@ -50,7 +50,7 @@ bench: deps-bench ## Side-by-side load benchmark: tenantry vs Redis directly vs 
 
 fuzz: ## Fuzz each target for FUZZ_SECONDS (default 60), from the seeds in fuzz/corpus; needs cargo-fuzz
 	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
-	scripts/fuzz.sh $${FUZZ_SECONDS:-60} request reply roundtrip
+	scripts/fuzz.sh $${FUZZ_SECONDS:-60} request reply roundtrip reply_order
 
 soak: deps-bench ## Mixed traffic with a slow reader and a churner for SOAK_SECONDS (default 300): RSS, fds, latency each second
 	$(CARGO) build --release --bin tenantry

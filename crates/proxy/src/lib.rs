@@ -29,4 +29,7 @@ pub use telemetry::tracing_setup::{init as init_tracing, Otlp, TracingGuard};
 pub use reload::version_of;
 pub use runtime::Runtime;
 pub use server::{Proxy, StartError};
+/// The reply queue's model client, for the `reply_order` fuzz target.
+#[cfg(feature = "fuzzing")]
+pub use session::order_check;
 pub use tenant::TenantRt;

@@ -56,7 +56,7 @@ impl OutQueue {
     }
 
     /// Everything queued, in the order it would be written.
-    #[cfg(test)]
+    #[cfg(any(test, feature = "fuzzing"))]
     pub fn to_vec(&self) -> Vec<u8> {
         let mut all: Vec<u8> = self.chunks.iter().flat_map(|c| c.iter().copied()).collect();
         all.extend_from_slice(&self.tail);

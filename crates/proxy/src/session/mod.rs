@@ -28,6 +28,8 @@ mod forward;
 mod functions;
 mod keyspace;
 mod modes;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod order_check;
 mod output;
 mod pubsub;
 mod replies;

@@ -2,6 +2,7 @@
 //! lost) through their channels, in any order, and the client must see one
 //! reply per request, in request order.
 
+use super::super::order_check::{run, Op};
 use super::*;
 use crate::telemetry::Families;
 use proptest::prelude::*;
@@ -112,94 +113,34 @@ fn fixes_drop_hidden_replies_and_strip_keys() {
     assert_eq!(out.to_vec(), b"*2\r\n$3\r\nkey\r\n$1\r\nv\r\n+OK\r\n");
 }
 
-/// What happens to the queue next.
-#[derive(Debug, Clone)]
-enum Op {
-    /// A reply tenantry makes itself, for one request.
-    Local,
-    /// A batch of this many requests.
-    Batch(usize),
-    /// The oldest unanswered batch but `skip` gets its replies.
-    Answer {
-        skip: usize,
-    },
-    /// The oldest unanswered batch but `skip` loses its connection.
-    Lose {
-        skip: usize,
-    },
-    Drain,
-}
-
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         2 => Just(Op::Local),
-        2 => (1usize..4).prop_map(Op::Batch),
+        2 => (1usize..5, any::<bool>()).prop_map(|(requests, hidden)| Op::Batch { requests, hidden }),
         3 => (0usize..3).prop_map(|skip| Op::Answer { skip }),
         1 => (0usize..3).prop_map(|skip| Op::Lose { skip }),
         2 => Just(Op::Drain),
     ]
 }
 
-/// Request `i`'s reply is `:i`, or an error if its batch was lost.
-fn expected(ids: &[(usize, bool)]) -> Vec<u8> {
-    let mut all = Vec::new();
-    for &(id, lost) in ids {
-        if lost {
-            all.extend_from_slice(b"-ERR backend 'b' (127.0.0.1:1) connection lost before the reply\r\n");
-        } else {
-            all.extend_from_slice(format!(":{id}\r\n").as_bytes());
-        }
-    }
-    all
-}
-
 proptest! {
     #[test]
     fn every_request_gets_one_reply_in_order(ops in proptest::collection::vec(op(), 1..60)) {
-        let mut q = ReplyQueue::default();
-        let mut out = OutQueue::default();
-        // Unanswered batches: (sender, ids of their requests).
-        let mut owed: Vec<(oneshot::Sender<BatchReply>, Vec<usize>)> = Vec::new();
-        let mut ids: Vec<(usize, bool)> = Vec::new();
-        let answer = |(tx, batch_ids): (oneshot::Sender<BatchReply>, Vec<usize>)| {
-            let replies: String = batch_ids.iter().map(|i| format!(":{i}\r\n")).collect();
-            let _ = tx.send(Ok(Bytes::from(replies)));
-        };
-        for op in ops {
-            match op {
-                Op::Local => {
-                    let id = ids.len();
-                    ids.push((id, false));
-                    q.push(Pending::Local { bytes: Bytes::from(format!(":{id}\r\n")), count: 1 });
-                }
-                Op::Batch(n) => {
-                    let batch_ids: Vec<usize> = (ids.len()..ids.len() + n).collect();
-                    ids.extend(batch_ids.iter().map(|&i| (i, false)));
-                    let (b, tx) = batch(n, 0, Fixes::default());
-                    q.push(b);
-                    owed.push((tx, batch_ids));
-                }
-                Op::Answer { skip } if skip < owed.len() => answer(owed.remove(skip)),
-                Op::Lose { skip } if skip < owed.len() => {
-                    let (tx, batch_ids) = owed.remove(skip);
-                    drop(tx);
-                    for i in batch_ids {
-                        ids[i].1 = true;
-                    }
-                }
-                Op::Answer { .. } | Op::Lose { .. } => {}
-                Op::Drain => q.drain_ready(&mut out, None),
-            }
-            // Never more out than in order: what is out is a prefix.
-            let so_far = out.to_vec();
-            prop_assert!(expected(&ids).starts_with(&so_far));
-        }
-        for b in owed.drain(..) {
-            answer(b);
-        }
-        q.drain_ready(&mut out, None);
-        prop_assert_eq!(out.to_vec(), expected(&ids));
-        prop_assert_eq!((q.in_flight, q.in_flight_bytes), (0, 0));
-        prop_assert!(q.is_empty());
+        prop_assert_eq!(run(&ops), Ok(()));
     }
+}
+
+#[test]
+fn bytes_decode_to_ops_as_the_fuzz_target_reads_them() {
+    let ops = super::super::order_check::ops(&[0, 1, 4, 2, 4, 21]);
+    let want = [
+        Op::Local,
+        Op::Batch { requests: 1, hidden: false },
+        Op::Drain,
+        Op::Answer { skip: 0 },
+        Op::Drain,
+        Op::Batch { requests: 1, hidden: true },
+    ];
+    assert_eq!(ops, want);
+    assert_eq!(run(&ops), Ok(()));
 }
