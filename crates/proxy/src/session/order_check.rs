@@ -39,6 +39,11 @@ pub enum Op {
     Drain,
 }
 
+/// What the client saw that it should not have.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Violation(String);
+
 /// Ops from arbitrary bytes, one per byte.
 pub fn ops(data: &[u8]) -> Vec<Op> {
     data.iter()
@@ -56,7 +61,7 @@ const LOST: &[u8] = b"-ERR backend 'b' (127.0.0.1:1) connection lost before the 
 
 /// Runs the ops, then answers what is still owed and drains; `Err` says
 /// what the client saw that it should not have.
-pub fn run(ops: &[Op]) -> Result<(), String> {
+pub fn run(ops: &[Op]) -> Result<(), Violation> {
     // Made once: a metrics registry costs more than a run.
     static METRICS: LazyLock<Arc<TenantMetrics>> =
         LazyLock::new(|| Arc::new(TenantMetrics::new("t", Arc::new(Families::new()), 5)));
@@ -116,7 +121,7 @@ pub fn run(ops: &[Op]) -> Result<(), String> {
                 }
             }
             Op::Answer { .. } | Op::Lose { .. } => {}
-            Op::Drain => read(&mut q, &requests, &mut next).map_err(|e| format!("after {op:?}: {e}"))?,
+            Op::Drain => read(&mut q, &requests, &mut next).map_err(|e| Violation(format!("after {op:?}: {e}")))?,
         }
     }
     for b in owed.drain(..) {
@@ -124,26 +129,29 @@ pub fn run(ops: &[Op]) -> Result<(), String> {
     }
     read(&mut q, &requests, &mut next)?;
     if next != requests.len() {
-        return Err(format!("{} of {} requests never answered", requests.len() - next, requests.len()));
+        return Err(Violation(format!("{} of {} requests never answered", requests.len() - next, requests.len())));
     }
     if (q.in_flight, q.in_flight_bytes) != (0, 0) || !q.is_empty() {
-        return Err(format!("{} requests ({} bytes) still counted in flight", q.in_flight, q.in_flight_bytes));
+        return Err(Violation(format!(
+            "{} requests ({} bytes) still counted in flight",
+            q.in_flight, q.in_flight_bytes
+        )));
     }
     Ok(())
 }
 
 /// Drains what is ready and checks it: the replies of requests `next`,
 /// `next + 1`, ... in order, each whole.
-fn read(q: &mut ReplyQueue, lost: &[bool], next: &mut usize) -> Result<(), String> {
+fn read(q: &mut ReplyQueue, lost: &[bool], next: &mut usize) -> Result<(), Violation> {
     let mut out = OutQueue::default();
     q.drain_ready(&mut out, None);
     let new = out.to_vec();
     let mut at = 0;
     while at < new.len() {
-        let Some(&was_lost) = lost.get(*next) else { return Err("a reply for no request".into()) };
+        let Some(&was_lost) = lost.get(*next) else { return Err(Violation("a reply for no request".into())) };
         let want = reply(*next, was_lost);
         if !new[at..].starts_with(&want) {
-            return Err(format!("request {} got something else than its reply", *next));
+            return Err(Violation(format!("request {} got something else than its reply", *next)));
         }
         at += want.len();
         *next += 1;
