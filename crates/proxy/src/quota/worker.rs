@@ -197,7 +197,8 @@ impl NodeQuotas {
     /// policy can still evict any tenant's keys.
     async fn check_backend(&self, tenants: &[Arc<TenantRt>]) {
         let Ok(reply) = self.node.call(&[b"INFO", b"memory"]).await else { return };
-        let Ok(fields) = answer::info(&reply) else { return };
+        // An error reply reads as no maxmemory: nothing to warn about.
+        let fields = answer::info(&reply).unwrap_or_default();
         let field = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
         let maxmemory: u64 = field("maxmemory").and_then(|v| v.parse().ok()).unwrap_or(0);
         let policy = field("maxmemory_policy").unwrap_or("noeviction").to_string();
