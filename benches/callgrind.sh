@@ -3,6 +3,7 @@
 # than ops/s on a shared machine, so a change's cost shows run to run.
 #
 #   benches/callgrind.sh BINARY [REQUESTS] [PIPELINE]
+#   COALESCE=true benches/callgrind.sh ...   # the tenant coalesces its reads
 #
 # Starts a redis-server on a free port, tenantry (BINARY) in front of it
 # under valgrind with instrumentation off, warms up with 2,000 GETs, counts
@@ -12,6 +13,7 @@ set -euo pipefail
 BIN=$1
 N=${2:-20000}
 P=${3:-1}
+COALESCE=${COALESCE:-false}
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 REDIS_PORT=$(free_port)
 PROXY_PORT=$(free_port)
@@ -36,6 +38,7 @@ tenants:
   default:
     backend: local
     namespace: "default:"
+    coalesce: $COALESCE
 default_tenant: default
 YAML
 valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$WORK/callgrind.out" \
@@ -55,6 +58,7 @@ kill "$PROXY_PID"
 wait "$PROXY_PID" 2> /dev/null || true
 PROXY_PID=
 total=0
+if [ -n "${KEEP:-}" ]; then cp "$WORK"/callgrind.out* "$KEEP"/; fi
 for f in "$WORK"/callgrind.out*; do
     n=$(callgrind_annotate "$f" 2> /dev/null | awk '/PROGRAM TOTALS/ && !seen {gsub(",", "", $1); print $1; seen = 1}')
     total=$((total + ${n:-0}))

@@ -4,7 +4,7 @@
 
 use redis::Value;
 use std::collections::BTreeMap;
-use tenantry_protocol::command::{acl, flags, keyspec_flags, BeginSearch, CommandSpec, FindKeys, COMMANDS};
+use tenantry_protocol::command::{acl, flags, keyspec_flags, tips, BeginSearch, CommandSpec, FindKeys, COMMANDS};
 use tenantry_tests::{direct, RedisServer, TestProxy};
 
 #[derive(Debug, PartialEq)]
@@ -12,6 +12,8 @@ struct Entry {
     arity: i64,
     flags: Vec<String>,
     acl: Vec<String>,
+    /// Only the tips about what a reply may be (the table keeps no others).
+    tips: Vec<String>,
     key_specs: Vec<String>,
     subcommands: BTreeMap<String, Entry>,
 }
@@ -64,6 +66,7 @@ fn from_redis(v: &Value) -> (String, Entry) {
         arity: text(&f[1]).parse().unwrap(),
         flags: sorted(list(&f[2]).iter().map(text).collect()),
         acl: sorted(list(&f[6]).iter().map(|a| text(a).trim_start_matches('@').to_string()).collect()),
+        tips: sorted(list(&f[7]).iter().map(text).filter(|t| tips::NAMES.contains(&t.as_str())).collect()),
         key_specs,
         subcommands: list(&f[9]).iter().map(from_redis).collect(),
     };
@@ -103,6 +106,7 @@ fn from_table(c: &CommandSpec) -> (String, Entry) {
         arity: c.arity as i64,
         flags: names(c.flags, &flags::NAMES),
         acl: names(c.acl, &acl::NAMES),
+        tips: names(u32::from(c.tips), &tips::NAMES),
         key_specs,
         subcommands: c.subcommands.iter().map(from_table).collect(),
     };

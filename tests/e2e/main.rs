@@ -7,6 +7,7 @@ mod blocking;
 mod clients;
 mod cluster;
 mod cluster_changes;
+mod coalesce;
 mod command_table;
 mod errors;
 mod hostile;

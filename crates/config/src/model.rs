@@ -352,6 +352,30 @@ pub struct Tenant {
     pub scripts: bool,
     pub memory: Option<MemoryQuota>,
     pub read_from: ReadFrom,
+    /// Which reads share the reply of an identical read in flight.
+    pub coalesce: Coalesce,
+}
+
+/// Request coalescing: identical reads of one key in flight at once reach
+/// the backend as one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Coalesce {
+    #[default]
+    Off,
+    /// Every key of the tenant.
+    All,
+    /// Keys of these keyspaces (the client key up to its first `:`).
+    Keyspaces(std::collections::BTreeSet<Vec<u8>>),
+}
+
+impl Coalesce {
+    pub fn covers(&self, key: &[u8]) -> bool {
+        match self {
+            Coalesce::Off => false,
+            Coalesce::All => true,
+            Coalesce::Keyspaces(spaces) => spaces.contains(key.split(|&b| b == b':').next().unwrap_or(key)),
+        }
+    }
 }
 
 /// A rate and the burst allowed above it.

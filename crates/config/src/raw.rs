@@ -222,6 +222,22 @@ pub struct RawTenant {
     pub eviction: Option<Spanned<String>>,
     #[serde(default)]
     pub read_from_replicas: Option<Spanned<String>>,
+    #[serde(default)]
+    pub coalesce: Option<Spanned<RawCoalesce>>,
+}
+
+/// `coalesce: true`, or `coalesce: { keyspaces: [a, b] }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawCoalesce {
+    Switch(bool),
+    Keyspaces(RawCoalesceKeyspaces),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCoalesceKeyspaces {
+    pub keyspaces: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -351,3 +351,24 @@ tenants:
     let errs = check(&text.replace("ca_file: ca.crt, server_name: redis.internal", "cert_file: s.crt"));
     assert!(errs.iter().any(|e| e.contains("cert_file and key_file go together")), "{errs:?}");
 }
+
+#[test]
+fn coalescing_for_the_tenant_or_some_keyspaces() {
+    let text = GOOD.replace("    namespace: \"app:\"\n", "    namespace: \"app:\"\n    coalesce: true\n");
+    let c = parse(&text, &PathBuf::from("t.yaml"), &env).unwrap();
+    assert_eq!(c.tenants[&TenantId::new("app")].coalesce, Coalesce::All);
+    assert_eq!(c.tenants[&TenantId::new("demo")].coalesce, Coalesce::Off);
+
+    let text = GOOD.replace(
+        "    namespace: \"app:\"\n",
+        "    namespace: \"app:\"\n    coalesce: { keyspaces: [session, user] }\n",
+    );
+    let c = parse(&text, &PathBuf::from("t.yaml"), &env).unwrap();
+    let app = &c.tenants[&TenantId::new("app")].coalesce;
+    assert!(app.covers(b"session:42") && app.covers(b"user") && !app.covers(b"cart:1") && !app.covers(b"sessions"));
+
+    let e = errors(
+        &GOOD.replace("    namespace: \"app:\"\n", "    namespace: \"app:\"\n    coalesce: { keyspaces: [] }\n"),
+    );
+    assert!(e.iter().any(|e| e.contains("tenants.app.coalesce.keyspaces: name at least one keyspace")), "{e:?}");
+}

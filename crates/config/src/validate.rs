@@ -545,6 +545,17 @@ pub(crate) fn validate(
                 read_from
             }
         };
+        let coalesce = match t.coalesce.as_ref().map(|c| &c.value) {
+            None | Some(RawCoalesce::Switch(false)) => Coalesce::Off,
+            Some(RawCoalesce::Switch(true)) => Coalesce::All,
+            Some(RawCoalesce::Keyspaces(k)) => {
+                if k.keyspaces.is_empty() {
+                    let at = t.coalesce.as_ref().map_or(Location::UNKNOWN, |c| c.referenced);
+                    c.error(at, &format!("{field}.coalesce.keyspaces"), "name at least one keyspace, or say false");
+                }
+                Coalesce::Keyspaces(k.keyspaces.iter().map(|k| k.as_bytes().to_vec()).collect())
+            }
+        };
         if let Some(namespace) = namespace {
             let id = TenantId::new(name);
             // A backend user limited to the namespace refuses any key a script
@@ -566,6 +577,7 @@ pub(crate) fn validate(
                     scripts,
                     memory,
                     read_from,
+                    coalesce,
                 },
             );
         }

@@ -177,6 +177,8 @@ fn tenants_json(rt: &Runtime) -> String {
                 })),
                 "received_bytes": t.metrics.bytes_in.get(),
                 "sent_bytes": t.metrics.bytes_out.get(),
+                "coalesce": t.flights.is_some(),
+                "coalesced": t.metrics.coalesced.get(),
             })
         })
         .collect();

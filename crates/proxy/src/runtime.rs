@@ -92,6 +92,10 @@ impl Runtime {
                 connections: old.map(|o| o.connections.clone()).unwrap_or_default(),
                 patterns: old.map(|o| o.patterns.clone()).unwrap_or_default(),
                 clients: old.map(|o| o.clients.clone()).unwrap_or_default(),
+                // New with each generation: a flight's key holds the namespace
+                // it was sent with, so one that outlives a reload matches no
+                // later request by mistake.
+                flights: (t.coalesce != tenantry_config::Coalesce::Off).then(Arc::default),
                 quota: old
                     .filter(|_| diff.is_some_and(|d| d.keys_stay(id)))
                     .map(|o| o.quota.clone())

@@ -10,7 +10,7 @@ pub use profile::{
     profile, Blocking, Combine, ConnCommand, Counted, FunctionOp, KeyArgs, Profile, PubSubKind, Role, Special, Spread,
     TimedOut, TtlArgs, Writes, ALL_FUNCTIONS, ALL_SCRIPTS, OTHER_DB, SERVER_WIDE,
 };
-pub use spec::{acl, flags, keyspec_flags, BeginSearch, CommandSpec, FindKeys, KeySpec};
+pub use spec::{acl, flags, keyspec_flags, tips, BeginSearch, CommandSpec, FindKeys, KeySpec};
 pub use table::{COMMANDS, COMMAND_COUNT, REDIS_VERSION};
 
 /// Longest command or subcommand name in the table is well under this.

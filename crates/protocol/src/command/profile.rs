@@ -7,7 +7,7 @@
 //! Profiles are built once, from the table, into an array indexed by each
 //! spec's `id`: looking one up costs an index, not a string match.
 
-use super::{acl, flags, CommandSpec, COMMANDS, COMMAND_COUNT};
+use super::{acl, flags, tips, BeginSearch, CommandSpec, FindKeys, COMMANDS, COMMAND_COUNT};
 use crate::strip::ReplyKeys;
 use std::sync::LazyLock;
 
@@ -233,6 +233,10 @@ pub struct Profile {
     pub frees: bool,
     pub timed_out: TimedOut,
     pub special: Special,
+    /// Identical requests in flight at once may share one reply (request
+    /// coalescing): a read of one key whose reply depends only on what the
+    /// key holds.
+    pub shareable: bool,
 }
 
 const FORWARD: Profile = Profile {
@@ -248,6 +252,7 @@ const FORWARD: Profile = Profile {
     frees: false,
     timed_out: TimedOut::NullArray,
     special: Special::None,
+    shareable: false,
 };
 
 pub const ALL_FUNCTIONS: &str = "it acts on every tenant's functions";
@@ -282,7 +287,27 @@ fn build(spec: &CommandSpec) -> Profile {
             p.role = Role::Refused(reason);
         }
     }
+    p.shareable = shareable(spec, &p);
     p
+}
+
+/// From the table alone: read-only, never blocking, not a script, one key
+/// at argument 1 and no other, and a reply Redis does not call
+/// nondeterministic (SRANDMEMBER, TTL, SCAN and OBJECT's fields are out; the
+/// same elements in another order, as SMEMBERS answers, are a fair share).
+fn shareable(spec: &CommandSpec, p: &Profile) -> bool {
+    let one_key = matches!(
+        spec.key_specs,
+        [ks] if ks.begin == BeginSearch::Index(1) && matches!(ks.find, FindKeys::Range { lastkey: 0, .. })
+    );
+    p.role == Role::Forward
+        && p.blocking == Blocking::Never
+        && !p.script
+        && spec.has_flag(flags::READONLY)
+        && !spec.has_flag(flags::WRITE)
+        && !spec.has_flag(flags::MOVABLEKEYS)
+        && spec.tips & tips::NONDETERMINISTIC_OUTPUT == 0
+        && one_key
 }
 
 /// What tenantry will not forward, from the table: server administration,
@@ -515,5 +540,33 @@ mod tests {
         let function = lookup(b"function").unwrap();
         let dump = crate::command::lookup_subcommand(function, b"dump").unwrap();
         assert_eq!(profile(dump).role, Role::Refused(ALL_FUNCTIONS));
+    }
+
+    #[test]
+    fn shareable_reads_come_from_the_flags_and_tips() {
+        for name in ["get", "hget", "hgetall", "lrange", "zrange", "smembers", "strlen", "getrange", "hmget"] {
+            assert!(profile(lookup(name.as_bytes()).unwrap()).shareable, "{name}");
+        }
+        // Writes, several keys, blocking, scripts, and replies that differ
+        // between two identical calls.
+        for name in [
+            "set",
+            "getex",
+            "getdel",
+            "mget",
+            "exists",
+            "blpop",
+            "xread",
+            "eval_ro",
+            "srandmember",
+            "ttl",
+            "pttl",
+            "scan",
+        ] {
+            assert!(!profile(lookup(name.as_bytes()).unwrap()).shareable, "{name}");
+        }
+        let object = lookup(b"object").unwrap();
+        let idle = crate::command::lookup_subcommand(object, b"idletime").unwrap();
+        assert!(!profile(idle).shareable);
     }
 }

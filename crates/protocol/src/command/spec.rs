@@ -127,6 +127,19 @@ pub mod keyspec_flags {
         ["RO", "RW", "OW", "RM", "access", "update", "insert", "delete", "not_key", "incomplete", "variable_flags"];
 }
 
+/// Command tips (`COMMAND INFO` field 8) that say what a reply may be: the
+/// request and response policies are left out (tenantry routes by its own
+/// profile).
+pub mod tips {
+    /// Two identical calls may answer differently with nothing written in
+    /// between (SRANDMEMBER, TTL, SCAN): such replies are never shared.
+    pub const NONDETERMINISTIC_OUTPUT: u8 = 1 << 0;
+    /// The same elements, in any order (SMEMBERS, HGETALL).
+    pub const NONDETERMINISTIC_OUTPUT_ORDER: u8 = 1 << 1;
+
+    pub const NAMES: [&str; 2] = ["nondeterministic_output", "nondeterministic_output_order"];
+}
+
 /// One command (or subcommand, named `container|sub`) of Redis's table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CommandSpec {
@@ -139,6 +152,7 @@ pub struct CommandSpec {
     pub arity: i16,
     pub flags: u32,
     pub acl: u32,
+    pub tips: u8,
     pub key_specs: &'static [KeySpec],
     /// Sorted by name.
     pub subcommands: &'static [CommandSpec],

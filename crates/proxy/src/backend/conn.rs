@@ -6,6 +6,7 @@
 //! sender is dropped or answered); no reply can reach another batch, because
 //! a broken connection is never reused: a new one starts with an empty queue.
 
+use super::flights::Shares;
 use crate::out_queue::OutQueue;
 use crate::stream::Stream;
 use crate::tls::{BackendConnector, TlsConnectError, TlsError};
@@ -70,6 +71,14 @@ pub struct Batch {
     pub bytes: Bytes,
     pub count: usize,
     pub reply: oneshot::Sender<BatchReply>,
+    /// Its reads whose replies others wait for (request coalescing).
+    pub shares: Shares,
+}
+
+impl Batch {
+    pub fn new(bytes: Bytes, count: usize, reply: oneshot::Sender<BatchReply>) -> Batch {
+        Batch { bytes, count, reply, shares: Shares::default() }
+    }
 }
 
 /// The `count` replies of a batch, back to back, or why there are none.
@@ -344,6 +353,7 @@ fn hello_field(reply: &[u8], name: &[u8]) -> Option<String> {
 struct InFlight {
     count: usize,
     reply: oneshot::Sender<BatchReply>,
+    shares: Shares,
 }
 
 /// Replies read so far for the batch at the head of the queue.
@@ -406,7 +416,7 @@ async fn serve(
                 let mut next = Some(batch);
                 while let Some(b) = next.take() {
                     out.push(b.bytes);
-                    queue.push_back(InFlight { count: b.count, reply: b.reply });
+                    queue.push_back(InFlight { count: b.count, reply: b.reply, shares: b.shares });
                     if out.len() < WRITE_GATHER {
                         next = rx.try_recv().ok();
                     }
@@ -458,9 +468,13 @@ fn deliver(
             }
             continue;
         }
-        let Some(front) = queue.front() else {
+        let Some(front) = queue.front_mut() else {
             return Err(ConnError::OutOfSync);
         };
+        if !front.shares.is_empty() {
+            // Waiters get their copy now, whatever the leading client is doing.
+            front.shares.reply(head.done, &buf[head.len..head.len + len]);
+        }
         head.len += len;
         head.done += 1;
         if head.done == front.count {

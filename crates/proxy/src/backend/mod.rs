@@ -9,6 +9,7 @@
 
 mod cluster;
 mod conn;
+mod flights;
 mod pool;
 mod redirect;
 mod ring;
@@ -16,6 +17,7 @@ mod sentinel;
 
 pub use cluster::Cluster;
 pub use conn::{BackendError, Batch, BatchReply, ConnError, ConnHandle};
+pub use flights::{Boarding, Flights, Leader, Shares};
 pub use pool::{NodeId, NodePool};
 pub use redirect::{follow_redirects, Follow};
 pub use ring::Ring;

@@ -134,7 +134,7 @@ impl NodePool {
         let mut bytes = BytesMut::new();
         encode::command(&mut bytes, args, &[], &Namespace::new("-").expect("valid"));
         let (tx, rx) = oneshot::channel();
-        self.send(0, proto, Batch { bytes: bytes.freeze(), count: 1, reply: tx });
+        self.send(0, proto, Batch::new(bytes.freeze(), 1, tx));
         match rx.await {
             Ok(reply) => reply,
             Err(_) => Err(self.lost()),

@@ -76,7 +76,7 @@ pub async fn follow_redirects(f: Follow, replies: Bytes) -> BatchReply {
                 count += 1;
             }
             let (tx, rx) = oneshot::channel();
-            node.send(f.client, f.proto, Batch { bytes: bytes.freeze(), count, reply: tx });
+            node.send(f.client, f.proto, Batch::new(bytes.freeze(), count, tx));
             waiting.push((node, list, rx));
         }
         for (node, list, rx) in waiting {
@@ -130,7 +130,7 @@ async fn follow_transaction(f: Follow, mut replies: Bytes) -> BatchReply {
         f.cluster.moved(moved.slot, &moved.addr);
         let node = f.cluster.node(&moved.addr);
         let (tx, rx) = oneshot::channel();
-        node.send(f.client, f.proto, Batch { bytes: f.request.clone(), count: frames.len(), reply: tx });
+        node.send(f.client, f.proto, Batch::new(f.request.clone(), frames.len(), tx));
         replies = match rx.await {
             Ok(r) => r?,
             Err(_) => return Err(node.lost()),

@@ -3,7 +3,7 @@
 //! between them.
 
 use super::replies::{BackendReplies, Fix, Fixes, Pending, ReplyQueue};
-use crate::backend::{Batch, Cluster, ConnHandle, Follow, NodePool};
+use crate::backend::{Batch, BatchReply, Boarding, Cluster, ConnHandle, Flights, Follow, NodePool, Shares};
 use crate::bufpool;
 use crate::telemetry::KeyspaceCounters;
 use crate::tenant::TenantRt;
@@ -56,6 +56,15 @@ struct OpenBatch {
     hidden: usize,
     fixes: Fixes,
     spans: Vec<tracing::Span>,
+    /// Its reads that identical reads of others wait for.
+    shares: Shares,
+}
+
+/// A read that may share an identical read's reply: the tenant's flights,
+/// and the newest flight the client may not join (see `coalesce.rs`).
+pub struct Share<'a> {
+    pub flights: &'a Arc<Flights>,
+    pub floor: u64,
 }
 
 /// A request to forward, as the session prepared it.
@@ -74,6 +83,8 @@ pub struct Forward<'a> {
     pub freed: Option<Arc<crate::tenant::QuotaState>>,
     /// A sampled command's span: it ends when the reply arrives.
     pub span: Option<tracing::Span>,
+    /// A read that may share the reply of an identical one in flight.
+    pub share: Option<Share<'a>>,
 }
 
 /// A command queued between MULTI and EXEC, checked and rewritten.
@@ -155,7 +166,20 @@ impl Batcher {
             b.follow = f.tenant.backend.cluster().cloned();
         }
         let ns = &f.tenant.namespace;
+        let start = b.bytes.len();
         encode_rewritten(&mut b.bytes, f.args, f.keys, ns, f.ttl.as_ref());
+        if let Some(share) = &f.share {
+            match share.flights.board(f.proto, &b.bytes[start..], share.floor) {
+                Boarding::Leads(leader) => b.shares.push(b.count, leader),
+                Boarding::Alone => {}
+                Boarding::Joined(rx) => {
+                    // On a cluster it follows its own MOVED/ASK, so it keeps its request.
+                    let request = b.follow.is_some().then(|| Bytes::copy_from_slice(&b.bytes[start..]));
+                    b.bytes.truncate(start);
+                    return self.joined(replies, f, rx, request);
+                }
+            }
+        }
         if f.reply != ReplyKeys::None {
             b.fixes.push(b.count, Fix::Strip(f.reply));
         }
@@ -173,6 +197,47 @@ impl Batcher {
         if b.count >= MAX_BATCH {
             self.flush_batch(replies);
         }
+    }
+
+    /// A read that waits for an identical read's reply: it takes its place
+    /// in the reply queue like a batch of one, fixed (stripped, counted) as
+    /// its own.
+    fn joined(
+        &mut self,
+        replies: &mut ReplyQueue,
+        f: Forward<'_>,
+        rx: oneshot::Receiver<BatchReply>,
+        request: Option<Bytes>,
+    ) {
+        self.flush(replies);
+        let mut fixes = Fixes::default();
+        if f.reply != ReplyKeys::None {
+            fixes.push(0, Fix::Strip(f.reply));
+        }
+        if let Some((t, counters)) = f.tally {
+            fixes.push(0, Fix::Tally(t, counters));
+        }
+        let follow = f.tenant.backend.cluster().zip(request).map(|(cluster, request)| Follow {
+            cluster: cluster.clone(),
+            client: self.client,
+            proto: f.proto,
+            request,
+            transaction: false,
+        });
+        f.tenant.metrics.coalesced.inc();
+        replies.push(Pending::Backend(BackendReplies {
+            rx,
+            count: 1,
+            hidden: 0,
+            fixes,
+            namespace: f.tenant.namespace.clone(),
+            node: f.node.id().clone(),
+            metrics: f.tenant.metrics.clone(),
+            sent_at: Instant::now(),
+            spans: f.span.into_iter().collect(),
+            follow,
+            sent_bytes: 0,
+        }));
     }
 
     /// A command tenantry sends for its own reasons: the client never sees its reply.
@@ -291,6 +356,7 @@ impl Batcher {
                 hidden: 0,
                 fixes: Fixes::default(),
                 spans: Vec::new(),
+                shares: Shares::default(),
             });
         }
         self.batch.as_mut().expect("opened above")
@@ -319,6 +385,11 @@ impl Batcher {
 
     fn flush_batch(&mut self, replies: &mut ReplyQueue) {
         if let Some(mut b) = self.batch.take() {
+            if b.count == 0 {
+                // Its one read joined a flight instead.
+                self.scratch = b.bytes;
+                return;
+            }
             let (tx, rx) = oneshot::channel();
             let bytes = b.bytes.split().freeze();
             self.scratch = b.bytes;
@@ -333,7 +404,7 @@ impl Batcher {
                 transaction: b.transaction,
             });
             let sent_bytes = bytes.len();
-            let batch = Batch { bytes, count: b.count, reply: tx };
+            let batch = Batch { bytes, count: b.count, reply: tx, shares: b.shares };
             match pinned {
                 Some(p) => p.conn.send(batch),
                 None => b.node.send(self.client, b.proto, batch),

@@ -35,6 +35,12 @@ impl Session {
             metrics.command_cached(spec.name, &mut self.command_cache);
             self.state.client.ran(spec);
         }
+        if !spec.has_flag(flags::READONLY) {
+            // Scripts and transactions too: anything not read-only may write.
+            // Marked for every tenant: one that turns coalescing on by a
+            // reload must know about writes sent before.
+            self.own_writes.sent();
+        }
         let checked = check_command(&tenant.id, &tenant.config.commands, spec)
             .and_then(|()| check_sizes(&tenant.id, &tenant.config.limits, spec, &req.args, &self.keys));
         if let Err(e) = checked {
@@ -106,6 +112,11 @@ impl Session {
             tracing::info_span!(target: "tenantry::command", "command", tenant = %tenant.id, command = spec.name, keyspace)
         });
         let freed = (tenant.config.memory.is_some() && profile.frees).then(|| tenant.quota.clone());
+        let share = match (self.keys.first(), &ttl) {
+            (Some(&first), None) => self.share(tenant, profile, &req.args[first]),
+            (Some(&first), Some(rw)) if rw.is_empty() => self.share(tenant, profile, &req.args[first]),
+            _ => None,
+        };
         let f = Forward {
             tenant,
             node,
@@ -117,6 +128,7 @@ impl Session {
             tally,
             freed,
             span,
+            share,
         };
         self.batcher.forward(&mut self.replies, f);
     }

@@ -47,6 +47,7 @@ impl Session {
                 }
                 let (done_tx, done_rx) = oneshot::channel();
                 self.waiting = Some(super::Waiting::on(done_rx));
+                self.own_writes.sent();
                 let id = tenant.id.clone();
                 tokio::spawn(async move {
                     let _ = tx.send(Ok(flush(id, nodes, ns, batch).await));

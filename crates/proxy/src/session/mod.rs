@@ -21,6 +21,7 @@ mod admit;
 mod batcher;
 mod blocking;
 mod client_cmds;
+mod coalesce;
 mod config_cmds;
 mod connection;
 mod dispatch;
@@ -117,6 +118,8 @@ struct Session {
     command_cache: CommandCache,
     /// The client's unread output against its limits.
     guard: OutputGuard,
+    /// Its writes not yet answered, for the flights its reads may join.
+    own_writes: coalesce::OwnWrites,
     /// The read buffer ends in part of a request...
     incomplete: bool,
     /// ...which began to arrive then.
@@ -144,6 +147,7 @@ impl Session {
             keyspace_cache: KeyspaceCache::default(),
             command_cache: CommandCache::default(),
             guard: OutputGuard::default(),
+            own_writes: coalesce::OwnWrites::default(),
             incomplete: false,
             incomplete_since: None,
         }

@@ -167,6 +167,7 @@ fn turn(s: &mut Session, d: &mut Driver, wr: &mut WritePart<'_>) -> Option<Optio
     }
     s.replies.drain_ready(&mut s.out, None);
     s.unpin_when_idle();
+    s.note_answered();
     wr.try_send(&mut s.out).ok()?;
     let limits = s.state.output_limits();
     match s.guard.check(s.out.len(), &limits, Instant::now) {

@@ -178,7 +178,7 @@ impl Session {
                 transaction: false,
             });
             let (tx, rx) = oneshot::channel();
-            b.node.send(self.batcher.client, proto, Batch { bytes, count: b.count, reply: tx });
+            b.node.send(self.batcher.client, proto, Batch::new(bytes, b.count, tx));
             sent.push((b.node, b.layout, follow, rx));
         }
         let (tx, rx) = oneshot::channel();

@@ -118,6 +118,7 @@ impl Session {
             tally: None,
             freed: None,
             span: None,
+            share: None,
         };
         self.batcher.forward(&mut self.replies, f);
     }

@@ -118,6 +118,8 @@ pub struct Families {
     pub bytes_out: Family<TenantLabel, Counter>,
     pub connections: Family<TenantLabel, Gauge>,
     pub output_limit_disconnects: Family<OutputLimitLabels, Counter>,
+    /// Reads answered with the reply of an identical read in flight.
+    pub coalesced: Family<TenantLabel, Counter>,
     /// TLS handshakes with clients that failed or timed out, by listener.
     pub tls_handshake_failures: Family<ListenerLabel, Counter>,
     pub backend_used_memory: Family<NodeLabels, Gauge>,
@@ -187,6 +189,11 @@ impl Families {
             "client_output_limit_disconnects",
             "Clients disconnected for not reading their replies: past output_hard, or past output_soft for output_soft_seconds",
             self.output_limit_disconnects.clone(),
+        );
+        p.register(
+            "coalesced_requests",
+            "Reads answered with the reply of an identical read already in flight (coalesce), not sent to the backend",
+            self.coalesced.clone(),
         );
         p.register(
             "tls_handshake_failures",
@@ -268,6 +275,7 @@ pub struct TenantMetrics {
     pub memory_used: Gauge,
     pub memory_quota: Gauge,
     pub quota_refused: Counter,
+    pub coalesced: Counter,
 }
 
 #[derive(Debug, Default, Clone, Copy, serde::Serialize)]
@@ -308,7 +316,9 @@ impl TenantMetrics {
         let memory_used = families.memory_used.get_or_create(&t).clone();
         let memory_quota = families.memory_quota.get_or_create(&t).clone();
         let quota_refused = families.quota_refused.get_or_create(&t).clone();
+        let coalesced = families.coalesced.get_or_create(&t).clone();
         TenantMetrics {
+            coalesced,
             memory_used,
             memory_quota,
             quota_refused,

@@ -38,4 +38,6 @@ pub struct TenantRt {
     pub patterns: Arc<Patterns>,
     /// Its client connections on this proxy (CLIENT LIST, CLIENT KILL).
     pub clients: Arc<TenantClients>,
+    /// Its reads in flight that identical reads may share (`coalesce`).
+    pub flights: Option<Arc<crate::backend::Flights>>,
 }

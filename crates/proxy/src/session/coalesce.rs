@@ -1,0 +1,72 @@
+//! Whether a read may share the reply of an identical read in flight
+//! (`coalesce`, see `backend::flights`), and the client's own writes that
+//! decide which flights it may join.
+
+use super::batcher::Share;
+use super::transaction::Watch;
+use super::Session;
+use crate::tenant::TenantRt;
+use std::sync::Arc;
+use tenantry_protocol::command::Profile;
+
+/// Never join: the client's write is still unanswered, so any flight in the
+/// air may have been read before it. It may still lead: its read goes on
+/// its own connection after its write.
+const LEAD_ONLY: u64 = u64::MAX;
+
+/// What a client wrote, for read-your-writes under coalescing.
+#[derive(Debug, Default)]
+pub(super) struct OwnWrites {
+    /// A command that may write was sent and the client has not been
+    /// answered everything since.
+    unanswered: bool,
+    /// Flights numbered up to this began before the client's last write
+    /// was answered: it may not join them.
+    floor: u64,
+}
+
+impl OwnWrites {
+    /// A command that may write is on its way.
+    pub(super) fn sent(&mut self) {
+        self.unanswered = true;
+    }
+}
+
+impl Session {
+    /// Once everything the client sent is answered, flights begun from then
+    /// on may be joined: called as replies go out, so a flight begun just
+    /// after is not refused for being older than the client's next read.
+    pub(super) fn note_answered(&mut self) {
+        if self.own_writes.unanswered && self.replies.in_flight == 0 && self.batcher.pending() == 0 {
+            if let Some(flights) = self.state.tenant.as_ref().and_then(|t| t.flights.as_ref()) {
+                self.own_writes = OwnWrites { unanswered: false, floor: flights.now() };
+            }
+        }
+    }
+
+    /// How the read `key` of `profile` may share a flight, if at all: only
+    /// reads the table calls shareable, of a keyspace the tenant coalesces,
+    /// from a client outside MULTI, WATCH and CLIENT TRACKING (their reads
+    /// must run where and when they were sent).
+    pub(super) fn share<'t>(&mut self, tenant: &'t Arc<TenantRt>, profile: &Profile, key: &[u8]) -> Option<Share<'t>> {
+        let flights = tenant.flights.as_ref()?;
+        let alone = self.tx.is_some()
+            || self.tracking.is_some()
+            || self.watch != Watch::None
+            || self.batcher.pinned.is_some()
+            || !profile.shareable
+            || !tenant.config.coalesce.covers(key);
+        if alone {
+            return None;
+        }
+        if self.own_writes.unanswered {
+            if self.replies.in_flight > 0 || self.batcher.pending() > 0 {
+                return Some(Share { flights, floor: LEAD_ONLY });
+            }
+            // Everything it sent is answered: flights begun from now on
+            // were sent after its writes ran.
+            self.own_writes = OwnWrites { unanswered: false, floor: flights.now() };
+        }
+        Some(Share { flights, floor: self.own_writes.floor })
+    }
+}
