@@ -14,6 +14,7 @@ mod hostile;
 mod isolation;
 mod keyspace;
 mod load;
+mod near_cache;
 mod pipeline;
 mod policy;
 mod pubsub;

@@ -354,6 +354,27 @@ pub struct Tenant {
     pub read_from: ReadFrom,
     /// Which reads share the reply of an identical read in flight.
     pub coalesce: Coalesce,
+    /// Hot keys' values kept in this proxy, invalidated by the backend.
+    pub near_cache: Option<NearCache>,
+}
+
+/// `near_cache:` of a tenant: tenantry keeps the replies of reads of the
+/// tenant's hottest keys and answers them itself, dropping an entry when
+/// the backend's client tracking says its key changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NearCache {
+    pub max_bytes: usize,
+    /// How long after an invalidation could have been sent an entry may
+    /// still be served.
+    pub max_staleness: Duration,
+    /// Only keys of these keyspaces (`None`: every key).
+    pub keyspaces: Option<std::collections::BTreeSet<Vec<u8>>>,
+}
+
+impl NearCache {
+    pub fn covers(&self, key: &[u8]) -> bool {
+        self.keyspaces.as_ref().is_none_or(|k| k.contains(key.split(|&b| b == b':').next().unwrap_or(key)))
+    }
 }
 
 /// Request coalescing: identical reads of one key in flight at once reach

@@ -224,6 +224,16 @@ pub struct RawTenant {
     pub read_from_replicas: Option<Spanned<String>>,
     #[serde(default)]
     pub coalesce: Option<Spanned<RawCoalesce>>,
+    #[serde(default)]
+    pub near_cache: Option<Spanned<RawNearCache>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNearCache {
+    pub max_bytes: Option<Spanned<String>>,
+    pub max_staleness: Option<Spanned<String>>,
+    pub keyspaces: Option<Vec<String>>,
 }
 
 /// `coalesce: true`, or `coalesce: { keyspaces: [a, b] }`.

@@ -372,3 +372,21 @@ fn coalescing_for_the_tenant_or_some_keyspaces() {
     );
     assert!(e.iter().any(|e| e.contains("tenants.app.coalesce.keyspaces: name at least one keyspace")), "{e:?}");
 }
+
+#[test]
+fn near_cache_settings_defaults_and_refusals() {
+    let text = GOOD
+        .replace("    namespace: \"app:\"\n", "    namespace: \"app:\"\n    near_cache: { keyspaces: [product] }\n");
+    let c = parse(&text, &PathBuf::from("t.yaml"), &env).unwrap();
+    let n = c.tenants[&TenantId::new("app")].near_cache.clone().unwrap();
+    assert_eq!((n.max_bytes, n.max_staleness), (64 << 20, std::time::Duration::from_millis(100)));
+    assert!(n.covers(b"product:1") && !n.covers(b"cart:1"));
+    assert!(c.tenants[&TenantId::new("demo")].near_cache.is_none());
+
+    let fast =
+        GOOD.replace("    namespace: \"app:\"\n", "    namespace: \"app:\"\n    near_cache: { max_staleness: 1ms }\n");
+    assert!(errors(&fast).iter().any(|e| e.contains("tenants.app.near_cache.max_staleness: at least 4ms")));
+    let ring = fast.replace("kind: standalone", "kind: ring").replace("max_staleness: 1ms", "max_bytes: 1MiB");
+    let e = errors(&ring);
+    assert!(e.iter().any(|e| e.contains("tenants.app.near_cache: only on a standalone or cluster backend")), "{e:?}");
+}

@@ -556,6 +556,25 @@ pub(crate) fn validate(
                 Coalesce::Keyspaces(k.keyspaces.iter().map(|k| k.as_bytes().to_vec()).collect())
             }
         };
+        let near_cache = t.near_cache.as_ref().map(|n| {
+            let r = &n.value;
+            let max_bytes = c.size(&r.max_bytes, &format!("{field}.near_cache.max_bytes"), 64 << 20);
+            let max_staleness =
+                c.duration(&r.max_staleness, &format!("{field}.near_cache.max_staleness"), Duration::from_millis(100));
+            if max_staleness < Duration::from_millis(4) {
+                c.error(n.referenced, &format!("{field}.near_cache.max_staleness"), "at least 4ms");
+            }
+            let kind = raw.backends.get(t.backend.value.as_str()).map(|b| b.value.kind.value.as_str());
+            if kind.is_some_and(|k| k != "standalone" && k != "cluster") {
+                c.error(
+                    n.referenced,
+                    &format!("{field}.near_cache"),
+                    "only on a standalone or cluster backend (a ring or sentinel backend's nodes are not tracked)",
+                );
+            }
+            let keyspaces = r.keyspaces.as_ref().map(|k| k.iter().map(|k| k.as_bytes().to_vec()).collect());
+            NearCache { max_bytes, max_staleness, keyspaces }
+        });
         if let Some(namespace) = namespace {
             let id = TenantId::new(name);
             // A backend user limited to the namespace refuses any key a script
@@ -578,6 +597,7 @@ pub(crate) fn validate(
                     memory,
                     read_from,
                     coalesce,
+                    near_cache,
                 },
             );
         }

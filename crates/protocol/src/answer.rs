@@ -180,6 +180,22 @@ pub fn fields(reply: &[u8]) -> Result<Vec<Field>, AnswerError> {
     named(items).ok_or_else(|| unexpected(reply))
 }
 
+/// A client-tracking push, `invalidate` with the keys that changed, or
+/// `None` for all of them (FLUSHALL, FLUSHDB).
+pub fn invalidation(push: &[u8]) -> Result<Option<Vec<Vec<u8>>>, AnswerError> {
+    let mut items = elements(decode(push)?).ok_or_else(|| unexpected(push))?.into_iter();
+    match (items.next(), items.next()) {
+        (Some(Value::Str(kind)), Some(keys)) if kind == b"invalidate" => match keys {
+            Value::Null => Ok(None),
+            Value::Items(keys) => {
+                keys.into_iter().map(|k| string(k).ok_or_else(|| unexpected(push))).collect::<Result<_, _>>().map(Some)
+            }
+            _ => Err(unexpected(push)),
+        },
+        _ => Err(unexpected(push)),
+    }
+}
+
 /// An array of replies of named fields (`SENTINEL REPLICAS`'s).
 pub fn records(reply: &[u8]) -> Result<Vec<Vec<Field>>, AnswerError> {
     let items = elements(decode(reply)?).ok_or_else(|| unexpected(reply))?;
@@ -266,5 +282,18 @@ mod tests {
         let fields = info(reply).unwrap();
         assert_eq!(fields, [("used_memory".into(), "100".into()), ("maxmemory_policy".into(), "lru".into())]);
         assert!(matches!(info(b"-ERR no\r\n"), Err(AnswerError::Refused(_))));
+    }
+}
+
+#[cfg(test)]
+mod invalidation_tests {
+    use super::invalidation;
+
+    #[test]
+    fn reads_tracking_pushes() {
+        let push = b">2\r\n$10\r\ninvalidate\r\n*2\r\n$3\r\nt:a\r\n$3\r\nt:b\r\n";
+        assert_eq!(invalidation(push).unwrap(), Some(vec![b"t:a".to_vec(), b"t:b".to_vec()]));
+        assert_eq!(invalidation(b">2\r\n$10\r\ninvalidate\r\n_\r\n").unwrap(), None);
+        assert!(invalidation(b">3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$1\r\nm\r\n").is_err());
     }
 }

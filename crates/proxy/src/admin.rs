@@ -178,6 +178,10 @@ fn tenants_json(rt: &Runtime) -> String {
                 "received_bytes": t.metrics.bytes_in.get(),
                 "sent_bytes": t.metrics.bytes_out.get(),
                 "coalesce": t.flights.is_some(),
+                "near_cache": t.near_cache.as_ref().map(|c| {
+                    let (entries, bytes) = c.size();
+                    serde_json::json!({ "entries": entries, "bytes": bytes, "serving": c.is_serving() })
+                }),
                 "coalesced": t.metrics.coalesced.get(),
             })
         })

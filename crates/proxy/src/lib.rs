@@ -9,6 +9,7 @@ mod cleanup;
 mod clients;
 pub mod error;
 mod lease;
+mod near_cache;
 mod node_events;
 mod node_tasks;
 mod out_queue;

@@ -2,6 +2,7 @@
 //! limiters and credential digests, swapped as one value on reload.
 
 use crate::backend::Router;
+use crate::near_cache::NearCache;
 use crate::policy::TenantLimiter;
 use crate::telemetry::{Families, TenantMetrics};
 use crate::tenant::TenantRt;
@@ -83,6 +84,10 @@ impl Runtime {
                     kept.unwrap_or_else(|| Arc::new(Router::new(&config.backends[&t.backend].as_user(user), families)))
                 }
             };
+            let metrics = old.map(|o| o.metrics.clone()).unwrap_or_else(|| {
+                Arc::new(TenantMetrics::new(id.as_str(), families.clone(), config.telemetry.hot_keys))
+            });
+            let near_cache = near_cache(t, old, &backend, &metrics);
             let rt = Arc::new(TenantRt {
                 id: id.clone(),
                 namespace: t.namespace.clone(),
@@ -100,9 +105,8 @@ impl Runtime {
                     .filter(|_| diff.is_some_and(|d| d.keys_stay(id)))
                     .map(|o| o.quota.clone())
                     .unwrap_or_default(),
-                metrics: old.map(|o| o.metrics.clone()).unwrap_or_else(|| {
-                    Arc::new(TenantMetrics::new(id.as_str(), families.clone(), config.telemetry.hot_keys))
-                }),
+                metrics,
+                near_cache,
             });
             if let Some(auth) = &t.auth {
                 by_username.insert(
@@ -156,4 +160,25 @@ impl Runtime {
     pub fn all_backends_up(&self) -> bool {
         self.backends.values().all(|b| b.is_up())
     }
+}
+
+/// The tenant's near-cache: the old one while its settings, namespace and
+/// backend connections stay (its trackers keep running), else a new one
+/// with trackers of its own (the old one's stop when it is dropped).
+fn near_cache(
+    t: &tenantry_config::Tenant,
+    old: Option<&Arc<TenantRt>>,
+    backend: &Arc<Router>,
+    metrics: &Arc<TenantMetrics>,
+) -> Option<Arc<NearCache>> {
+    let config = t.near_cache.clone()?;
+    let kept = old.filter(|o| {
+        o.config.near_cache.as_ref() == Some(&config) && o.namespace == t.namespace && Arc::ptr_eq(&o.backend, backend)
+    });
+    if let Some(cache) = kept.and_then(|o| o.near_cache.clone()) {
+        return Some(cache);
+    }
+    let cache = Arc::new(NearCache::new(config, t.namespace.clone(), metrics.clone()));
+    crate::near_cache::spawn(&cache, backend.clone());
+    Some(cache)
 }

@@ -85,6 +85,8 @@ pub struct Forward<'a> {
     pub span: Option<tracing::Span>,
     /// A read that may share the reply of an identical one in flight.
     pub share: Option<Share<'a>>,
+    /// A read of a hot key whose reply is to fill the near-cache.
+    pub fill: Option<crate::near_cache::Fill>,
 }
 
 /// A command queued between MULTI and EXEC, checked and rewritten.
@@ -180,6 +182,9 @@ impl Batcher {
                 }
             }
         }
+        if let Some(fill) = f.fill {
+            b.fixes.push(b.count, Fix::Fill(Box::new(fill)));
+        }
         if f.reply != ReplyKeys::None {
             b.fixes.push(b.count, Fix::Strip(f.reply));
         }
@@ -211,6 +216,9 @@ impl Batcher {
     ) {
         self.flush(replies);
         let mut fixes = Fixes::default();
+        if let Some(fill) = f.fill {
+            fixes.push(0, Fix::Fill(Box::new(fill)));
+        }
         if f.reply != ReplyKeys::None {
             fixes.push(0, Fix::Strip(f.reply));
         }

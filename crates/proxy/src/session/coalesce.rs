@@ -1,13 +1,19 @@
 //! Whether a read may share the reply of an identical read in flight
-//! (`coalesce`, see `backend::flights`), and the client's own writes that
-//! decide which flights it may join.
+//! (`coalesce`, see `backend::flights`) or be answered from the near-cache
+//! (`near_cache`), and the client's own writes that decide which flights it
+//! may join and when the near-cache may answer it.
 
 use super::batcher::Share;
 use super::transaction::Watch;
 use super::Session;
+use crate::near_cache::Lookup;
 use crate::tenant::TenantRt;
+use bytes::Bytes;
 use std::sync::Arc;
+use std::time::Instant;
+use tenantry_protocol::command::CommandSpec;
 use tenantry_protocol::command::Profile;
+use tenantry_protocol::ReplyKeys;
 
 /// Never join: the client's write is still unanswered, so any flight in the
 /// air may have been read before it. It may still lead: its read goes on
@@ -23,6 +29,9 @@ pub(super) struct OwnWrites {
     /// Flights numbered up to this began before the client's last write
     /// was answered: it may not join them.
     floor: u64,
+    /// When its last write was answered: the near-cache answers it once
+    /// its trackers have heard everything up to then.
+    answered_at: Option<Instant>,
 }
 
 impl OwnWrites {
@@ -38,9 +47,12 @@ impl Session {
     /// after is not refused for being older than the client's next read.
     pub(super) fn note_answered(&mut self) {
         if self.own_writes.unanswered && self.replies.in_flight == 0 && self.batcher.pending() == 0 {
-            if let Some(flights) = self.state.tenant.as_ref().and_then(|t| t.flights.as_ref()) {
-                self.own_writes = OwnWrites { unanswered: false, floor: flights.now() };
+            let Some(tenant) = &self.state.tenant else { return };
+            if tenant.flights.is_none() && tenant.near_cache.is_none() {
+                return;
             }
+            let floor = tenant.flights.as_ref().map_or(0, |f| f.now());
+            self.own_writes = OwnWrites { unanswered: false, floor, answered_at: Some(Instant::now()) };
         }
     }
 
@@ -48,6 +60,36 @@ impl Session {
     /// reads the table calls shareable, of a keyspace the tenant coalesces,
     /// from a client outside MULTI, WATCH and CLIENT TRACKING (their reads
     /// must run where and when they were sent).
+    /// The near-cache's answer to a read of `key`, if the tenant has one and
+    /// the read is for it: the cached reply, or a fill for the reply to come.
+    pub(super) fn near_read(
+        &mut self,
+        tenant: &Arc<TenantRt>,
+        spec: &CommandSpec,
+        profile: &Profile,
+        args: &[Bytes],
+        key: &Bytes,
+    ) -> Option<Lookup> {
+        let cache = tenant.near_cache.as_ref()?;
+        let alone = self.tx.is_some()
+            || self.tracking.is_some()
+            || self.watch != Watch::None
+            || self.batcher.pinned.is_some()
+            || !profile.shareable
+            || profile.reply != ReplyKeys::None
+            || !cache.wants(key);
+        if alone {
+            return None;
+        }
+        if self.own_writes.unanswered {
+            if self.replies.in_flight > 0 || self.batcher.pending() > 0 {
+                return None;
+            }
+            self.note_answered();
+        }
+        Some(cache.lookup(key, self.state.proto, spec.id, &args[1..], self.own_writes.answered_at))
+    }
+
     pub(super) fn share<'t>(&mut self, tenant: &'t Arc<TenantRt>, profile: &Profile, key: &[u8]) -> Option<Share<'t>> {
         let flights = tenant.flights.as_ref()?;
         let alone = self.tx.is_some()
@@ -65,7 +107,7 @@ impl Session {
             }
             // Everything it sent is answered: flights begun from now on
             // were sent after its writes ran.
-            self.own_writes = OwnWrites { unanswered: false, floor: flights.now() };
+            self.own_writes = OwnWrites { unanswered: false, floor: flights.now(), answered_at: Some(Instant::now()) };
         }
         Some(Share { flights, floor: self.own_writes.floor })
     }

@@ -8,6 +8,7 @@
 use super::batcher::{Forward, Queued};
 use super::{sharded, Session};
 use crate::backend::NodePool;
+use crate::near_cache::Lookup;
 use crate::policy::{check_command, check_sizes};
 use crate::tenant::TenantRt;
 use std::sync::Arc;
@@ -111,6 +112,22 @@ impl Session {
                 self.keys.first().map(|&k| String::from_utf8_lossy(crate::telemetry::keyspace_of(&req.args[k])).into_owned());
             tracing::info_span!(target: "tenantry::command", "command", tenant = %tenant.id, command = spec.name, keyspace)
         });
+        let mut fill = None;
+        if let Some(&first) = self.keys.first().filter(|_| ttl.as_ref().is_none_or(|rw| rw.is_empty())) {
+            match self.near_read(tenant, spec, profile, &req.args, &req.args[first]) {
+                Some(Lookup::Hit(reply)) => {
+                    if let Some((t, counters)) = &tally {
+                        if let Some((hits, misses)) = hits::count(*t, &reply) {
+                            counters.hits.inc_by(hits);
+                            counters.misses.inc_by(misses);
+                        }
+                    }
+                    return self.batcher.local(&mut self.replies, |out| out.extend_from_slice(&reply));
+                }
+                Some(Lookup::Miss(f)) => fill = f,
+                None => {}
+            }
+        }
         let freed = (tenant.config.memory.is_some() && profile.frees).then(|| tenant.quota.clone());
         let share = match (self.keys.first(), &ttl) {
             (Some(&first), None) => self.share(tenant, profile, &req.args[first]),
@@ -129,6 +146,7 @@ impl Session {
             freed,
             span,
             share,
+            fill,
         };
         self.batcher.forward(&mut self.replies, f);
     }

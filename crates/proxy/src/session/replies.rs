@@ -34,6 +34,9 @@ pub enum Fix {
     Drop,
     /// A read whose reply counts as hits and misses of a keyspace.
     Tally(Tally, Arc<KeyspaceCounters>),
+    /// A read of a hot key whose reply fills the near-cache; comes before
+    /// the read's other fix (its tally), at the same index.
+    Fill(Box<crate::near_cache::Fill>),
     /// DEL/UNLINK of a tenant with a memory quota: `:n` deleted keys free
     /// about `n` times the mean key size, counted at once rather than at the
     /// next measurement (so a full `noeviction` tenant gets its room back).
@@ -234,6 +237,13 @@ fn fix_batch(bytes: &[u8], b: &BackendReplies, out: &mut OutQueue) {
             return;
         };
         let reply = &bytes[pos..pos + len];
+        while let Some((at, Fix::Fill(fill))) = fixes.peek() {
+            if *at != i {
+                break;
+            }
+            fill.land(reply);
+            fixes.next();
+        }
         match fixes.peek() {
             Some((at, Fix::Drop)) if *at == i => {
                 fixes.next();

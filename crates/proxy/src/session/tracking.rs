@@ -119,6 +119,7 @@ impl Session {
             freed: None,
             span: None,
             share: None,
+            fill: None,
         };
         self.batcher.forward(&mut self.replies, f);
     }

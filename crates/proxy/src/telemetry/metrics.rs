@@ -120,6 +120,11 @@ pub struct Families {
     pub output_limit_disconnects: Family<OutputLimitLabels, Counter>,
     /// Reads answered with the reply of an identical read in flight.
     pub coalesced: Family<TenantLabel, Counter>,
+    pub near_cache_hits: Family<TenantLabel, Counter>,
+    pub near_cache_misses: Family<TenantLabel, Counter>,
+    pub near_cache_evictions: Family<TenantLabel, Counter>,
+    pub near_cache_invalidations: Family<TenantLabel, Counter>,
+    pub near_cache_bytes: Family<TenantLabel, Gauge>,
     /// TLS handshakes with clients that failed or timed out, by listener.
     pub tls_handshake_failures: Family<ListenerLabel, Counter>,
     pub backend_used_memory: Family<NodeLabels, Gauge>,
@@ -195,6 +200,23 @@ impl Families {
             "Reads answered with the reply of an identical read already in flight (coalesce), not sent to the backend",
             self.coalesced.clone(),
         );
+        p.register("near_cache_hits", "Reads of hot keys answered from the near-cache", self.near_cache_hits.clone());
+        p.register(
+            "near_cache_misses",
+            "Reads of hot keys the near-cache did not hold (sent to the backend)",
+            self.near_cache_misses.clone(),
+        );
+        p.register(
+            "near_cache_evictions",
+            "Near-cache entries dropped to stay within near_cache.max_bytes",
+            self.near_cache_evictions.clone(),
+        );
+        p.register(
+            "near_cache_invalidations",
+            "Near-cache keys dropped because the backend said they changed",
+            self.near_cache_invalidations.clone(),
+        );
+        p.register("near_cache_bytes", "Bytes the near-cache holds", self.near_cache_bytes.clone());
         p.register(
             "tls_handshake_failures",
             "TLS handshakes with clients that failed (a certificate refused, a plain-text client, a timeout)",
@@ -466,6 +488,19 @@ impl TenantMetrics {
         if fastrand::u32(..HOT_SAMPLE) == 0 {
             self.hot.lock().expect("not poisoned").add(key, u64::from(HOT_SAMPLE));
         }
+    }
+
+    /// The near-cache's hits, misses, evictions and invalidations (made for
+    /// tenants that have one, so others show no series).
+    pub fn near_cache_counters(&self) -> [Counter; 4] {
+        let t = TenantLabel { tenant: self.tenant.clone() };
+        let f = &self.families;
+        [&f.near_cache_hits, &f.near_cache_misses, &f.near_cache_evictions, &f.near_cache_invalidations]
+            .map(|family| family.get_or_create(&t).clone())
+    }
+
+    pub fn near_cache_bytes(&self) -> Gauge {
+        self.families.near_cache_bytes.get_or_create(&TenantLabel { tenant: self.tenant.clone() }).clone()
     }
 
     /// The hottest keys, hottest first, with estimated command counts.

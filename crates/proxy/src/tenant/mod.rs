@@ -40,4 +40,6 @@ pub struct TenantRt {
     pub clients: Arc<TenantClients>,
     /// Its reads in flight that identical reads may share (`coalesce`).
     pub flights: Option<Arc<crate::backend::Flights>>,
+    /// Its hot keys' replies, kept by this proxy (`near_cache`).
+    pub near_cache: Option<Arc<crate::near_cache::NearCache>>,
 }
