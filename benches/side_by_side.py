@@ -51,11 +51,11 @@ def wait_port(port, proc, what, timeout=10):
     sys.exit(f"{what} on port {port} did not answer PING")
 
 
-def bench(port, test, pipeline, requests, clients, size, extra=()):
+def bench(port, test, pipeline, requests, clients, size, extra=(), keys=100_000):
     try:
         out = subprocess.run(
             ["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-t", test, "-n", str(requests),
-             "-c", str(clients), "-P", str(pipeline), "-d", str(size), "-r", "100000", "--csv", *extra],
+             "-c", str(clients), "-P", str(pipeline), "-d", str(size), "-r", str(keys), "--csv", *extra],
             capture_output=True, text=True, check=True, timeout=RUN_TIMEOUT,
         ).stdout
     except subprocess.TimeoutExpired:
@@ -74,20 +74,21 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def alternate(args, targets, what, watch=None, extra=()):
+def alternate(args, targets, what, watch=None, extra=(), workloads=None, keys=100_000):
     """Every workload on every target in turn, `args.rounds` times: ops/s per
     (workload, target), and the CPU microseconds per request of the processes
     `watch[target]` names ({label: pid}) per (workload, target, label)."""
     watch = watch or {}
-    results = {(w[0], t[0]): [] for w in WORKLOADS for t in targets}
+    workloads = workloads or WORKLOADS
+    results = {(w[0], t[0]): [] for w in workloads for t in targets}
     cpu = {}
     for rnd in range(args.rounds):
-        for name, test, pipeline, requests in WORKLOADS:
+        for name, test, pipeline, requests in workloads:
             for target, port in targets:
                 n = int(requests * args.scale)
                 pids = watch.get(target, {})
                 before = {label: cpu_seconds(pid) for label, pid in pids.items()}
-                results[(name, target)].append(bench(port, test, pipeline, n, args.clients, args.size, extra))
+                results[(name, target)].append(bench(port, test, pipeline, n, args.clients, args.size, extra, keys))
                 for label, pid in pids.items():
                     cpu.setdefault((name, target, label), []).append((cpu_seconds(pid) - before[label]) * 1e6 / n)
         print(f"{what} {rnd + 1}/{args.rounds} done", file=sys.stderr)
@@ -119,12 +120,12 @@ def start_cluster(tmp, procs, masters=3):
     sys.exit("the benchmark's cluster did not become healthy")
 
 
-def start_tenantry(binary, tmp, name, port, backend, procs):
+def start_tenantry(binary, tmp, name, port, backend, procs, tenant=""):
     cfg = os.path.join(tmp, f"{name}.yaml")
     with open(cfg, "w") as f:
         f.write(f"listen: 127.0.0.1:{port}\n"
                 f"backends:\n  b: {backend}\n"
-                "tenants:\n  bench: { backend: b, namespace: \"bench:\" }\n"
+                f"tenants:\n  bench: {{ backend: b, namespace: \"bench:\"{tenant} }}\n"
                 "default_tenant: bench\n")
     procs.append(subprocess.Popen([binary, "run", "--config", cfg], env={**os.environ, "TENANTRY_LOG": "warn"}))
     wait_port(port, procs[-1], name)
@@ -147,6 +148,51 @@ def cluster_bench(args, tmp, procs, rport):
     for name, *_ in WORKLOADS:
         med = {t: statistics.median(results[(name, t)]) for t, _ in targets}
         print(f"| {name} | {med['one node']:.0f} | {med['cluster']:.0f} | {med['cluster'] / med['one node']:.2f} |")
+
+
+HOT_WORKLOADS = [("hot GET P1", "get", 1, 100_000), ("hot GET P16", "get", 16, 800_000)]
+COALESCE_WORKLOADS = [("GET P1", "get", 1, 100_000), ("GET P16", "get", 16, 800_000)]
+
+
+def ratios(results, workloads, targets, base):
+    print(f"| workload | {' | '.join(t for t, _ in targets)} | "
+          + " | ".join(f"{t}/{base}" for t, _ in targets if t != base) + " |")
+    print("|---|" + "---:|" * (2 * len(targets) - 1))
+    for name, *_ in workloads:
+        med = {t: statistics.median(results[(name, t)]) for t, _ in targets}
+        cells = " | ".join(f"{med[t]:.0f}" for t, _ in targets)
+        rel = " | ".join(f"{med[t] / med[base]:.2f}" for t, _ in targets if t != base)
+        print(f"| {name} | {cells} | {rel} |")
+
+
+def hot_key_bench(args, tmp, procs, rport):
+    """One key read by every client (a hot key): Redis directly, tenantry, and
+    tenantry with the near-cache; then ordinary GETs with and without
+    request coalescing."""
+    plain, near, coalescing = free_port(), free_port(), free_port()
+    backend = f"{{ kind: standalone, nodes: [\"127.0.0.1:{rport}\"] }}"
+    start_tenantry(args.tenantry, tmp, "tenantry-plain", plain, backend, procs)
+    start_tenantry(args.tenantry, tmp, "tenantry-near", near, backend, procs,
+                   ", near_cache: { max_bytes: 64MiB, max_staleness: 100ms }")
+    start_tenantry(args.tenantry, tmp, "tenantry-coalesce", coalescing, backend, procs, ", coalesce: true")
+    # redis-benchmark's -r 1 makes every key `key:000000000000`.
+    value = "x" * args.size
+    for key in ("key:000000000000", "bench:key:000000000000"):
+        subprocess.run(["redis-cli", "-p", str(rport), "SET", key, value], check=True, capture_output=True)
+    # Enough reads for the hot-key sketch to find it, and the cache to fill.
+    bench(near, "get", 1, 20_000, args.clients, args.size, keys=1)
+    targets = [("redis", rport), ("tenantry", plain), ("near-cache", near)]
+    results, _ = alternate(args, targets, "hot-key round", workloads=HOT_WORKLOADS, keys=1)
+    print(f"\nOne hot key, {args.clients} clients, {args.size}-byte value, {args.rounds} rounds, median ops/s\n")
+    ratios(results, HOT_WORKLOADS, targets, "redis")
+    targets = [("redis", rport), ("tenantry", plain), ("coalesce", coalescing)]
+    results, _ = alternate(args, targets, "coalescing round", workloads=COALESCE_WORKLOADS)
+    print(f"\nOrdinary GETs (100,000 keys) with request coalescing on, {args.rounds} rounds, median ops/s\n")
+    ratios(results, COALESCE_WORKLOADS, targets, "redis")
+    wins = ", ".join(
+        f"{name} {sum(c >= t for c, t in zip(results[(name, 'coalesce')], results[(name, 'tenantry')]))}"
+        f"/{args.rounds}" for name, *_ in COALESCE_WORKLOADS)
+    print(f"rounds in which coalescing on was at least as fast as off: {wins}")
 
 
 def wait_tls_port(port, proc, what, ca, timeout=10):
@@ -200,6 +246,8 @@ def main():
     ap.add_argument("--scale", type=float, default=1.0, help="multiply requests per run")
     ap.add_argument("--no-cluster", action="store_true", help="skip the cluster workload")
     ap.add_argument("--no-tls", action="store_true", help="skip the TLS workload")
+    ap.add_argument("--no-hot", action="store_true", help="skip the hot-key and coalescing workloads")
+    ap.add_argument("--hot-only", action="store_true", help="run only the hot-key and coalescing workloads")
     ap.add_argument("--only", action="append", metavar="WORKLOAD",
                     help='run only this workload (e.g. "GET P1"); may be repeated')
     args = ap.parse_args()
@@ -218,6 +266,9 @@ def main():
             ["redis-server", "--port", str(rport), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
              "--dir", tmp], stdout=subprocess.DEVNULL))
         wait_port(rport, procs[-1], "redis-server")
+        if args.hot_only:
+            hot_key_bench(args, tmp, procs, rport)
+            return
 
         cfg = os.path.join(tmp, "tenantry.yaml")
         with open(cfg, "w") as f:
@@ -268,12 +319,18 @@ def main():
                   ("twemproxy", "redis")]}
             print(f"| {name} | {c[('redis', 'redis')]:.2f} | {c[('tenantry', 'proxy')]:.2f} | "
                   f"{c[('tenantry', 'redis')]:.2f} | {c[('twemproxy', 'proxy')]:.2f} | {c[('twemproxy', 'redis')]:.2f} |")
-        if not args.no_cluster:
-            # Stop the first tenantry and twemproxy: fewer processes share the cores.
+        # Stop the first tenantry and twemproxy: fewer processes share the cores.
+        for p in procs[1:]:
+            p.terminate()
+            p.wait(timeout=10)
+        del procs[1:]
+        if not args.no_hot:
+            hot_key_bench(args, tmp, procs, rport)
             for p in procs[1:]:
                 p.terminate()
                 p.wait(timeout=10)
             del procs[1:]
+        if not args.no_cluster:
             cluster_bench(args, tmp, procs, rport)
         if not args.no_tls:
             tls_bench(args, tmp, procs)

@@ -118,6 +118,9 @@ async fn hot_keys_are_served_by_tenantry_and_writes_from_anywhere_are_seen_in_ti
         .unwrap();
     assert!(hits >= 495, "near-cache hits {hits}");
     assert!(metrics.contains("tenantry_near_cache_invalidations_total{tenant=\"app\"} "));
+    for name in tenantry_tests::dashboard_metrics().iter().filter(|n| n.starts_with("tenantry_near_cache_")) {
+        assert!(metrics.lines().any(|l| l.starts_with(name.as_str())), "the dashboard queries {name}, not exported");
+    }
     other.stop().await;
     proxy.stop().await;
 }

@@ -256,8 +256,9 @@ async fn the_grafana_dashboard_queries_metrics_that_exist() {
     }
     let names = tenantry_tests::dashboard_metrics();
     assert!(names.len() >= 12, "{names:?}");
-    // Cluster metrics exist only with a cluster backend: `cluster_changes` checks those.
-    for name in names.iter().filter(|n| !n.starts_with("tenantry_cluster_")) {
+    // Cluster metrics exist only with a cluster backend (`cluster_changes`
+    // checks those), near-cache ones only with a near-cache (`near_cache`).
+    for name in names.iter().filter(|n| !n.starts_with("tenantry_cluster_") && !n.starts_with("tenantry_near_cache_")) {
         let exported = name.strip_suffix("_bucket").unwrap_or(name);
         assert!(
             text.lines().any(|l| l.starts_with(exported)),
