@@ -83,9 +83,12 @@ async fn hits_and_misses_equal_what_the_client_saw() {
 async fn evictions_are_attributed_to_the_tenant_whose_key_it_was_once_per_fleet() {
     let _heavy = tenantry_tests::heavy().await;
     let redis = RedisServer::start_with(&["--maxmemory", "4mb", "--maxmemory-policy", "allkeys-lru"]);
-    // Two sidecars in front of the same backend.
-    let one = TestProxy::start(&two_tenants(&redis)).await;
-    let two = TestProxy::start(&two_tenants(&redis)).await;
+    // Two sidecars in front of the same backend. Not measuring memory: the
+    // figures it keeps on the node are keys allkeys-lru may evict too, and
+    // this test counts every eviction.
+    let yaml = format!("{}quotas: {{ measure_all: false }}\n", two_tenants(&redis));
+    let one = TestProxy::start(&yaml).await;
+    let two = TestProxy::start(&yaml).await;
     // Wait until one of them reports the node's events.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -231,7 +234,7 @@ async fn the_status_page_shows_tenants_and_backends_in_a_browser() {
     // Tenant a: 199 hits, 1 miss, its hot key; tenant b is listed too.
     assert!(dom.contains("<td>a</td><td>local</td><td>a:</td><td>1</td><td>99.5%</td><td>199</td><td>1</td>"), "{dom}");
     assert!(dom.contains("page:1 (") && dom.contains("<td>b</td>"), "{dom}");
-    assert!(dom.contains("<td>no quota</td>"), "{dom}");
+    assert!(dom.contains(" / no quota</td>"), "{dom}");
     assert!(dom.contains(&format!("<td>{}</td><td>local</td><td>yes</td>", redis.addr())), "{dom}");
 }
 
@@ -239,7 +242,9 @@ async fn the_status_page_shows_tenants_and_backends_in_a_browser() {
 #[tokio::test]
 async fn the_grafana_dashboard_queries_metrics_that_exist() {
     let redis = RedisServer::start_with(&["--maxmemory", "100mb"]);
-    let proxy = TestProxy::start(&format!("{}telemetry: {{ big_value_bytes: 1 }}\n", two_tenants(&redis))).await;
+    // b has a quota: the quota gauge exists only for tenants with one.
+    let tenants = two_tenants(&redis).replace("namespace: \"b:\",", "namespace: \"b:\", memory_quota: 10MiB,");
+    let proxy = TestProxy::start(&format!("{tenants}telemetry: {{ big_value_bytes: 1 }}\n")).await;
     let mut a = login(&proxy, "a").await;
     a.cmd(&[b"SET", b"x:1", b"vv"]).await;
     // Enough commands for the sampled hot-key sketch to see x:1.
@@ -249,8 +254,11 @@ async fn the_grafana_dashboard_queries_metrics_that_exist() {
     a.cmd(&[b"LASTSAVE"]).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut text = String::new();
-    while metric_sum(&text, "tenantry_backend_used_memory_bytes", "") == 0.0 {
-        assert!(Instant::now() < deadline, "no backend figures");
+    // Backend figures, and the tenants' memory once measured (it has no sample before).
+    while metric_sum(&text, "tenantry_backend_used_memory_bytes", "") == 0.0
+        || !text.contains("tenantry_tenant_memory_used_bytes{")
+    {
+        assert!(Instant::now() < deadline, "no backend figures or tenant memory");
         tokio::time::sleep(Duration::from_millis(100)).await;
         text = proxy.metrics().await;
     }
@@ -359,4 +367,61 @@ async fn ready_warns_when_keyspace_events_cannot_be_enabled() {
         assert!(Instant::now() < deadline, "no warning: {body}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// A tenant without a memory quota is measured all the same: its gauge is
+/// absent until the first measurement, then within 10% of what Redis says
+/// its keys take; another tenant's keys do not count.
+#[tokio::test]
+async fn every_tenant_has_its_memory_measured_quota_or_not() {
+    let redis = RedisServer::start();
+    let mut d = direct(&redis).await;
+    let mut pipe = redis::pipe();
+    for i in 0..2000 {
+        pipe.set(format!("a:k{i}"), "v".repeat(200)).ignore();
+        pipe.set(format!("b:k{i}"), "w".repeat(20)).ignore();
+    }
+    let () = pipe.query_async(&mut d).await.unwrap();
+    let yaml = format!("{}quotas: {{ refresh: 1s }}\n", two_tenants(&redis));
+    let proxy = TestProxy::start(&yaml).await;
+    let text = proxy.metrics().await;
+    assert!(!text.contains("tenantry_tenant_memory_used_bytes{tenant=\"a\"}"), "a sample before any measurement");
+    let (_, tenants) = http_get(proxy.admin_addr().unwrap(), "/tenants").await;
+    assert!(tenants.contains("\"used_bytes\": null"), "{tenants}");
+
+    let mut truth = 0u64;
+    for i in 0..2000 {
+        let n: u64 = redis::cmd("MEMORY").arg("USAGE").arg(format!("a:k{i}")).query_async(&mut d).await.unwrap();
+        truth += n;
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let used = loop {
+        let text = proxy.metrics().await;
+        let used = metric(&text, "tenantry_tenant_memory_used_bytes{tenant=\"a\"}");
+        if used > 0.0 {
+            break used;
+        }
+        assert!(Instant::now() < deadline, "tenant a was never measured");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let error = (used - truth as f64).abs() / truth as f64;
+    eprintln!("tenant a: measured {used} bytes, MEMORY USAGE sum {truth} ({:.1}% off)", error * 100.0);
+    assert!(error < 0.10, "measured {used}, Redis says {truth}");
+    let text = proxy.metrics().await;
+    assert!(!text.contains("tenantry_tenant_memory_quota_bytes{tenant=\"a\"}"), "no quota, no quota gauge");
+    proxy.stop().await;
+}
+
+/// `quotas: { measure_all: false }` measures only tenants with a quota.
+#[tokio::test]
+async fn measuring_tenants_without_a_quota_can_be_turned_off() {
+    let redis = RedisServer::start();
+    redis.cli(&["SET", "a:k", "v"]);
+    let yaml = format!("{}quotas: {{ measure_all: false }}\n", two_tenants(&redis));
+    let proxy = TestProxy::start(&yaml).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let text = proxy.metrics().await;
+    assert!(!text.contains("tenantry_tenant_memory_used_bytes{"), "{text}");
+    assert!(!redis.cli(&["KEYS", "tenantry:*"]).contains("tenantry:quota:"), "nothing measured, nothing kept");
+    proxy.stop().await;
 }

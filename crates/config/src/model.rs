@@ -99,6 +99,9 @@ pub struct QuotaSettings {
     pub eviction_samples: u32,
     /// How often each proxy shares the bytes it wrote and reads the figures.
     pub refresh: Duration,
+    /// Measure every tenant of a shared backend, not only those with a
+    /// `memory_quota` (who uses the memory is worth knowing either way).
+    pub measure_all: bool,
 }
 
 impl Default for QuotaSettings {
@@ -108,6 +111,7 @@ impl Default for QuotaSettings {
             sample_one_in: 8,
             eviction_samples: 5,
             refresh: Duration::from_millis(100),
+            measure_all: true,
         }
     }
 }

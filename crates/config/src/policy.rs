@@ -247,6 +247,7 @@ impl Checker<'_> {
             ))
             .min(64),
             refresh: self.duration(&r.refresh, "quotas.refresh", d.refresh),
+            measure_all: r.measure_all.unwrap_or(d.measure_all),
         }
     }
 }

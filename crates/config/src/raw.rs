@@ -33,6 +33,7 @@ pub struct RawQuotas {
     pub sample_one_in: Option<Spanned<u64>>,
     pub eviction_samples: Option<Spanned<u64>>,
     pub refresh: Option<Spanned<String>>,
+    pub measure_all: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

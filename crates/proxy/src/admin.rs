@@ -169,12 +169,16 @@ fn tenants_json(rt: &Runtime) -> String {
                 "evictions": totals.evictions,
                 "quota_evictions": totals.quota_evictions,
                 "expirations": totals.expirations,
-                "memory": t.config.memory.map(|m| serde_json::json!({
-                    "used_bytes": t.quota.used(),
-                    "quota_bytes": m.bytes,
-                    "eviction": m.eviction.name(),
-                    "refused_writes": t.metrics.quota_refused.get(),
-                })),
+                "memory": match t.config.memory {
+                    Some(m) => serde_json::json!({
+                        "used_bytes": t.quota.used(),
+                        "quota_bytes": m.bytes,
+                        "eviction": m.eviction.name(),
+                        "refused_writes": t.metrics.quota_refused.get(),
+                    }),
+                    // Measured for every tenant (quotas.measure_all); null until it is.
+                    None => serde_json::json!({ "used_bytes": t.quota.measured_once().then(|| t.quota.used()) }),
+                },
                 "received_bytes": t.metrics.bytes_in.get(),
                 "sent_bytes": t.metrics.bytes_out.get(),
                 "coalesce": t.flights.is_some(),

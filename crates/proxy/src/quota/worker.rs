@@ -20,13 +20,14 @@ const LEASE_KEY: &[u8] = b"tenantry:quota:lease";
 /// How often the lease is renewed and the backend's settings checked.
 const LEASE_EVERY: Duration = Duration::from_secs(2);
 
-/// Adds each namespace's pending delta and returns (measured, delta, keys) for each.
+/// Adds each namespace's pending delta and returns (measured, delta, keys)
+/// for each; measured is -1 before the first measuring pass.
 const REFRESH_SCRIPT: &str = "local out = {} \
   for i, k in ipairs(KEYS) do \
     local d = tonumber(ARGV[i]) \
     if d ~= 0 then redis.call('hincrby', k, 'delta', d) end \
     local v = redis.call('hmget', k, 'measured', 'delta', 'keys') \
-    out[#out + 1] = tonumber(v[1]) or 0 \
+    out[#out + 1] = tonumber(v[1]) or -1 \
     out[#out + 1] = tonumber(v[2]) or 0 \
     out[#out + 1] = tonumber(v[3]) or 0 \
   end return out";
@@ -55,13 +56,15 @@ pub(super) struct NodeQuotas {
 }
 
 impl NodeQuotas {
-    /// This node's tenants that have a quota, in a stable order.
+    /// This node's tenants that are measured (those with a quota, or all
+    /// with `quotas.measure_all`), in a stable order.
     pub fn tenants(&self) -> Vec<Arc<TenantRt>> {
         let rt = self.runtime.load();
+        let all = rt.config.quotas.measure_all;
         let mut v: Vec<Arc<TenantRt>> = rt
             .tenants
             .values()
-            .filter(|t| t.config.backend == self.backend && t.config.memory.is_some())
+            .filter(|t| t.config.backend == self.backend && (all || t.config.memory.is_some()))
             .cloned()
             .collect();
         v.sort_by(|a, b| a.id.cmp(&b.id));
@@ -186,8 +189,13 @@ impl NodeQuotas {
         }
         for ((t, sent), v) in tenants.iter().zip(sent).zip(values.chunks(3)) {
             t.quota.flushed(addr, sent, Figures { measured: v[0], delta: v[1], keys: v[2] });
-            t.metrics.memory_used.set(t.quota.used() as i64);
-            t.metrics.memory_quota.set(t.config.memory.map_or(0, |m| m.bytes) as i64);
+            // No sample before the first measurement: unknown is not 0.
+            if t.quota.measured_once() {
+                t.metrics.memory_used().set(t.quota.used() as i64);
+            }
+            if let Some(quota) = t.config.memory {
+                t.metrics.memory_quota().set(quota.bytes as i64);
+            }
         }
         Ok(())
     }

@@ -294,8 +294,10 @@ pub struct TenantMetrics {
     pub bytes_in: Counter,
     pub bytes_out: Counter,
     pub connections: Gauge,
-    pub memory_used: Gauge,
-    pub memory_quota: Gauge,
+    /// Made on the first measurement (and the quota for tenants that have
+    /// one): a gauge that was never set would read 0.
+    memory_used: std::sync::OnceLock<Gauge>,
+    memory_quota: std::sync::OnceLock<Gauge>,
     pub quota_refused: Counter,
     pub coalesced: Counter,
 }
@@ -335,14 +337,12 @@ impl TenantMetrics {
         let bytes_in = families.bytes_in.get_or_create(&t).clone();
         let bytes_out = families.bytes_out.get_or_create(&t).clone();
         let connections = families.connections.get_or_create(&t).clone();
-        let memory_used = families.memory_used.get_or_create(&t).clone();
-        let memory_quota = families.memory_quota.get_or_create(&t).clone();
         let quota_refused = families.quota_refused.get_or_create(&t).clone();
         let coalesced = families.coalesced.get_or_create(&t).clone();
         TenantMetrics {
             coalesced,
-            memory_used,
-            memory_quota,
+            memory_used: std::sync::OnceLock::new(),
+            memory_quota: std::sync::OnceLock::new(),
             quota_refused,
             latency,
             bytes_in,
@@ -488,6 +488,18 @@ impl TenantMetrics {
         if fastrand::u32(..HOT_SAMPLE) == 0 {
             self.hot.lock().expect("not poisoned").add(key, u64::from(HOT_SAMPLE));
         }
+    }
+
+    pub fn memory_used(&self) -> &Gauge {
+        self.memory_used.get_or_init(|| {
+            self.families.memory_used.get_or_create(&TenantLabel { tenant: self.tenant.clone() }).clone()
+        })
+    }
+
+    pub fn memory_quota(&self) -> &Gauge {
+        self.memory_quota.get_or_init(|| {
+            self.families.memory_quota.get_or_create(&TenantLabel { tenant: self.tenant.clone() }).clone()
+        })
     }
 
     /// The near-cache's hits, misses, evictions and invalidations (made for

@@ -37,6 +37,8 @@ pub struct QuotaState {
     measured: AtomicU64,
     /// The figures have been read from the backend at least once.
     known: AtomicBool,
+    /// A measuring pass has counted the tenant on some node.
+    measured_once: AtomicBool,
     /// Per node (a standalone backend's one, a cluster's masters, a ring's
     /// nodes): its figures, and this proxy's writes to it not yet added to
     /// its delta. Each node's refresh sends its own, so a write is in the
@@ -119,7 +121,8 @@ impl QuotaState {
             share.figures = figures;
             share.unsent -= sent;
             nodes.values().fold(Figures::default(), |a, s| Figures {
-                measured: a.measured + s.figures.measured,
+                // -1: not measured there yet.
+                measured: a.measured + s.figures.measured.max(0),
                 delta: a.delta + s.figures.delta,
                 keys: a.keys + s.figures.keys,
             })
@@ -130,6 +133,15 @@ impl QuotaState {
         self.keys.store(total.keys.max(0) as u64, Ordering::Relaxed);
         self.measured.store(total.measured.max(0) as u64, Ordering::Relaxed);
         self.known.store(true, Ordering::Relaxed);
+        if figures.measured >= 0 {
+            self.measured_once.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether the tenant's memory has been measured at all: before, its
+    /// use is unknown (no sample), not 0.
+    pub fn measured_once(&self) -> bool {
+        self.measured_once.load(Ordering::Relaxed)
     }
 
     /// A node left the backend (a failover's old master): its figures go,
@@ -137,7 +149,7 @@ impl QuotaState {
     pub fn forget_node(&self, node: &BackendAddr) {
         let mut nodes = self.nodes.lock().expect("not poisoned");
         if let Some(share) = nodes.remove(node) {
-            self.shared.fetch_sub(share.figures.measured + share.figures.delta, Ordering::Relaxed);
+            self.shared.fetch_sub(share.figures.measured.max(0) + share.figures.delta, Ordering::Relaxed);
             self.unsent.fetch_sub(share.unsent, Ordering::Relaxed);
         }
     }
@@ -146,6 +158,7 @@ impl QuotaState {
 /// What the backend holds about one namespace.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Figures {
+    /// -1 until a measuring pass has stored one.
     pub measured: i64,
     pub delta: i64,
     pub keys: i64,
@@ -211,6 +224,17 @@ mod tests {
         // A node that leaves takes its figures and what was written to it.
         s.forget_node(&a);
         assert_eq!(s.used(), 500 + 70);
+    }
+
+    #[test]
+    fn a_tenant_is_measured_once_a_node_has_stored_a_measurement() {
+        let s = QuotaState::default();
+        s.flushed(&node(), 0, Figures { measured: -1, delta: 0, keys: 0 });
+        assert!(s.known() && !s.measured_once());
+        assert_eq!(s.used(), 0);
+        s.flushed(&BackendAddr::new("b:1"), 0, Figures { measured: 4000, delta: 100, keys: 10 });
+        assert!(s.measured_once());
+        assert_eq!(s.used(), 4100, "the unmeasured node adds nothing, not -1");
     }
 
     #[test]
