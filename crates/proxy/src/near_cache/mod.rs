@@ -211,6 +211,13 @@ impl NearCache {
         slot.bytes += size;
         store.bytes += size;
         store.order.push_back(fill.key.clone());
+        if store.order.len() > 2 * store.slots.len() + 64 {
+            // Invalidated keys leave their place in the queue behind: drop
+            // those (and repeats) so churn below max_bytes cannot grow it.
+            let Store { slots, order, .. } = &mut *store;
+            let mut seen = HashSet::new();
+            order.retain(|k| slots.contains_key(k) && seen.insert(k.clone()));
+        }
         while store.bytes > self.config.max_bytes {
             let Some(oldest) = store.order.pop_front() else { break };
             if let Some(slot) = store.slots.remove(&oldest) {
@@ -228,6 +235,11 @@ impl NearCache {
         if **self.hot.load() != hot {
             self.hot.store(Arc::new(hot));
         }
+    }
+
+    #[cfg(test)]
+    fn queued(&self) -> usize {
+        self.store.lock().unwrap_or_else(PoisonError::into_inner).order.len()
     }
 
     /// Entries and bytes held (for `/tenants` and tests).

@@ -122,3 +122,14 @@ fn the_oldest_entries_go_when_the_cache_is_full() {
     assert!(matches!(get(&c, b"a", None), Lookup::Miss(_)));
     hit(get(&c, b"d", None));
 }
+
+#[test]
+fn churn_below_the_byte_bound_does_not_grow_the_eviction_queue() {
+    let c = cache(1 << 20);
+    heard_now(&c);
+    for _ in 0..10_000 {
+        fill_of(get(&c, b"k", None)).land(b"$1\r\nv\r\n");
+        c.invalidate(b"t:k");
+    }
+    assert!(c.queued() <= 66, "{} keys queued", c.queued());
+}
