@@ -179,3 +179,58 @@ async fn replies_are_identical_to_redis_resp2() {
 async fn replies_are_identical_to_redis_resp3() {
     compare(Some(b"3")).await;
 }
+
+/// CLIENT REPLY OFF, ON and SKIP, pipelined among local and backend
+/// commands (and a transaction), in one write: the reply stream is Redis's,
+/// byte for byte, and the muted commands ran.
+#[tokio::test]
+async fn client_reply_off_on_skip_are_redis_own() {
+    use tenantry_tests::{encode, RawClient, RedisServer, TestProxy};
+    const PIPELINE: &[&str] = &[
+        "PING",
+        "CLIENT REPLY OFF",
+        "SET a 1",
+        "GET a",
+        "PING",
+        "INCR n",
+        "CLIENT REPLY ON",
+        "GET a",
+        "CLIENT REPLY SKIP",
+        "GET a",
+        "SET b 2",
+        "CLIENT REPLY SKIP",
+        "PING",
+        "MGET a b n",
+        "CLIENT REPLY SKIP",
+        "MULTI",
+        "INCR n",
+        "EXEC",
+        "CLIENT REPLY MAYBE",
+        "GET n",
+        "ECHO end",
+    ];
+    async fn stream(c: &mut RawClient) -> Vec<String> {
+        let bytes: Vec<u8> =
+            PIPELINE.iter().flat_map(|l| encode(&l.split(' ').map(str::as_bytes).collect::<Vec<_>>())).collect();
+        c.send(&bytes).await;
+        let mut replies = Vec::new();
+        loop {
+            let r = String::from_utf8_lossy(&c.reply().await).into_owned();
+            if r == "$3\r\nend\r\n" {
+                return replies;
+            }
+            replies.push(r);
+        }
+    }
+    let direct_redis = RedisServer::start();
+    let proxied_redis = RedisServer::start();
+    let proxy = TestProxy::two_tenants(&proxied_redis).await;
+    let want = stream(&mut RawClient::connect(direct_redis.addr()).await).await;
+    let got = stream(&mut proxy.raw().await).await;
+    assert_eq!(got, want);
+    // What Redis answers, for the record: the muted commands did run.
+    assert_eq!(want[0], "+PONG\r\n");
+    assert!(want.contains(&"*3\r\n$1\r\n1\r\n$1\r\n2\r\n$1\r\n1\r\n".to_string()), "{want:?}");
+    assert_eq!(want.last().unwrap(), "$1\r\n2\r\n", "{want:?}");
+    proxy.stop().await;
+}

@@ -40,6 +40,8 @@ pub enum ConnCommand {
     ClientList,
     ClientInfo,
     ClientKill,
+    /// CLIENT REPLY ON|OFF|SKIP: the replies of this connection only.
+    ClientReply,
     /// CLIENT TRACKING: the client gets a connection of its own, where its
     /// invalidations arrive; prefixes are namespaced.
     ClientTracking,
@@ -386,6 +388,7 @@ fn row(name: &str) -> Profile {
         "client|list" => conn(C::ClientList),
         "client|info" => conn(C::ClientInfo),
         "client|kill" => conn(C::ClientKill),
+        "client|reply" => conn(C::ClientReply),
         "client|tracking" => conn(C::ClientTracking),
         "function|load" => conn(C::Function(FunctionOp::Load)),
         "function|list" => conn(C::Function(FunctionOp::List)),

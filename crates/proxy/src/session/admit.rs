@@ -50,7 +50,8 @@ impl Session {
         };
         let now = Instant::now();
         if now + QUOTA_RETRY <= deadline {
-            self.delayed = Some(Box::new(Delayed { req, retry_at: now + QUOTA_RETRY, deadline }));
+            self.delayed =
+                Some(Box::new(Delayed { req, retry_at: now + QUOTA_RETRY, deadline, muted: self.replies.muting }));
         } else {
             tenant.metrics.error(ErrorKind::Oom, 1);
             tenant.metrics.quota_refused.inc();
@@ -79,7 +80,7 @@ impl Session {
             Some(deadline) if now + wait <= deadline => {
                 // Whole milliseconds, so the retry does not come a hair too early.
                 let retry_at = now + wait.max(Duration::from_millis(1));
-                self.delayed = Some(Box::new(Delayed { req, retry_at, deadline }));
+                self.delayed = Some(Box::new(Delayed { req, retry_at, deadline, muted: self.replies.muting }));
             }
             _ => {
                 tenant.metrics.error(ErrorKind::RateLimited, 1);

@@ -191,6 +191,7 @@ impl Session {
             req: req.clone(),
             retry_at: now + std::time::Duration::from_millis(1),
             deadline: now + std::time::Duration::from_secs(86_400),
+            muted: self.replies.muting,
         }));
         true
     }

@@ -93,6 +93,7 @@ pub fn handle(state: &mut State, cmd: ConnCommand, req: &Request, out: &mut Byte
         | ConnCommand::DbSize
         | ConnCommand::RandomKey
         | ConnCommand::ClientTracking
+        | ConnCommand::ClientReply
         | ConnCommand::Function(_)
         | ConnCommand::ConfigGet
         | ConnCommand::ConfigSet
@@ -236,7 +237,7 @@ fn hello(state: &mut State, args: &[Bytes], out: &mut BytesMut) -> After {
 }
 
 /// The table entry of a (sub)command, for CLIENT LIST's `cmd=`.
-fn spec_of(args: &[Bytes]) -> Option<&'static tenantry_protocol::command::CommandSpec> {
+pub(super) fn spec_of(args: &[Bytes]) -> Option<&'static tenantry_protocol::command::CommandSpec> {
     let top = tenantry_protocol::command::lookup(&args[0])?;
     match args.get(1) {
         Some(sub) if !top.subcommands.is_empty() => tenantry_protocol::command::lookup_subcommand(top, sub),

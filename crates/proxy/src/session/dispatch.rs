@@ -25,7 +25,7 @@ impl Session {
                 self.delayed = Some(d);
                 return Flow::Wait(at);
             }
-            if self.handle(d.req, Some(d.deadline)) == After::Close {
+            if self.handle_muted(d.req, Some(d.deadline), d.muted) == After::Close {
                 return Flow::Close;
             }
             if let Some(d) = &self.delayed {
@@ -39,7 +39,8 @@ impl Session {
             match self.parser.parse(inbuf) {
                 Ok(Some(req)) => {
                     self.incomplete = false;
-                    if self.handle(req, None) == After::Close {
+                    let muted = self.reply_mode.next_muted();
+                    if self.handle_muted(req, None, muted) == After::Close {
                         return Flow::Close;
                     }
                     if let Some(d) = &self.delayed {
@@ -64,7 +65,7 @@ impl Session {
     }
 
     /// `deadline`: set when retrying a request delayed by its quota or rate.
-    fn handle(&mut self, req: Request, deadline: Option<Instant>) -> After {
+    pub(super) fn handle(&mut self, req: Request, deadline: Option<Instant>) -> After {
         let action = classify(&req, &mut self.keys);
         let modes = Modes { subscribed_resp2: self.subscribed_resp2(), in_tx: self.tx.is_some() };
         match modes::check(modes, &action, &req.args[0]) {
@@ -155,6 +156,10 @@ impl Session {
             if let Some(tenant) = self.state.tenant.clone() {
                 self.wait_replicas(&tenant, req);
             }
+            return After::Continue;
+        }
+        if cmd == ConnCommand::ClientReply {
+            self.client_reply(&req);
             return After::Continue;
         }
         if cmd == ConnCommand::ClientTracking {

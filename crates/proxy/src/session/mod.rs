@@ -34,6 +34,7 @@ pub mod order_check;
 mod output;
 mod pubsub;
 mod replies;
+mod reply_mode;
 mod serve;
 mod sharded;
 mod state;
@@ -81,6 +82,8 @@ impl Waiting {
 /// A request held back by a rate limit with `on_exceed: delay`.
 struct Delayed {
     req: Request,
+    /// Its reply is not to be sent (CLIENT REPLY OFF or SKIP).
+    muted: bool,
     retry_at: Instant,
     /// After this it is rejected instead.
     deadline: Instant,
@@ -120,6 +123,8 @@ struct Session {
     guard: OutputGuard,
     /// Its writes not yet answered, for the flights its reads may join.
     own_writes: coalesce::OwnWrites,
+    /// CLIENT REPLY: whether its replies are sent.
+    reply_mode: reply_mode::ReplyMode,
     /// The read buffer ends in part of a request...
     incomplete: bool,
     /// ...which began to arrive then.
@@ -148,6 +153,7 @@ impl Session {
             command_cache: CommandCache::default(),
             guard: OutputGuard::default(),
             own_writes: coalesce::OwnWrites::default(),
+            reply_mode: reply_mode::ReplyMode::On,
             incomplete: false,
             incomplete_since: None,
         }

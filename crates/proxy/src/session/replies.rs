@@ -92,6 +92,10 @@ pub struct BackendReplies {
 #[derive(Default)]
 pub struct ReplyQueue {
     queue: VecDeque<Pending>,
+    /// Beside each entry of `queue`: its replies are not sent (CLIENT REPLY).
+    muted: VecDeque<bool>,
+    /// Entries pushed now are muted.
+    pub muting: bool,
     /// Requests whose replies are not yet in the output queue.
     pub in_flight: usize,
     /// Bytes of the requests sent for them.
@@ -115,6 +119,7 @@ impl ReplyQueue {
             }
         };
         self.queue.push_back(p);
+        self.muted.push_back(self.muting);
     }
 
     pub fn is_empty(&self) -> bool {
@@ -132,8 +137,11 @@ impl ReplyQueue {
     /// Moves every ready reply at the head to `out`, stopping at the first
     /// batch still waiting on its backend. `head_result` is the head's reply
     /// if it was just received by awaiting `head_rx`.
-    pub fn drain_ready(&mut self, out: &mut OutQueue, mut head_result: Option<Result<BatchReply, ()>>) {
+    pub fn drain_ready(&mut self, client_out: &mut OutQueue, mut head_result: Option<Result<BatchReply, ()>>) {
+        // A muted entry's replies are fixed and counted like any, then dropped.
+        let mut sink = OutQueue::default();
         while let Some(front) = self.queue.front_mut() {
+            let out = if self.muted.front() == Some(&true) { &mut sink } else { &mut *client_out };
             match front {
                 Pending::Local { bytes, count } => {
                     self.in_flight -= *count;
@@ -196,6 +204,7 @@ impl ReplyQueue {
                 }
             }
             self.queue.pop_front();
+            self.muted.pop_front();
         }
     }
 }
