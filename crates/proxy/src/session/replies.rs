@@ -141,7 +141,8 @@ impl ReplyQueue {
         // A muted entry's replies are fixed and counted like any, then dropped.
         let mut sink = OutQueue::default();
         while let Some(front) = self.queue.front_mut() {
-            let out = if self.muted.front() == Some(&true) { &mut sink } else { &mut *client_out };
+            let muted = self.muted.front() == Some(&true);
+            let out = if muted { &mut sink } else { &mut *client_out };
             match front {
                 Pending::Local { bytes, count } => {
                     self.in_flight -= *count;
@@ -198,7 +199,9 @@ impl ReplyQueue {
                             errors(out, &b.node.lost(), visible);
                         }
                     }
-                    b.metrics.bytes_out.inc_by((out.len() - before) as u64);
+                    if !muted {
+                        b.metrics.bytes_out.inc_by((out.len() - before) as u64);
+                    }
                     // The replies are here: sampled commands' spans end now.
                     b.spans.clear();
                 }
