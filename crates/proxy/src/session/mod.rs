@@ -10,12 +10,13 @@
 //! The files, in the order a request meets them: `serve.rs` (the I/O loop)
 //! → `dispatch.rs` (which part answers it; `modes.rs`: what the modes
 //! allow) → `forward.rs` (the request path to the backend: policy →
-//! `admit.rs` → TTL rewrite → `sharded.rs` (route, split) → `batcher.rs`)
+//! `admit.rs` → TTL rewrite → `sharded.rs` (route, split) → `coalesce.rs`
+//! (the near-cache, or an identical read in flight) → `batcher.rs`)
 //! → `replies.rs` (order, strip, merge, redirects, accounting) →
 //! `output.rs` (the client's output limits). The connection's own
 //! commands: `connection.rs`, `client_cmds.rs`, `config_cmds.rs`,
 //! `keyspace.rs`, `functions.rs`; its modes: `transaction.rs`, `pubsub.rs`,
-//! `blocking.rs`, `tracking.rs`.
+//! `blocking.rs`, `tracking.rs`, `reply_mode.rs` (CLIENT REPLY).
 
 mod admit;
 mod batcher;
