@@ -139,7 +139,9 @@ pub fn classify(req: &Request, keys: &mut KeyPositions) -> Action {
         }
         Role::Refused(reason) => return Action::Reject(Rejection::Refused { name: spec.name, reason }),
     }
-    if p.special == Special::Copy && args.iter().skip(3).any(|a| a.eq_ignore_ascii_case(b"db")) {
+    // `DB 0` is the tenant's own database (every tenant is in 0): allowed.
+    let other_db = |i: usize| args[i].eq_ignore_ascii_case(b"db") && args.get(i + 1).is_none_or(|n| &n[..] != b"0");
+    if p.special == Special::Copy && (3..args.len()).any(other_db) {
         return Action::Reject(Rejection::Refused { name: spec.name, reason: OTHER_DB });
     }
     let mut match_all = false;

@@ -87,6 +87,7 @@ fn unsafe_commands_are_refused_with_a_reason() {
         assert!(msg.starts_with("ERR command '") && msg.ends_with(reason), "{line}: {msg}");
     }
     assert!(matches!(action("COPY a b REPLACE").0, Action::Forward { .. }));
+    assert!(matches!(action("COPY a b DB 0 REPLACE").0, Action::Forward { .. }), "the tenant's own database");
 }
 
 #[test]
