@@ -45,8 +45,6 @@ pub struct NearCache {
 }
 
 struct Counters {
-    hits: Counter,
-    misses: Counter,
     evictions: Counter,
     invalidations: Counter,
     bytes: Gauge,
@@ -98,8 +96,8 @@ pub struct Fill {
 
 impl NearCache {
     pub fn new(config: tenantry_config::NearCache, namespace: Namespace, metrics: Arc<TenantMetrics>) -> Self {
-        let [hits, misses, evictions, invalidations] = metrics.near_cache_counters();
-        let counters = Counters { hits, misses, evictions, invalidations, bytes: metrics.near_cache_bytes() };
+        let [evictions, invalidations] = metrics.near_cache_counters();
+        let counters = Counters { evictions, invalidations, bytes: metrics.near_cache_bytes() };
         NearCache {
             config,
             namespace,
@@ -152,10 +150,8 @@ impl NearCache {
         let fills = store.fills + 1;
         let slot = store.slots.entry(key.clone()).or_default();
         if let Some(e) = slot.entries.iter().find(|e| e.proto == proto && e.command == command && e.args == args) {
-            self.counters.hits.inc();
             return Lookup::Hit(e.reply.clone());
         }
-        self.counters.misses.inc();
         if slot.filling.is_some() {
             return Lookup::Miss(None);
         }

@@ -114,7 +114,20 @@ impl Session {
         });
         let mut fill = None;
         if let Some(&first) = self.keys.first().filter(|_| ttl.as_ref().is_none_or(|rw| rw.is_empty())) {
-            match self.near_read(tenant, spec, profile, &req.args, &req.args[first]) {
+            let looked = self.near_read(tenant, spec, profile, &req.args, &req.args[first]);
+            if let Some(found) = &looked {
+                // The read's own keyspace counters, if it has them (fed to the sketch once).
+                let counters = match &tally {
+                    Some((_, c)) => c.clone(),
+                    None => metrics.keyspace_cached(&req.args[first], &mut self.keyspace_cache),
+                };
+                let (hits, misses) = counters.near_cache(metrics.families());
+                match found {
+                    Lookup::Hit(_) => hits.inc(),
+                    Lookup::Miss(_) => misses.inc(),
+                };
+            }
+            match looked {
                 Some(Lookup::Hit(reply)) => {
                     if let Some((t, counters)) = &tally {
                         if let Some((hits, misses)) = hits::count(*t, &reply) {

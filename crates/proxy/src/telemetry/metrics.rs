@@ -120,8 +120,8 @@ pub struct Families {
     pub output_limit_disconnects: Family<OutputLimitLabels, Counter>,
     /// Reads answered with the reply of an identical read in flight.
     pub coalesced: Family<TenantLabel, Counter>,
-    pub near_cache_hits: Family<TenantLabel, Counter>,
-    pub near_cache_misses: Family<TenantLabel, Counter>,
+    pub near_cache_hits: Family<KeyspaceLabels, Counter>,
+    pub near_cache_misses: Family<KeyspaceLabels, Counter>,
     pub near_cache_evictions: Family<TenantLabel, Counter>,
     pub near_cache_invalidations: Family<TenantLabel, Counter>,
     pub near_cache_bytes: Family<TenantLabel, Gauge>,
@@ -200,10 +200,14 @@ impl Families {
             "Reads answered with the reply of an identical read already in flight (coalesce), not sent to the backend",
             self.coalesced.clone(),
         );
-        p.register("near_cache_hits", "Reads of hot keys answered from the near-cache", self.near_cache_hits.clone());
+        p.register(
+            "near_cache_hits",
+            "Reads of hot keys answered from the near-cache, by keyspace",
+            self.near_cache_hits.clone(),
+        );
         p.register(
             "near_cache_misses",
-            "Reads of hot keys the near-cache did not hold (sent to the backend)",
+            "Reads of hot keys the near-cache did not hold (sent to the backend), by keyspace",
             self.near_cache_misses.clone(),
         );
         p.register(
@@ -322,6 +326,21 @@ pub struct KeyspaceCounters {
     pub quota_evictions: Counter,
     pub expirations: Counter,
     pub big_values: Counter,
+    /// Near-cache (hits, misses), made on the keyspace's first lookup in a
+    /// near-cache: tenants without one show no series.
+    near: std::sync::OnceLock<(Counter, Counter)>,
+    labels: KeyspaceLabels,
+}
+
+impl KeyspaceCounters {
+    /// The keyspace's near-cache hit and miss counters.
+    pub fn near_cache(&self, families: &Families) -> &(Counter, Counter) {
+        self.near.get_or_init(|| {
+            let hits = families.near_cache_hits.get_or_create(&self.labels).clone();
+            let misses = families.near_cache_misses.get_or_create(&self.labels).clone();
+            (hits, misses)
+        })
+    }
 }
 
 impl std::fmt::Debug for TenantMetrics {
@@ -437,6 +456,8 @@ impl TenantMetrics {
             quota_evictions,
             expirations: self.families.expirations.get_or_create(&labels).clone(),
             big_values: self.families.big_values.get_or_create(&labels).clone(),
+            near: std::sync::OnceLock::new(),
+            labels,
         });
         map.insert(name.to_vec(), c.clone());
         (c, own)
@@ -502,13 +523,16 @@ impl TenantMetrics {
         })
     }
 
-    /// The near-cache's hits, misses, evictions and invalidations (made for
-    /// tenants that have one, so others show no series).
-    pub fn near_cache_counters(&self) -> [Counter; 4] {
+    /// The near-cache's evictions and invalidations (made for tenants that
+    /// have one, so others show no series; hits and misses are by keyspace).
+    pub fn near_cache_counters(&self) -> [Counter; 2] {
         let t = TenantLabel { tenant: self.tenant.clone() };
         let f = &self.families;
-        [&f.near_cache_hits, &f.near_cache_misses, &f.near_cache_evictions, &f.near_cache_invalidations]
-            .map(|family| family.get_or_create(&t).clone())
+        [&f.near_cache_evictions, &f.near_cache_invalidations].map(|family| family.get_or_create(&t).clone())
+    }
+
+    pub fn families(&self) -> &Families {
+        &self.families
     }
 
     pub fn near_cache_bytes(&self) -> Gauge {
