@@ -6,14 +6,17 @@
 use super::batcher::Share;
 use super::transaction::Watch;
 use super::Session;
-use crate::near_cache::Lookup;
+use crate::near_cache::{Fill, Lookup};
+use crate::telemetry::KeyspaceCounters;
 use crate::tenant::TenantRt;
 use bytes::Bytes;
 use std::sync::Arc;
 use std::time::Instant;
 use tenantry_protocol::command::CommandSpec;
 use tenantry_protocol::command::Profile;
+use tenantry_protocol::hits::Tally;
 use tenantry_protocol::ReplyKeys;
+use tenantry_protocol::Request;
 
 /// Never join: the client's write is still unanswered, so any flight in the
 /// air may have been read before it. It may still lead: its read goes on
@@ -41,7 +44,56 @@ impl OwnWrites {
     }
 }
 
+/// What the near-cache did with a read.
+pub(super) enum NearRead {
+    /// It answered: the reply is queued.
+    Answered,
+    /// The read goes to the backend, filling the cache if `Some`.
+    Send(Option<Fill>),
+}
+
 impl Session {
+    /// A read's visit to the near-cache: answered from it (counted as a hit
+    /// or miss of its keyspace as if Redis had answered), or sent on.
+    /// `plain`: no TTL rewrite applies to it.
+    pub(super) fn near_cache_read(
+        &mut self,
+        tenant: &Arc<TenantRt>,
+        spec: &CommandSpec,
+        profile: &Profile,
+        req: &Request,
+        plain: bool,
+        tally: Option<&(Tally, Arc<KeyspaceCounters>)>,
+    ) -> NearRead {
+        let Some(&first) = self.keys.first().filter(|_| plain) else { return NearRead::Send(None) };
+        let key = &req.args[first];
+        let Some(looked) = self.near_read(tenant, spec, profile, &req.args, key) else { return NearRead::Send(None) };
+        let metrics = &tenant.metrics;
+        // The read's own keyspace counters, if it has them (fed to the sketch once).
+        let counters = match tally {
+            Some((_, c)) => c.clone(),
+            None => metrics.keyspace_cached(key, &mut self.keyspace_cache),
+        };
+        let (hits, misses) = counters.near_cache(metrics.families());
+        match looked {
+            Lookup::Hit(reply) => {
+                hits.inc();
+                if let Some((t, counters)) = tally {
+                    if let Some((h, m)) = tenantry_protocol::hits::count(*t, &reply) {
+                        counters.hits.inc_by(h);
+                        counters.misses.inc_by(m);
+                    }
+                }
+                self.batcher.local(&mut self.replies, |out| out.extend_from_slice(&reply));
+                NearRead::Answered
+            }
+            Lookup::Miss(fill) => {
+                misses.inc();
+                NearRead::Send(fill)
+            }
+        }
+    }
+
     /// Once everything the client sent is answered, flights begun from then
     /// on may be joined: called as replies go out, so a flight begun just
     /// after is not refused for being older than the client's next read.

@@ -6,9 +6,9 @@
 //! a connection of its own for a blocking command (`blocking.rs`).
 
 use super::batcher::{Forward, Queued};
+use super::coalesce::NearRead;
 use super::{sharded, Session};
 use crate::backend::NodePool;
-use crate::near_cache::Lookup;
 use crate::policy::{check_command, check_sizes};
 use crate::tenant::TenantRt;
 use std::sync::Arc;
@@ -112,35 +112,11 @@ impl Session {
                 self.keys.first().map(|&k| String::from_utf8_lossy(crate::telemetry::keyspace_of(&req.args[k])).into_owned());
             tracing::info_span!(target: "tenantry::command", "command", tenant = %tenant.id, command = spec.name, keyspace)
         });
-        let mut fill = None;
-        if let Some(&first) = self.keys.first().filter(|_| ttl.as_ref().is_none_or(|rw| rw.is_empty())) {
-            let looked = self.near_read(tenant, spec, profile, &req.args, &req.args[first]);
-            if let Some(found) = &looked {
-                // The read's own keyspace counters, if it has them (fed to the sketch once).
-                let counters = match &tally {
-                    Some((_, c)) => c.clone(),
-                    None => metrics.keyspace_cached(&req.args[first], &mut self.keyspace_cache),
-                };
-                let (hits, misses) = counters.near_cache(metrics.families());
-                match found {
-                    Lookup::Hit(_) => hits.inc(),
-                    Lookup::Miss(_) => misses.inc(),
-                };
-            }
-            match looked {
-                Some(Lookup::Hit(reply)) => {
-                    if let Some((t, counters)) = &tally {
-                        if let Some((hits, misses)) = hits::count(*t, &reply) {
-                            counters.hits.inc_by(hits);
-                            counters.misses.inc_by(misses);
-                        }
-                    }
-                    return self.batcher.local(&mut self.replies, |out| out.extend_from_slice(&reply));
-                }
-                Some(Lookup::Miss(f)) => fill = f,
-                None => {}
-            }
-        }
+        let plain = ttl.as_ref().is_none_or(|rw| rw.is_empty());
+        let fill = match self.near_cache_read(tenant, spec, profile, req, plain, tally.as_ref()) {
+            NearRead::Answered => return,
+            NearRead::Send(fill) => fill,
+        };
         let freed = (tenant.config.memory.is_some() && profile.frees).then(|| tenant.quota.clone());
         let share = match (self.keys.first(), &ttl) {
             (Some(&first), None) => self.share(tenant, profile, &req.args[first]),
