@@ -237,12 +237,33 @@ pub struct RawNearCache {
     pub keyspaces: Option<Vec<String>>,
 }
 
-/// `coalesce: true`, or `coalesce: { keyspaces: [a, b] }`.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+/// `coalesce: true`, or `coalesce: { keyspaces: [a, b] }`. Read by hand
+/// rather than `untagged`, whose error for anything else names this type
+/// instead of saying what is expected.
+#[derive(Debug)]
 pub enum RawCoalesce {
     Switch(bool),
     Keyspaces(RawCoalesceKeyspaces),
+}
+
+impl<'de> Deserialize<'de> for RawCoalesce {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = RawCoalesce;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("true, false, or { keyspaces: [...] }")
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<RawCoalesce, E> {
+                Ok(RawCoalesce::Switch(v))
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(self, map: M) -> Result<RawCoalesce, M::Error> {
+                let keyspaces = Deserialize::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(RawCoalesce::Keyspaces(keyspaces))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -371,6 +371,15 @@ fn coalescing_for_the_tenant_or_some_keyspaces() {
         &GOOD.replace("    namespace: \"app:\"\n", "    namespace: \"app:\"\n    coalesce: { keyspaces: [] }\n"),
     );
     assert!(e.iter().any(|e| e.contains("tenants.app.coalesce.keyspaces: name at least one keyspace")), "{e:?}");
+    let tenant_with =
+        |setting: &str| GOOD.replace("    namespace: \"app:\"\n", &format!("    namespace: \"app:\"\n    {setting}\n"));
+    let off = parse(&tenant_with("coalesce: false"), &PathBuf::from("t.yaml"), &env).unwrap();
+    assert_eq!(off.tenants[&TenantId::new("app")].coalesce, Coalesce::Off);
+    // Anything else says what is expected.
+    let e = errors(&tenant_with("coalesce: maybe"));
+    assert!(e.iter().any(|e| e.contains("expected true, false, or { keyspaces: [...] }")), "{e:?}");
+    let e = errors(&tenant_with("coalesce: { keyspace: [a] }"));
+    assert!(e.iter().any(|e| e.contains("unknown field `keyspace`")), "{e:?}");
 }
 
 #[test]
