@@ -237,6 +237,14 @@ def tls_bench(args, tmp, procs):
         print(f"| {name} | {med['redis']:.0f} | {med['tenantry']:.0f} | {med['tenantry'] / med['redis']:.2f} |")
 
 
+def stop_all_but_redis(procs):
+    """Stops every process after the first (the redis-server the next section uses)."""
+    for p in procs[1:]:
+        p.terminate()
+        p.wait(timeout=10)
+    del procs[1:]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--tenantry", default="target/release/tenantry")
@@ -320,16 +328,10 @@ def main():
             print(f"| {name} | {c[('redis', 'redis')]:.2f} | {c[('tenantry', 'proxy')]:.2f} | "
                   f"{c[('tenantry', 'redis')]:.2f} | {c[('twemproxy', 'proxy')]:.2f} | {c[('twemproxy', 'redis')]:.2f} |")
         # Stop the first tenantry and twemproxy: fewer processes share the cores.
-        for p in procs[1:]:
-            p.terminate()
-            p.wait(timeout=10)
-        del procs[1:]
+        stop_all_but_redis(procs)
         if not args.no_hot:
             hot_key_bench(args, tmp, procs, rport)
-            for p in procs[1:]:
-                p.terminate()
-                p.wait(timeout=10)
-            del procs[1:]
+            stop_all_but_redis(procs)
         if not args.no_cluster:
             cluster_bench(args, tmp, procs, rport)
         if not args.no_tls:

@@ -211,12 +211,7 @@ async fn a_cluster_looks_like_one_redis() {
 }
 
 fn get_calls(cluster: &RedisCluster, node: usize) -> u64 {
-    let stats = cli(cluster.nodes[node].port(), &["INFO", "commandstats"]);
-    stats
-        .lines()
-        .find_map(|l| l.strip_prefix("cmdstat_get:calls="))
-        .and_then(|rest| rest.split(',').next()?.parse().ok())
-        .unwrap_or(0)
+    cluster.nodes[node].calls("get")
 }
 
 #[tokio::test]

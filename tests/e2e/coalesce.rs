@@ -15,19 +15,10 @@ fn config(redis: &RedisServer, coalesce: &str) -> String {
     )
 }
 
-/// `calls=` of `cmdstat_<command>` in the backend's INFO commandstats.
-fn calls(redis: &RedisServer, command: &str) -> u64 {
-    let info = redis.cli(&["INFO", "commandstats"]);
-    let prefix = format!("cmdstat_{command}:calls=");
-    info.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
-}
-
 /// 100 connections send 10 GETs of one key each while the backend is
 /// frozen (a stampede on a slow backend), then it thaws: every reply, in
 /// order, and how many GETs the backend ran.
-async fn stampede(proxy: &TestProxy, redis: &RedisServer, clients: &mut [RawClient]) -> (Vec<Vec<u8>>, u64) {
+async fn stampede(redis: &RedisServer, clients: &mut [RawClient]) -> (Vec<Vec<u8>>, u64) {
     redis.cli(&["CONFIG", "RESETSTAT"]);
     redis.freeze();
     let gets: Vec<u8> = (0..10).flat_map(|_| encode(&[b"GET", b"hot"])).collect();
@@ -44,8 +35,7 @@ async fn stampede(proxy: &TestProxy, redis: &RedisServer, clients: &mut [RawClie
             replies.push(c.reply().await);
         }
     }
-    let _ = proxy;
-    let gets = calls(redis, "get");
+    let gets = redis.calls("get");
     eprintln!("stampede: {} replies, {gets} GETs on the backend", replies.len());
     (replies, gets)
 }
@@ -60,13 +50,13 @@ async fn a_stampede_reaches_the_backend_as_a_handful_of_reads() {
         clients.push(RawClient::connect(proxy.addr).await);
     }
     // Missing: every client gets the null, from a handful of backend reads.
-    let (replies, backend_gets) = stampede(&proxy, &redis, &mut clients).await;
+    let (replies, backend_gets) = stampede(&redis, &mut clients).await;
     assert_eq!(replies.len(), 1000);
     assert!(replies.iter().all(|r| r == b"$-1\r\n"), "{:?}", replies.iter().find(|r| *r != b"$-1\r\n"));
     assert!(backend_gets <= 5, "1,000 GETs reached the backend as {backend_gets}");
     // Then set: every client gets the value.
     assert_eq!(clients[0].cmd(&[b"SET", b"hot", b"value"]).await, b"+OK\r\n");
-    let (replies, backend_gets) = stampede(&proxy, &redis, &mut clients).await;
+    let (replies, backend_gets) = stampede(&redis, &mut clients).await;
     assert!(replies.iter().all(|r| r == b"$5\r\nvalue\r\n"), "{:?}", replies.iter().find(|r| *r != b"$5\r\nvalue\r\n"));
     assert!(backend_gets <= 5, "1,000 GETs reached the backend as {backend_gets}");
     let metrics = proxy.metrics().await;
@@ -92,7 +82,7 @@ async fn without_coalescing_every_read_reaches_the_backend() {
         clients.push(RawClient::connect(proxy.addr).await);
     }
     redis.cli(&["SET", "app:hot", "value"]);
-    let (replies, backend_gets) = stampede(&proxy, &redis, &mut clients).await;
+    let (replies, backend_gets) = stampede(&redis, &mut clients).await;
     assert!(replies.iter().all(|r| r == b"$5\r\nvalue\r\n"));
     assert_eq!(backend_gets, 1000);
     proxy.stop().await;
@@ -128,7 +118,7 @@ async fn a_client_reads_its_own_write_even_with_a_read_of_the_old_value_in_fligh
     redis.thaw();
     assert_eq!(reader.reply().await, b"$3\r\nnew\r\n");
     assert_eq!(writer.reply().await, b"$3\r\nnew\r\n");
-    assert_eq!(calls(&redis, "get"), 1, "the second read joined the first");
+    assert_eq!(redis.calls("get"), 1, "the second read joined the first");
     proxy.stop().await;
 }
 
@@ -181,7 +171,7 @@ async fn a_stampede_on_a_cluster_is_one_read_on_the_keys_master() {
     }
     assert_eq!(clients[0].cmd(&[b"SET", b"hot", b"value"]).await, b"+OK\r\n");
     let master = &cluster.nodes[cluster.master_of_slot(key_slot(&Namespace::new("app:").unwrap(), b"hot"))];
-    let (replies, gets) = stampede(&proxy, master, &mut clients).await;
+    let (replies, gets) = stampede(master, &mut clients).await;
     assert_eq!(replies.len(), 500);
     assert!(replies.iter().all(|r| r == b"$5\r\nvalue\r\n"), "{:?}", replies.iter().find(|r| *r != b"$5\r\nvalue\r\n"));
     assert!(gets <= 5, "500 GETs reached the master as {gets}");

@@ -13,8 +13,9 @@ fn heard_now(c: &NearCache) {
     c.horizon_us.store(c.micros(Instant::now()).max(1), Ordering::Release);
 }
 
-fn get(c: &Arc<NearCache>, key: &'static [u8], barrier: Option<Instant>) -> Lookup {
-    c.lookup(&Bytes::from_static(key), Protocol::Resp2, 7, &[Bytes::from_static(key)], barrier)
+fn get(c: &Arc<NearCache>, key: &[u8], barrier: Option<Instant>) -> Lookup {
+    let key = Bytes::copy_from_slice(key);
+    c.lookup(&key, Protocol::Resp2, 7, std::slice::from_ref(&key), barrier)
 }
 
 fn fill_of(l: Lookup) -> Fill {
@@ -114,7 +115,6 @@ fn the_oldest_entries_go_when_the_cache_is_full() {
     let c = cache(1000);
     heard_now(&c);
     for key in [&b"a"[..], b"b", b"c", b"d"] {
-        let key: &'static [u8] = Box::leak(key.to_vec().into_boxed_slice());
         fill_of(get(&c, key, None)).land(&reply);
     }
     let (entries, bytes) = c.size();

@@ -98,20 +98,44 @@ impl Session {
     /// on may be joined: called as replies go out, so a flight begun just
     /// after is not refused for being older than the client's next read.
     pub(super) fn note_answered(&mut self) {
-        if self.own_writes.unanswered && self.replies.in_flight == 0 && self.batcher.pending() == 0 {
-            let Some(tenant) = &self.state.tenant else { return };
-            if tenant.flights.is_none() && tenant.near_cache.is_none() {
-                return;
-            }
-            let floor = tenant.flights.as_ref().map_or(0, |f| f.now());
-            self.own_writes = OwnWrites { unanswered: false, floor, answered_at: Some(Instant::now()) };
+        if !self.own_writes.unanswered || !self.all_answered() {
+            return;
         }
+        let floor = match &self.state.tenant {
+            Some(t) if t.flights.is_some() || t.near_cache.is_some() => t.flights.as_ref().map_or(0, |f| f.now()),
+            _ => return,
+        };
+        self.own_writes = OwnWrites { unanswered: false, floor, answered_at: Some(Instant::now()) };
     }
 
-    /// How the read `key` of `profile` may share a flight, if at all: only
-    /// reads the table calls shareable, of a keyspace the tenant coalesces,
-    /// from a client outside MULTI, WATCH and CLIENT TRACKING (their reads
-    /// must run where and when they were sent).
+    fn all_answered(&self) -> bool {
+        self.replies.in_flight == 0 && self.batcher.pending() == 0
+    }
+
+    /// Whether the client's writes are all answered (noting it if they
+    /// just were): until then its reads share nothing sent before them.
+    fn own_writes_answered(&mut self) -> bool {
+        if !self.own_writes.unanswered {
+            return true;
+        }
+        if !self.all_answered() {
+            return false;
+        }
+        self.note_answered();
+        true
+    }
+
+    /// Whether a read of `profile` must run alone: one the table does not
+    /// call shareable, or from a client in MULTI, WATCH or CLIENT TRACKING
+    /// (their reads must run where and when they were sent).
+    fn reads_alone(&self, profile: &Profile) -> bool {
+        self.tx.is_some()
+            || self.tracking.is_some()
+            || self.watch != Watch::None
+            || self.batcher.pinned.is_some()
+            || !profile.shareable
+    }
+
     /// The near-cache's answer to a read of `key`, if the tenant has one and
     /// the read is for it: the cached reply, or a fill for the reply to come.
     pub(super) fn near_read(
@@ -123,44 +147,23 @@ impl Session {
         key: &Bytes,
     ) -> Option<Lookup> {
         let cache = tenant.near_cache.as_ref()?;
-        let alone = self.tx.is_some()
-            || self.tracking.is_some()
-            || self.watch != Watch::None
-            || self.batcher.pinned.is_some()
-            || !profile.shareable
-            || profile.reply != ReplyKeys::None
-            || !cache.wants(key);
-        if alone {
+        if self.reads_alone(profile) || profile.reply != ReplyKeys::None || !cache.wants(key) {
             return None;
         }
-        if self.own_writes.unanswered {
-            if self.replies.in_flight > 0 || self.batcher.pending() > 0 {
-                return None;
-            }
-            self.note_answered();
+        if !self.own_writes_answered() {
+            return None;
         }
         Some(cache.lookup(key, self.state.proto, spec.id, &args[1..], self.own_writes.answered_at))
     }
 
+    /// How the read `key` of `profile` may share a flight, if at all: a
+    /// read that need not run alone, of a keyspace the tenant coalesces.
     pub(super) fn share<'t>(&mut self, tenant: &'t Arc<TenantRt>, profile: &Profile, key: &[u8]) -> Option<Share<'t>> {
         let flights = tenant.flights.as_ref()?;
-        let alone = self.tx.is_some()
-            || self.tracking.is_some()
-            || self.watch != Watch::None
-            || self.batcher.pinned.is_some()
-            || !profile.shareable
-            || !tenant.config.coalesce.covers(key);
-        if alone {
+        if self.reads_alone(profile) || !tenant.config.coalesce.covers(key) {
             return None;
         }
-        if self.own_writes.unanswered {
-            if self.replies.in_flight > 0 || self.batcher.pending() > 0 {
-                return Some(Share { flights, floor: LEAD_ONLY });
-            }
-            // Everything it sent is answered: flights begun from now on
-            // were sent after its writes ran.
-            self.own_writes = OwnWrites { unanswered: false, floor: flights.now(), answered_at: Some(Instant::now()) };
-        }
-        Some(Share { flights, floor: self.own_writes.floor })
+        let floor = if self.own_writes_answered() { self.own_writes.floor } else { LEAD_ONLY };
+        Some(Share { flights, floor })
     }
 }

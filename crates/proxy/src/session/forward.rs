@@ -118,11 +118,8 @@ impl Session {
             NearRead::Send(fill) => fill,
         };
         let freed = (tenant.config.memory.is_some() && profile.frees).then(|| tenant.quota.clone());
-        let share = match (self.keys.first(), &ttl) {
-            (Some(&first), None) => self.share(tenant, profile, &req.args[first]),
-            (Some(&first), Some(rw)) if rw.is_empty() => self.share(tenant, profile, &req.args[first]),
-            _ => None,
-        };
+        let first = self.keys.first().copied().filter(|_| plain);
+        let share = first.and_then(|first| self.share(tenant, profile, &req.args[first]));
         let f = Forward {
             tenant,
             node,
