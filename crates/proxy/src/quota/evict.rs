@@ -136,6 +136,9 @@ async fn round(node: &NodeQuotas, t: &TenantRt, quota: MemoryQuota, excess: u64)
         }
     }
     t.quota.add_on(node.node.addr(), -bytes);
+    if count > 0 {
+        t.quota.note_freed();
+    }
     Ok(count)
 }
 

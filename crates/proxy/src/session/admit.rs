@@ -14,9 +14,13 @@ use tenantry_protocol::command::{flags, CommandSpec};
 use tenantry_protocol::Request;
 use tokio::time::Instant;
 
-/// How long a write waits for eviction to bring its tenant back under quota
-/// (with an evicting policy) before it gets -OOM, and how often it looks.
-const QUOTA_MAX_WAIT: Duration = Duration::from_millis(250);
+/// How long a write over quota (with an evicting policy) waits for eviction
+/// to free memory before it gets -OOM: while eviction keeps freeing the
+/// tenant's keys the write keeps waiting, as a Redis write waits for its own
+/// eviction, up to `QUOTA_LONGEST_WAIT`; if eviction frees nothing for
+/// `QUOTA_STALL` it is stuck and the write is refused. How often it looks.
+const QUOTA_STALL: Duration = Duration::from_millis(250);
+const QUOTA_LONGEST_WAIT: Duration = Duration::from_secs(2);
 const QUOTA_RETRY: Duration = Duration::from_millis(2);
 
 impl Session {
@@ -45,11 +49,13 @@ impl Session {
         let (Some(quota), true) = (&tenant.config.memory, spec.has_flag(flags::DENYOOM)) else { return Some(req) };
         let deadline = match tenant.quota.admit(quota) {
             Admit::Yes => return Some(req),
-            Admit::Wait if self.tx.is_none() => deadline.unwrap_or(self.read_at + QUOTA_MAX_WAIT),
+            Admit::Wait if self.tx.is_none() => deadline.unwrap_or(self.read_at + QUOTA_LONGEST_WAIT),
             _ => Instant::now(),
         };
         let now = Instant::now();
-        if now + QUOTA_RETRY <= deadline {
+        let waiting_since = deadline.checked_sub(QUOTA_LONGEST_WAIT).unwrap_or(now);
+        let progress = tenant.quota.freed_at().map(Instant::from_std).map_or(waiting_since, |e| e.max(waiting_since));
+        if now + QUOTA_RETRY <= deadline && now < progress + QUOTA_STALL {
             self.delayed =
                 Some(Box::new(Delayed { req, retry_at: now + QUOTA_RETRY, deadline, muted: self.replies.muting }));
         } else {

@@ -4,7 +4,8 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 use tenantry_config::{BackendAddr, Eviction, MemoryQuota};
 use tenantry_protocol::Namespace;
 
@@ -15,6 +16,12 @@ const HEADROOM: u64 = 50;
 /// Memory Redis spends per key beyond its name and value bytes (dict entry,
 /// object header, allocator rounding), for estimating writes between passes.
 const PER_KEY_OVERHEAD: i64 = 64;
+
+/// The origin of `QuotaState::freed_at`, so it fits an atomic.
+fn epoch() -> &'static Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    EPOCH.get_or_init(Instant::now)
+}
 
 /// The hash on the backend holding a namespace's figures.
 pub fn figures_key(namespace: &Namespace) -> Vec<u8> {
@@ -39,6 +46,10 @@ pub struct QuotaState {
     known: AtomicBool,
     /// A measuring pass has counted the tenant on some node.
     measured_once: AtomicBool,
+    /// When the tenant's use last went down (this proxy's evictor freed
+    /// keys, or the nodes' figures show another proxy's did), in
+    /// nanoseconds since `epoch()`; 0 for never.
+    freed_at: AtomicU64,
     /// Per node (a standalone backend's one, a cluster's masters, a ring's
     /// nodes): its figures, and this proxy's writes to it not yet added to
     /// its delta. Each node's refresh sends its own, so a write is in the
@@ -98,6 +109,18 @@ impl QuotaState {
         }
     }
 
+    /// Some of the tenant's memory was freed just now: eviction is making progress.
+    pub(crate) fn note_freed(&self) {
+        let nanos = epoch().elapsed().as_nanos().max(1) as u64;
+        self.freed_at.store(nanos, Ordering::Relaxed);
+    }
+
+    /// When some of the tenant's memory was last seen freed, if it was.
+    pub fn freed_at(&self) -> Option<Instant> {
+        let nanos = self.freed_at.load(Ordering::Relaxed);
+        (nanos > 0).then(|| *epoch() + Duration::from_nanos(nanos))
+    }
+
     pub fn admit(&self, quota: &MemoryQuota) -> Admit {
         let used = self.used();
         match quota.eviction {
@@ -115,6 +138,7 @@ impl QuotaState {
 
     /// `node` has taken `sent` into its delta and now holds these figures.
     pub(crate) fn flushed(&self, node: &BackendAddr, sent: i64, figures: Figures) {
+        let before = self.used();
         let total = {
             let mut nodes = self.nodes.lock().expect("not poisoned");
             let share = nodes.entry(node.clone()).or_default();
@@ -135,6 +159,9 @@ impl QuotaState {
         self.known.store(true, Ordering::Relaxed);
         if figures.measured >= 0 {
             self.measured_once.store(true, Ordering::Relaxed);
+        }
+        if self.used() < before {
+            self.note_freed();
         }
     }
 
@@ -235,6 +262,20 @@ mod tests {
         s.flushed(&BackendAddr::new("b:1"), 0, Figures { measured: 4000, delta: 100, keys: 10 });
         assert!(s.measured_once());
         assert_eq!(s.used(), 4100, "the unmeasured node adds nothing, not -1");
+    }
+
+    #[test]
+    fn memory_seen_going_down_counts_as_eviction_progress() {
+        let s = QuotaState::default();
+        s.flushed(&node(), 0, Figures { measured: 10_000, delta: 0, keys: 10 });
+        assert_eq!(s.freed_at(), None, "the first figures are not progress");
+        s.add_on(&node(), 500);
+        s.flushed(&node(), 500, Figures { measured: 10_000, delta: 500, keys: 10 });
+        assert_eq!(s.freed_at(), None, "our own writes arriving in the figures are not progress");
+        // Another proxy's evictor took 2,000 bytes off the delta.
+        let before = Instant::now();
+        s.flushed(&node(), 0, Figures { measured: 10_000, delta: -1_500, keys: 10 });
+        assert!(s.freed_at().is_some_and(|at| at >= before));
     }
 
     #[test]
