@@ -37,9 +37,10 @@ check-config: ## Validate config/*.yaml with `tenantry check`
 	scripts/tls-certs.sh target/run-tls
 	for f in config/*.yaml; do $(CARGO) run -q --bin tenantry -- check $$f || exit 1; done
 
-deps: ## Install redis-server, redis-tools, redis-sentinel, twemproxy and chromium (Debian packages), kubernetes-validate (PyPI) if absent
+deps: ## Install redis-server, redis-tools, redis-sentinel, twemproxy and chromium (Debian packages), kubernetes-validate and redis-py (PyPI) if absent
 	@scripts/install-deps.sh redis-server:redis-server redis-cli:redis-tools redis-sentinel:redis-sentinel nutcracker:nutcracker chromium:chromium
 	@python3 -c 'import kubernetes_validate' 2>/dev/null || pip install -q kubernetes-validate==1.37.0
+	@python3 -c 'import redis' 2>/dev/null || pip install -q redis==5.2.1
 
 deps-bench: ## Also install redis-benchmark and twemproxy (nutcracker)
 	@scripts/install-deps.sh redis-server:redis-server redis-benchmark:redis-tools nutcracker:nutcracker

@@ -11,6 +11,7 @@ mod coalesce;
 mod command_table;
 mod errors;
 mod hostile;
+mod info;
 mod isolation;
 mod keyspace;
 mod load;

@@ -8,6 +8,7 @@ mod bufpool;
 mod cleanup;
 mod clients;
 pub mod error;
+mod info;
 mod lease;
 mod near_cache;
 mod node_events;

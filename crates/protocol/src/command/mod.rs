@@ -38,6 +38,16 @@ fn by_first_letter(first: u8) -> &'static [CommandSpec] {
     }
 }
 
+/// The command a request's arguments name: its subcommand's entry for a
+/// container (`CLIENT SETNAME` is `client|setname`).
+pub fn resolve(args: &[impl AsRef<[u8]>]) -> Option<&'static CommandSpec> {
+    let top = lookup(args.first()?.as_ref())?;
+    match args.get(1).filter(|_| !top.subcommands.is_empty()) {
+        Some(sub) => lookup_subcommand(top, sub.as_ref()),
+        None => Some(top),
+    }
+}
+
 /// Finds `container|sub` among a container's subcommands.
 pub fn lookup_subcommand(container: &'static CommandSpec, sub: &[u8]) -> Option<&'static CommandSpec> {
     let prefix = container.name.as_bytes();

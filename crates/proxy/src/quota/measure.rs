@@ -17,16 +17,22 @@ const MIN_PASS: Duration = Duration::from_millis(500);
 const DELTAS_SCRIPT: &str = "local out = {} \
   for i, k in ipairs(KEYS) do out[i] = tonumber(redis.call('hget', k, 'delta')) or 0 end return out";
 
-/// MEMORY USAGE of each key, -1 for keys gone since SCAN saw them.
+/// MEMORY USAGE and PTTL of each key (-1 and -2 for keys gone since SCAN
+/// saw them): the sample gives the tenant's size and its keys with a TTL.
 const SIZES_SCRIPT: &str = "local out = {} \
-  for i, k in ipairs(K) do out[i] = redis.call('memory', 'usage', k) or -1 end return out";
+  for i, k in ipairs(K) do \
+    out[2 * i - 1] = redis.call('memory', 'usage', k) or -1 \
+    out[2 * i] = redis.call('pttl', k) \
+  end return out";
 
-/// Stores each namespace's measurement (ARGV: bytes, keys, minus the delta
-/// before the pass, per key) and takes the delta the pass has now accounted for out of
-/// the running one; what was written during the pass stays in it.
+/// Stores each namespace's measurement (ARGV: bytes, keys, keys with a TTL,
+/// their mean TTL in ms, minus the delta before the pass, per key) and takes
+/// the delta the pass has now accounted for out of the running one; what was
+/// written during the pass stays in it.
 const STORE_SCRIPT: &str = "for i, k in ipairs(KEYS) do \
-    redis.call('hset', k, 'measured', ARGV[3 * i - 2], 'keys', ARGV[3 * i - 1]) \
-    if ARGV[3 * i] ~= '0' then redis.call('hincrby', k, 'delta', ARGV[3 * i]) end \
+    local a = 5 * (i - 1) \
+    redis.call('hset', k, 'measured', ARGV[a + 1], 'keys', ARGV[a + 2], 'expires', ARGV[a + 3], 'avg_ttl', ARGV[a + 4]) \
+    if ARGV[a + 5] ~= '0' then redis.call('hincrby', k, 'delta', ARGV[a + 5]) end \
   end return {}";
 
 pub(super) async fn run(node: Arc<NodeQuotas>, stop: CancellationToken) {
@@ -49,9 +55,25 @@ struct Tally {
     keys: u64,
     sampled: u64,
     sampled_bytes: u64,
+    /// Sampled keys with a TTL, and the sum of their TTLs in ms.
+    sampled_expiring: u64,
+    sampled_ttl_ms: u64,
 }
 
 impl Tally {
+    /// Keys with a TTL, from the sample's share of them.
+    fn expires(&self) -> u64 {
+        if self.sampled == 0 {
+            return 0;
+        }
+        (self.sampled_expiring as f64 / self.sampled as f64 * self.keys as f64).round() as u64
+    }
+
+    /// The mean TTL of the sampled keys that have one, in ms (INFO's avg_ttl).
+    fn avg_ttl_ms(&self) -> u64 {
+        self.sampled_ttl_ms.checked_div(self.sampled_expiring).unwrap_or(0)
+    }
+
     /// Mean sampled size times key count.
     fn estimate(&self) -> u64 {
         if self.sampled == 0 {
@@ -94,13 +116,19 @@ async fn pass(node: &NodeQuotas) -> Result<(), Error> {
         }
         if !sample.is_empty() {
             let sizes = node.eval_spread(SIZES_SCRIPT, &sample, &[]).await?;
-            if sizes.len() != sample.len() {
+            if sizes.len() != 2 * sample.len() {
                 return Err(Error::new(Kind::BadReply, format!("{} sizes for {} keys", sizes.len(), sample.len())));
             }
-            for (&i, size) in owners.iter().zip(sizes) {
+            for (&i, pair) in owners.iter().zip(sizes.chunks(2)) {
+                let (size, ttl) = (pair[0], pair[1]);
                 if size >= 0 {
-                    tally[i].sampled += 1;
-                    tally[i].sampled_bytes += size as u64;
+                    let t = &mut tally[i];
+                    t.sampled += 1;
+                    t.sampled_bytes += size as u64;
+                    if ttl >= 0 {
+                        t.sampled_expiring += 1;
+                        t.sampled_ttl_ms += ttl as u64;
+                    }
                 } else {
                     tally[i].keys = tally[i].keys.saturating_sub(1);
                 }
@@ -112,9 +140,10 @@ async fn pass(node: &NodeQuotas) -> Result<(), Error> {
         tokio::time::sleep_until(due.into()).await;
     }
 
-    let mut argv = Vec::with_capacity(3 * tenants.len());
+    let mut argv = Vec::with_capacity(5 * tenants.len());
     for (t, d) in tally.iter().zip(&before) {
-        argv.extend([t.estimate().to_string(), t.keys.to_string(), (-d).to_string()]);
+        let figures = [t.estimate(), t.keys, t.expires(), t.avg_ttl_ms()];
+        argv.extend(figures.iter().map(u64::to_string).chain([(-d).to_string()]));
     }
     node.eval(STORE_SCRIPT, &hashes, &argv).await?;
     for (t, figures) in tenants.iter().zip(&tally) {

@@ -20,16 +20,15 @@ const LEASE_KEY: &[u8] = b"tenantry:quota:lease";
 /// How often the lease is renewed and the backend's settings checked.
 const LEASE_EVERY: Duration = Duration::from_secs(2);
 
-/// Adds each namespace's pending delta and returns (measured, delta, keys)
-/// for each; measured is -1 before the first measuring pass.
+/// Adds each namespace's pending delta and returns (measured, delta, keys,
+/// expires, avg_ttl) for each; measured is -1 before the first measuring pass.
 const REFRESH_SCRIPT: &str = "local out = {} \
   for i, k in ipairs(KEYS) do \
     local d = tonumber(ARGV[i]) \
     if d ~= 0 then redis.call('hincrby', k, 'delta', d) end \
-    local v = redis.call('hmget', k, 'measured', 'delta', 'keys') \
+    local v = redis.call('hmget', k, 'measured', 'delta', 'keys', 'expires', 'avg_ttl') \
     out[#out + 1] = tonumber(v[1]) or -1 \
-    out[#out + 1] = tonumber(v[2]) or 0 \
-    out[#out + 1] = tonumber(v[3]) or 0 \
+    for j = 2, 5 do out[#out + 1] = tonumber(v[j]) or 0 end \
   end return out";
 
 /// Keeps a quota task on every backend node of the running config.
@@ -184,11 +183,12 @@ impl NodeQuotas {
         let sent: Vec<i64> = tenants.iter().map(|t| t.quota.pending(addr)).collect();
         let sent_text: Vec<String> = sent.iter().map(i64::to_string).collect();
         let values = self.eval(REFRESH_SCRIPT, &keys, &sent_text).await?;
-        if values.len() != 3 * tenants.len() {
+        if values.len() != 5 * tenants.len() {
             return Err(Error::new(Kind::BadReply, format!("{} figures for {} tenants", values.len(), tenants.len())));
         }
-        for ((t, sent), v) in tenants.iter().zip(sent).zip(values.chunks(3)) {
-            t.quota.flushed(addr, sent, Figures { measured: v[0], delta: v[1], keys: v[2] });
+        for ((t, sent), v) in tenants.iter().zip(sent).zip(values.chunks(5)) {
+            let figures = Figures { measured: v[0], delta: v[1], keys: v[2], expires: v[3], avg_ttl: v[4] };
+            t.quota.flushed(addr, sent, figures);
             // No sample before the first measurement: unknown is not 0.
             if t.quota.measured_once() {
                 t.metrics.memory_used().set(t.quota.used() as i64);

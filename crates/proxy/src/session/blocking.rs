@@ -207,7 +207,6 @@ impl Session {
         if self.after_earlier_replies(&req) {
             return;
         }
-        tenant.metrics.command("wait");
         let mut bytes = BytesMut::new();
         let none = tenantry_protocol::Namespace::new("-").expect("valid");
         encode::command(&mut bytes, &[&b"PUBLISH"[..], b"tenantry:wait", b""], &[], &none);

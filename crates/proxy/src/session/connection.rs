@@ -80,12 +80,9 @@ pub fn handle(state: &mut State, cmd: ConnCommand, req: &Request, out: &mut Byte
             let n = state.tenant.as_ref().map_or(0, |t| t.patterns.count());
             reply(state, out).integer(n as i64)
         }
-        ConnCommand::Info => {
-            let text = info(state, &args[1..]);
-            reply(state, out).text(&text)
-        }
-        // The session answers these itself (transaction.rs, keyspace.rs) and never passes them here.
-        ConnCommand::Multi
+        // The session answers these itself (transaction.rs, keyspace.rs, info.rs) and never passes them here.
+        ConnCommand::Info
+        | ConnCommand::Multi
         | ConnCommand::Exec
         | ConnCommand::Discard
         | ConnCommand::Unwatch
@@ -100,50 +97,6 @@ pub fn handle(state: &mut State, cmd: ConnCommand, req: &Request, out: &mut Byte
         | ConnCommand::Wait => reply(state, out).error("ERR this command is answered by the session"),
     }
     After::Continue
-}
-
-/// INFO as tenantry answers it: the server and clients sections, about this
-/// tenant only. Backend-wide sections (memory, stats, keyspace, replication,
-/// ...) would describe every tenant, so they are left out.
-pub(super) fn info(state: &State, sections: &[Bytes]) -> String {
-    static STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    let started = STARTED.get_or_init(std::time::Instant::now);
-    let wants = |name: &str| {
-        sections.is_empty()
-            || sections.iter().any(|s| {
-                s.eq_ignore_ascii_case(name.as_bytes())
-                    || s.eq_ignore_ascii_case(b"all")
-                    || s.eq_ignore_ascii_case(b"default")
-                    || s.eq_ignore_ascii_case(b"everything")
-            })
-    };
-    let mut text = String::new();
-    let tenant = state.tenant.as_ref();
-    if wants("server") {
-        let version = tenant.and_then(|t| t.backend.any_node().server_version()).unwrap_or_else(|| "unknown".into());
-        text.push_str(&format!(
-            "# Server\r\nredis_version:{version}\r\nredis_mode:standalone\r\ntenantry_version:{}\r\nprocess_id:{}\r\nuptime_in_seconds:{}\r\n",
-            env!("CARGO_PKG_VERSION"),
-            std::process::id(),
-            started.elapsed().as_secs(),
-        ));
-        if let Some(t) = tenant {
-            text.push_str(&format!("tenant:{}\r\nnamespace:{}\r\n", t.id, t.namespace));
-        }
-    }
-    if wants("clients") {
-        let n = tenant.map_or(0, |t| t.metrics.connections.get());
-        let clients = tenant.map(|t| t.clients.all()).unwrap_or_default();
-        let count = |f: fn(&crate::clients::ClientHandle) -> bool| clients.iter().filter(|c| f(c)).count();
-        let blocked = count(|c| c.blocked.load(std::sync::atomic::Ordering::Relaxed));
-        let tracking = count(|c| c.tracking.load(std::sync::atomic::Ordering::Relaxed));
-        let max = tenant.and_then(|t| t.config.limits.max_connections).unwrap_or(state.limits.max_clients);
-        text.push_str(&format!(
-            "{}# Clients\r\nconnected_clients:{n}\r\nmaxclients:{max}\r\nblocked_clients:{blocked}\r\ntracking_clients:{tracking}\r\n",
-            if text.is_empty() { "" } else { "\r\n" }
-        ));
-    }
-    text
 }
 
 fn reply<'a>(state: &State, out: &'a mut BytesMut) -> Reply<'a> {

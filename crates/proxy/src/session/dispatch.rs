@@ -91,7 +91,19 @@ impl Session {
                 Some(tenant) => self.subscription(tenant, spec, kind, subscribe, &req),
                 None => self.error(NOAUTH),
             },
-            Action::Connection(cmd) => return self.connection_command(cmd, req),
+            Action::Connection(cmd) => {
+                // Counted once it ran, as Redis counts (INFO's figures leave
+                // itself out), and not when put off to run again later.
+                let spec = tenantry_protocol::command::resolve(&req.args);
+                let nothing_put_off = self.delayed.is_none();
+                let after = self.connection_command(cmd, req);
+                if let (Some(tenant), Some(spec), false) =
+                    (&self.state.tenant, spec, nothing_put_off && self.delayed.is_some())
+                {
+                    tenant.metrics.command(spec.name);
+                }
+                return after;
+            }
             Action::Reject(why) => match &self.state.tenant {
                 Some(t) => {
                     t.metrics.error(ErrorKind::of_rejection(&why), 1);

@@ -1,4 +1,4 @@
-//! FLUSHDB / FLUSHALL, DBSIZE and RANDOMKEY for the tenant's keys only. Redis's own
+//! FLUSHDB / FLUSHALL, DBSIZE and RANDOMKEY for the tenant's keys only (INFO: `info.rs`). Redis's own
 //! would act on every tenant; tenantry walks the tenant's namespace with SCAN
 //! instead (UNLINK in batches of `cleanup.batch`, so the backend is never
 //! blocked for long). Commands after a FLUSHDB on the same connection wait
@@ -17,8 +17,10 @@ use tokio::sync::oneshot;
 impl Session {
     /// `None` for a command that is not FLUSHDB/FLUSHALL/DBSIZE.
     pub(super) fn keyspace_command(&mut self, cmd: ConnCommand, req: &Request) -> Option<After> {
-        let info = cmd == ConnCommand::Info && wants_keyspace(&req.args[1..]);
-        if !info && !matches!(cmd, ConnCommand::Flush | ConnCommand::DbSize | ConnCommand::RandomKey) {
+        if cmd == ConnCommand::Info {
+            return self.info(req);
+        }
+        if !matches!(cmd, ConnCommand::Flush | ConnCommand::DbSize | ConnCommand::RandomKey) {
             return None;
         }
         self.state.tenant.as_ref()?;
@@ -26,9 +28,6 @@ impl Session {
         // client's batches: its earlier writes must have landed.
         if self.after_earlier_replies(req) {
             return Some(After::Continue);
-        }
-        if info {
-            return self.info_with_keyspace(req);
         }
         let tenant = self.state.tenant.clone()?;
         let batch = self.state.runtime.load().config.cleanup.batch;
@@ -99,56 +98,6 @@ async fn random_key(nodes: &[Arc<NodePool>], ns: &Namespace) -> Result<Option<By
         }
     }
     Ok(None)
-}
-
-/// INFO's keyspace section walks the tenant's keys (O(keys on the backend)),
-/// so it is given when asked for by name (`keyspace`, `all`, `everything`),
-/// not with every bare INFO a health check sends.
-fn wants_keyspace(sections: &[Bytes]) -> bool {
-    sections.iter().any(|s| {
-        s.eq_ignore_ascii_case(b"keyspace") || s.eq_ignore_ascii_case(b"all") || s.eq_ignore_ascii_case(b"everything")
-    })
-}
-
-impl Session {
-    fn info_with_keyspace(&mut self, req: &Request) -> Option<After> {
-        let tenant = self.state.tenant.clone()?;
-        let text = super::connection::info(&self.state, &req.args[1..]);
-        let batch = self.state.runtime.load().config.cleanup.batch;
-        let nodes = tenant.backend.nodes();
-        let ns = tenant.namespace.clone();
-        let proto = self.state.proto;
-        let (tx, rx) = oneshot::channel();
-        tokio::spawn(async move {
-            let mut stats = Ok((0, 0, 0));
-            for node in &nodes {
-                stats = match (stats, crate::cleanup::keyspace_stats(node, &ns, batch).await) {
-                    // avg_ttl: weighted by each node's keys with a TTL.
-                    (Ok((k, e, t)), Ok((k2, e2, t2))) => {
-                        let avg = (t * e + t2 * e2).checked_div(e + e2).unwrap_or(0);
-                        Ok((k + k2, e + e2, avg))
-                    }
-                    (Err(e), _) | (_, Err(e)) => Err(e),
-                };
-            }
-            let reply = match stats {
-                Ok((keys, expires, avg_ttl)) => {
-                    let mut text = text;
-                    text.push_str(if text.is_empty() { "# Keyspace\r\n" } else { "\r\n# Keyspace\r\n" });
-                    if keys > 0 {
-                        text.push_str(&format!("db0:keys={keys},expires={expires},avg_ttl={avg_ttl}\r\n"));
-                    }
-                    let mut out = bytes::BytesMut::new();
-                    tenantry_protocol::encode::Reply { out: &mut out, proto }.text(&text);
-                    out.freeze()
-                }
-                Err(e) => Bytes::from(format!("-ERR INFO keyspace failed: {e}\r\n")),
-            };
-            let _ = tx.send(Ok(reply));
-        });
-        self.batcher.deferred(&mut self.replies, &tenant, rx, tenantry_protocol::ReplyKeys::None);
-        Some(After::Continue)
-    }
 }
 
 /// FLUSHDB / FLUSHALL: every key of the tenant's namespace, on every node.

@@ -28,6 +28,7 @@ mod connection;
 mod dispatch;
 mod forward;
 mod functions;
+mod info;
 mod keyspace;
 mod modes;
 #[cfg(any(test, feature = "fuzzing"))]

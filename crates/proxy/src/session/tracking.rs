@@ -106,7 +106,6 @@ impl Session {
         }
         self.tracking = on.then_some(Tracking { redirect });
         self.state.client.tracking.store(on, std::sync::atomic::Ordering::Relaxed);
-        tenant.metrics.command("client|tracking");
         let f = Forward {
             tenant: &tenant,
             node: tenant.backend.any_node(),

@@ -87,6 +87,19 @@ impl ErrorKind {
             .unwrap_or(Self::ALL.len() - 1)]
     }
 
+    /// The code the client saw at the start of the error (INFO's
+    /// `errorstat_<code>`); `None` for codes tenantry cannot name.
+    pub fn reply_code(self) -> Option<&'static str> {
+        match self {
+            ErrorKind::Other => None,
+            ErrorKind::NoPerm => Some("NOPERM"),
+            ErrorKind::Oom => Some("OOM"),
+            ErrorKind::CrossSlot => Some("CROSSSLOT"),
+            k if k.is_reply_code() => Some(k.label()),
+            _ => Some("ERR"),
+        }
+    }
+
     fn is_reply_code(self) -> bool {
         self.label().bytes().all(|b| b.is_ascii_uppercase())
     }

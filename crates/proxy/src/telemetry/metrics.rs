@@ -304,6 +304,8 @@ pub struct TenantMetrics {
     memory_quota: std::sync::OnceLock<Gauge>,
     pub quota_refused: Counter,
     pub coalesced: Counter,
+    /// `ops_per_sec`'s last look (when, the command total then) and rate.
+    ops: Mutex<(Option<(std::time::Instant, u64)>, u64)>,
 }
 
 #[derive(Debug, Default, Clone, Copy, serde::Serialize)]
@@ -370,6 +372,7 @@ impl TenantMetrics {
             tenant: tenant.to_string(),
             families,
             commands: Mutex::default(),
+            ops: Mutex::default(),
             errors: ErrorKind::ALL.iter().map(|_| std::sync::OnceLock::new()).collect(),
             keyspaces: Mutex::default(),
             busiest: Mutex::new(TopK::new(MAX_KEYSPACES, 1024, 4, 0.9)),
@@ -561,6 +564,33 @@ impl TenantMetrics {
     }
 
     /// Hits, misses, evictions and expirations summed over keyspaces, for `/tenants`.
+    /// Each command the tenant ran through this proxy, with its count.
+    pub fn command_counts(&self) -> Vec<(&'static str, u64)> {
+        let map = self.commands.lock().expect("not poisoned");
+        map.iter().map(|(name, c)| (*name, c.get())).collect()
+    }
+
+    /// Error replies the tenant got, by kind.
+    pub fn error_counts(&self) -> Vec<(ErrorKind, u64)> {
+        ErrorKind::ALL.iter().zip(self.errors.iter()).filter_map(|(k, c)| Some((*k, c.get()?.get()))).collect()
+    }
+
+    /// Commands per second, as INFO's `instantaneous_ops_per_sec`: the rate
+    /// since the previous look at least a second ago (0 at the first).
+    pub fn ops_per_sec(&self, total: u64) -> u64 {
+        let mut last = self.ops.lock().expect("not poisoned");
+        let now = std::time::Instant::now();
+        match last.0 {
+            Some((at, then)) if now.duration_since(at) >= std::time::Duration::from_secs(1) => {
+                last.1 = (total.saturating_sub(then) as f64 / now.duration_since(at).as_secs_f64()).round() as u64;
+                last.0 = Some((now, total));
+            }
+            Some(_) => {}
+            None => last.0 = Some((now, total)),
+        }
+        last.1
+    }
+
     pub fn totals(&self) -> Totals {
         let map = self.keyspaces.lock().expect("not poisoned");
         map.values().fold(Totals::default(), |t, c| Totals {

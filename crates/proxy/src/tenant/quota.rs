@@ -40,6 +40,9 @@ pub struct QuotaState {
     unsent: AtomicI64,
     /// Keys counted by the last measuring passes.
     keys: AtomicU64,
+    /// Of those, keys with a TTL, and their mean TTL in ms.
+    expires: AtomicU64,
+    avg_ttl: AtomicU64,
     /// Bytes found by the last measuring passes.
     measured: AtomicU64,
     /// The figures have been read from the backend at least once.
@@ -149,12 +152,18 @@ impl QuotaState {
                 measured: a.measured + s.figures.measured.max(0),
                 delta: a.delta + s.figures.delta,
                 keys: a.keys + s.figures.keys,
+                expires: a.expires + s.figures.expires,
+                // The sum of TTLs for now, divided below.
+                avg_ttl: a.avg_ttl + s.figures.expires * s.figures.avg_ttl,
             })
         };
         // Shared first: for a moment `sent` counts twice, never zero times.
         self.shared.store(total.measured + total.delta, Ordering::Relaxed);
         self.unsent.fetch_sub(sent, Ordering::Relaxed);
         self.keys.store(total.keys.max(0) as u64, Ordering::Relaxed);
+        self.expires.store(total.expires.max(0) as u64, Ordering::Relaxed);
+        let avg_ttl = total.avg_ttl.checked_div(total.expires).unwrap_or(0);
+        self.avg_ttl.store(avg_ttl.max(0) as u64, Ordering::Relaxed);
         self.measured.store(total.measured.max(0) as u64, Ordering::Relaxed);
         self.known.store(true, Ordering::Relaxed);
         if figures.measured >= 0 {
@@ -163,6 +172,15 @@ impl QuotaState {
         if self.used() < before {
             self.note_freed();
         }
+    }
+
+    /// INFO's keyspace line, as the last measuring passes counted it: keys,
+    /// keys with a TTL, their mean TTL in ms. `None` before any pass.
+    pub fn keyspace(&self) -> Option<(u64, u64, u64)> {
+        self.measured_once().then(|| {
+            let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+            (get(&self.keys), get(&self.expires), get(&self.avg_ttl))
+        })
     }
 
     /// Whether the tenant's memory has been measured at all: before, its
@@ -189,6 +207,9 @@ pub(crate) struct Figures {
     pub measured: i64,
     pub delta: i64,
     pub keys: i64,
+    /// Keys with a TTL and their mean TTL in ms, as the last pass estimated.
+    pub expires: i64,
+    pub avg_ttl: i64,
 }
 
 /// Estimated memory a write adds: its key and value bytes (everything after
@@ -239,14 +260,14 @@ mod tests {
         let sent = s.pending(&a);
         assert_eq!(sent, 300);
         s.add_on(&a, 50); // written while the flush was on its way
-        s.flushed(&a, sent, Figures { measured: 1000, delta: 300, keys: 10 });
+        s.flushed(&a, sent, Figures { measured: 1000, delta: 300, keys: 10, ..Figures::default() });
         assert_eq!(s.used(), 1350);
         assert_eq!(s.mean_key_bytes(), Some(100));
         assert!(s.known());
         // Each node sends what was written to it; the figures add up.
         s.add_on(&b, 70);
         assert_eq!(s.pending(&b), 70);
-        s.flushed(&b, 70, Figures { measured: 500, delta: 70, keys: 5 });
+        s.flushed(&b, 70, Figures { measured: 500, delta: 70, keys: 5, ..Figures::default() });
         assert_eq!(s.used(), 1000 + 300 + 50 + 500 + 70);
         // A node that leaves takes its figures and what was written to it.
         s.forget_node(&a);
@@ -256,10 +277,10 @@ mod tests {
     #[test]
     fn a_tenant_is_measured_once_a_node_has_stored_a_measurement() {
         let s = QuotaState::default();
-        s.flushed(&node(), 0, Figures { measured: -1, delta: 0, keys: 0 });
+        s.flushed(&node(), 0, Figures { measured: -1, delta: 0, keys: 0, ..Figures::default() });
         assert!(s.known() && !s.measured_once());
         assert_eq!(s.used(), 0);
-        s.flushed(&BackendAddr::new("b:1"), 0, Figures { measured: 4000, delta: 100, keys: 10 });
+        s.flushed(&BackendAddr::new("b:1"), 0, Figures { measured: 4000, delta: 100, keys: 10, ..Figures::default() });
         assert!(s.measured_once());
         assert_eq!(s.used(), 4100, "the unmeasured node adds nothing, not -1");
     }
@@ -267,21 +288,32 @@ mod tests {
     #[test]
     fn memory_seen_going_down_counts_as_eviction_progress() {
         let s = QuotaState::default();
-        s.flushed(&node(), 0, Figures { measured: 10_000, delta: 0, keys: 10 });
+        s.flushed(&node(), 0, Figures { measured: 10_000, delta: 0, keys: 10, ..Figures::default() });
         assert_eq!(s.freed_at(), None, "the first figures are not progress");
         s.add_on(&node(), 500);
-        s.flushed(&node(), 500, Figures { measured: 10_000, delta: 500, keys: 10 });
+        s.flushed(&node(), 500, Figures { measured: 10_000, delta: 500, keys: 10, ..Figures::default() });
         assert_eq!(s.freed_at(), None, "our own writes arriving in the figures are not progress");
         // Another proxy's evictor took 2,000 bytes off the delta.
         let before = Instant::now();
-        s.flushed(&node(), 0, Figures { measured: 10_000, delta: -1_500, keys: 10 });
+        s.flushed(&node(), 0, Figures { measured: 10_000, delta: -1_500, keys: 10, ..Figures::default() });
         assert!(s.freed_at().is_some_and(|at| at >= before));
+    }
+
+    #[test]
+    fn the_keyspace_line_adds_the_nodes_up() {
+        let s = QuotaState::default();
+        assert_eq!(s.keyspace(), None, "not measured yet");
+        let figures = |keys, expires, avg_ttl| Figures { measured: 1000, delta: 0, keys, expires, avg_ttl };
+        s.flushed(&node(), 0, figures(10, 4, 1000));
+        s.flushed(&BackendAddr::new("b:1"), 0, figures(20, 1, 6000));
+        // The mean TTL weighted by each node's keys with a TTL.
+        assert_eq!(s.keyspace(), Some((30, 5, 2000)));
     }
 
     #[test]
     fn deletes_free_the_mean_key_size() {
         let s = QuotaState::default();
-        s.flushed(&node(), 0, Figures { measured: 10_000, delta: 0, keys: 10 });
+        s.flushed(&node(), 0, Figures { measured: 10_000, delta: 0, keys: 10, ..Figures::default() });
         s.freed_keys(&node(), 3);
         assert_eq!(s.used(), 7_000);
     }
