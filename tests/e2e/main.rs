@@ -24,6 +24,7 @@ mod quota_cluster;
 mod redis_cli;
 mod reload;
 mod ring;
+mod scripts;
 mod sentinel;
 mod telemetry;
 mod tls;

@@ -75,7 +75,7 @@ fn unsafe_commands_are_refused_with_a_reason() {
         ("FUNCTION KILL", ALL_FUNCTIONS),
         ("FUNCTION DUMP", ALL_FUNCTIONS),
         ("FUNCTION STATS", ALL_FUNCTIONS),
-        ("SCRIPT FLUSH", ALL_SCRIPTS),
+        ("SCRIPT KILL", ALL_SCRIPTS),
         ("MOVE k 1", OTHER_DB),
         ("COPY a b DB 2", OTHER_DB),
         ("CONFIG RESETSTAT", SERVER_WIDE),

@@ -20,9 +20,6 @@ pub enum Merge {
     AllOk,
     /// SCRIPT LOAD on every node: each answers the same (the SHA).
     First,
-    /// SCRIPT EXISTS on every node: per element, the least of the parts'
-    /// integers (1 only where every node has the script).
-    Least,
     /// DEL, UNLINK, EXISTS, TOUCH: the sum of the parts' integers.
     Sum,
     /// SCAN of one node: the node's cursor turned into the client's
@@ -40,7 +37,6 @@ impl From<Combine> for Merge {
             Combine::Sum => Merge::Sum,
             Combine::Concat => Merge::Concat,
             Combine::First => Merge::First,
-            Combine::Least => Merge::Least,
         }
     }
 }
@@ -138,20 +134,6 @@ pub fn merge(how: &Merge, parts: &[Bytes]) -> Bytes {
             Some(p) => out.put_slice(p),
             None => return error("no node to ask"),
         },
-        Merge::Least => {
-            let Some(arrays) = parts.iter().map(|p| elements(p)).collect::<Option<Vec<_>>>() else {
-                return error("unexpected reply from a node while merging");
-            };
-            let n = arrays.first().map_or(0, Vec::len);
-            out.put_slice(format!("*{n}\r\n").as_bytes());
-            for i in 0..n {
-                let least = arrays.iter().map(|a| a.get(i).and_then(|e| integer(e))).min().flatten();
-                match least {
-                    Some(v) => out.put_slice(format!(":{v}\r\n").as_bytes()),
-                    None => return error("unexpected reply from a node while merging"),
-                }
-            }
-        }
         Merge::Sum => match parts.iter().try_fold(0i64, |sum, p| sum.checked_add(integer(p)?)) {
             Some(n) => out.put_slice(format!(":{n}\r\n").as_bytes()),
             None => return error("unexpected reply from a node while merging"),
@@ -201,9 +183,7 @@ mod tests {
     }
 
     #[test]
-    fn script_exists_needs_every_node() {
-        let parts = [b("*2\r\n:1\r\n:1\r\n"), b("*2\r\n:0\r\n:1\r\n")];
-        assert_eq!(merge(&Merge::Least, &parts), b("*2\r\n:0\r\n:1\r\n"));
+    fn script_load_answers_the_first_nodes_sha() {
         assert_eq!(merge(&Merge::First, &[b("$2\r\nab\r\n"), b("$2\r\nab\r\n")]), b("$2\r\nab\r\n"));
     }
 

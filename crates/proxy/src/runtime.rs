@@ -105,6 +105,10 @@ impl Runtime {
                     .filter(|_| diff.is_some_and(|d| d.keys_stay(id)))
                     .map(|o| o.quota.clone())
                     .unwrap_or_default(),
+                scripts: old
+                    .filter(|_| diff.is_some_and(|d| d.keys_stay(id)))
+                    .map(|o| o.scripts.clone())
+                    .unwrap_or_default(),
                 metrics,
                 near_cache,
             });

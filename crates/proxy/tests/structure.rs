@@ -21,9 +21,10 @@ const NOT_COMMANDS: &[(&str, &str)] = &[
     // CLIENT KILL's filters.
     ("client_cmds.rs", "type"),
     ("client_cmds.rs", "pubsub"),
-    // FLUSHDB's and FUNCTION FLUSH's ASYNC | SYNC.
+    // FLUSHDB's, FUNCTION FLUSH's and SCRIPT FLUSH's ASYNC | SYNC.
     ("keyspace.rs", "sync"),
     ("functions.rs", "sync"),
+    ("scripts.rs", "sync"),
     // HELLO's AUTH option.
     ("connection.rs", "auth"),
     // INFO's keyspace line fields and its memory section.

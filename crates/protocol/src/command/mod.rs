@@ -7,8 +7,8 @@ mod table;
 
 pub use keys::{key_positions, KeyError, KeyPositions};
 pub use profile::{
-    profile, Blocking, Combine, ConnCommand, Counted, FunctionOp, KeyArgs, Profile, PubSubKind, Role, Special, Spread,
-    TimedOut, TtlArgs, Writes, ALL_FUNCTIONS, ALL_SCRIPTS, OTHER_DB, SERVER_WIDE,
+    profile, Blocking, Combine, ConnCommand, Counted, FunctionOp, KeyArgs, Profile, PubSubKind, Role, ScriptOp,
+    Special, Spread, TimedOut, TtlArgs, Writes, ALL_FUNCTIONS, ALL_SCRIPTS, OTHER_DB, SERVER_WIDE,
 };
 pub use spec::{acl, flags, keyspec_flags, tips, BeginSearch, CommandSpec, FindKeys, KeySpec};
 pub use table::{COMMANDS, COMMAND_COUNT, REDIS_VERSION};

@@ -55,6 +55,16 @@ pub enum ConnCommand {
     /// WAIT: once the client's earlier commands are answered, on a
     /// connection of its own.
     Wait,
+    /// SCRIPT EXISTS / FLUSH: over the scripts the tenant loaded (tenantry
+    /// records their SHAs), for tenants with scripts.
+    Script(ScriptOp),
+}
+
+/// The SCRIPT subcommands tenantry answers from the tenant's own scripts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScriptOp {
+    Exists,
+    Flush,
 }
 
 /// The FUNCTION subcommands tenantry answers.
@@ -150,8 +160,6 @@ pub enum Combine {
     Concat,
     /// The first part's (each node answers the same: SCRIPT LOAD).
     First,
-    /// Per element, the least of the parts' integers (SCRIPT EXISTS).
-    Least,
 }
 
 /// How a read's reply counts as hits and misses (see `hits`).
@@ -215,6 +223,12 @@ pub enum Special {
     GetRedir,
     /// COPY: refused when it names another database.
     Copy,
+    /// EVAL, EVAL_RO (1), SCRIPT LOAD (2): the script at this argument
+    /// becomes one of the tenant's (its SHA is recorded).
+    ScriptBody(u8),
+    /// EVALSHA, EVALSHA_RO: runs only a script the tenant has loaded since
+    /// its last SCRIPT FLUSH (argument 1), else NOSCRIPT.
+    ScriptBySha,
 }
 
 /// Everything tenantry decides about one command.
@@ -340,7 +354,6 @@ fn keyless_allowed(name: &str) -> bool {
             | "scan"
             | "keys"
             | "script|load"
-            | "script|exists"
             // Channels, which tenantry prefixes like keys.
             | "publish"
             | "spublish"
@@ -441,11 +454,14 @@ fn row(name: &str) -> Profile {
             Profile { keys: KeyArgs::FromSecond, reply: ReplyKeys::NumSub, ..split(Combine::Pairs) }
         }
 
-        "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro" => script,
+        "fcall" | "fcall_ro" => script,
+        "eval" | "eval_ro" => Profile { special: Special::ScriptBody(1), ..script },
+        "evalsha" | "evalsha_ro" => Profile { special: Special::ScriptBySha, ..script },
         // Scripts are cached per node: loaded everywhere, so EVALSHA finds
         // them on whichever master its keys live.
-        "script|load" => Profile { spread: Spread::Every(Combine::First), ..script },
-        "script|exists" => Profile { spread: Spread::Every(Combine::Least), ..script },
+        "script|load" => Profile { spread: Spread::Every(Combine::First), special: Special::ScriptBody(2), ..script },
+        "script|exists" => conn(C::Script(ScriptOp::Exists)),
+        "script|flush" => conn(C::Script(ScriptOp::Flush)),
 
         "getex" => Profile { ttl: TtlArgs::Options { from: 2 }, ..nullable },
         "get" | "getdel" | "hget" | "lindex" | "zscore" | "zrank" | "zrevrank" => nullable,

@@ -186,6 +186,13 @@ impl Session {
         if self.replies.in_flight == 0 && self.batcher.pending() == 0 {
             return false;
         }
+        self.retry_soon(req);
+        true
+    }
+
+    /// Runs `req` again in a millisecond, the client not read meanwhile:
+    /// for a request waiting on something the session is told of later.
+    pub(super) fn retry_soon(&mut self, req: &Request) {
         let now = tokio::time::Instant::now();
         self.delayed = Some(Box::new(super::Delayed {
             req: req.clone(),
@@ -193,7 +200,6 @@ impl Session {
             deadline: now + std::time::Duration::from_secs(86_400),
             muted: self.replies.muting,
         }));
-        true
     }
 
     /// WAIT numreplicas timeout. A client's writes go over shared connections,

@@ -92,6 +92,7 @@ pub fn handle(state: &mut State, cmd: ConnCommand, req: &Request, out: &mut Byte
         | ConnCommand::ClientTracking
         | ConnCommand::ClientReply
         | ConnCommand::Function(_)
+        | ConnCommand::Script(_)
         | ConnCommand::ConfigGet
         | ConnCommand::ConfigSet
         | ConnCommand::Wait => reply(state, out).error("ERR this command is answered by the session"),

@@ -135,6 +135,12 @@ impl Session {
         if profile.special == Special::GetRedir && self.getredir() {
             return;
         }
+        if profile.special == Special::ScriptBySha && self.script_by_sha(&tenant, &req) {
+            return;
+        }
+        if let Special::ScriptBody(at) = profile.special {
+            super::scripts::record_script(&tenant, &req, usize::from(at));
+        }
         if profile.special == Special::Watch {
             let keys = self.keys.clone();
             if let Err(e) = self.before_watch(&tenant, &req.args, &keys) {
@@ -188,6 +194,11 @@ impl Session {
         }
         if let Some(handled) = self.config_command(cmd, &req) {
             return handled;
+        }
+        if let ConnCommand::Script(op) = cmd {
+            if let Some(handled) = self.script_command(op, &req) {
+                return handled;
+            }
         }
         if let ConnCommand::Function(op) = cmd {
             if let Some(handled) = self.function_command(op, &req) {

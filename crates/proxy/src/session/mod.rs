@@ -37,6 +37,7 @@ mod output;
 mod pubsub;
 mod replies;
 mod reply_mode;
+mod scripts;
 mod serve;
 mod sharded;
 mod state;

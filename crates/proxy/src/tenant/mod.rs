@@ -5,10 +5,12 @@
 
 mod patterns;
 mod quota;
+mod scripts;
 
 pub use patterns::Patterns;
 pub(crate) use quota::Figures;
 pub use quota::{figures_key, write_cost, Admit, QuotaState};
+pub use scripts::{scripts_key, Known, Scripts, Sha};
 
 use crate::backend::Router;
 use crate::clients::TenantClients;
@@ -42,4 +44,6 @@ pub struct TenantRt {
     pub flights: Option<Arc<crate::backend::Flights>>,
     /// Its hot keys' replies, kept by this proxy (`near_cache`).
     pub near_cache: Option<Arc<crate::near_cache::NearCache>>,
+    /// The scripts it loaded, as this proxy last saw them.
+    pub scripts: Arc<Scripts>,
 }
