@@ -16,6 +16,7 @@ mod isolation;
 mod keyspace;
 mod load;
 mod near_cache;
+mod notifications;
 mod pipeline;
 mod policy;
 mod pubsub;

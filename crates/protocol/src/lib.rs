@@ -8,6 +8,7 @@ pub mod classify;
 pub mod cluster;
 pub mod command;
 pub mod encode;
+pub mod events;
 pub mod glob;
 pub mod hits;
 pub mod ketama;

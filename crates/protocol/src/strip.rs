@@ -200,7 +200,7 @@ fn strip_all(buf: &[u8], n: usize, ns: &Namespace, out: &mut BytesMut) -> Result
 
 /// `(type, count, header length)` of an aggregate at the front, or `None` for
 /// anything else (null, error, scalar).
-fn aggregate_header(buf: &[u8]) -> Result<Option<(u8, usize, usize)>, ReplyError> {
+pub(crate) fn aggregate_header(buf: &[u8]) -> Result<Option<(u8, usize, usize)>, ReplyError> {
     let kind = *buf.first().ok_or(ReplyError::BadLength)?;
     if !matches!(kind, b'*' | b'%' | b'~' | b'>') {
         return Ok(None);
@@ -210,7 +210,7 @@ fn aggregate_header(buf: &[u8]) -> Result<Option<(u8, usize, usize)>, ReplyError
     Ok(usize::try_from(n).ok().map(|n| (kind, n, end + 2)))
 }
 
-fn element_len(buf: &[u8]) -> Result<usize, ReplyError> {
+pub(crate) fn element_len(buf: &[u8]) -> Result<usize, ReplyError> {
     reply_len(buf)?.ok_or(ReplyError::BadLength)
 }
 

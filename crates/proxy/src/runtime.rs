@@ -105,6 +105,7 @@ impl Runtime {
                     .filter(|_| diff.is_some_and(|d| d.keys_stay(id)))
                     .map(|o| o.quota.clone())
                     .unwrap_or_default(),
+                events: old.map(|o| o.events.clone()).unwrap_or_default(),
                 scripts: old
                     .filter(|_| diff.is_some_and(|d| d.keys_stay(id)))
                     .map(|o| o.scripts.clone())

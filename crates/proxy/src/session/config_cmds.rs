@@ -4,14 +4,19 @@
 //! every secret left out. CONFIG SET would change the server for every
 //! tenant: it is accepted only when each value is already the current one
 //! (a no-op, as when a tool restores what it read), and refused otherwise.
+//! `notify-keyspace-events` is the exception: each tenant has its own.
 
 use super::connection::After;
 use super::Session;
 use crate::error::Error;
+use crate::tenant::TenantRt;
 use bytes::Bytes;
 use tenantry_protocol::answer;
+use tenantry_protocol::events::Flags;
 use tenantry_protocol::{ConnCommand, Protocol, ReplyKeys, Request};
 use tokio::sync::oneshot;
+
+const NOTIFY: &[u8] = b"notify-keyspace-events";
 
 /// Settings that hold passwords, or paths of the server's own files.
 fn secret(name: &[u8]) -> bool {
@@ -55,27 +60,41 @@ impl Session {
         let proto = self.state.proto;
         let args = req.args.clone();
         let (tx, rx) = oneshot::channel();
+        let owner = tenant.clone();
         tokio::spawn(async move {
             let reply = if cmd == ConnCommand::ConfigGet {
-                config_get(&node, proto, &args).await
+                config_get(&node, proto, &args, &tenant).await
             } else {
-                config_set(&node, &args).await
+                config_set(&node, &args, &tenant).await
             };
             let reply = reply.unwrap_or_else(|e| Bytes::from(format!("-{}\r\n", e.context("CONFIG failed").resp())));
             let _ = tx.send(Ok(reply));
         });
-        self.batcher.deferred(&mut self.replies, &tenant, rx, ReplyKeys::None);
+        self.batcher.deferred(&mut self.replies, &owner, rx, ReplyKeys::None);
         Some(After::Continue)
     }
 }
 
-async fn config_get(node: &crate::backend::NodePool, proto: Protocol, args: &[Bytes]) -> Result<Bytes, Error> {
+async fn config_get(
+    node: &crate::backend::NodePool,
+    proto: Protocol,
+    args: &[Bytes],
+    tenant: &TenantRt,
+) -> Result<Bytes, Error> {
     let refs: Vec<&[u8]> = args.iter().map(|a| a.as_ref()).collect();
     let reply = node.call_in(proto, &refs).await?;
     if reply.first() == Some(&b'-') {
         return Ok(reply);
     }
-    let kept: Vec<(Vec<u8>, Vec<u8>)> = pairs(&reply).into_iter().filter(|(name, _)| !secret(name)).collect();
+    let kept: Vec<(Vec<u8>, Vec<u8>)> = pairs(&reply)
+        .into_iter()
+        .filter(|(name, _)| !secret(name))
+        .map(|(name, value)| match name.eq_ignore_ascii_case(NOTIFY) {
+            // The tenant's own, not the server's (which serves every tenant and tenantry).
+            true => (name, tenant.events.get().to_config().into_bytes()),
+            false => (name, value),
+        })
+        .collect();
     let mut out = match reply.first() {
         Some(b'%') => format!("%{}\r\n", kept.len()),
         _ => format!("*{}\r\n", kept.len() * 2),
@@ -88,12 +107,26 @@ async fn config_get(node: &crate::backend::NodePool, proto: Protocol, args: &[By
     Ok(Bytes::from(out))
 }
 
-async fn config_set(node: &crate::backend::NodePool, args: &[Bytes]) -> Result<Bytes, Error> {
+async fn config_set(node: &crate::backend::NodePool, args: &[Bytes], tenant: &TenantRt) -> Result<Bytes, Error> {
     let settings = &args[2..];
     if !settings.len().is_multiple_of(2) {
         return Ok(Bytes::from_static(b"-ERR wrong number of arguments for 'config|set' command\r\n"));
     }
+    let mut events = None;
     for pair in settings.chunks(2) {
+        if pair[0].eq_ignore_ascii_case(NOTIFY) {
+            match Flags::parse(&pair[1]) {
+                Some(flags) => events = Some(flags),
+                None => {
+                    return Ok(Bytes::from(format!(
+                        "-ERR CONFIG SET failed (possibly related to argument '{}') - Invalid event class character. \
+                         Use 'Ag$lshzxeKEtmdn'.\r\n",
+                        String::from_utf8_lossy(&pair[0])
+                    )))
+                }
+            }
+            continue;
+        }
         let reply = node.call(&[b"CONFIG", b"GET", &pair[0]]).await?;
         let current = pairs(&reply);
         let same = !secret(&pair[0])
@@ -108,7 +141,31 @@ async fn config_set(node: &crate::backend::NodePool, args: &[Bytes]) -> Result<B
             )));
         }
     }
+    if let Some(flags) = events {
+        publish_events(tenant, flags).await?;
+        tenant.events.set(flags);
+    }
     Ok(Bytes::from_static(b"+OK\r\n"))
+}
+
+/// Makes every node of the tenant's backend publish at least the events
+/// `flags` asks for: the server's setting is the union of what its tenants
+/// (and tenantry, for evictions and expirations) need; each tenant's
+/// subscribers get only its own classes. Never narrowed: another tenant or
+/// proxy may need what is there.
+async fn publish_events(tenant: &TenantRt, flags: Flags) -> Result<(), Error> {
+    for node in tenant.backend.all_nodes() {
+        let reply = node.call(&[b"CONFIG", b"GET", NOTIFY]).await?;
+        let current = pairs(&reply).into_iter().next().and_then(|(_, v)| Flags::parse(&v)).unwrap_or_default();
+        if current.contains(flags) {
+            continue;
+        }
+        let wanted = current.union(flags).to_config();
+        let reply = node.call(&[b"CONFIG", b"SET", NOTIFY, wanted.as_bytes()]).await?;
+        answer::text(&reply).map_err(|e| Error::from(e).context("CONFIG SET notify-keyspace-events on the backend"))?;
+        tracing::info!(tenant = %tenant.id, node = %node.addr(), flags = %wanted, "keyspace events enabled for a tenant");
+    }
+    Ok(())
 }
 
 #[cfg(test)]

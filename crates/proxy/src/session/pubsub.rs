@@ -22,9 +22,10 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use tenantry_protocol::classify::PubSubKind;
 use tenantry_protocol::command::CommandSpec;
+use tenantry_protocol::events::{self, Delivery};
 use tenantry_protocol::reply::ReplyScanner;
 use tenantry_protocol::strip::{is_message, pubsub_kind, strip_reply};
-use tenantry_protocol::{encode, Namespace, Protocol, ReplyKeys, Request};
+use tenantry_protocol::{encode, Protocol, ReplyKeys, Request};
 use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, oneshot};
 
@@ -75,7 +76,7 @@ impl PubSub {
     fn open(tenant: Arc<TenantRt>, node: Arc<NodePool>, proto: Protocol, backend_id: Arc<AtomicU64>) -> Self {
         let (commands, rx) = mpsc::unbounded_channel();
         let (tx, messages) = mpsc::channel(MESSAGE_BUFFER);
-        let task = tokio::spawn(subscriber(node.clone(), proto, tenant.namespace.clone(), rx, tx, backend_id));
+        let task = tokio::spawn(subscriber(node.clone(), proto, tenant.clone(), rx, tx, backend_id));
         PubSub {
             tenant,
             node,
@@ -193,9 +194,18 @@ impl Session {
         }
         // Redis's invalidation channel for RESP2 client-side caching is its
         // own, not the tenant's: only invalidations redirected here arrive on it.
-        let keys: Vec<usize> =
-            self.keys.iter().copied().filter(|&i| req.args[i].as_ref() != INVALIDATE_CHANNEL).collect();
-        let rx = pubsub.send(&req.args, &keys, frames);
+        // Keyspace-event channels carry the namespace after their `__:`
+        // (`tenantry_protocol::events`), not in front.
+        let mut args = req.args.clone();
+        let mut keys = Vec::with_capacity(self.keys.len());
+        for &i in &self.keys {
+            match events::backend_channel(&args[i], &pubsub.tenant.namespace) {
+                Some(name) => args[i] = Bytes::from(name),
+                None if args[i].as_ref() != INVALIDATE_CHANNEL => keys.push(i),
+                None => {}
+            }
+        }
+        let rx = pubsub.send(&args, &keys, frames);
         let owner = pubsub.tenant.clone();
         self.take_messages();
         self.batcher.deferred(&mut self.replies, &owner, rx, ReplyKeys::None);
@@ -241,12 +251,29 @@ impl Session {
     }
 }
 
+/// A frame of the subscriber connection under the client's names; `None`
+/// for a keyspace event the tenant must not see.
+fn client_view(frame: &[u8], tenant: &TenantRt) -> Option<BytesMut> {
+    let mut out = BytesMut::with_capacity(frame.len());
+    match events::deliver(frame, &tenant.namespace, tenant.events.get()) {
+        Delivery::Frame(bytes) => out.extend_from_slice(&bytes),
+        Delivery::Drop => return None,
+        Delivery::Other => {
+            if strip_reply(ReplyKeys::PubSub, frame, &tenant.namespace, &mut out).is_err() {
+                out.clear();
+                out.extend_from_slice(frame);
+            }
+        }
+    }
+    Some(out)
+}
+
 /// Serves the subscriber connection: writes commands, reads frames, strips
 /// the namespace, and sends each frame where it belongs.
 async fn subscriber(
     node: Arc<NodePool>,
     proto: Protocol,
-    ns: Namespace,
+    tenant: Arc<TenantRt>,
     mut commands: mpsc::UnboundedReceiver<Outgoing>,
     messages: mpsc::Sender<Bytes>,
     backend_id: Arc<AtomicU64>,
@@ -282,11 +309,7 @@ async fn subscriber(
                     }
                     while let Some(len) = scanner.scan(&buf).map_err(Error::bad_reply)? {
                         let frame = buf.split_to(len);
-                        let mut out = BytesMut::with_capacity(frame.len());
-                        if strip_reply(ReplyKeys::PubSub, &frame, &ns, &mut out).is_err() {
-                            out.clear();
-                            out.extend_from_slice(&frame);
-                        }
+                        let Some(out) = client_view(&frame, &tenant) else { continue };
                         let message = pubsub_kind(&frame).is_some_and(is_message) && matches!(frame[0], b'*' | b'>');
                         if message && pending.is_empty() {
                             if messages.send(out.freeze()).await.is_err() {

@@ -1,0 +1,128 @@
+//! Keyspace notifications through tenantry against Redis's own: the same
+//! event stream, names stripped, for the tenant's keys and the classes its
+//! `notify-keyspace-events` names, and never another tenant's.
+
+use std::time::Duration;
+use tenantry_tests::{RawClient, RedisServer, TestProxy};
+
+/// What an application does to its keys: one event or more of each class.
+const WORK: &[&[&str]] = &[
+    &["SET", "k", "v"],
+    &["APPEND", "k", "x"],
+    &["INCR", "n"],
+    &["LPUSH", "l", "a", "b"],
+    &["RPOP", "l"],
+    &["SADD", "s", "a"],
+    &["HSET", "h", "f", "v"],
+    &["ZADD", "z", "1", "a"],
+    &["XADD", "x", "*", "f", "v"],
+    &["EXPIRE", "k", "100"],
+    &["PERSIST", "k"],
+    &["RENAME", "k", "k2"],
+    &["DEL", "k2", "n"],
+    // Read last: the stream ends with its events.
+    &["SET", "end", "1"],
+];
+
+async fn run(c: &mut RawClient, commands: &[&[&str]]) {
+    for cmd in commands {
+        let args: Vec<&[u8]> = cmd.iter().map(|a| a.as_bytes()).collect();
+        let reply = c.cmd(&args).await;
+        assert!(!reply.starts_with(b"-"), "{cmd:?}: {}", String::from_utf8_lossy(&reply));
+    }
+}
+
+/// A subscriber to every keyspace and keyevent channel, in `proto`.
+async fn subscribe(mut c: RawClient, resp3: bool) -> RawClient {
+    if resp3 {
+        assert!(c.cmd(&[b"HELLO", b"3"]).await.starts_with(b"%"));
+    }
+    c.send(&tenantry_tests::encode(&[b"PSUBSCRIBE", b"__keyspace@0__:*", b"__keyevent@0__:*"])).await;
+    for _ in 0..2 {
+        let confirm = String::from_utf8(c.reply().await).unwrap();
+        assert!(confirm.contains("psubscribe"), "{confirm}");
+    }
+    c
+}
+
+/// Frames until the events of the key `end` (or until the stream is quiet).
+async fn events(c: &mut RawClient) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut ends = 0;
+    while let Ok(frame) = tokio::time::timeout(Duration::from_millis(500), c.reply()).await {
+        let frame = String::from_utf8(frame).unwrap();
+        ends += usize::from(frame.contains("__:end\r\n") || frame.ends_with("\r\nend\r\n"));
+        out.push(frame);
+        if ends == 2 {
+            break;
+        }
+    }
+    out
+}
+
+async fn config_set(c: &mut RawClient, flags: &str) {
+    assert_eq!(c.cmd(&[b"CONFIG", b"SET", b"notify-keyspace-events", flags.as_bytes()]).await, b"+OK\r\n");
+}
+
+#[tokio::test]
+async fn the_event_stream_is_redis_own_with_names_stripped() {
+    for flags in ["KEA", "K$", "Eglx"] {
+        for resp3 in [false, true] {
+            let direct_redis = RedisServer::start();
+            let mut direct = RawClient::connect(direct_redis.addr()).await;
+            config_set(&mut direct, flags).await;
+            let mut theirs = subscribe(RawClient::connect(direct_redis.addr()).await, resp3).await;
+            run(&mut direct, WORK).await;
+            let want = events(&mut theirs).await;
+            assert!(!want.is_empty(), "Redis sent nothing for {flags}");
+
+            let redis = RedisServer::start();
+            let proxy = TestProxy::two_tenants(&redis).await;
+            let mut c = proxy.raw().await;
+            config_set(&mut c, flags).await;
+            let direct_get = direct.cmd(&[b"CONFIG", b"GET", b"notify-keyspace-events"]).await;
+            assert_eq!(c.cmd(&[b"CONFIG", b"GET", b"notify-keyspace-events"]).await, direct_get, "{flags}");
+            let mut ours = subscribe(proxy.raw().await, resp3).await;
+            run(&mut c, WORK).await;
+            assert_eq!(events(&mut ours).await, want, "flags {flags}, resp3 {resp3}");
+            println!("flags {flags}, resp3 {resp3}: {} events, as from Redis", want.len());
+        }
+    }
+}
+
+#[tokio::test]
+async fn tenants_never_see_each_others_events() {
+    let redis = RedisServer::start();
+    let proxy = TestProxy::two_tenants(&redis).await;
+    let mut app = proxy.raw().await;
+    let mut demo = proxy.login("demo", "demo-pw").await;
+    // Redis's default is no events, per tenant too.
+    assert_eq!(
+        demo.cmd(&[b"CONFIG", b"GET", b"notify-keyspace-events"]).await,
+        b"*2\r\n$22\r\nnotify-keyspace-events\r\n$0\r\n\r\n"
+    );
+    config_set(&mut app, "KEA").await;
+    config_set(&mut demo, "KEA").await;
+    let mut app_events = subscribe(proxy.raw().await, false).await;
+    let mut demo_sub = proxy.login("demo", "demo-pw").await;
+    demo_sub.send(&tenantry_tests::encode(&[b"PSUBSCRIBE", b"__keyspace@*__:*", b"__keyevent@*__:*"])).await;
+    demo_sub.reply().await;
+    demo_sub.reply().await;
+
+    run(&mut app, &[&["SET", "secret", "v"], &["DEL", "secret"], &["SET", "end", "1"]]).await;
+    let seen = events(&mut app_events).await;
+    assert_eq!(seen.len(), 6, "app sees its own events: {seen:?}");
+    assert!(seen.iter().all(|f| !f.contains("app:")), "names are stripped: {seen:?}");
+    let leaked = tokio::time::timeout(Duration::from_millis(500), demo_sub.reply()).await;
+    assert!(leaked.is_err(), "demo got app's event: {:?}", leaked.map(|f| String::from_utf8_lossy(&f).into_owned()));
+
+    run(&mut demo, &[&["SET", "mine", "v"]]).await;
+    let frame = String::from_utf8(demo_sub.reply().await).unwrap();
+    assert!(frame.contains("__keyspace@0__:mine\r\n") || frame.contains("\r\nmine\r\n"), "{frame}");
+    let leaked = tokio::time::timeout(Duration::from_millis(500), app_events.reply()).await;
+    assert!(leaked.is_err(), "app got demo's event: {:?}", leaked.map(|f| String::from_utf8_lossy(&f).into_owned()));
+
+    // Flags Redis refuses are refused.
+    let bad = demo.cmd(&[b"CONFIG", b"SET", b"notify-keyspace-events", b"KQ"]).await;
+    assert!(bad.starts_with(b"-ERR CONFIG SET failed (possibly related to argument 'notify-keyspace-events')"));
+}
