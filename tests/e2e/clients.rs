@@ -219,3 +219,26 @@ async fn a_drain_under_pipelining_load_answers_every_request_received_and_closes
     draining.await.unwrap();
     assert!(started.elapsed() < Duration::from_secs(2), "the drain took {:?}", started.elapsed());
 }
+
+/// CLIENT NO-EVICT is about the client's own connection: answered as Redis
+/// answers it, and shown in its flags.
+#[tokio::test]
+async fn client_no_evict_is_the_connections_own_as_in_redis() {
+    let redis = RedisServer::start();
+    let proxy = TestProxy::two_tenants(&redis).await;
+    let mut direct = RawClient::connect(redis.addr()).await;
+    let mut c = proxy.raw().await;
+    for args in
+        [&[&b"CLIENT"[..], b"NO-EVICT", b"on"][..], &[b"CLIENT", b"NO-EVICT", b"maybe"], &[b"CLIENT", b"NO-EVICT"]]
+    {
+        assert_eq!(c.cmd(args).await, direct.cmd(args).await, "{args:?}");
+    }
+    let flags = |info: Vec<u8>| {
+        let info = String::from_utf8(info).unwrap();
+        info.split(' ').find_map(|f| f.strip_prefix("flags=")).unwrap().to_string()
+    };
+    assert_eq!(flags(c.cmd(&[b"CLIENT", b"INFO"]).await), flags(direct.cmd(&[b"CLIENT", b"INFO"]).await));
+    assert_eq!(flags(c.cmd(&[b"CLIENT", b"INFO"]).await), "e");
+    assert_eq!(c.cmd(&[b"CLIENT", b"NO-EVICT", b"OFF"]).await, b"+OK\r\n");
+    assert_eq!(flags(c.cmd(&[b"CLIENT", b"INFO"]).await), "N");
+}

@@ -36,6 +36,9 @@ pub struct ClientHandle {
     pub blocked: AtomicBool,
     /// CLIENT TRACKING is on.
     pub tracking: AtomicBool,
+    /// CLIENT NO-EVICT ON: shown in its flags; tenantry evicts no client for
+    /// memory, so it holds by itself (output limits still apply, as in Redis).
+    pub no_evict: AtomicBool,
     /// The backend's id of this client's subscriber connection (0: none),
     /// for another connection's CLIENT TRACKING REDIRECT to this one.
     pub subscriber_backend_id: Arc<AtomicU64>,
@@ -57,6 +60,7 @@ impl ClientHandle {
             kill: Arc::default(),
             blocked: AtomicBool::new(false),
             tracking: AtomicBool::new(false),
+            no_evict: AtomicBool::new(false),
             subscriber_backend_id: Arc::default(),
         }
     }
@@ -108,6 +112,9 @@ impl ClientHandle {
         }
         if self.tracking.load(Ordering::Relaxed) {
             flags.push('t');
+        }
+        if self.no_evict.load(Ordering::Relaxed) {
+            flags.push('e');
         }
         if flags.is_empty() {
             flags.push('N');

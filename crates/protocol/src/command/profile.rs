@@ -42,6 +42,8 @@ pub enum ConnCommand {
     ClientKill,
     /// CLIENT REPLY ON|OFF|SKIP: the replies of this connection only.
     ClientReply,
+    /// CLIENT NO-EVICT ON|OFF: this connection only.
+    ClientNoEvict,
     /// CLIENT TRACKING: the client gets a connection of its own, where its
     /// invalidations arrive; prefixes are namespaced.
     ClientTracking,
@@ -402,6 +404,7 @@ fn row(name: &str) -> Profile {
         "client|info" => conn(C::ClientInfo),
         "client|kill" => conn(C::ClientKill),
         "client|reply" => conn(C::ClientReply),
+        "client|no-evict" => conn(C::ClientNoEvict),
         "client|tracking" => conn(C::ClientTracking),
         "function|load" => conn(C::Function(FunctionOp::Load)),
         "function|list" => conn(C::Function(FunctionOp::List)),

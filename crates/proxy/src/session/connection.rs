@@ -76,6 +76,17 @@ pub fn handle(state: &mut State, cmd: ConnCommand, req: &Request, out: &mut Byte
             reply(state, out).text(&(line + "\n"));
         }
         ConnCommand::ClientKill => return clients::kill(state, args, out),
+        ConnCommand::ClientNoEvict => {
+            let on = if args[2].eq_ignore_ascii_case(b"ON") {
+                true
+            } else if args[2].eq_ignore_ascii_case(b"OFF") {
+                false
+            } else {
+                return error(state, out, "ERR syntax error");
+            };
+            state.client.no_evict.store(on, std::sync::atomic::Ordering::Relaxed);
+            reply(state, out).simple("OK");
+        }
         ConnCommand::NumPat => {
             let n = state.tenant.as_ref().map_or(0, |t| t.patterns.count());
             reply(state, out).integer(n as i64)
