@@ -97,3 +97,53 @@ async fn a_clients_script_helper_survives_a_flush() {
     let n: i64 = redis::cmd("GET").arg("s:counter").query_async(&mut direct).await.unwrap();
     assert_eq!(n, 3);
 }
+
+fn library(name: &str, function: &str) -> Vec<u8> {
+    format!("#!lua name={name}\nredis.register_function('{function}', function(keys) return redis.call('GET', keys[1]) end)")
+        .into_bytes()
+}
+
+/// FUNCTION DUMP / RESTORE: the tenant's own libraries, round trip, with
+/// Redis's answers to a restore that cannot be done.
+#[tokio::test]
+async fn function_dump_and_restore_carry_only_the_tenants_libraries() {
+    let redis = RedisServer::start();
+    let proxy = TestProxy::start(&config(&redis)).await;
+    let (mut s, mut t) = (proxy.login("s", "pw").await, proxy.login("t", "pw").await);
+    assert_eq!(s.cmd(&[b"FUNCTION", b"LOAD", &library("slib", "sf")]).await, b"$4\r\nslib\r\n");
+    assert_eq!(t.cmd(&[b"FUNCTION", b"LOAD", &library("tlib", "tf")]).await, b"$4\r\ntlib\r\n");
+    assert_eq!(s.cmd(&[b"SET", b"k", b"v"]).await, b"+OK\r\n");
+
+    let dump = s.cmd(&[b"FUNCTION", b"DUMP"]).await;
+    let payload = {
+        let text = &dump[dump.iter().position(|&b| b == b'\n').unwrap() + 1..dump.len() - 2];
+        text.to_vec()
+    };
+    assert!(!String::from_utf8_lossy(&payload).contains("tlib"), "another tenant's library in the dump");
+    assert_eq!(s.cmd(&[b"FUNCTION", b"FLUSH"]).await, b"+OK\r\n");
+    assert!(s.cmd(&[b"FCALL", b"sf", b"1", b"k"]).await.starts_with(b"-ERR Function not found"));
+    assert_eq!(s.cmd(&[b"FUNCTION", b"RESTORE", &payload]).await, b"+OK\r\n");
+    assert_eq!(s.cmd(&[b"FCALL", b"sf", b"1", b"k"]).await, b"$1\r\nv\r\n");
+    assert_eq!(t.cmd(&[b"FCALL", b"tf", b"1", b"k"]).await, b"$-1\r\n", "t's library untouched, its own key");
+    assert_eq!(s.cmd(&[b"FUNCTION", b"RESTORE", &payload, b"REPLACE"]).await, b"+OK\r\n");
+    assert_eq!(s.cmd(&[b"FUNCTION", b"RESTORE", &payload, b"FLUSH"]).await, b"+OK\r\n");
+
+    // What Redis answers, directly, to the same mistakes.
+    let mut direct = RawClient::connect(redis.addr()).await;
+    let own = direct.cmd(&[b"FUNCTION", b"DUMP"]).await;
+    let own = own[own.iter().position(|&b| b == b'\n').unwrap() + 1..own.len() - 2].to_vec();
+    let exists = direct.cmd(&[b"FUNCTION", b"RESTORE", &own]).await;
+    assert!(exists.starts_with(b"-ERR Library "), "{}", String::from_utf8_lossy(&exists));
+    let ours = s.cmd(&[b"FUNCTION", b"RESTORE", &payload]).await;
+    assert_eq!(ours, b"-ERR Library slib already exists\r\n");
+    // Redis's words: `Library <name> already exists`, for one of the two.
+    let exists = String::from_utf8(exists).unwrap();
+    assert!(["slib", "tlib"].iter().any(|l| exists == format!("-ERR Library {l} already exists\r\n")), "{exists}");
+    for args in [&[&b"FUNCTION"[..], b"RESTORE", b"garbage"][..], &[b"FUNCTION", b"RESTORE", &payload, b"SOMETIMES"]] {
+        assert_eq!(s.cmd(args).await, direct.cmd(args).await, "{:?}", String::from_utf8_lossy(args[2]));
+    }
+    // Another tenant cannot take s's library names with s's dump.
+    assert_eq!(t.cmd(&[b"FUNCTION", b"RESTORE", &payload, b"REPLACE"]).await, b"-ERR Library slib already exists\r\n");
+    // Redis's own payload is not one of tenantry's.
+    assert_eq!(s.cmd(&[b"FUNCTION", b"RESTORE", &own]).await, b"-ERR DUMP payload version or checksum are wrong\r\n");
+}

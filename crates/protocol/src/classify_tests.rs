@@ -73,7 +73,6 @@ fn errors_match_redis_wording() {
 fn unsafe_commands_are_refused_with_a_reason() {
     for (line, reason) in [
         ("FUNCTION KILL", ALL_FUNCTIONS),
-        ("FUNCTION DUMP", ALL_FUNCTIONS),
         ("FUNCTION STATS", ALL_FUNCTIONS),
         ("SCRIPT KILL", ALL_SCRIPTS),
         ("MOVE k 1", OTHER_DB),

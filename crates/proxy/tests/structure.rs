@@ -25,6 +25,8 @@ const NOT_COMMANDS: &[(&str, &str)] = &[
     ("keyspace.rs", "sync"),
     ("functions.rs", "sync"),
     ("scripts.rs", "sync"),
+    // FUNCTION RESTORE's APPEND policy.
+    ("function_dump.rs", "append"),
     // HELLO's AUTH option.
     ("connection.rs", "auth"),
     // INFO's keyspace line fields and its memory section.

@@ -76,6 +76,9 @@ pub enum FunctionOp {
     List,
     Delete,
     Flush,
+    /// DUMP / RESTORE: of the tenant's own libraries, in a payload of tenantry's.
+    Dump,
+    Restore,
 }
 
 impl ConnCommand {
@@ -410,6 +413,8 @@ fn row(name: &str) -> Profile {
         "function|list" => conn(C::Function(FunctionOp::List)),
         "function|delete" => conn(C::Function(FunctionOp::Delete)),
         "function|flush" => conn(C::Function(FunctionOp::Flush)),
+        "function|dump" => conn(C::Function(FunctionOp::Dump)),
+        "function|restore" => conn(C::Function(FunctionOp::Restore)),
         "config|get" => conn(C::ConfigGet),
         "config|set" => conn(C::ConfigSet),
         "wait" => conn(C::Wait),

@@ -76,17 +76,7 @@ pub fn handle(state: &mut State, cmd: ConnCommand, req: &Request, out: &mut Byte
             reply(state, out).text(&(line + "\n"));
         }
         ConnCommand::ClientKill => return clients::kill(state, args, out),
-        ConnCommand::ClientNoEvict => {
-            let on = if args[2].eq_ignore_ascii_case(b"ON") {
-                true
-            } else if args[2].eq_ignore_ascii_case(b"OFF") {
-                false
-            } else {
-                return error(state, out, "ERR syntax error");
-            };
-            state.client.no_evict.store(on, std::sync::atomic::Ordering::Relaxed);
-            reply(state, out).simple("OK");
-        }
+        ConnCommand::ClientNoEvict => return no_evict(state, &args[2], out),
         ConnCommand::NumPat => {
             let n = state.tenant.as_ref().map_or(0, |t| t.patterns.count());
             reply(state, out).integer(n as i64)
@@ -108,6 +98,21 @@ pub fn handle(state: &mut State, cmd: ConnCommand, req: &Request, out: &mut Byte
         | ConnCommand::ConfigSet
         | ConnCommand::Wait => reply(state, out).error("ERR this command is answered by the session"),
     }
+    After::Continue
+}
+
+/// CLIENT NO-EVICT ON|OFF: a flag of the connection's own (tenantry evicts
+/// no client for memory, so there is nothing more to do).
+fn no_evict(state: &mut State, switch: &[u8], out: &mut BytesMut) -> After {
+    let on = if switch.eq_ignore_ascii_case(b"ON") {
+        true
+    } else if switch.eq_ignore_ascii_case(b"OFF") {
+        false
+    } else {
+        return error(state, out, "ERR syntax error");
+    };
+    state.client.no_evict.store(on, std::sync::atomic::Ordering::Relaxed);
+    reply(state, out).simple("OK");
     After::Continue
 }
 

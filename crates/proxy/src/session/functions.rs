@@ -55,6 +55,8 @@ impl Session {
                 FunctionOp::Delete => call.delete().await,
                 FunctionOp::Flush => call.flush().await,
                 FunctionOp::List => call.list().await,
+                FunctionOp::Dump => call.dump().await,
+                FunctionOp::Restore => call.restore().await,
             };
             let reply = reply.unwrap_or_else(|e| error(&e.context("FUNCTION failed").resp()));
             let _ = tx.send(Ok(reply));
@@ -65,26 +67,27 @@ impl Session {
     }
 }
 
-struct Call {
+#[derive(Clone)]
+pub(super) struct Call {
     /// Where libraries are listed from.
-    node: Arc<NodePool>,
+    pub(super) node: Arc<NodePool>,
     /// Where they are loaded and deleted.
-    everywhere: Vec<Arc<NodePool>>,
+    pub(super) everywhere: Vec<Arc<NodePool>>,
     /// Where `tenantry:functions` lives.
-    owners: Arc<NodePool>,
-    proto: Protocol,
+    pub(super) owners: Arc<NodePool>,
+    pub(super) proto: Protocol,
     /// The tenant's namespace: who owns a library.
-    owner: Bytes,
-    args: Vec<Bytes>,
+    pub(super) owner: Bytes,
+    pub(super) args: Vec<Bytes>,
 }
 
 /// The `name=` of a library's `#!engine name=lib ...` first line.
-fn library_name(code: &[u8]) -> Option<&[u8]> {
+pub(super) fn library_name(code: &[u8]) -> Option<&[u8]> {
     let first = code.split(|&b| b == b'\n').next()?.strip_prefix(b"#!")?;
     first.split(|&b| b == b' ').find_map(|part| part.strip_prefix(b"name="))
 }
 
-fn error(msg: &str) -> Bytes {
+pub(super) fn error(msg: &str) -> Bytes {
     Bytes::from(format!("-{msg}\r\n"))
 }
 
@@ -108,13 +111,13 @@ impl Call {
         Ok(first.unwrap_or_default())
     }
 
-    async fn owner_of(&self, lib: &[u8]) -> Result<Option<Bytes>, Error> {
+    pub(super) async fn owner_of(&self, lib: &[u8]) -> Result<Option<Bytes>, Error> {
         let reply = self.owners.call(&[b"HGET", OWNERS, lib]).await?;
         Ok(answer::text(&reply)?.map(Bytes::from))
     }
 
     /// The tenant's libraries.
-    async fn owned(&self) -> Result<Vec<Bytes>, Error> {
+    pub(super) async fn owned(&self) -> Result<Vec<Bytes>, Error> {
         let reply = self.owners.call(&[b"HGETALL", OWNERS]).await?;
         let fields = answer::strings(&reply)?;
         Ok(fields
@@ -125,7 +128,7 @@ impl Call {
     }
 
     /// FUNCTION LOAD [REPLACE] code: a name another tenant owns is taken.
-    async fn load(&self) -> Result<Bytes, Error> {
+    pub(super) async fn load(&self) -> Result<Bytes, Error> {
         let code = self.args.last().cloned().unwrap_or_default();
         let Some(lib) = library_name(&code) else { return self.forward().await };
         let taken = || error(&format!("ERR Library '{}' already exists", String::from_utf8_lossy(lib)));
@@ -162,7 +165,7 @@ impl Call {
     }
 
     /// FUNCTION FLUSH [ASYNC|SYNC]: the tenant's libraries, not everyone's.
-    async fn flush(&self) -> Result<Bytes, Error> {
+    pub(super) async fn flush(&self) -> Result<Bytes, Error> {
         let ok = self.args.len() == 2
             || (self.args.len() == 3
                 && (self.args[2].eq_ignore_ascii_case(b"ASYNC") || self.args[2].eq_ignore_ascii_case(b"SYNC")));

@@ -27,6 +27,7 @@ mod config_cmds;
 mod connection;
 mod dispatch;
 mod forward;
+mod function_dump;
 mod functions;
 mod info;
 mod keyspace;
