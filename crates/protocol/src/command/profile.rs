@@ -565,8 +565,8 @@ mod tests {
         let debug = lookup(b"debug").unwrap();
         assert_eq!(profile(debug).role, Role::Refused(SERVER_WIDE));
         let function = lookup(b"function").unwrap();
-        let dump = crate::command::lookup_subcommand(function, b"dump").unwrap();
-        assert_eq!(profile(dump).role, Role::Refused(ALL_FUNCTIONS));
+        let stats = crate::command::lookup_subcommand(function, b"stats").unwrap();
+        assert_eq!(profile(stats).role, Role::Refused(ALL_FUNCTIONS));
     }
 
     #[test]
