@@ -24,5 +24,5 @@ pub mod ttl;
 pub use classify::{classify, Action, ConnCommand, Rejection};
 pub use encode::Protocol;
 pub use namespace::{Namespace, NamespaceError};
-pub use request::{Limits, ParseError, Request, RequestParser};
+pub use request::{Args, Limits, ParseError, Request, RequestParser};
 pub use strip::ReplyKeys;

@@ -44,8 +44,12 @@ pub enum ParseError {
 /// One command: `args[0]` is the name. Arguments share the request's buffer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
-    pub args: Vec<Bytes>,
+    pub args: Args,
 }
+
+/// A request's arguments: most commands have four or fewer (`GET k`,
+/// `SET k v`, `HGET k f`), held without a heap allocation.
+pub type Args = smallvec::SmallVec<[Bytes; 4]>;
 
 impl Request {
     pub fn name(&self) -> &[u8] {

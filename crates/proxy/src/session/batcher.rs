@@ -91,7 +91,7 @@ pub struct Forward<'a> {
 
 /// A command queued between MULTI and EXEC, checked and rewritten.
 pub struct Queued {
-    pub args: Vec<Bytes>,
+    pub args: tenantry_protocol::Args,
     pub keys: Vec<usize>,
     pub ttl: Option<TtlRewrite>,
     /// Key names in its reply, which comes back inside EXEC's.

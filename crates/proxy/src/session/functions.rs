@@ -43,7 +43,7 @@ impl Session {
             owners: tenant.backend.node_of_own_key(OWNERS),
             proto: self.state.proto,
             owner: Bytes::copy_from_slice(tenant.namespace.as_bytes()),
-            args: req.args.clone(),
+            args: req.args.to_vec(),
         };
         let (tx, rx) = oneshot::channel();
         let (done_tx, done_rx) = oneshot::channel();
