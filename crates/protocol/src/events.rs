@@ -177,13 +177,14 @@ pub enum Delivery {
 /// tenant with namespace `ns` and `flags` gets it.
 pub fn deliver(frame: &[u8], ns: &Namespace, flags: Flags) -> Delivery {
     let Some(parts) = elements(frame) else { return Delivery::Other };
-    let text = |i: usize| parts.items.get(i).and_then(|e| e.text);
+    let items = parts.items();
+    let text = |i: usize| items.get(i).and_then(|e| e.text);
     let (Some(kind), Some(first)) = (text(0), text(1)) else { return Delivery::Other };
     if name_at(first).is_none() {
         return Delivery::Other;
     }
-    let mut out: Vec<Vec<u8>> = Vec::with_capacity(parts.items.len());
-    match (kind, parts.items.len()) {
+    let mut out: Vec<Vec<u8>> = Vec::with_capacity(items.len());
+    match (kind, items.len()) {
         (b"message", 3) | (b"pmessage", 4) => {
             let pattern = kind == b"pmessage";
             let (Some(channel), Some(payload)) = (text(1 + usize::from(pattern)), text(2 + usize::from(pattern)))
@@ -213,8 +214,8 @@ pub fn deliver(frame: &[u8], ns: &Namespace, flags: Flags) -> Delivery {
             out.push(name);
         }
     }
-    let mut bytes = format!("{}{}\r\n", char::from(parts.kind), parts.items.len()).into_bytes();
-    for (i, item) in parts.items.iter().enumerate() {
+    let mut bytes = format!("{}{}\r\n", char::from(parts.kind), items.len()).into_bytes();
+    for (i, item) in items.iter().enumerate() {
         match out.get(i) {
             Some(s) => {
                 bytes.extend_from_slice(format!("${}\r\n", s.len()).as_bytes());
@@ -228,11 +229,21 @@ pub fn deliver(frame: &[u8], ns: &Namespace, flags: Flags) -> Delivery {
     Delivery::Frame(bytes)
 }
 
+/// A Pub/Sub frame's elements: at most four, held without allocating
+/// (every message of every subscriber passes here).
 struct Elements<'a> {
     kind: u8,
-    items: Vec<Element<'a>>,
+    slots: [Element<'a>; 4],
+    len: usize,
 }
 
+impl<'a> Elements<'a> {
+    fn items(&self) -> &[Element<'a>] {
+        &self.slots[..self.len]
+    }
+}
+
+#[derive(Default, Clone, Copy)]
 struct Element<'a> {
     raw: &'a [u8],
     /// A bulk string's content.
@@ -245,18 +256,18 @@ fn elements(frame: &[u8]) -> Option<Elements<'_>> {
     if !matches!(kind, b'*' | b'>') || n > 4 {
         return None;
     }
-    let mut items = Vec::with_capacity(n);
-    for _ in 0..n {
+    let mut slots = [Element::default(); 4];
+    for slot in &mut slots[..n] {
         let len = element_len(frame.get(pos..)?).ok()?;
         let raw = frame.get(pos..pos + len)?;
         let text = (raw[0] == b'$' && raw.get(1) != Some(&b'-')).then(|| {
             let header = raw.iter().position(|&b| b == b'\r').unwrap_or(0) + 2;
             &raw[header.min(len - 2)..len - 2]
         });
-        items.push(Element { raw, text });
+        *slot = Element { raw, text };
         pos += len;
     }
-    Some(Elements { kind, items })
+    Some(Elements { kind, slots, len: n })
 }
 
 #[cfg(test)]

@@ -125,12 +125,8 @@ impl Session {
         blocking: bool,
     ) {
         let Some(tenant) = self.state.tenant.clone() else { return self.error(NOAUTH) };
-        if profile.script && !tenant.config.scripts {
-            tenant.metrics.error(ErrorKind::NoPerm, 1);
-            return self.refuse(&format!(
-                "NOPERM tenant '{}' may not run scripts: a script can reach keys it was not given (set scripts: true to allow them)",
-                tenant.id
-            ));
+        if profile.script && self.refused_without_scripts(&tenant, false) {
+            return;
         }
         if profile.special == Special::GetRedir && self.getredir() {
             return;

@@ -11,7 +11,6 @@ use super::connection::After;
 use super::Session;
 use crate::backend::NodePool;
 use crate::error::Error;
-use crate::telemetry::ErrorKind;
 use bytes::Bytes;
 use std::sync::Arc;
 use tenantry_protocol::answer;
@@ -24,12 +23,7 @@ const OWNERS: &[u8] = b"tenantry:functions";
 impl Session {
     pub(super) fn function_command(&mut self, op: FunctionOp, req: &Request) -> Option<After> {
         let tenant = self.state.tenant.clone()?;
-        if !tenant.config.scripts {
-            tenant.metrics.error(ErrorKind::NoPerm, 1);
-            self.refuse(&format!(
-                "NOPERM tenant '{}' may not use functions: a function can reach keys it was not given (set scripts: true to allow them)",
-                tenant.id
-            ));
+        if self.refused_without_scripts(&tenant, true) {
             return Some(After::Continue);
         }
         if self.after_earlier_replies(req) {

@@ -69,15 +69,25 @@ impl Session {
         true
     }
 
+    /// Refuses a script (or, `functions`, a function) command of a tenant
+    /// without `scripts: true`; true if it did.
+    pub(super) fn refused_without_scripts(&mut self, tenant: &TenantRt, functions: bool) -> bool {
+        if tenant.config.scripts {
+            return false;
+        }
+        tenant.metrics.error(ErrorKind::NoPerm, 1);
+        let (what, which) = if functions { ("use functions", "a function") } else { ("run scripts", "a script") };
+        self.refuse(&format!(
+            "NOPERM tenant '{}' may not {what}: {which} can reach keys it was not given (set scripts: true to allow them)",
+            tenant.id
+        ));
+        true
+    }
+
     /// SCRIPT EXISTS / FLUSH, for tenants with scripts.
     pub(super) fn script_command(&mut self, op: ScriptOp, req: &Request) -> Option<After> {
         let tenant = self.state.tenant.clone()?;
-        if !tenant.config.scripts {
-            tenant.metrics.error(ErrorKind::NoPerm, 1);
-            self.refuse(&format!(
-                "NOPERM tenant '{}' may not run scripts: a script can reach keys it was not given (set scripts: true to allow them)",
-                tenant.id
-            ));
+        if self.refused_without_scripts(&tenant, false) {
             return Some(After::Continue);
         }
         let (node, key) = set_of(&tenant);

@@ -79,7 +79,7 @@ impl Scripts {
         let mut shas = self.shas.lock().expect("not poisoned");
         let now = Instant::now();
         match shas.get(&sha) {
-            Some(&(Known::Checking, _)) => Known::Checking,
+            // A look that never reported (its task lost) is taken again.
             Some(&(known, at)) if now.duration_since(at) < FRESH => known,
             _ => {
                 shas.insert(sha, (Known::Checking, now));
