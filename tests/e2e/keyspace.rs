@@ -104,6 +104,87 @@ async fn flushdb_and_dbsize_touch_only_the_tenants_keys() {
     assert_eq!(app.cmd(&[b"FLUSHDB", b"LATER"]).await, b"-ERR syntax error\r\n");
 }
 
+/// Inside MULTI, FLUSHDB and DBSIZE run in the transaction, on the tenant's
+/// keys only, as in Redis: their replies take their places in EXEC's.
+#[tokio::test]
+async fn flushdb_and_dbsize_run_inside_multi() {
+    let redis = RedisServer::start();
+    let proxy = TestProxy::two_tenants(&redis).await;
+    let mut app = proxy.raw().await;
+    let mut demo = proxy.raw().await;
+    assert_eq!(demo.cmd(&[b"AUTH", b"demo", b"demo-pw"]).await, b"+OK\r\n");
+    let req: Vec<u8> =
+        (0..2500).flat_map(|i| tenantry_tests::encode(&[b"SET", format!("k{i}").as_bytes(), b"v"])).collect();
+    app.send(&req).await;
+    demo.send(&req).await;
+    for _ in 0..2500 {
+        assert_eq!(app.reply().await, b"+OK\r\n");
+        assert_eq!(demo.reply().await, b"+OK\r\n");
+    }
+    let script: [&[&[u8]]; 8] = [
+        &[b"MULTI"],
+        &[b"DBSIZE"],
+        &[b"SET", b"fresh", b"1"],
+        &[b"DBSIZE"],
+        &[b"FLUSHDB", b"SYNC"],
+        &[b"DBSIZE"],
+        &[b"SET", b"after", b"2"],
+        &[b"EXEC"],
+    ];
+    let mut got = Vec::new();
+    for cmd in script {
+        got.push(app.cmd(cmd).await);
+    }
+    let queued: Vec<&[u8]> = vec![b"+QUEUED\r\n"; 6];
+    assert_eq!(got[0], b"+OK\r\n");
+    assert_eq!(got[1..7].iter().map(|r| r.as_slice()).collect::<Vec<_>>(), queued);
+    assert_eq!(got[7], b"*6\r\n:2500\r\n+OK\r\n:2501\r\n+OK\r\n:0\r\n+OK\r\n".to_vec());
+    assert_eq!(app.cmd(&[b"DBSIZE"]).await, b":1\r\n");
+    assert_eq!(app.cmd(&[b"GET", b"after"]).await, b"$1\r\n2\r\n");
+    // The other tenant's keys were neither counted nor flushed.
+    assert_eq!(demo.cmd(&[b"DBSIZE"]).await, b":2500\r\n");
+
+    // A bad FLUSHDB dooms the transaction, as a bad command does in Redis;
+    // RANDOMKEY cannot be queued, and says why.
+    assert_eq!(app.cmd(&[b"MULTI"]).await, b"+OK\r\n");
+    assert_eq!(app.cmd(&[b"FLUSHDB", b"LATER"]).await, b"-ERR syntax error\r\n");
+    assert_eq!(app.cmd(&[b"EXEC"]).await, b"-EXECABORT Transaction discarded because of previous errors.\r\n");
+    assert_eq!(app.cmd(&[b"MULTI"]).await, b"+OK\r\n");
+    let refused = String::from_utf8(app.cmd(&[b"RANDOMKEY"]).await).unwrap();
+    assert!(refused.starts_with("-ERR RANDOMKEY inside MULTI is not supported through tenantry"), "{refused}");
+    assert_eq!(app.cmd(&[b"DISCARD"]).await, b"+OK\r\n");
+    assert_eq!(app.cmd(&[b"GET", b"after"]).await, b"$1\r\n2\r\n");
+    proxy.stop().await;
+}
+
+/// A tenant spread over several nodes has no one transaction to flush in.
+#[tokio::test]
+async fn flushdb_inside_multi_is_refused_on_a_ring() {
+    let nodes: Vec<RedisServer> = (0..2).map(|_| RedisServer::start()).collect();
+    let proxy = TestProxy::start(&format!(
+        "backends:\n  r: {{ kind: ring, nodes: [\"{}\", \"{}\"] }}\n\
+         tenants:\n  app: {{ backend: r, namespace: \"app:\" }}\ndefault_tenant: app\n",
+        nodes[0].addr(),
+        nodes[1].addr()
+    ))
+    .await;
+    let mut app = proxy.raw().await;
+    assert_eq!(app.cmd(&[b"SET", b"k", b"v"]).await, b"+OK\r\n");
+    assert_eq!(app.cmd(&[b"MULTI"]).await, b"+OK\r\n");
+    for cmd in [&b"FLUSHDB"[..], b"DBSIZE"] {
+        let refused = String::from_utf8(app.cmd(&[cmd]).await).unwrap();
+        let want = format!(
+            "-ERR {} inside MULTI is not supported on backend 'r': the tenant's keys live on several nodes, \
+             and a transaction runs on one\r\n",
+            String::from_utf8_lossy(cmd)
+        );
+        assert_eq!(refused, want);
+    }
+    assert_eq!(app.cmd(&[b"EXEC"]).await, b"-EXECABORT Transaction discarded because of previous errors.\r\n");
+    assert_eq!(app.cmd(&[b"GET", b"k"]).await, b"$1\r\nv\r\n");
+    proxy.stop().await;
+}
+
 #[tokio::test]
 async fn randomkey_picks_among_the_tenants_keys_only() {
     let redis = RedisServer::start();

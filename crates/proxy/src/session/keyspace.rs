@@ -3,6 +3,13 @@
 //! instead (UNLINK in batches of `cleanup.batch`, so the backend is never
 //! blocked for long). Commands after a FLUSHDB on the same connection wait
 //! until it is done, so they see the tenant's keyspace empty, as in Redis.
+//!
+//! Inside MULTI, FLUSHDB and DBSIZE must run in the backend's transaction,
+//! where nothing can be awaited: on a backend of one node they are queued as
+//! a script that walks the namespace with SCAN itself (atomic, as Redis's
+//! own; like a FLUSHDB SYNC it holds the node for the whole walk). A
+//! tenant whose keys live on several nodes has no one transaction to put
+//! them in: refused, and the transaction is doomed.
 
 use super::connection::After;
 use super::Session;
@@ -24,6 +31,10 @@ impl Session {
             return None;
         }
         self.state.tenant.as_ref()?;
+        if self.tx.is_some() {
+            self.queue_keyspace_command(cmd, req);
+            return Some(After::Continue);
+        }
         // They read or change the keyspace on other connections than the
         // client's batches: its earlier writes must have landed.
         if self.after_earlier_replies(req) {
@@ -38,9 +49,7 @@ impl Session {
             ConnCommand::Flush => {
                 // ASYNC and SYNC both answer once the keys are gone: later
                 // commands must not see them, and that needs the wait.
-                let ok =
-                    req.args[1..].iter().all(|a| a.eq_ignore_ascii_case(b"ASYNC") || a.eq_ignore_ascii_case(b"SYNC"));
-                if !ok || req.args.len() > 2 {
+                if !flush_args_ok(req) {
                     self.error("ERR syntax error");
                     return Some(After::Continue);
                 }
@@ -77,7 +86,65 @@ impl Session {
         self.batcher.deferred(&mut self.replies, &tenant, rx, tenantry_protocol::ReplyKeys::None);
         Some(After::Continue)
     }
+
+    /// FLUSHDB or DBSIZE between MULTI and EXEC (`modes.rs` lets no other
+    /// keyspace command in).
+    fn queue_keyspace_command(&mut self, cmd: ConnCommand, req: &Request) {
+        let (Some(tenant), Some(tx)) = (self.state.tenant.clone(), self.tx.as_mut()) else { return };
+        let name = String::from_utf8_lossy(&req.args[0]).to_ascii_uppercase();
+        if tenant.backend.is_sharded() || tenant.backend.nodes().len() > 1 {
+            return self.refuse(&format!(
+                "ERR {name} inside MULTI is not supported on backend '{}': the tenant's keys live on several \
+                 nodes, and a transaction runs on one",
+                tenant.backend.name()
+            ));
+        }
+        let script = match cmd {
+            ConnCommand::Flush if !flush_args_ok(req) => return self.refuse("ERR syntax error"),
+            ConnCommand::Flush => FLUSH_SCRIPT,
+            _ => DBSIZE_SCRIPT,
+        };
+        let batch = self.state.runtime.load().config.cleanup.batch.clamp(1, 1000);
+        let mut pattern = tenant.namespace.as_bytes().to_vec();
+        pattern.push(b'*');
+        let args = vec![
+            Bytes::from_static(b"EVAL"),
+            Bytes::from_static(script.as_bytes()),
+            Bytes::from_static(b"0"),
+            Bytes::from(pattern),
+            Bytes::from(batch.to_string()),
+        ];
+        tx.queued.push(super::batcher::Queued {
+            args,
+            keys: Vec::new(),
+            ttl: None,
+            reply: tenantry_protocol::ReplyKeys::None,
+        });
+        self.state.client.multi.store(tx.queued.len() as i64, std::sync::atomic::Ordering::Relaxed);
+        if cmd == ConnCommand::Flush {
+            self.own_writes.sent();
+        }
+        let proto = self.state.proto;
+        self.batcher.local(&mut self.replies, |out| tenantry_protocol::encode::Reply { out, proto }.simple("QUEUED"));
+    }
 }
+
+/// FLUSHDB [ASYNC|SYNC]: ASYNC and SYNC both answer once the keys are gone.
+fn flush_args_ok(req: &Request) -> bool {
+    req.args.len() <= 2
+        && req.args[1..].iter().all(|a| a.eq_ignore_ascii_case(b"ASYNC") || a.eq_ignore_ascii_case(b"SYNC"))
+}
+
+/// ARGV: the namespace's SCAN pattern, keys per page (at most 1,000, well
+/// under Lua's limit on `unpack`).
+const FLUSH_SCRIPT: &str = "local cursor = '0' repeat \
+    local page = redis.call('SCAN', cursor, 'MATCH', ARGV[1], 'COUNT', ARGV[2]) cursor = page[1] \
+    if #page[2] > 0 then redis.call('UNLINK', unpack(page[2])) end \
+    until cursor == '0' return redis.status_reply('OK')";
+
+const DBSIZE_SCRIPT: &str = "local cursor, n = '0', 0 repeat \
+    local page = redis.call('SCAN', cursor, 'MATCH', ARGV[1], 'COUNT', ARGV[2]) cursor = page[1] \
+    n = n + #page[2] until cursor == '0' return n";
 
 /// One of the namespace's keys: SCAN pages from a random cursor to the end of
 /// the keyspace, then from the start; a random key of the first page that has

@@ -2,8 +2,8 @@
 //! classification alone, before it runs (no I/O, so every rule is tested
 //! here): RESP2's subscribed mode takes only (P|S)(UN)SUBSCRIBE, PING, QUIT
 //! and RESET, as in Redis; inside MULTI, connection commands other than the
-//! transaction's own are refused, MULTI does not nest and WATCH waits for
-//! EXEC. Pub/Sub inside MULTI is refused where subscriptions are made
+//! transaction's own and FLUSHDB/DBSIZE (queued as scripts, `keyspace.rs`)
+//! are refused, MULTI does not nest and WATCH waits for EXEC. Pub/Sub inside MULTI is refused where subscriptions are made
 //! (`pubsub.rs`), after the tenant's command rules.
 
 use tenantry_protocol::classify::{Action, ConnCommand};
@@ -57,10 +57,16 @@ pub(super) fn check(modes: Modes, action: &Action, name: &[u8]) -> Verdict {
                 | ConnCommand::Unwatch
                 | ConnCommand::Quit
                 | ConnCommand::Reset
-                | ConnCommand::ClientTracking,
+                | ConnCommand::ClientTracking
+                | ConnCommand::Flush
+                | ConnCommand::DbSize,
             ) => {}
             Action::Connection(_) => {
-                let error = "ERR Command not allowed inside a transaction".into();
+                let name = String::from_utf8_lossy(name).to_ascii_uppercase();
+                let error = format!(
+                    "ERR {name} inside MULTI is not supported through tenantry: tenantry answers it itself, \
+                     and cannot make it part of the backend's transaction"
+                );
                 return Verdict::Refuse { error, dooms: true };
             }
             Action::Forward { profile, .. } if profile.special == Special::Watch => {
@@ -123,17 +129,21 @@ mod tests {
 
     #[test]
     fn inside_multi_connection_commands_are_refused_and_doom_the_transaction() {
-        for line in ["EXEC", "DISCARD", "UNWATCH", "QUIT", "RESET", "GET k", "SET k v", "SUBSCRIBE c"] {
+        for line in
+            ["EXEC", "DISCARD", "UNWATCH", "QUIT", "RESET", "GET k", "SET k v", "SUBSCRIBE c", "FLUSHDB", "DBSIZE"]
+        {
             assert_eq!(verdict(IN_TX, line), Verdict::Go, "{line}");
         }
         assert_eq!(refused(verdict(IN_TX, "MULTI")), ("ERR MULTI calls can not be nested".into(), false));
         assert_eq!(refused(verdict(IN_TX, "WATCH k")), ("ERR WATCH inside MULTI is not allowed".into(), false));
-        for line in ["SELECT 0", "CLIENT SETNAME x", "WAIT 0 0", "FLUSHDB", "AUTH p"] {
-            assert_eq!(
-                refused(verdict(IN_TX, line)),
-                ("ERR Command not allowed inside a transaction".into(), true),
-                "{line}"
+        for line in ["SELECT 0", "Client SETNAME x", "WAIT 0 0", "RANDOMKEY", "AUTH p"] {
+            let name = line.split(' ').next().unwrap_or_default().to_ascii_uppercase();
+            let (error, dooms) = refused(verdict(IN_TX, line));
+            assert!(
+                error.starts_with(&format!("ERR {name} inside MULTI is not supported through tenantry")),
+                "{error}"
             );
+            assert!(dooms, "{line}");
         }
     }
 
