@@ -126,3 +126,44 @@ async fn tenants_never_see_each_others_events() {
     let bad = demo.cmd(&[b"CONFIG", b"SET", b"notify-keyspace-events", b"KQ"]).await;
     assert!(bad.starts_with(b"-ERR CONFIG SET failed (possibly related to argument 'notify-keyspace-events')"));
 }
+
+/// A tenant's flags hold for all of its proxies, as Redis's setting holds
+/// for every connection: set through one sidecar, they reach subscribers
+/// of another.
+#[tokio::test]
+async fn flags_set_through_one_proxy_hold_on_another() {
+    let redis = RedisServer::start();
+    let one = TestProxy::two_tenants(&redis).await;
+    let other = TestProxy::two_tenants(&redis).await;
+    // Subscribed on `other` before the flags are set there.
+    let mut early = subscribe(other.raw().await, false).await;
+    let mut app = one.raw().await;
+    config_set(&mut app, "K$").await;
+    let mut reader = other.raw().await;
+    assert_eq!(
+        reader.cmd(&[b"CONFIG", b"GET", b"notify-keyspace-events"]).await,
+        b"*2\r\n$22\r\nnotify-keyspace-events\r\n$2\r\n$K\r\n"
+    );
+    // A subscriber that comes now gets the events at once...
+    let mut late = subscribe(other.raw().await, true).await;
+    run(&mut app, &[&["SET", "end", "1"]]).await;
+    let seen = events(&mut late).await;
+    assert_eq!(
+        seen,
+        vec![">4\r\n$8\r\npmessage\r\n$16\r\n__keyspace@0__:*\r\n$18\r\n__keyspace@0__:end\r\n$3\r\nset\r\n"]
+    );
+    // ...and the one subscribed before, within the 2 s a proxy trusts its copy.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let frame = loop {
+        run(&mut app, &[&["SET", "end", "1"]]).await;
+        if let Ok(frame) = tokio::time::timeout(Duration::from_millis(200), early.reply()).await {
+            break String::from_utf8(frame).unwrap();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the flags never reached the other proxy");
+    };
+    assert_eq!(frame, "*4\r\n$8\r\npmessage\r\n$16\r\n__keyspace@0__:*\r\n$18\r\n__keyspace@0__:end\r\n$3\r\nset\r\n");
+    // Only the classes set: no keyevent channel.
+    assert!(events(&mut early).await.iter().all(|f| f.contains("__keyspace@0__:end")));
+    one.stop().await;
+    other.stop().await;
+}

@@ -86,12 +86,14 @@ async fn config_get(
     if reply.first() == Some(&b'-') {
         return Ok(reply);
     }
+    // As set through any of the tenant's proxies.
+    let events = tenant.read_event_flags().await;
     let kept: Vec<(Vec<u8>, Vec<u8>)> = pairs(&reply)
         .into_iter()
         .filter(|(name, _)| !secret(name))
         .map(|(name, value)| match name.eq_ignore_ascii_case(NOTIFY) {
             // The tenant's own, not the server's (which serves every tenant and tenantry).
-            true => (name, tenant.events.get().to_config().into_bytes()),
+            true => (name, events.to_config().into_bytes()),
             false => (name, value),
         })
         .collect();
@@ -143,7 +145,7 @@ async fn config_set(node: &crate::backend::NodePool, args: &[Bytes], tenant: &Te
     }
     if let Some(flags) = events {
         publish_events(tenant, flags).await?;
-        tenant.events.set(flags);
+        tenant.write_event_flags(flags).await?;
     }
     Ok(Bytes::from_static(b"+OK\r\n"))
 }

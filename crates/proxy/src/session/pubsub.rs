@@ -253,9 +253,9 @@ impl Session {
 
 /// A frame of the subscriber connection under the client's names; `None`
 /// for a keyspace event the tenant must not see.
-fn client_view(frame: &[u8], tenant: &TenantRt) -> Option<BytesMut> {
+fn client_view(frame: &[u8], tenant: &Arc<TenantRt>) -> Option<BytesMut> {
     let mut out = BytesMut::with_capacity(frame.len());
-    match events::deliver(frame, &tenant.namespace, tenant.events.get()) {
+    match events::deliver(frame, &tenant.namespace, tenant.event_flags()) {
         Delivery::Frame(bytes) => out.extend_from_slice(&bytes),
         Delivery::Drop => return None,
         Delivery::Other => {
@@ -279,6 +279,9 @@ async fn subscriber(
     backend_id: Arc<AtomicU64>,
 ) {
     let mut pending: VecDeque<(Outgoing, BytesMut)> = VecDeque::new();
+    // The tenant's keyspace-event flags, set through any of its proxies,
+    // read before its first event comes.
+    tenant.event_flags();
     let result: Result<(), Error> = async {
         let mut conn = node.dedicated(proto).await?;
         let mut buf = BytesMut::with_capacity(16 * 1024);

@@ -3,9 +3,12 @@
 //! read and update (memory use, metrics, patterns, clients). It is the one
 //! module those parts meet in, so none of them imports another's.
 
+mod events;
 mod patterns;
 mod quota;
 mod scripts;
+
+pub use events::EventFlags;
 
 pub use patterns::Patterns;
 pub(crate) use quota::Figures;
@@ -48,19 +51,4 @@ pub struct TenantRt {
     pub scripts: Arc<Scripts>,
     /// Its `notify-keyspace-events`: which keyspace events its subscribers get.
     pub events: Arc<EventFlags>,
-}
-
-/// A tenant's `notify-keyspace-events` (Redis's default: none), set by its
-/// CONFIG SET on this proxy; kept across reloads.
-#[derive(Debug, Default)]
-pub struct EventFlags(std::sync::atomic::AtomicU16);
-
-impl EventFlags {
-    pub fn get(&self) -> tenantry_protocol::events::Flags {
-        tenantry_protocol::events::Flags::from_bits(self.0.load(std::sync::atomic::Ordering::Relaxed))
-    }
-
-    pub fn set(&self, flags: tenantry_protocol::events::Flags) {
-        self.0.store(flags.bits(), std::sync::atomic::Ordering::Relaxed);
-    }
 }
