@@ -54,6 +54,9 @@ pub struct Request {
 /// by `memcpy` where 24 move in registers.
 pub type Args = Vec<Bytes>;
 
+/// The longest argument list `RequestParser::recycle` keeps.
+const SPARE_ARGS: usize = 32;
+
 impl Request {
     pub fn name(&self) -> &[u8] {
         &self.args[0]
@@ -69,6 +72,10 @@ pub struct RequestParser {
     /// Where the arguments of the partial request lie in the buffer; kept
     /// between requests so parsing one allocates only its argument list.
     args: Vec<Range<usize>>,
+    /// An argument list handed back by `recycle`, for the next request: a
+    /// session that gives each request's list back once it is written to the
+    /// backend parses without allocating.
+    spare: Args,
 }
 
 #[derive(Debug)]
@@ -79,11 +86,21 @@ struct Partial {
 
 impl RequestParser {
     pub fn new(limits: Limits) -> Self {
-        RequestParser { limits, partial: None, args: Vec::new() }
+        RequestParser { limits, partial: None, args: Vec::new(), spare: Vec::new() }
     }
 
     pub fn set_limits(&mut self, limits: Limits) {
         self.limits = limits;
+    }
+
+    /// Takes back a request's argument list once its arguments are no longer
+    /// needed; the next request is parsed into it. A long list (a big MSET)
+    /// is not kept.
+    pub fn recycle(&mut self, mut args: Args) {
+        if args.capacity() <= SPARE_ARGS {
+            args.clear();
+            self.spare = args;
+        }
     }
 
     /// Takes the next complete request off the front of `buf`. `Ok(None)`
@@ -172,7 +189,8 @@ impl RequestParser {
         }
         let p = self.partial.take().expect("set above");
         let frame = buf.split_to(p.pos).freeze();
-        let args = self.args.drain(..).map(|r| frame.slice(r)).collect();
+        let mut args = std::mem::take(&mut self.spare);
+        args.extend(self.args.drain(..).map(|r| frame.slice(r)));
         Ok(Some(Some(Request { args })))
     }
 

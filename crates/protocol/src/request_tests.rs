@@ -79,3 +79,21 @@ fn huge_declared_lengths_are_refused_or_cost_nothing_until_their_bytes_come() {
     assert_eq!(p.parse(&mut buf), Ok(None));
     assert!(buf.capacity() < 1024 * 1024, "{}", buf.capacity());
 }
+
+#[test]
+fn a_recycled_argument_list_carries_the_next_request_and_nothing_of_its_own() {
+    let mut p = RequestParser::new(Limits::default());
+    let mut buf = BytesMut::from(&b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"[..]);
+    let first = p.parse(&mut buf).unwrap().unwrap();
+    let list = first.args.as_ptr();
+    p.recycle(first.args);
+    let second = p.parse(&mut buf).unwrap().unwrap();
+    assert_eq!(second.args, vec![Bytes::from_static(b"GET"), Bytes::from_static(b"k")]);
+    assert_eq!(second.args.as_ptr(), list, "the list was not reused");
+    // A long list is not kept.
+    let long: Vec<Bytes> = (0..100).map(|_| Bytes::from_static(b"x")).collect();
+    p.recycle(long);
+    buf.extend_from_slice(b"*1\r\n$4\r\nPING\r\n");
+    let third = p.parse(&mut buf).unwrap().unwrap();
+    assert!(third.args.capacity() < 100);
+}

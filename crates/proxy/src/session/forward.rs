@@ -78,6 +78,8 @@ impl Session {
             return;
         }
         self.batch(&tenant, spec, profile, &req, node, ttl);
+        // Its bytes are in the batch now: the list serves the next request.
+        self.parser.recycle(req.args);
     }
 
     /// Into the open batch for its node, with what its reply is counted as.
