@@ -177,3 +177,49 @@ async fn a_stampede_on_a_cluster_is_one_read_on_the_keys_master() {
     assert!(gets <= 5, "500 GETs reached the master as {gets}");
     proxy.stop().await;
 }
+
+/// The read that others joined is answered MOVED (its slot went to another
+/// master since tenantry's map was made): it is followed to the new master,
+/// and every joined read gets the value, never the redirection.
+#[tokio::test]
+async fn reads_joined_to_one_that_is_moved_get_the_value() {
+    use tenantry_protocol::cluster::key_slot;
+    use tenantry_protocol::Namespace;
+    let _heavy = tenantry_tests::heavy().await;
+    let cluster = tokio::task::spawn_blocking(|| tenantry_tests::cluster::RedisCluster::start(3, 0)).await.unwrap();
+    // Learns of the move from MOVED only.
+    let yaml =
+        crate::cluster::config(&cluster, ", coalesce: true").replace("topology_refresh: 1s", "topology_refresh: 1h");
+    let proxy = TestProxy::start(&yaml).await;
+    let mut clients = Vec::new();
+    for _ in 0..50 {
+        clients.push(RawClient::connect(proxy.addr).await);
+    }
+    assert_eq!(clients[0].cmd(&[b"SET", b"hot", b"value"]).await, b"+OK\r\n");
+    let slot = key_slot(&Namespace::new("app:").unwrap(), b"hot");
+    let source = cluster.master_of_slot(slot);
+    let target = cluster.masters().iter().map(|(m, _)| *m).find(|&m| m != source).unwrap();
+    let (sp, tp) = (cluster.nodes[source].port(), cluster.nodes[target].port());
+    let cli = |port: u16, args: &[&str]| tenantry_tests::cluster::cli(port, args).trim().to_string();
+    let (source_id, target_id) = (cli(sp, &["CLUSTER", "MYID"]), cli(tp, &["CLUSTER", "MYID"]));
+    let s = slot.to_string();
+    assert_eq!(cli(tp, &["CLUSTER", "SETSLOT", &s, "IMPORTING", &source_id]), "OK");
+    assert_eq!(cli(sp, &["CLUSTER", "SETSLOT", &s, "MIGRATING", &target_id]), "OK");
+    assert_eq!(cli(sp, &["MIGRATE", "127.0.0.1", &tp.to_string(), "app:hot", "0", "5000"]), "OK");
+    for (i, _) in cluster.masters() {
+        cli(cluster.nodes[i].port(), &["CLUSTER", "SETSLOT", &s, "NODE", &target_id]);
+    }
+    // The stampede meets the old master frozen: the first read waits there,
+    // the rest join it; thawed, it answers MOVED.
+    cluster.nodes[target].cli(&["CONFIG", "RESETSTAT"]);
+    let (replies, _) = stampede(&cluster.nodes[source], &mut clients).await;
+    assert_eq!(replies.len(), 500);
+    let wrong = replies.iter().find(|r| *r != b"$5\r\nvalue\r\n");
+    assert!(wrong.is_none(), "{:?}", wrong.map(|r| String::from_utf8_lossy(r).into_owned()));
+    let on_target = cluster.nodes[target].calls("get");
+    eprintln!("moved stampede: {on_target} GETs on the new master");
+    assert!(on_target <= 10, "500 GETs reached the new master as {on_target}");
+    let text = proxy.metrics().await;
+    assert!(tenantry_tests::metric(&text, "tenantry_coalesced_requests_total{tenant=\"app\"}") >= 400.0, "{text}");
+    proxy.stop().await;
+}

@@ -9,8 +9,16 @@
 //! depends on it. Flights are numbered: a client that wrote may join only
 //! flights that began after its write was answered (`floor`), so it always
 //! reads its own writes.
+//!
+//! On a cluster, a leading read answered MOVED or ASK (its slot moved since
+//! tenantry's map was made) does not hand the redirection to its waiters,
+//! who would each follow it to the new master, a stampede there: the flight
+//! stays in the air, follows the redirection once, and lands with the
+//! value.
 
+use super::cluster::Cluster;
 use super::conn::BatchReply;
+use super::redirect::{follow_redirects, Follow};
 use bytes::Bytes;
 use hashbrown::{DefaultHashBuilder, HashTable};
 use std::hash::BuildHasher;
@@ -77,7 +85,13 @@ impl Flights {
         // Only a new flight copies the request.
         let flight = Flight { proto, request: Bytes::copy_from_slice(request), number, waiters: Vec::new() };
         map.insert_unique(hash, flight, |f| self.hasher.hash_one((f.proto as u8, &f.request[..])));
-        Boarding::Leads(Leader { flights: Some(self.clone()), hash, number })
+        Boarding::Leads(Leader { flights: Some(self.clone()), hash, number, follow: None })
+    }
+
+    /// The request of a flight still in the air.
+    fn request(&self, hash: u64, number: u64) -> Option<(Protocol, Bytes)> {
+        let map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+        map.find(hash, |f| f.number == number).map(|f| (f.proto, f.request.clone()))
     }
 
     /// Flights in the air (for tests and `/tenants`).
@@ -114,12 +128,42 @@ pub struct Leader {
     /// Flights are numbered uniquely: the number finds this one among those
     /// of the same hash.
     number: u64,
+    /// On a cluster: where to follow a redirection, and as which client.
+    follow: Option<(Arc<Cluster>, u64)>,
 }
 
 impl Leader {
-    /// Hands the reply to the flight's waiters; returns how many there were.
-    pub fn land(mut self, reply: &[u8]) -> usize {
-        self.flights.take().map_or(0, |f| f.land(self.hash, self.number, Some(reply)))
+    /// A leader on `cluster`, which follows a MOVED or ASK reply itself
+    /// before it lands.
+    pub fn on_cluster(mut self, cluster: Arc<Cluster>, client: u64) -> Leader {
+        self.follow = Some((cluster, client));
+        self
+    }
+
+    /// Hands the reply to the flight's waiters.
+    pub fn land(mut self, reply: &[u8]) {
+        let Some(flights) = self.flights.take() else { return };
+        let (hash, number) = (self.hash, self.number);
+        let redirected = tenantry_protocol::cluster::parse_redirect(reply).is_some();
+        let request = flights.request(hash, number);
+        match (self.follow.take(), request) {
+            (Some((cluster, client)), Some((proto, request))) if redirected => {
+                let reply = Bytes::copy_from_slice(reply);
+                tokio::spawn(async move {
+                    let follow = Follow { cluster, client, proto, request, transaction: false };
+                    // Whatever comes back (the value, or the redirection
+                    // after too many hops) lands as the flight's reply.
+                    let landed = match follow_redirects(follow, reply.clone()).await {
+                        Ok(value) => value,
+                        Err(_) => reply,
+                    };
+                    flights.land(hash, number, Some(&landed));
+                });
+            }
+            _ => {
+                flights.land(hash, number, Some(reply));
+            }
+        }
     }
 }
 
@@ -188,7 +232,7 @@ mod tests {
         let Boarding::Joined(mut b) = f.board(Protocol::Resp2, GET, 0) else { panic!() };
         // Another protocol's reply is encoded otherwise: a flight of its own.
         assert!(matches!(f.board(Protocol::Resp3, GET, 0), Boarding::Leads(_)));
-        assert_eq!(leader.land(b"$1\r\nv\r\n"), 2);
+        leader.land(b"$1\r\nv\r\n");
         assert_eq!(a.try_recv().unwrap().unwrap(), Bytes::from_static(b"$1\r\nv\r\n"));
         assert_eq!(b.try_recv().unwrap().unwrap(), Bytes::from_static(b"$1\r\nv\r\n"));
         assert_eq!(f.in_air(), 0);

@@ -163,6 +163,7 @@ impl Batcher {
 
     pub fn forward(&mut self, replies: &mut ReplyQueue, f: Forward<'_>) {
         self.flush_local(replies);
+        let client = self.client;
         let b = self.open(replies, f.tenant, &f.node, f.proto);
         if b.count == 0 {
             b.follow = f.tenant.backend.cluster().cloned();
@@ -172,7 +173,13 @@ impl Batcher {
         encode_rewritten(&mut b.bytes, f.args, f.keys, ns, f.ttl.as_ref());
         if let Some(share) = &f.share {
             match share.flights.board(f.proto, &b.bytes[start..], share.floor) {
-                Boarding::Leads(leader) => b.shares.push(b.count, leader),
+                Boarding::Leads(leader) => {
+                    let leader = match &b.follow {
+                        Some(cluster) => leader.on_cluster(cluster.clone(), client),
+                        None => leader,
+                    };
+                    b.shares.push(b.count, leader)
+                }
                 Boarding::Alone => {}
                 Boarding::Joined(rx) => {
                     // On a cluster it follows its own MOVED/ASK, so it keeps its request.
