@@ -13,9 +13,12 @@ use tokio_util::sync::CancellationToken;
 /// The shortest time between the starts of two passes over a small keyspace.
 const MIN_PASS: Duration = Duration::from_millis(500);
 
-/// Each delta (before the pass started) for each namespace.
+/// Each namespace's delta and churn before the pass started.
 const DELTAS_SCRIPT: &str = "local out = {} \
-  for i, k in ipairs(KEYS) do out[i] = tonumber(redis.call('hget', k, 'delta')) or 0 end return out";
+  for i, k in ipairs(KEYS) do \
+    local v = redis.call('hmget', k, 'delta', 'churn') \
+    out[2 * i - 1] = tonumber(v[1]) or 0 out[2 * i] = tonumber(v[2]) or 0 \
+  end return out";
 
 /// MEMORY USAGE and PTTL of each key (-1 and -2 for keys gone since SCAN
 /// saw them): the sample gives the tenant's size and its keys with a TTL.
@@ -25,14 +28,35 @@ const SIZES_SCRIPT: &str = "local out = {} \
     out[2 * i] = redis.call('pttl', k) \
   end return out";
 
-/// Stores each namespace's measurement (ARGV: bytes, keys, keys with a TTL,
-/// their mean TTL in ms, minus the delta before the pass, per key) and takes
-/// the delta the pass has now accounted for out of the running one; what was
-/// written during the pass stays in it.
+/// Stores each namespace's figures (ARGV per key: the pass's estimate,
+/// keys, keys with a TTL, their mean TTL in ms, and the delta and churn
+/// before the pass) and takes the delta the pass has accounted for out of
+/// the running one; what was written during the pass stays in it.
+///
+/// A pass takes a while, and keys written or freed meanwhile are counted by
+/// it or not depending on whether SCAN had passed them: its figure (the
+/// estimate plus the delta during the pass) is off by at most the bytes
+/// written and freed meanwhile (the churn). The running figure (the last
+/// one plus every delta since, exact for the writes and evictions it
+/// counts) is kept while it lies within that much of the pass's, and
+/// brought to the nearest bound otherwise: without churn the pass's figure
+/// is taken as it is; with a tenant whose keys turn over faster than a pass
+/// runs (a flood at its quota), a pass that missed most of its keys cannot
+/// make it look small.
 const STORE_SCRIPT: &str = "for i, k in ipairs(KEYS) do \
-    local a = 5 * (i - 1) \
-    redis.call('hset', k, 'measured', ARGV[a + 1], 'keys', ARGV[a + 2], 'expires', ARGV[a + 3], 'avg_ttl', ARGV[a + 4]) \
-    if ARGV[a + 5] ~= '0' then redis.call('hincrby', k, 'delta', ARGV[a + 5]) end \
+    local a = 6 * (i - 1) \
+    local v = redis.call('hmget', k, 'measured', 'delta', 'churn') \
+    local old, d1, c1 = tonumber(v[1]) or -1, tonumber(v[2]) or 0, tonumber(v[3]) or 0 \
+    local d0, c0 = tonumber(ARGV[a + 5]), tonumber(ARGV[a + 6]) \
+    local during = d1 - d0 \
+    local figure = tonumber(ARGV[a + 1]) + during \
+    if old >= 0 then \
+      local running, slack = old + d1, c1 - c0 \
+      figure = math.min(math.max(running, figure - slack), figure + slack) \
+    end \
+    redis.call('hset', k, 'measured', math.max(figure - during, 0), 'keys', ARGV[a + 2], 'expires', ARGV[a + 3], \
+      'avg_ttl', ARGV[a + 4]) \
+    if d0 ~= 0 then redis.call('hincrby', k, 'delta', -d0) end \
   end return {}";
 
 pub(super) async fn run(node: Arc<NodeQuotas>, stop: CancellationToken) {
@@ -91,7 +115,7 @@ async fn pass(node: &NodeQuotas) -> Result<(), Error> {
     let settings = node.settings();
     let hashes: Vec<Vec<u8>> = tenants.iter().map(|t| node.node.local_key(&figures_key(&t.namespace))).collect();
     let before = node.eval(DELTAS_SCRIPT, &hashes, &[]).await?;
-    if before.len() != hashes.len() {
+    if before.len() != 2 * hashes.len() {
         return Err(Error::new(Kind::BadReply, format!("{} deltas for {} tenants", before.len(), hashes.len())));
     }
 
@@ -140,10 +164,10 @@ async fn pass(node: &NodeQuotas) -> Result<(), Error> {
         tokio::time::sleep_until(due.into()).await;
     }
 
-    let mut argv = Vec::with_capacity(5 * tenants.len());
-    for (t, d) in tally.iter().zip(&before) {
+    let mut argv = Vec::with_capacity(6 * tenants.len());
+    for (t, d) in tally.iter().zip(before.chunks(2)) {
         let figures = [t.estimate(), t.keys, t.expires(), t.avg_ttl_ms()];
-        argv.extend(figures.iter().map(u64::to_string).chain([(-d).to_string()]));
+        argv.extend(figures.iter().map(u64::to_string).chain([d[0].to_string(), d[1].to_string()]));
     }
     node.eval(STORE_SCRIPT, &hashes, &argv).await?;
     for (t, figures) in tenants.iter().zip(&tally) {

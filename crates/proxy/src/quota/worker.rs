@@ -8,7 +8,7 @@ use crate::lease;
 use crate::node_events::Notes;
 use crate::runtime::Runtime;
 use crate::tenant::TenantRt;
-use crate::tenant::{figures_key, Figures};
+use crate::tenant::{figures_key, Figures, Unsent};
 use arc_swap::ArcSwap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,8 +24,9 @@ const LEASE_EVERY: Duration = Duration::from_secs(2);
 /// expires, avg_ttl) for each; measured is -1 before the first measuring pass.
 const REFRESH_SCRIPT: &str = "local out = {} \
   for i, k in ipairs(KEYS) do \
-    local d = tonumber(ARGV[i]) \
+    local d, c = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i]) \
     if d ~= 0 then redis.call('hincrby', k, 'delta', d) end \
+    if c ~= 0 then redis.call('hincrby', k, 'churn', c) end \
     local v = redis.call('hmget', k, 'measured', 'delta', 'keys', 'expires', 'avg_ttl') \
     out[#out + 1] = tonumber(v[1]) or -1 \
     for j = 2, 5 do out[#out + 1] = tonumber(v[j]) or 0 end \
@@ -180,8 +181,8 @@ impl NodeQuotas {
     async fn refresh(&self, tenants: &[Arc<TenantRt>]) -> Result<(), Error> {
         let keys: Vec<Vec<u8>> = tenants.iter().map(|t| self.node.local_key(&figures_key(&t.namespace))).collect();
         let addr = self.node.addr();
-        let sent: Vec<i64> = tenants.iter().map(|t| t.quota.pending(addr)).collect();
-        let sent_text: Vec<String> = sent.iter().map(i64::to_string).collect();
+        let sent: Vec<Unsent> = tenants.iter().map(|t| t.quota.pending(addr)).collect();
+        let sent_text: Vec<String> = sent.iter().flat_map(|u| [u.net.to_string(), u.churn.to_string()]).collect();
         let values = self.eval(REFRESH_SCRIPT, &keys, &sent_text).await?;
         if values.len() != 5 * tenants.len() {
             return Err(Error::new(Kind::BadReply, format!("{} figures for {} tenants", values.len(), tenants.len())));

@@ -7,13 +7,14 @@ mod events;
 mod patterns;
 mod quota;
 mod scripts;
+mod write_cost;
 
 pub use events::EventFlags;
-
 pub use patterns::Patterns;
-pub(crate) use quota::Figures;
-pub use quota::{figures_key, write_cost, Admit, QuotaState};
+pub use quota::{figures_key, Admit, QuotaState};
+pub(crate) use quota::{Figures, Unsent};
 pub use scripts::{scripts_key, Known, Scripts, Sha};
+pub use write_cost::write_cost;
 
 use crate::backend::Router;
 use crate::clients::TenantClients;

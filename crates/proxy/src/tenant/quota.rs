@@ -13,10 +13,6 @@ use tenantry_protocol::Namespace;
 /// plus this fraction of it: eviction runs beside the writes, not inside them.
 const HEADROOM: u64 = 50;
 
-/// Memory Redis spends per key beyond its name and value bytes (dict entry,
-/// object header, allocator rounding), for estimating writes between passes.
-const PER_KEY_OVERHEAD: i64 = 64;
-
 /// The origin of `QuotaState::freed_at`, so it fits an atomic.
 fn epoch() -> &'static Instant {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
@@ -63,7 +59,18 @@ pub struct QuotaState {
 #[derive(Debug, Default, Clone, Copy)]
 struct NodeShare {
     figures: Figures,
-    unsent: i64,
+    unsent: Unsent,
+}
+
+/// This proxy's changes to a tenant's memory on one node, not yet added to
+/// the node's figures.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Unsent {
+    /// Bytes written less bytes freed.
+    pub net: i64,
+    /// Bytes written plus bytes freed: how much the keyspace churned, which
+    /// bounds how wrong a measuring pass made meanwhile can be.
+    pub churn: u64,
 }
 
 /// Whether a write may go ahead.
@@ -96,12 +103,12 @@ impl QuotaState {
     /// Records bytes written to (positive) or freed on (negative) `node`.
     pub fn add_on(&self, node: &BackendAddr, bytes: i64) {
         let mut nodes = self.nodes.lock().expect("not poisoned");
-        match nodes.get_mut(node) {
-            Some(share) => share.unsent += bytes,
-            None => {
-                nodes.insert(node.clone(), NodeShare { unsent: bytes, ..NodeShare::default() });
-            }
-        }
+        let share = match nodes.get_mut(node) {
+            Some(share) => share,
+            None => nodes.entry(node.clone()).or_default(),
+        };
+        share.unsent.net += bytes;
+        share.unsent.churn += bytes.unsigned_abs();
         self.unsent.fetch_add(bytes, Ordering::Relaxed);
     }
 
@@ -135,18 +142,19 @@ impl QuotaState {
     }
 
     /// This proxy's writes to `node` not yet in its delta; `flushed` once sent.
-    pub(crate) fn pending(&self, node: &BackendAddr) -> i64 {
-        self.nodes.lock().expect("not poisoned").get(node).map_or(0, |s| s.unsent)
+    pub(crate) fn pending(&self, node: &BackendAddr) -> Unsent {
+        self.nodes.lock().expect("not poisoned").get(node).map_or_else(Unsent::default, |s| s.unsent)
     }
 
     /// `node` has taken `sent` into its delta and now holds these figures.
-    pub(crate) fn flushed(&self, node: &BackendAddr, sent: i64, figures: Figures) {
+    pub(crate) fn flushed(&self, node: &BackendAddr, sent: Unsent, figures: Figures) {
         let before = self.used();
         let total = {
             let mut nodes = self.nodes.lock().expect("not poisoned");
             let share = nodes.entry(node.clone()).or_default();
             share.figures = figures;
-            share.unsent -= sent;
+            share.unsent.net -= sent.net;
+            share.unsent.churn = share.unsent.churn.saturating_sub(sent.churn);
             nodes.values().fold(Figures::default(), |a, s| Figures {
                 // -1: not measured there yet.
                 measured: a.measured + s.figures.measured.max(0),
@@ -159,7 +167,7 @@ impl QuotaState {
         };
         // Shared first: for a moment `sent` counts twice, never zero times.
         self.shared.store(total.measured + total.delta, Ordering::Relaxed);
-        self.unsent.fetch_sub(sent, Ordering::Relaxed);
+        self.unsent.fetch_sub(sent.net, Ordering::Relaxed);
         self.keys.store(total.keys.max(0) as u64, Ordering::Relaxed);
         self.expires.store(total.expires.max(0) as u64, Ordering::Relaxed);
         let avg_ttl = total.avg_ttl.checked_div(total.expires).unwrap_or(0);
@@ -195,7 +203,7 @@ impl QuotaState {
         let mut nodes = self.nodes.lock().expect("not poisoned");
         if let Some(share) = nodes.remove(node) {
             self.shared.fetch_sub(share.figures.measured.max(0) + share.figures.delta, Ordering::Relaxed);
-            self.unsent.fetch_sub(share.unsent, Ordering::Relaxed);
+            self.unsent.fetch_sub(share.unsent.net, Ordering::Relaxed);
         }
     }
 }
@@ -210,14 +218,6 @@ pub(crate) struct Figures {
     /// Keys with a TTL and their mean TTL in ms, as the last pass estimated.
     pub expires: i64,
     pub avg_ttl: i64,
-}
-
-/// Estimated memory a write adds: its key and value bytes (everything after
-/// the command name) plus Redis's per-key overhead for each key it names.
-/// Overwrites are counted as growth; the next measurement corrects that.
-pub fn write_cost(args: &[bytes::Bytes], keys: &[usize]) -> i64 {
-    let bytes: usize = args.iter().skip(1).map(|a| a.len()).sum();
-    bytes as i64 + PER_KEY_OVERHEAD * keys.len().max(1) as i64
 }
 
 #[cfg(test)]
@@ -258,7 +258,7 @@ mod tests {
         let s = QuotaState::default();
         s.add_on(&a, 300);
         let sent = s.pending(&a);
-        assert_eq!(sent, 300);
+        assert_eq!(sent, Unsent { net: 300, churn: 300 });
         s.add_on(&a, 50); // written while the flush was on its way
         s.flushed(&a, sent, Figures { measured: 1000, delta: 300, keys: 10, ..Figures::default() });
         assert_eq!(s.used(), 1350);
@@ -266,8 +266,10 @@ mod tests {
         assert!(s.known());
         // Each node sends what was written to it; the figures add up.
         s.add_on(&b, 70);
-        assert_eq!(s.pending(&b), 70);
-        s.flushed(&b, 70, Figures { measured: 500, delta: 70, keys: 5, ..Figures::default() });
+        s.add_on(&b, -20);
+        s.add_on(&b, 20);
+        assert_eq!(s.pending(&b), Unsent { net: 70, churn: 110 });
+        s.flushed(&b, s.pending(&b), Figures { measured: 500, delta: 70, keys: 5, ..Figures::default() });
         assert_eq!(s.used(), 1000 + 300 + 50 + 500 + 70);
         // A node that leaves takes its figures and what was written to it.
         s.forget_node(&a);
@@ -277,10 +279,14 @@ mod tests {
     #[test]
     fn a_tenant_is_measured_once_a_node_has_stored_a_measurement() {
         let s = QuotaState::default();
-        s.flushed(&node(), 0, Figures { measured: -1, delta: 0, keys: 0, ..Figures::default() });
+        s.flushed(&node(), Unsent::default(), Figures { measured: -1, delta: 0, keys: 0, ..Figures::default() });
         assert!(s.known() && !s.measured_once());
         assert_eq!(s.used(), 0);
-        s.flushed(&BackendAddr::new("b:1"), 0, Figures { measured: 4000, delta: 100, keys: 10, ..Figures::default() });
+        s.flushed(
+            &BackendAddr::new("b:1"),
+            Unsent::default(),
+            Figures { measured: 4000, delta: 100, keys: 10, ..Figures::default() },
+        );
         assert!(s.measured_once());
         assert_eq!(s.used(), 4100, "the unmeasured node adds nothing, not -1");
     }
@@ -288,14 +294,22 @@ mod tests {
     #[test]
     fn memory_seen_going_down_counts_as_eviction_progress() {
         let s = QuotaState::default();
-        s.flushed(&node(), 0, Figures { measured: 10_000, delta: 0, keys: 10, ..Figures::default() });
+        s.flushed(&node(), Unsent::default(), Figures { measured: 10_000, delta: 0, keys: 10, ..Figures::default() });
         assert_eq!(s.freed_at(), None, "the first figures are not progress");
         s.add_on(&node(), 500);
-        s.flushed(&node(), 500, Figures { measured: 10_000, delta: 500, keys: 10, ..Figures::default() });
+        s.flushed(
+            &node(),
+            Unsent { net: 500, churn: 500 },
+            Figures { measured: 10_000, delta: 500, keys: 10, ..Figures::default() },
+        );
         assert_eq!(s.freed_at(), None, "our own writes arriving in the figures are not progress");
         // Another proxy's evictor took 2,000 bytes off the delta.
         let before = Instant::now();
-        s.flushed(&node(), 0, Figures { measured: 10_000, delta: -1_500, keys: 10, ..Figures::default() });
+        s.flushed(
+            &node(),
+            Unsent::default(),
+            Figures { measured: 10_000, delta: -1_500, keys: 10, ..Figures::default() },
+        );
         assert!(s.freed_at().is_some_and(|at| at >= before));
     }
 
@@ -304,8 +318,8 @@ mod tests {
         let s = QuotaState::default();
         assert_eq!(s.keyspace(), None, "not measured yet");
         let figures = |keys, expires, avg_ttl| Figures { measured: 1000, delta: 0, keys, expires, avg_ttl };
-        s.flushed(&node(), 0, figures(10, 4, 1000));
-        s.flushed(&BackendAddr::new("b:1"), 0, figures(20, 1, 6000));
+        s.flushed(&node(), Unsent::default(), figures(10, 4, 1000));
+        s.flushed(&BackendAddr::new("b:1"), Unsent::default(), figures(20, 1, 6000));
         // The mean TTL weighted by each node's keys with a TTL.
         assert_eq!(s.keyspace(), Some((30, 5, 2000)));
     }
@@ -313,14 +327,8 @@ mod tests {
     #[test]
     fn deletes_free_the_mean_key_size() {
         let s = QuotaState::default();
-        s.flushed(&node(), 0, Figures { measured: 10_000, delta: 0, keys: 10, ..Figures::default() });
+        s.flushed(&node(), Unsent::default(), Figures { measured: 10_000, delta: 0, keys: 10, ..Figures::default() });
         s.freed_keys(&node(), 3);
         assert_eq!(s.used(), 7_000);
-    }
-
-    #[test]
-    fn write_cost_counts_arguments_and_keys() {
-        let args: Vec<bytes::Bytes> = ["SET", "k", "vvvv"].iter().map(|s| bytes::Bytes::from(*s)).collect();
-        assert_eq!(write_cost(&args, &[1]), 5 + PER_KEY_OVERHEAD);
     }
 }
