@@ -23,7 +23,13 @@ impl Protocol {
 /// `kind`, the number and CRLF in one copy: these lines are most of what a
 /// small command's encoding writes.
 fn put_len(out: &mut BytesMut, kind: u8, n: usize) {
-    out.extend_from_slice(line(kind, n as i64).as_slice());
+    // Most lengths are one or two digits: a copy of a fixed size is inlined,
+    // where one of a computed length is a call to memcpy.
+    match n {
+        0..=9 => out.extend_from_slice(&[kind, b'0' + n as u8, b'\r', b'\n']),
+        10..=99 => out.extend_from_slice(&[kind, b'0' + (n / 10) as u8, b'0' + (n % 10) as u8, b'\r', b'\n']),
+        _ => out.extend_from_slice(line(kind, n as i64).as_slice()),
+    }
 }
 
 struct SmallBuf([u8; 24], usize);
