@@ -18,25 +18,56 @@ const MAX_NAME: usize = 40;
 
 /// Finds a command by name, ignoring ASCII case, without allocating.
 pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
-    // Searched among the commands sharing its first letter only: a handful
-    // of comparisons instead of eight or nine.
-    find_in(by_first_letter(name.first()?.to_ascii_lowercase()), name, b"")
-}
-
-/// The commands whose names start with `first` (a run of the sorted table).
-fn by_first_letter(first: u8) -> &'static [CommandSpec] {
-    static RUNS: std::sync::LazyLock<[std::ops::Range<usize>; 26]> = std::sync::LazyLock::new(|| {
-        std::array::from_fn(|i| {
-            let letter = b'a' + i as u8;
-            COMMANDS.partition_point(|c| c.name.as_bytes()[0] < letter)
-                ..COMMANDS.partition_point(|c| c.name.as_bytes()[0] <= letter)
-        })
-    });
-    match first {
-        b'a'..=b'z' => &COMMANDS[RUNS[usize::from(first - b'a')].clone()],
-        _ => &[],
+    if name.is_empty() || name.len() > MAX_NAME {
+        return None;
+    }
+    // Lowered and hashed in one pass; then a probe or two in a table of
+    // several times as many slots as commands, where a binary search made
+    // a handful of string comparisons: once per request.
+    let mut buf = [0u8; MAX_NAME];
+    let mut hash = FNV_OFFSET;
+    for (slot, &b) in buf.iter_mut().zip(name) {
+        *slot = b.to_ascii_lowercase();
+        hash = (hash ^ u32::from(*slot)).wrapping_mul(FNV_PRIME);
+    }
+    let wanted = &buf[..name.len()];
+    let index = &*NAME_INDEX;
+    let mut i = hash as usize & (INDEX_SLOTS - 1);
+    loop {
+        let at = index[i];
+        if at == EMPTY_SLOT {
+            return None;
+        }
+        let spec = &COMMANDS[usize::from(at)];
+        if spec.name.as_bytes() == wanted {
+            return Some(spec);
+        }
+        i = (i + 1) & (INDEX_SLOTS - 1);
     }
 }
+
+const FNV_OFFSET: u32 = 0x811c_9dc5;
+const FNV_PRIME: u32 = 0x0100_0193;
+const INDEX_SLOTS: usize = 1024;
+const EMPTY_SLOT: u16 = u16::MAX;
+
+fn fnv(name: &[u8]) -> u32 {
+    name.iter().fold(FNV_OFFSET, |h, &b| (h ^ u32::from(b)).wrapping_mul(FNV_PRIME))
+}
+
+/// Each top-level command's place in `COMMANDS`, by the hash of its name
+/// (open addressing, linear probing).
+static NAME_INDEX: std::sync::LazyLock<[u16; INDEX_SLOTS]> = std::sync::LazyLock::new(|| {
+    let mut index = [EMPTY_SLOT; INDEX_SLOTS];
+    for (at, spec) in COMMANDS.iter().enumerate() {
+        let mut i = fnv(spec.name.as_bytes()) as usize & (INDEX_SLOTS - 1);
+        while index[i] != EMPTY_SLOT {
+            i = (i + 1) & (INDEX_SLOTS - 1);
+        }
+        index[i] = at as u16;
+    }
+    index
+});
 
 /// The command a request's arguments name: its subcommand's entry for a
 /// container (`CLIENT SETNAME` is `client|setname`).
@@ -77,6 +108,18 @@ fn find_in(table: &'static [CommandSpec], name: &[u8], prefix: &[u8]) -> Option<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_command_is_found_by_its_name_in_any_case() {
+        assert!(COMMANDS.len() * 2 <= INDEX_SLOTS, "the index is too full: make INDEX_SLOTS larger");
+        for spec in COMMANDS {
+            assert!(std::ptr::eq(lookup(spec.name.as_bytes()).unwrap(), spec), "{}", spec.name);
+            let upper = spec.name.to_ascii_uppercase();
+            assert!(std::ptr::eq(lookup(upper.as_bytes()).unwrap(), spec), "{upper}");
+        }
+        assert!(lookup(&[b'g'; MAX_NAME + 1]).is_none());
+        assert!(lookup(b"ge").is_none() && lookup(b"gett").is_none());
+    }
 
     #[test]
     fn lookup_ignores_case_and_finds_subcommands() {
