@@ -88,7 +88,9 @@ pub async fn serve(
         let event = {
             let head = s.replies.head_rx();
             let has_head = head.is_some();
-            let until = wake_at.unwrap_or_else(Instant::now);
+            // Without a wake-up time the sleep is never polled: any instant
+            // will do, and one at hand costs no clock read per turn.
+            let until = wake_at.unwrap_or(s.read_at);
             let waiting = s.waiting.as_mut().map(|w| &mut w.done);
             let is_waiting = waiting.is_some();
             // A client that does not read its messages stops their intake.
