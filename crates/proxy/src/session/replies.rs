@@ -138,11 +138,12 @@ impl ReplyQueue {
     /// batch still waiting on its backend. `head_result` is the head's reply
     /// if it was just received by awaiting `head_rx`.
     pub fn drain_ready(&mut self, client_out: &mut OutQueue, mut head_result: Option<Result<BatchReply, ()>>) {
-        // A muted entry's replies are fixed and counted like any, then dropped.
-        let mut sink = OutQueue::default();
+        // A muted entry's replies are fixed and counted like any, then
+        // dropped; made only then (this runs several times per request).
+        let mut sink: Option<OutQueue> = None;
         while let Some(front) = self.queue.front_mut() {
             let muted = self.muted.front() == Some(&true);
-            let out = if muted { &mut sink } else { &mut *client_out };
+            let out = if muted { sink.get_or_insert_with(OutQueue::default) } else { &mut *client_out };
             match front {
                 Pending::Local { bytes, count } => {
                     self.in_flight -= *count;
