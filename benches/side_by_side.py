@@ -245,6 +245,35 @@ def stop_all_but_redis(procs):
     del procs[1:]
 
 
+# (redis-benchmark test, pipeline, requests counted, the issue's target)
+COSTS = [("get", 1, 20_000, 5_000), ("get", 16, 160_000, 2_500), ("set", 1, 20_000, 5_000),
+         ("mset", 1, 10_000, 10_000)]
+
+
+def cost_per_request(args):
+    """User-space instructions per request under callgrind (benches/callgrind.sh,
+    benches/cost.yaml), and heap allocations per request (tests/alloc):
+    steadier than ops/s, the same run to run on one machine."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    print("\nCost per request (benches/callgrind.sh with benches/cost.yaml: namespace, rate limit, "
+          "keyspace metrics, hot keys, 1% of commands traced)\n")
+    print("| workload | instructions per request | target |")
+    print("|---|---:|---:|")
+    for test, pipeline, n, target in COSTS:
+        out = subprocess.run([os.path.join(here, "callgrind.sh"), args.tenantry, str(n), str(pipeline), test],
+                             capture_output=True, text=True)
+        line = next((l for l in out.stdout.splitlines() if "per request" in l), "")
+        per = line.split("=")[-1].split()[0] if "=" in line else f"failed: {out.stderr.strip()[-200:]}"
+        label = f"MSET x10 P{pipeline}" if test == "mset" else f"{test.upper()} P{pipeline}"
+        print(f"| {label} | {per} | {target:,} |", flush=True)
+    out = subprocess.run(["cargo", "test", "-q", "-p", "tenantry-tests", "--test", "alloc", "--",
+                          "--nocapture"], capture_output=True, text=True, cwd=os.path.dirname(here))
+    print("\nHeap allocations per request (cargo test -p tenantry-tests --test alloc)\n")
+    lines = [l for l in out.stdout.splitlines() if "allocations per request" in l]
+    for l in lines or [f"failed: {out.stderr.strip()[-300:]}"]:
+        print(f"  {l}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--tenantry", default="target/release/tenantry")
@@ -256,6 +285,8 @@ def main():
     ap.add_argument("--no-tls", action="store_true", help="skip the TLS workload")
     ap.add_argument("--no-hot", action="store_true", help="skip the hot-key and coalescing workloads")
     ap.add_argument("--hot-only", action="store_true", help="run only the hot-key and coalescing workloads")
+    ap.add_argument("--no-cost", action="store_true",
+                    help="skip the cost per request (callgrind instructions, allocations)")
     ap.add_argument("--only", action="append", metavar="WORKLOAD",
                     help='run only this workload (e.g. "GET P1"); may be repeated')
     args = ap.parse_args()
@@ -336,6 +367,8 @@ def main():
             cluster_bench(args, tmp, procs, rport)
         if not args.no_tls:
             tls_bench(args, tmp, procs)
+        if not args.no_cost:
+            cost_per_request(args)
     finally:
         # Proxies first, then Redis, so no proxy sees its backend vanish.
         for p in reversed(procs):

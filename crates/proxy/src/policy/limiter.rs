@@ -40,18 +40,20 @@ impl TenantLimiter {
     /// it could be taken. A request larger than the byte burst is charged
     /// the whole burst (it could never pass otherwise).
     pub fn check(&self, bytes: usize, conn: Option<&DefaultDirectRateLimiter>) -> Result<(), Duration> {
-        let now = DefaultClock::default().now();
+        // The clock is read for a refusal's wait only: a pass reads it once,
+        // inside each limiter.
+        let wait = |n: governor::NotUntil<_>| n.wait_time_from(DefaultClock::default().now());
         if let Some(c) = conn {
-            c.check().map_err(|n| n.wait_time_from(now))?;
+            c.check().map_err(wait)?;
         }
         if let Some(ops) = &self.ops {
-            ops.check().map_err(|n| n.wait_time_from(now))?;
+            ops.check().map_err(wait)?;
         }
         if let Some((limiter, burst)) = &self.bytes {
             let n = NonZeroU32::new((bytes.min(*burst as usize)) as u32).unwrap_or(NonZeroU32::MIN);
             match limiter.check_n(n) {
                 Ok(Ok(())) => {}
-                Ok(Err(not_until)) => return Err(not_until.wait_time_from(now)),
+                Ok(Err(not_until)) => return Err(wait(not_until)),
                 Err(_) => return Err(Duration::from_secs(1)),
             }
         }
