@@ -5,7 +5,12 @@
 # kernel maps a file's pages 64 KiB around each fault, so spread-out code
 # keeps most of the text resident; packed, it keeps what runs.
 #
-#   scripts/code-order.sh BINARY
+#   cargo build --release --bin tenantry && scripts/code-order.sh target/release/tenantry
+#
+# Make it from that build, the one `make run`, `make bench` and the
+# Dockerfile make: the linker's names carry a hash of each crate's features,
+# and `cargo build -p tenantry` resolves them otherwise (half the names would
+# not match).
 #
 # Runs BINARY under callgrind (from its start, names kept mangled as the
 # linker sees them) in front of a redis-server on free ports, sends a mix
