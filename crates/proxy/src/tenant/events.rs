@@ -8,8 +8,8 @@
 
 use super::TenantRt;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 use tenantry_protocol::events::Flags;
 use tenantry_protocol::{answer, Namespace};
 
@@ -18,9 +18,7 @@ pub const FRESH: Duration = Duration::from_secs(2);
 /// The key on the backend holding a namespace's flags, in Redis's
 /// `notify-keyspace-events` form.
 pub fn events_key(namespace: &Namespace) -> Vec<u8> {
-    let mut key = b"tenantry:events:".to_vec();
-    key.extend_from_slice(namespace.as_bytes());
-    key
+    super::own_key("events", namespace)
 }
 
 /// This proxy's copy of the tenant's flags; kept across reloads.
@@ -28,19 +26,14 @@ pub fn events_key(namespace: &Namespace) -> Vec<u8> {
 pub struct EventFlags {
     bits: AtomicU16,
     /// When the copy was last read from (or written to) the backend, in ms
-    /// since `epoch()`, plus one (0: never). An atomic, not a lock: every
+    /// since the tenants' epoch, plus one (0: never). An atomic, not a lock: every
     /// keyspace event delivered looks at it.
     checked: AtomicU64,
     reading: AtomicBool,
 }
 
-fn epoch() -> Instant {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    *EPOCH.get_or_init(Instant::now)
-}
-
 fn now_ms() -> u64 {
-    epoch().elapsed().as_millis() as u64 + 1
+    super::epoch().elapsed().as_millis() as u64 + 1
 }
 
 impl EventFlags {

@@ -21,9 +21,25 @@ use crate::clients::TenantClients;
 use crate::policy::TenantLimiter;
 use crate::telemetry::TenantMetrics;
 use std::sync::atomic::AtomicUsize;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 use tenantry_config::{Tenant, TenantId};
 use tenantry_protocol::Namespace;
+
+/// tenantry's own key on the backend for one kind of record about a
+/// namespace: `tenantry:<kind>:<namespace>` (no tenant's namespace can
+/// overlap `tenantry:`, so no tenant can reach it).
+fn own_key(kind: &str, namespace: &Namespace) -> Vec<u8> {
+    let mut key = format!("tenantry:{kind}:").into_bytes();
+    key.extend_from_slice(namespace.as_bytes());
+    key
+}
+
+/// The origin of the times tenants' shared state keeps in atomics.
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
 
 /// What a session needs to know about its tenant.
 #[derive(Debug)]

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tenantry_config::{BackendAddr, Eviction, MemoryQuota};
 use tenantry_protocol::Namespace;
@@ -13,17 +13,9 @@ use tenantry_protocol::Namespace;
 /// plus this fraction of it: eviction runs beside the writes, not inside them.
 const HEADROOM: u64 = 50;
 
-/// The origin of `QuotaState::freed_at`, so it fits an atomic.
-fn epoch() -> &'static Instant {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    EPOCH.get_or_init(Instant::now)
-}
-
 /// The hash on the backend holding a namespace's figures.
 pub fn figures_key(namespace: &Namespace) -> Vec<u8> {
-    let mut key = b"tenantry:quota:".to_vec();
-    key.extend_from_slice(namespace.as_bytes());
-    key
+    super::own_key("quota", namespace)
 }
 
 /// What a proxy knows of one tenant's memory use; shared by every generation
@@ -47,7 +39,7 @@ pub struct QuotaState {
     measured_once: AtomicBool,
     /// When the tenant's use last went down (this proxy's evictor freed
     /// keys, or the nodes' figures show another proxy's did), in
-    /// nanoseconds since `epoch()`; 0 for never.
+    /// nanoseconds since the tenants' epoch; 0 for never.
     freed_at: AtomicU64,
     /// Per node (a standalone backend's one, a cluster's masters, a ring's
     /// nodes): its figures, and this proxy's writes to it not yet added to
@@ -121,14 +113,14 @@ impl QuotaState {
 
     /// Some of the tenant's memory was freed just now: eviction is making progress.
     pub(crate) fn note_freed(&self) {
-        let nanos = epoch().elapsed().as_nanos().max(1) as u64;
+        let nanos = super::epoch().elapsed().as_nanos().max(1) as u64;
         self.freed_at.store(nanos, Ordering::Relaxed);
     }
 
     /// When some of the tenant's memory was last seen freed, if it was.
     pub fn freed_at(&self) -> Option<Instant> {
         let nanos = self.freed_at.load(Ordering::Relaxed);
-        (nanos > 0).then(|| *epoch() + Duration::from_nanos(nanos))
+        (nanos > 0).then(|| super::epoch() + Duration::from_nanos(nanos))
     }
 
     pub fn admit(&self, quota: &MemoryQuota) -> Admit {

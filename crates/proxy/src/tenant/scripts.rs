@@ -49,9 +49,7 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// The set on the backend holding a namespace's SHAs.
 pub fn scripts_key(namespace: &Namespace) -> Vec<u8> {
-    let mut key = b"tenantry:scripts:".to_vec();
-    key.extend_from_slice(namespace.as_bytes());
-    key
+    super::own_key("scripts", namespace)
 }
 
 /// What this proxy knows of one SHA.
