@@ -16,19 +16,7 @@ N=${2:-20000}
 P=${3:-1}
 TEST=${4:-get}
 COALESCE=${COALESCE:-false}
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-REDIS_PORT=$(free_port)
-PROXY_PORT=$(free_port)
-ADMIN_PORT=$(free_port)
-WORK=$(mktemp -d)
-cleanup() {
-    if [ -n "${PROXY_PID:-}" ]; then kill "$PROXY_PID" 2> /dev/null || true; fi
-    if [ -f "$WORK/redis.pid" ]; then kill "$(cat "$WORK/redis.pid")" 2> /dev/null || true; fi
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-redis-server --port "$REDIS_PORT" --save "" --appendonly no --daemonize yes \
-    --pidfile "$WORK/redis.pid" --logfile "$WORK/redis.log"
+. "$(dirname "$0")/under-valgrind.sh"
 sed -e "s/@PROXY_PORT@/$PROXY_PORT/" -e "s/@ADMIN_PORT@/$ADMIN_PORT/" -e "s/@REDIS_PORT@/$REDIS_PORT/" \
     -e "s/@COALESCE@/$COALESCE/" "$(dirname "$0")/cost.yaml" > "$WORK/tenantry.yaml"
 TENANTRY_OTLP_ENDPOINT="http://127.0.0.1:$(free_port)/v1/traces" \

@@ -20,19 +20,7 @@
 set -euo pipefail
 BIN=$1
 OUT=${OUT:-crates/tenantry/code-order.txt}
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-REDIS_PORT=$(free_port)
-PROXY_PORT=$(free_port)
-ADMIN_PORT=$(free_port)
-WORK=$(mktemp -d)
-cleanup() {
-    if [ -n "${PROXY_PID:-}" ]; then kill "$PROXY_PID" 2> /dev/null || true; fi
-    if [ -f "$WORK/redis.pid" ]; then kill "$(cat "$WORK/redis.pid")" 2> /dev/null || true; fi
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-redis-server --port "$REDIS_PORT" --save "" --appendonly no --daemonize yes \
-    --pidfile "$WORK/redis.pid" --logfile "$WORK/redis.log"
+. "$(dirname "$0")/../benches/under-valgrind.sh"
 TLS_PORT=$(free_port)
 scripts/tls-certs.sh "$WORK/certs" 2> /dev/null
 cat > "$WORK/tenantry.yaml" <<YAML
