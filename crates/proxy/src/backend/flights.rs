@@ -177,20 +177,29 @@ impl Drop for Leader {
 
 /// A batch's leading reads, by their index in the batch, in index order.
 /// Boxed: most batches have none, and a batch is moved through a channel
-/// and a queue, where a pointer costs less than an empty list.
+/// and a queue, where a pointer costs less than the list (measured: held
+/// inline, it cost every GET at pipeline 1 some 240 instructions with
+/// coalescing off). In the box the first leader is held inline: a batch of
+/// one leading read, as at pipeline 1, allocates once.
 #[derive(Default)]
 pub struct Shares(Option<Box<ShareList>>);
 
 #[derive(Default)]
 struct ShareList {
-    leaders: Vec<(usize, Option<Leader>)>,
-    /// The next one to land.
+    first: Option<(usize, Leader)>,
+    rest: Vec<(usize, Option<Leader>)>,
+    /// The next of `rest` to land.
     next: usize,
 }
 
 impl Shares {
     pub fn push(&mut self, at: usize, leader: Leader) {
-        self.0.get_or_insert_default().leaders.push((at, Some(leader)));
+        let list = self.0.get_or_insert_default();
+        if list.first.is_none() && list.rest.is_empty() {
+            list.first = Some((at, leader));
+        } else {
+            list.rest.push((at, Some(leader)));
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -200,7 +209,16 @@ impl Shares {
     /// Called with each reply of the batch in turn: lands the leader at `index`.
     pub fn reply(&mut self, index: usize, reply: &[u8]) {
         let Some(list) = &mut self.0 else { return };
-        if let Some((at, leader)) = list.leaders.get_mut(list.next) {
+        if let Some((at, _)) = &list.first {
+            if *at == index {
+                if let Some((_, leader)) = list.first.take() {
+                    leader.land(reply);
+                }
+            }
+            // `rest` comes after the first, in index order.
+            return;
+        }
+        if let Some((at, leader)) = list.rest.get_mut(list.next) {
             if *at == index {
                 if let Some(leader) = leader.take() {
                     leader.land(reply);
