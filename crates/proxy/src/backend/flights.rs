@@ -45,9 +45,39 @@ impl std::fmt::Debug for Flights {
 
 struct Flight {
     proto: Protocol,
-    request: Bytes,
+    request: Request,
     number: u64,
     waiters: Vec<oneshot::Sender<BatchReply>>,
+}
+
+/// A flight's request, the key its joiners are matched by: held in the
+/// flight itself when short (a GET of a key of up to some 40 bytes), so a
+/// read that leads a flight allocates nothing for it.
+enum Request {
+    Inline { bytes: [u8; INLINE], len: u8 },
+    Heap(Bytes),
+}
+
+const INLINE: usize = 64;
+
+impl Request {
+    fn new(request: &[u8]) -> Request {
+        match u8::try_from(request.len()) {
+            Ok(len) if request.len() <= INLINE => {
+                let mut bytes = [0; INLINE];
+                bytes[..request.len()].copy_from_slice(request);
+                Request::Inline { bytes, len }
+            }
+            _ => Request::Heap(Bytes::copy_from_slice(request)),
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            Request::Inline { bytes, len } => &bytes[..usize::from(*len)],
+            Request::Heap(b) => b,
+        }
+    }
 }
 
 /// What a read does about the flights in the air.
@@ -73,7 +103,7 @@ impl Flights {
     pub fn board(self: &Arc<Self>, proto: Protocol, request: &[u8], floor: u64) -> Boarding {
         let hash = self.hasher.hash_one((proto as u8, request));
         let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(flight) = map.find_mut(hash, |f| f.proto == proto && f.request == request) {
+        if let Some(flight) = map.find_mut(hash, |f| f.proto == proto && f.request.as_bytes() == request) {
             if flight.number <= floor {
                 return Boarding::Alone;
             }
@@ -83,15 +113,15 @@ impl Flights {
         }
         let number = self.numbered.fetch_add(1, Ordering::AcqRel) + 1;
         // Only a new flight copies the request.
-        let flight = Flight { proto, request: Bytes::copy_from_slice(request), number, waiters: Vec::new() };
-        map.insert_unique(hash, flight, |f| self.hasher.hash_one((f.proto as u8, &f.request[..])));
+        let flight = Flight { proto, request: Request::new(request), number, waiters: Vec::new() };
+        map.insert_unique(hash, flight, |f| self.hasher.hash_one((f.proto as u8, f.request.as_bytes())));
         Boarding::Leads(Leader { flights: Some(self.clone()), hash, number, follow: None })
     }
 
     /// The request of a flight still in the air.
     fn request(&self, hash: u64, number: u64) -> Option<(Protocol, Bytes)> {
         let map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
-        map.find(hash, |f| f.number == number).map(|f| (f.proto, f.request.clone()))
+        map.find(hash, |f| f.number == number).map(|f| (f.proto, Bytes::copy_from_slice(f.request.as_bytes())))
     }
 
     /// Flights in the air (for tests and `/tenants`).
@@ -276,6 +306,20 @@ mod tests {
         drop(leader);
         assert!(a.try_recv().is_err());
         assert_eq!(f.in_air(), 0);
+    }
+
+    #[test]
+    fn long_requests_are_matched_as_short_ones_are() {
+        let f = Arc::new(Flights::default());
+        let long = [b"*2\r\n$3\r\nGET\r\n$100\r\n".as_slice(), &[b'k'; 100], b"\r\n"].concat();
+        for request in [&long[..INLINE], &long[..INLINE + 1], &long[..]] {
+            let Boarding::Leads(leader) = f.board(Protocol::Resp2, request, 0) else { panic!() };
+            let Boarding::Joined(mut waiter) = f.board(Protocol::Resp2, request, 0) else { panic!() };
+            // One byte less is another request.
+            assert!(matches!(f.board(Protocol::Resp2, &request[..request.len() - 1], 0), Boarding::Leads(_)));
+            leader.land(b"$1\r\nv\r\n");
+            assert_eq!(waiter.try_recv().unwrap().unwrap(), Bytes::from_static(b"$1\r\nv\r\n"));
+        }
     }
 
     #[test]
