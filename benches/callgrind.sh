@@ -23,10 +23,7 @@ TENANTRY_OTLP_ENDPOINT="http://127.0.0.1:$(free_port)/v1/traces" \
     valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$WORK/callgrind.out" \
     "$BIN" run --config "$WORK/tenantry.yaml" > "$WORK/tenantry.log" 2>&1 &
 PROXY_PID=$!
-for _ in $(seq 1 150); do
-    redis-cli -p "$PROXY_PORT" ping > /dev/null 2>&1 && break
-    sleep 0.2
-done
+wait_for_proxy
 bench() { redis-benchmark -p "$PROXY_PORT" -t "$TEST" -n "$1" -c 50 -P "$P" -d 100 -r 1000 -q > /dev/null; }
 bench 2000
 callgrind_control -i on "$PROXY_PID" > /dev/null

@@ -43,10 +43,7 @@ YAML
 valgrind --tool=callgrind --demangle=no --callgrind-out-file="$WORK/callgrind.out" \
     "$BIN" run --config "$WORK/tenantry.yaml" > "$WORK/tenantry.log" 2>&1 &
 PROXY_PID=$!
-for _ in $(seq 1 300); do
-    redis-cli -p "$PROXY_PORT" ping > /dev/null 2>&1 && break
-    sleep 0.2
-done
+wait_for_proxy
 for p in 1 16; do
     redis-benchmark -p "$PROXY_PORT" -n 2000 -c 10 -P $p -d 100 -r 1000 -q \
         -t set,get,incr,lpush,rpush,lpop,rpop,sadd,hset,spop,zadd,lrange_100,mset > /dev/null

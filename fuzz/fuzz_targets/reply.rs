@@ -29,7 +29,7 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     for flags in [Flags::parse(b"KEA").unwrap(), Flags::parse(b"K$").unwrap()] {
-        if let Delivery::Frame(out) = events::deliver(reply, &ns, flags) {
+        if let Delivery::Frame(out) = events::deliver(reply, &ns, || flags) {
             assert_eq!(reply_len(&out), Ok(Some(out.len())));
         }
     }

@@ -174,8 +174,9 @@ pub enum Delivery {
 }
 
 /// One frame (`message`, `pmessage`, or an (un)subscription's reply) as the
-/// tenant with namespace `ns` and `flags` gets it.
-pub fn deliver(frame: &[u8], ns: &Namespace, flags: Flags) -> Delivery {
+/// tenant with namespace `ns` and `flags` gets it; `flags` is asked for only
+/// when the frame is a keyspace event (most frames of a subscriber are not).
+pub fn deliver(frame: &[u8], ns: &Namespace, flags: impl FnOnce() -> Flags) -> Delivery {
     let Some(parts) = elements(frame) else { return Delivery::Other };
     let items = parts.items();
     let text = |i: usize| items.get(i).and_then(|e| e.text);
@@ -193,7 +194,7 @@ pub fn deliver(frame: &[u8], ns: &Namespace, flags: Flags) -> Delivery {
             };
             let Some((keyspace, at)) = name_at(channel) else { return Delivery::Drop };
             let event = if keyspace { payload } else { &channel[at..] };
-            if !flags.wants(keyspace, event) {
+            if !flags().wants(keyspace, event) {
                 return Delivery::Drop;
             }
             out.push(kind.to_vec());
@@ -315,28 +316,28 @@ mod tests {
     fn messages_come_back_under_the_clients_names() {
         let m = frame("*", &["pmessage", "__keyspace@0__:app:*", "__keyspace@0__:app:k", "set"]);
         let want = frame("*", &["pmessage", "__keyspace@0__:*", "__keyspace@0__:k", "set"]);
-        assert_eq!(deliver(&m, &ns(), kea()), Delivery::Frame(want));
+        assert_eq!(deliver(&m, &ns(), kea), Delivery::Frame(want));
         let m = frame(">", &["message", "__keyevent@0__:del", "app:k"]);
-        assert_eq!(deliver(&m, &ns(), kea()), Delivery::Frame(frame(">", &["message", "__keyevent@0__:del", "k"])));
+        assert_eq!(deliver(&m, &ns(), kea), Delivery::Frame(frame(">", &["message", "__keyevent@0__:del", "k"])));
         let confirm = frame("*", &["psubscribe", "__keyspace@0__:app:*", ":1"]);
         assert_eq!(
-            deliver(&confirm, &ns(), kea()),
+            deliver(&confirm, &ns(), kea),
             Delivery::Frame(frame("*", &["psubscribe", "__keyspace@0__:*", ":1"]))
         );
-        assert_eq!(deliver(&frame("*", &["message", "orders", "x"]), &ns(), kea()), Delivery::Other);
+        assert_eq!(deliver(&frame("*", &["message", "orders", "x"]), &ns(), kea), Delivery::Other);
     }
 
     #[test]
     fn other_tenants_keys_and_unwanted_classes_are_dropped() {
         let theirs = frame("*", &["message", "__keyevent@0__:set", "other:k"]);
-        assert_eq!(deliver(&theirs, &ns(), kea()), Delivery::Drop);
+        assert_eq!(deliver(&theirs, &ns(), kea), Delivery::Drop);
         let set = frame("*", &["message", "__keyevent@0__:set", "app:k"]);
-        assert_eq!(deliver(&set, &ns(), Flags::parse(b"Ex").unwrap()), Delivery::Drop, "no string class");
-        assert_eq!(deliver(&set, &ns(), Flags::parse(b"K$").unwrap()), Delivery::Drop, "no keyevent channel");
+        assert_eq!(deliver(&set, &ns(), || Flags::parse(b"Ex").unwrap()), Delivery::Drop, "no string class");
+        assert_eq!(deliver(&set, &ns(), || Flags::parse(b"K$").unwrap()), Delivery::Drop, "no keyevent channel");
         let expired = frame("*", &["message", "__keyspace@0__:app:k", "expired"]);
-        assert!(matches!(deliver(&expired, &ns(), Flags::parse(b"Kx").unwrap()), Delivery::Frame(_)));
+        assert!(matches!(deliver(&expired, &ns(), || Flags::parse(b"Kx").unwrap()), Delivery::Frame(_)));
         let unknown = frame("*", &["message", "__keyspace@0__:app:k", "module-thing"]);
-        assert_eq!(deliver(&unknown, &ns(), Flags::parse(b"K$").unwrap()), Delivery::Drop);
-        assert!(matches!(deliver(&unknown, &ns(), kea()), Delivery::Frame(_)));
+        assert_eq!(deliver(&unknown, &ns(), || Flags::parse(b"K$").unwrap()), Delivery::Drop);
+        assert!(matches!(deliver(&unknown, &ns(), kea), Delivery::Frame(_)));
     }
 }

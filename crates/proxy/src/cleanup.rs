@@ -98,8 +98,8 @@ pub(crate) struct NamespaceScan<'a> {
     cursor: Option<Bytes>,
 }
 
-/// `None`: every key of the node.
-fn match_pattern(namespace: Option<&Namespace>) -> Vec<u8> {
+/// The SCAN pattern of a namespace's keys; `None`: every key of the node.
+pub(crate) fn match_pattern(namespace: Option<&Namespace>) -> Vec<u8> {
     namespace.map_or_else(Vec::new, |ns| {
         let mut pattern = ns.as_bytes().to_vec();
         pattern.push(b'*');

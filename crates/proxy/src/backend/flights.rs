@@ -174,26 +174,20 @@ impl Leader {
     pub fn land(mut self, reply: &[u8]) {
         let Some(flights) = self.flights.take() else { return };
         let (hash, number) = (self.hash, self.number);
-        let redirected = tenantry_protocol::cluster::parse_redirect(reply).is_some();
-        let request = flights.request(hash, number);
-        match (self.follow.take(), request) {
-            (Some((cluster, client)), Some((proto, request))) if redirected => {
-                let reply = Bytes::copy_from_slice(reply);
-                tokio::spawn(async move {
-                    let follow = Follow { cluster, client, proto, request, transaction: false };
-                    // Whatever comes back (the value, or the redirection
-                    // after too many hops) lands as the flight's reply.
-                    let landed = match follow_redirects(follow, reply.clone()).await {
-                        Ok(value) => value,
-                        Err(_) => reply,
-                    };
-                    flights.land(hash, number, Some(&landed));
-                });
-            }
-            _ => {
-                flights.land(hash, number, Some(reply));
-            }
-        }
+        // Only a cluster's leader answered MOVED or ASK looks further.
+        let redirected = self.follow.take().filter(|_| tenantry_protocol::cluster::parse_redirect(reply).is_some());
+        let Some(((cluster, client), (proto, request))) = redirected.zip(flights.request(hash, number)) else {
+            flights.land(hash, number, Some(reply));
+            return;
+        };
+        let reply = Bytes::copy_from_slice(reply);
+        tokio::spawn(async move {
+            let follow = Follow { cluster, client, proto, request, transaction: false };
+            // Whatever comes back (the value, or the redirection after too
+            // many hops) lands as the flight's reply.
+            let landed = follow_redirects(follow, reply.clone()).await.unwrap_or(reply);
+            flights.land(hash, number, Some(&landed));
+        });
     }
 }
 

@@ -105,8 +105,7 @@ impl Session {
             _ => DBSIZE_SCRIPT,
         };
         let batch = self.state.runtime.load().config.cleanup.batch.clamp(1, 1000);
-        let mut pattern = tenant.namespace.as_bytes().to_vec();
-        pattern.push(b'*');
+        let pattern = crate::cleanup::match_pattern(Some(&tenant.namespace));
         let args = vec![
             Bytes::from_static(b"EVAL"),
             Bytes::from_static(script.as_bytes()),

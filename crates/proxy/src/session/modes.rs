@@ -3,8 +3,9 @@
 //! here): RESP2's subscribed mode takes only (P|S)(UN)SUBSCRIBE, PING, QUIT
 //! and RESET, as in Redis; inside MULTI, connection commands other than the
 //! transaction's own and FLUSHDB/DBSIZE (queued as scripts, `keyspace.rs`)
-//! are refused, MULTI does not nest and WATCH waits for EXEC. Pub/Sub inside MULTI is refused where subscriptions are made
-//! (`pubsub.rs`), after the tenant's command rules.
+//! are refused, MULTI does not nest and WATCH waits for EXEC. Pub/Sub inside
+//! MULTI is refused where subscriptions are made (`pubsub.rs`), after the
+//! tenant's command rules.
 
 use tenantry_protocol::classify::{Action, ConnCommand};
 use tenantry_protocol::command::Special;

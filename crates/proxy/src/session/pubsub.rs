@@ -255,7 +255,7 @@ impl Session {
 /// for a keyspace event the tenant must not see.
 fn client_view(frame: &[u8], tenant: &Arc<TenantRt>) -> Option<BytesMut> {
     let mut out = BytesMut::with_capacity(frame.len());
-    match events::deliver(frame, &tenant.namespace, tenant.event_flags()) {
+    match events::deliver(frame, &tenant.namespace, || tenant.event_flags()) {
         Delivery::Frame(bytes) => out.extend_from_slice(&bytes),
         Delivery::Drop => return None,
         Delivery::Other => {

@@ -81,9 +81,9 @@ impl TenantRt {
     pub async fn read_event_flags(&self) -> Flags {
         let key = events_key(&self.namespace);
         let node = self.backend.node_of_own_key(&key);
-        match node.call(&[b"GET", &key]).await.map(|reply| answer::text(&reply)) {
-            Ok(Ok(value)) => self.events.set(value.as_deref().and_then(Flags::parse).unwrap_or_default()),
-            Ok(Err(e)) => tracing::debug!(tenant = %self.id, error = %e, "could not read keyspace-event flags"),
+        let reply = node.call(&[b"GET", &key]).await.map_err(crate::error::Error::from);
+        match reply.and_then(|r| answer::text(&r).map_err(crate::error::Error::from)) {
+            Ok(value) => self.events.set(value.as_deref().and_then(Flags::parse).unwrap_or_default()),
             Err(e) => tracing::debug!(tenant = %self.id, error = %e, "could not read keyspace-event flags"),
         }
         self.events.done_reading();
