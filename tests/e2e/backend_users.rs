@@ -133,3 +133,72 @@ async fn a_reload_keeps_each_users_commands_in_step_with_the_tenants_policy() {
     assert!(keys.starts_with(b"-NOPERM"), "{:?}", String::from_utf8_lossy(&keys));
     ready(&mut app).await;
 }
+
+/// `make run`'s config, on a redis-server of the test's.
+#[tokio::test]
+async fn the_example_config_gives_every_tenant_scripts_behind_its_own_user() {
+    let redis = RedisServer::start();
+    let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../config/example.yaml")).unwrap();
+    let yaml = example
+        .replace("127.0.0.1:6390", &redis.addr())
+        .replace("listen: 127.0.0.1:6379", "listen: 127.0.0.1:0")
+        .replace("admin: 127.0.0.1:9121", "admin: 127.0.0.1:0");
+    let proxy = TestProxy::start_listening(&yaml).await;
+    let mut default = proxy.raw().await;
+    ready(&mut default).await;
+    let ok = default.cmd(&[b"EVAL", b"return redis.call('SET', KEYS[1], 'v')", b"1", b"k"]).await;
+    assert_eq!(ok, b"+OK\r\n");
+    assert_eq!(redis.cli(&["GET", "default:k"]).trim_end(), "v");
+    // A script that builds the demo tenant's key name itself: Redis refuses it.
+    let out = default.cmd(&[b"EVAL", b"return redis.call('SET', 'demo:v1:' .. 'k', 'stolen')", b"0"]).await;
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with('-') && ["NOPERM", "No permissions", "can't access"].iter().any(|m| text.contains(m)));
+    assert_eq!(redis.cli(&["EXISTS", "demo:v1:k"]).trim_end(), "0");
+    let mut demo = proxy.login("demo", "demo-password").await;
+    ready(&mut demo).await;
+    let ok = demo
+        .cmd(&[b"FUNCTION", b"LOAD", b"#!lua name=demo\nredis.register_function('one', function() return 1 end)"])
+        .await;
+    assert_eq!(ok, b"$4\r\ndemo\r\n");
+    assert_eq!(demo.cmd(&[b"FCALL", b"one", b"0"]).await, b":1\r\n");
+}
+
+/// A backend whose own user may not ACL SETUSER: the tenant is served
+/// without its user, scripts off, until its user can be made.
+#[tokio::test]
+async fn a_tenant_whose_user_cannot_be_made_is_served_with_scripts_off_until_it_can() {
+    let redis = RedisServer::start();
+    let narrow = ["ACL", "SETUSER", "proxy", "on", ">proxy-pw", "~*", "&*", "+@all", "-acl|setuser"];
+    assert_eq!(redis.cli(&narrow).trim_end(), "OK");
+    let proxy = TestProxy::start(&format!(
+        "backends:\n  shared: {{ kind: standalone, nodes: [\"{}\"], username: proxy, password: proxy-pw, provision_acl: true }}\n\
+         tenants:\n  app: {{ backend: shared, namespace: \"app:\", backend_auth: {{ username: tenant-app, password: s }} }}\n\
+         default_tenant: app\n",
+        redis.addr()
+    ))
+    .await;
+    let mut app = proxy.raw().await;
+    ready(&mut app).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = app.cmd(&[b"EVAL", b"return 1", b"0"]).await;
+        if r.starts_with(b"-NOPERM tenant 'app' may not run scripts") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "scripts never turned off: {}", String::from_utf8_lossy(&r));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(app.cmd(&[b"GET", b"ready"]).await, b"$1\r\n1\r\n");
+    assert_eq!(redis.cli(&["ACL", "GETUSER", "tenant-app"]).trim(), "");
+    // The operator lets tenantry make users: the tenant gets its user and scripts.
+    assert_eq!(redis.cli(&["ACL", "SETUSER", "proxy", "+acl|setuser"]).trim_end(), "OK");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = app.cmd(&[b"EVAL", b"return redis.call('GET', KEYS[1])", b"1", b"ready"]).await;
+        if r == b"$1\r\n1\r\n" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "scripts never came back: {}", String::from_utf8_lossy(&r));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

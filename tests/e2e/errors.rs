@@ -9,7 +9,7 @@ async fn bad_and_refused_commands_get_errors_and_the_connection_goes_on() {
     assert_eq!(c.cmd(&[b"SET", b"a"]).await, b"-ERR wrong number of arguments for 'set' command\r\n");
     assert_eq!(c.cmd(&[b"OBJECT", b"NOPE"]).await, b"-ERR unknown subcommand 'NOPE'. Try OBJECT HELP.\r\n");
     for cmd in [
-        &[&b"LASTSAVE"[..]][..],
+        &[&b"BGSAVE"[..]][..],
         &[b"SWAPDB", b"0", b"1"],
         &[b"CONFIG", b"SET", b"maxmemory", b"1"],
         &[b"FUNCTION", b"KILL"],

@@ -9,6 +9,7 @@ mod cluster;
 mod cluster_changes;
 mod coalesce;
 mod command_table;
+mod corners;
 mod errors;
 mod hostile;
 mod info;

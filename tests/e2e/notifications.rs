@@ -60,6 +60,18 @@ async fn events(c: &mut RawClient) -> Vec<String> {
     out
 }
 
+/// `TestProxy::two_tenants`, each tenant allowed every keyspace event class.
+async fn allowed(redis: &RedisServer) -> TestProxy {
+    TestProxy::start(&format!(
+        "backends:\n  local: {{ kind: standalone, nodes: [\"{}\"] }}\n\
+         tenants:\n  app: {{ backend: local, namespace: \"app:\", keyspace_events: KEA }}\n  \
+         demo: {{ backend: local, namespace: \"demo:\", keyspace_events: KEA, auth: {{ username: demo, password: demo-pw }} }}\n\
+         default_tenant: app\n",
+        redis.addr()
+    ))
+    .await
+}
+
 async fn config_set(c: &mut RawClient, flags: &str) {
     assert_eq!(c.cmd(&[b"CONFIG", b"SET", b"notify-keyspace-events", flags.as_bytes()]).await, b"+OK\r\n");
 }
@@ -77,7 +89,7 @@ async fn the_event_stream_is_redis_own_with_names_stripped() {
             assert!(!want.is_empty(), "Redis sent nothing for {flags}");
 
             let redis = RedisServer::start();
-            let proxy = TestProxy::two_tenants(&redis).await;
+            let proxy = allowed(&redis).await;
             let mut c = proxy.raw().await;
             config_set(&mut c, flags).await;
             let direct_get = direct.cmd(&[b"CONFIG", b"GET", b"notify-keyspace-events"]).await;
@@ -93,7 +105,7 @@ async fn the_event_stream_is_redis_own_with_names_stripped() {
 #[tokio::test]
 async fn tenants_never_see_each_others_events() {
     let redis = RedisServer::start();
-    let proxy = TestProxy::two_tenants(&redis).await;
+    let proxy = allowed(&redis).await;
     let mut app = proxy.raw().await;
     let mut demo = proxy.login("demo", "demo-pw").await;
     // Redis's default is no events, per tenant too.
@@ -133,8 +145,8 @@ async fn tenants_never_see_each_others_events() {
 #[tokio::test]
 async fn flags_set_through_one_proxy_hold_on_another() {
     let redis = RedisServer::start();
-    let one = TestProxy::two_tenants(&redis).await;
-    let other = TestProxy::two_tenants(&redis).await;
+    let one = allowed(&redis).await;
+    let other = allowed(&redis).await;
     // Subscribed on `other` before the flags are set there.
     let mut early = subscribe(other.raw().await, false).await;
     let mut app = one.raw().await;
@@ -166,4 +178,57 @@ async fn flags_set_through_one_proxy_hold_on_another() {
     assert!(events(&mut early).await.iter().all(|f| f.contains("__keyspace@0__:end")));
     one.stop().await;
     other.stop().await;
+}
+
+/// The server publishes what its tenants may enable, whatever they set;
+/// a tenant cannot go beyond its classes, and a reload that takes classes
+/// away narrows the server again.
+#[tokio::test]
+async fn the_server_publishes_what_tenants_may_enable_and_a_tenant_never_changes_it() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tenants.yaml");
+    let yaml = |app: &str| {
+        format!(
+            "listen: 127.0.0.1:0\nbackends:\n  local: {{ kind: standalone, nodes: [\"{}\"] }}\n\
+             tenants:\n  app: {{ backend: local, namespace: \"app:\"{app} }}\n  \
+             demo: {{ backend: local, namespace: \"demo:\", auth: {{ username: demo, password: demo-pw }} }}\n\
+             default_tenant: app\n",
+            redis.addr()
+        )
+    };
+    std::fs::write(&path, yaml(", keyspace_events: K$")).unwrap();
+    let proxy = TestProxy::start_file(&path).await;
+    let redis = &redis;
+    // (The proxy runs on this test's thread: waits must be async.)
+    let wait_for = |want: &'static str| async move {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let now = redis.cli(&["CONFIG", "GET", "notify-keyspace-events"]);
+            if now.lines().nth(1) == Some(want) {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "server's setting {now:?}, want {want}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    // tenantry's own Exe, and app's K$.
+    wait_for("$xeKE").await;
+    let mut app = proxy.raw().await;
+    config_set(&mut app, "K$").await;
+    config_set(&mut app, "").await;
+    let beyond = app.cmd(&[b"CONFIG", b"SET", b"notify-keyspace-events", b"KEA"]).await;
+    assert!(
+        String::from_utf8_lossy(&beyond).contains("tenant 'app' may enable only the keyspace event classes '$K'"),
+        "{}",
+        String::from_utf8_lossy(&beyond)
+    );
+    let mut demo = proxy.login("demo", "demo-pw").await;
+    let refused = demo.cmd(&[b"CONFIG", b"SET", b"notify-keyspace-events", b"Kg"]).await;
+    assert!(refused.starts_with(b"-ERR CONFIG SET failed"), "{}", String::from_utf8_lossy(&refused));
+    config_set(&mut demo, "").await;
+    wait_for("$xeKE").await;
+    // The class is taken away: the server is narrowed to tenantry's own.
+    std::fs::write(&path, yaml("")).unwrap();
+    wait_for("xeE").await;
 }

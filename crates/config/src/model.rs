@@ -354,6 +354,11 @@ pub struct Tenant {
     /// EVAL/EVALSHA allowed. Off by default: a script can reach keys it was
     /// not given, in any tenant's namespace.
     pub scripts: bool,
+    /// The keyspace event classes the tenant may enable with `CONFIG SET
+    /// notify-keyspace-events` (default: none). Each backend publishes the
+    /// union of its tenants' classes: every class published costs every
+    /// write on the server, so it is the operator's to grant.
+    pub keyspace_events: tenantry_protocol::events::Flags,
     pub memory: Option<MemoryQuota>,
     pub read_from: ReadFrom,
     /// Which reads share the reply of an identical read in flight.

@@ -214,6 +214,9 @@ pub struct RawTenant {
     pub ttl: Option<Spanned<RawTtl>>,
     #[serde(default)]
     pub scripts: Option<bool>,
+    /// The keyspace event classes it may enable, in Redis's letters.
+    #[serde(default)]
+    pub keyspace_events: Option<Spanned<String>>,
     /// The backend user this tenant's commands run as.
     #[serde(default)]
     pub backend_auth: Option<Spanned<RawBackendUser>>,

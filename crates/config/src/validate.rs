@@ -580,6 +580,17 @@ pub(crate) fn validate(
             // A backend user limited to the namespace refuses any key a script
             // builds outside it: scripts are safe there, and on by default.
             let scripts = t.scripts.unwrap_or(backend_auth.is_some());
+            let keyspace_events = match &t.keyspace_events {
+                None => tenantry_protocol::events::Flags::default(),
+                Some(k) => tenantry_protocol::events::Flags::parse(k.value.as_bytes()).unwrap_or_else(|| {
+                    c.error(
+                        k.referenced,
+                        &format!("{field}.keyspace_events"),
+                        "not a notify-keyspace-events value: use Redis's class letters (K, E, A, g, $, l, s, h, z, x, e, t, d, m, n)",
+                    );
+                    Default::default()
+                }),
+            };
             tenants.insert(
                 id.clone(),
                 Tenant {
@@ -594,6 +605,7 @@ pub(crate) fn validate(
                     limits,
                     ttl,
                     scripts,
+                    keyspace_events,
                     memory,
                     read_from,
                     coalesce,

@@ -79,7 +79,7 @@ fn unsafe_commands_are_refused_with_a_reason() {
         ("COPY a b DB 2", OTHER_DB),
         ("CONFIG RESETSTAT", SERVER_WIDE),
         ("DEBUG SLEEP 1", SERVER_WIDE),
-        ("LASTSAVE", SERVER_WIDE),
+        ("BGSAVE", SERVER_WIDE),
         ("MEMORY STATS", SERVER_WIDE),
     ] {
         let msg = error(line);

@@ -11,14 +11,16 @@
 //! change.
 
 use crate::backend::NodePool;
+use crate::error::Kind;
 use crate::runtime::Runtime;
+use crate::telemetry::Families;
 use crate::tenant::TenantRt;
 use arc_swap::ArcSwap;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tenantry_config::{BackendUser, CommandRule};
+use tenantry_config::{BackendUser, CommandRule, ConfigDiff, TenantId};
 use tenantry_protocol::{answer, Namespace};
 use tokio_util::sync::CancellationToken;
 
@@ -29,12 +31,14 @@ const EVERY: Duration = Duration::from_secs(1);
 /// subscriber connection reports for client-side caching redirects.
 const TENANTRY_NEEDS: [&str; 5] = ["+hello", "+auth", "+client|setname", "+client|id", "+readonly"];
 
-pub async fn supervise(runtime: Arc<ArcSwap<Runtime>>, shutdown: CancellationToken) {
+pub async fn supervise(runtime: Arc<ArcSwap<Runtime>>, families: Arc<Families>, shutdown: CancellationToken) {
     // By (node, user): the fingerprint of the rules last set, and last
     // checked; and failures already logged (retried each turn, logged once).
     let mut set: HashMap<(String, String), [u8; 32]> = HashMap::new();
     let mut checked: HashMap<(String, String), [u8; 32]> = HashMap::new();
     let mut failed: HashMap<(String, String), [u8; 32]> = HashMap::new();
+    // Nodes that answered no to ACL SETUSER (not merely unreachable).
+    let mut refusals: HashMap<(String, String), [u8; 32]> = HashMap::new();
     let mut tick = tokio::time::interval(EVERY);
     loop {
         tokio::select! {
@@ -42,8 +46,11 @@ pub async fn supervise(runtime: Arc<ArcSwap<Runtime>>, shutdown: CancellationTok
             _ = shutdown.cancelled() => return,
         }
         let rt = runtime.load_full();
+        // Tenants whose user a node refused, or (false) every node took.
+        let mut outcome: HashMap<TenantId, bool> = HashMap::new();
         for tenant in rt.tenants.values() {
-            let Some(user) = &tenant.config.backend_auth else { continue };
+            // As configured: a tenant served without its user still has one to make.
+            let Some(user) = rt.config.tenants.get(&tenant.id).and_then(|t| t.backend_auth.as_ref()) else { continue };
             let Some(shared) = rt.backends.get(&tenant.config.backend) else { continue };
             let provision = rt.config.backends.get(&tenant.config.backend).is_some_and(|b| b.provision_acl);
             let rules = setuser_rules(tenant);
@@ -55,6 +62,17 @@ pub async fn supervise(runtime: Arc<ArcSwap<Runtime>>, shutdown: CancellationTok
                         Ok(()) => {
                             tracing::info!(tenant = %tenant.id, user = %user.username, node = %node.addr(), "backend user provisioned");
                             set.insert(key.clone(), fingerprint);
+                            failed.remove(&key);
+                            refusals.remove(&key);
+                        }
+                        // The node answered no (its own user may not ACL SETUSER,
+                        // or it has no ACL): the tenant is served without its user.
+                        Err(e) if e.kind() == Kind::Refused => {
+                            if refusals.insert(key.clone(), fingerprint) != Some(fingerprint) {
+                                tracing::error!(tenant = %tenant.id, user = %user.username, node = %node.addr(), error = %e,
+                                    "cannot create the tenant's backend user (provision_acl: ACL SETUSER refused): \
+                                     serving the tenant on the backend's own connections with scripts off; retrying")
+                            }
                         }
                         Err(e) if failed.get(&key) != Some(&fingerprint) => {
                             failed.insert(key.clone(), fingerprint);
@@ -63,6 +81,10 @@ pub async fn supervise(runtime: Arc<ArcSwap<Runtime>>, shutdown: CancellationTok
                         }
                         Err(_) => {}
                     }
+                }
+                if provision {
+                    let refused = set.get(&key) != Some(&fingerprint) && refusals.get(&key) == Some(&fingerprint);
+                    *outcome.entry(tenant.id.clone()).or_default() |= refused;
                 }
                 if checked.get(&key) == Some(&fingerprint) || (provision && set.get(&key) != Some(&fingerprint)) {
                     continue;
@@ -81,6 +103,16 @@ pub async fn supervise(runtime: Arc<ArcSwap<Runtime>>, shutdown: CancellationTok
                     }
                 }
             }
+        }
+        let mut changed = false;
+        for (id, refused) in outcome {
+            changed |= rt.unprovisioned.set(&id, refused);
+        }
+        if changed {
+            // Served with or without its user from now on.
+            let same = ConfigDiff::between(&rt.config, &rt.config);
+            let next = Runtime::new(rt.config.clone(), rt.version.clone(), Some((&rt, &same)), &families);
+            runtime.store(Arc::new(next));
         }
     }
 }

@@ -42,6 +42,9 @@ pub struct ClientHandle {
     /// The backend's id of this client's subscriber connection (0: none),
     /// for another connection's CLIENT TRACKING REDIRECT to this one.
     pub subscriber_backend_id: Arc<AtomicU64>,
+    /// While a blocking command waits: answers it now (CLIENT UNBLOCK;
+    /// true: with the UNBLOCKED error, false: as if it timed out).
+    pub unblocker: Mutex<Option<tokio::sync::oneshot::Sender<bool>>>,
 }
 
 impl ClientHandle {
@@ -62,6 +65,7 @@ impl ClientHandle {
             tracking: AtomicBool::new(false),
             no_evict: AtomicBool::new(false),
             subscriber_backend_id: Arc::default(),
+            unblocker: Mutex::new(None),
         }
     }
 
@@ -73,6 +77,12 @@ impl ClientHandle {
 
     pub fn ran(&self, spec: &'static CommandSpec) {
         self.last_cmd.store(spec as *const CommandSpec as usize, Ordering::Relaxed);
+    }
+
+    /// CLIENT UNBLOCK: true if a blocking command was waiting.
+    pub fn unblock(&self, with_error: bool) -> bool {
+        let waiting = self.unblocker.lock().expect("not poisoned").take();
+        waiting.is_some_and(|tx| tx.send(with_error).is_ok())
     }
 
     pub fn is_pubsub(&self) -> bool {

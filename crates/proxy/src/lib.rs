@@ -19,6 +19,7 @@ mod quota;
 mod reload;
 mod runtime;
 mod server;
+mod server_events;
 mod session;
 mod status;
 mod stop;

@@ -32,6 +32,31 @@ pub struct Runtime {
     by_username: HashMap<String, Credential>,
     /// Tenants a client certificate chooses.
     by_certificate: HashMap<CertIdentity, Arc<TenantRt>>,
+    /// Tenants whose backend user the backend refused to create: served on
+    /// the backend's own connections, without scripts. Kept across reloads.
+    pub unprovisioned: Arc<Unprovisioned>,
+}
+
+/// The tenants whose backend user `provision_acl` could not create
+/// (`backend_users.rs` fills it; a runtime built after that serves them
+/// without their user, scripts off).
+#[derive(Debug, Default)]
+pub struct Unprovisioned(std::sync::Mutex<std::collections::HashSet<TenantId>>);
+
+impl Unprovisioned {
+    pub fn contains(&self, id: &TenantId) -> bool {
+        self.0.lock().expect("not poisoned").contains(id)
+    }
+
+    /// True if it changed.
+    pub fn set(&self, id: &TenantId, refused: bool) -> bool {
+        let mut set = self.0.lock().expect("not poisoned");
+        if refused {
+            set.insert(id.clone())
+        } else {
+            set.remove(id)
+        }
+    }
 }
 
 pub enum AuthOutcome {
@@ -66,8 +91,19 @@ impl Runtime {
         let mut tenants = HashMap::new();
         let mut by_username = HashMap::new();
         let mut by_certificate = HashMap::new();
-        for (id, t) in &config.tenants {
+        let unprovisioned = previous.map(|p| p.unprovisioned.clone()).unwrap_or_default();
+        for (id, configured) in &config.tenants {
             let old = previous.and_then(|p| p.tenants.get(id));
+            // A backend user that could not be made: without it, scripts
+            // could reach other tenants' keys, so they are off.
+            let fallback;
+            let t = match configured.backend_auth.is_some() && unprovisioned.contains(id) {
+                true => {
+                    fallback = tenantry_config::Tenant { backend_auth: None, scripts: false, ..configured.clone() };
+                    &fallback
+                }
+                false => configured,
+            };
             let limiter = t.rate_limit.map(|rl| match old.and_then(|o| o.limiter.clone()) {
                 Some(l) if l.config == rl => l,
                 _ => Arc::new(TenantLimiter::new(rl)),
@@ -91,6 +127,7 @@ impl Runtime {
             let rt = Arc::new(TenantRt {
                 id: id.clone(),
                 namespace: t.namespace.clone(),
+                shared: backends[&t.backend].clone(),
                 backend,
                 config: t.clone(),
                 limiter,
@@ -135,6 +172,7 @@ impl Runtime {
             backends,
             by_username,
             by_certificate,
+            unprovisioned,
         }
     }
 
@@ -158,6 +196,12 @@ impl Runtime {
         let matches: bool = given.ct_eq(&expected).into();
         match cred {
             Some(c) if matches => AuthOutcome::Ok(c.tenant.clone()),
+            // Redis's `default` user is `nopass` out of the box: any password
+            // logs in. Here that user is the default tenant, when no tenant
+            // claims the name with a password of its own.
+            None if username == b"default" => {
+                self.default_tenant.clone().map_or(AuthOutcome::WrongPass, AuthOutcome::Ok)
+            }
             _ => AuthOutcome::WrongPass,
         }
     }

@@ -118,7 +118,8 @@ impl Proxy {
             me.clone(),
             shutdown.clone(),
         ));
-        tasks.spawn(crate::backend_users::supervise(runtime.clone(), shutdown.clone()));
+        tasks.spawn(crate::server_events::supervise(runtime.clone(), shutdown.clone()));
+        tasks.spawn(crate::backend_users::supervise(runtime.clone(), status.families.clone(), shutdown.clone()));
         tasks.spawn(crate::quota::supervise(runtime.clone(), status.notes.clone(), me, shutdown.clone()));
         let shared = Arc::new(Shared { runtime, status, listen, admin, max_clients, shutdown });
         Ok(Proxy { addrs, admin_addr, shared, tasks, admin_stop })

@@ -40,6 +40,10 @@ pub enum ConnCommand {
     ClientList,
     ClientInfo,
     ClientKill,
+    /// CLIENT UNBLOCK: of the tenant's own blocked connections.
+    ClientUnblock,
+    /// ACL WHOAMI: the user the tenant's clients log in as.
+    AclWhoami,
     /// CLIENT REPLY ON|OFF|SKIP: the replies of this connection only.
     ClientReply,
     /// CLIENT NO-EVICT ON|OFF: this connection only.
@@ -370,6 +374,12 @@ fn keyless_allowed(name: &str) -> bool {
             | "client|caching"
             | "client|getredir"
             | "client|trackinginfo"
+            // Server facts INFO already shows a tenant (persistence,
+            // replication), and ACL helpers that read no server state.
+            | "lastsave"
+            | "role"
+            | "acl|cat"
+            | "acl|genpass"
     ) || name.starts_with("command|")
         || name.ends_with("|help")
 }
@@ -406,6 +416,8 @@ fn row(name: &str) -> Profile {
         "client|list" => conn(C::ClientList),
         "client|info" => conn(C::ClientInfo),
         "client|kill" => conn(C::ClientKill),
+        "client|unblock" => conn(C::ClientUnblock),
+        "acl|whoami" => conn(C::AclWhoami),
         "client|reply" => conn(C::ClientReply),
         "client|no-evict" => conn(C::ClientNoEvict),
         "client|tracking" => conn(C::ClientTracking),

@@ -120,13 +120,22 @@ impl Session {
                 result.map(|()| merge(replies))
             };
             let result = match (given_up, timed_out) {
-                (Some(given_up), Some(timed_out)) => tokio::select! {
-                    r = work => r,
-                    // (`running` is dropped as the task ends: its connections close.)
-                    Ok(()) = given_up => Ok(Bytes::from_static(timed_out)),
-                },
+                (Some(given_up), Some(timed_out)) => {
+                    let (unblock, unblocked) = oneshot::channel();
+                    *client.unblocker.lock().expect("not poisoned") = Some(unblock);
+                    tokio::select! {
+                        r = work => r,
+                        // (`running` is dropped as the task ends: its connections close.)
+                        Ok(()) = given_up => Ok(Bytes::from_static(timed_out)),
+                        Ok(with_error) = unblocked => Ok(match with_error {
+                            true => Bytes::from_static(b"-UNBLOCKED client unblocked via CLIENT UNBLOCK\r\n"),
+                            false => Bytes::from_static(timed_out),
+                        }),
+                    }
+                }
                 _ => work.await,
             };
+            client.unblocker.lock().expect("not poisoned").take();
             client.blocked.store(false, std::sync::atomic::Ordering::Relaxed);
             let _ = tx.send(result);
             let _ = done_tx.send(());

@@ -13,7 +13,7 @@ use tenantry_protocol::encode::Reply;
 use tenantry_protocol::num::parse_i64;
 
 /// The username CLIENT LIST shows for a tenant's connections.
-fn user(state: &State) -> String {
+pub(super) fn user(state: &State) -> String {
     state
         .tenant
         .as_ref()
@@ -160,6 +160,26 @@ pub fn kill(state: &State, args: &[Bytes], out: &mut BytesMut) -> After {
         }
     }
     after
+}
+
+/// `CLIENT UNBLOCK id [TIMEOUT|ERROR]`: a blocking command of one of the
+/// tenant's connections answers now, as if it timed out or with Redis's
+/// UNBLOCKED error; 1 if one was blocked, else 0 (another tenant's
+/// connections do not exist).
+pub fn unblock(state: &State, args: &[Bytes], out: &mut BytesMut) -> After {
+    let error_reply = match args.get(3).map(|a| a.to_ascii_lowercase()) {
+        None => false,
+        Some(a) if a == b"timeout" && args.len() == 4 => false,
+        Some(a) if a == b"error" && args.len() == 4 => true,
+        _ => return error(state, out, "ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR"),
+    };
+    let Some(id) = parse_i64(&args[2]) else {
+        return error(state, out, "ERR value is not an integer or out of range");
+    };
+    let target = peers(state).into_iter().find(|c| c.id as i64 == id);
+    let done = target.is_some_and(|t| t.unblock(error_reply));
+    Reply { out, proto: state.proto }.integer(i64::from(done));
+    After::Continue
 }
 
 /// Another connection closes at once; this one after its reply, as in Redis.

@@ -4,7 +4,9 @@
 //! every secret left out. CONFIG SET would change the server for every
 //! tenant: it is accepted only when each value is already the current one
 //! (a no-op, as when a tool restores what it read), and refused otherwise.
-//! `notify-keyspace-events` is the exception: each tenant has its own.
+//! `notify-keyspace-events` is the exception: each tenant has its own,
+//! within the classes its config allows (the server publishes their union,
+//! `server_events.rs`; a tenant never changes the server's setting).
 
 use super::connection::After;
 use super::Session;
@@ -144,30 +146,21 @@ async fn config_set(node: &crate::backend::NodePool, args: &[Bytes], tenant: &Te
         }
     }
     if let Some(flags) = events {
-        publish_events(tenant, flags).await?;
+        // The backend already publishes every class the tenant may enable
+        // (`server_events.rs`): the server's setting is not the tenant's to change.
+        let allowed = tenant.config.keyspace_events;
+        if !allowed.contains(flags) {
+            return Ok(Bytes::from(format!(
+                "-ERR CONFIG SET failed (possibly related to argument 'notify-keyspace-events') - tenant '{}' may \
+                 enable only the keyspace event classes '{}' (tenants.{}.keyspace_events)\r\n",
+                tenant.id,
+                allowed.to_config(),
+                tenant.id
+            )));
+        }
         tenant.write_event_flags(flags).await?;
     }
     Ok(Bytes::from_static(b"+OK\r\n"))
-}
-
-/// Makes every node of the tenant's backend publish at least the events
-/// `flags` asks for: the server's setting is the union of what its tenants
-/// (and tenantry, for evictions and expirations) need; each tenant's
-/// subscribers get only its own classes. Never narrowed: another tenant or
-/// proxy may need what is there.
-async fn publish_events(tenant: &TenantRt, flags: Flags) -> Result<(), Error> {
-    for node in tenant.backend.all_nodes() {
-        let reply = node.call(&[b"CONFIG", b"GET", NOTIFY]).await?;
-        let current = pairs(&reply).into_iter().next().and_then(|(_, v)| Flags::parse(&v)).unwrap_or_default();
-        if current.contains(flags) {
-            continue;
-        }
-        let wanted = current.union(flags).to_config();
-        let reply = node.call(&[b"CONFIG", b"SET", NOTIFY, wanted.as_bytes()]).await?;
-        answer::text(&reply).map_err(|e| Error::from(e).context("CONFIG SET notify-keyspace-events on the backend"))?;
-        tracing::info!(tenant = %tenant.id, node = %node.addr(), flags = %wanted, "keyspace events enabled for a tenant");
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -76,6 +76,8 @@ pub fn handle(state: &mut State, cmd: ConnCommand, req: &Request, out: &mut Byte
             reply(state, out).text(&(line + "\n"));
         }
         ConnCommand::ClientKill => return clients::kill(state, args, out),
+        ConnCommand::ClientUnblock => return clients::unblock(state, args, out),
+        ConnCommand::AclWhoami => reply(state, out).bulk(clients::user(state).as_bytes()),
         ConnCommand::ClientNoEvict => return no_evict(state, &args[2], out),
         ConnCommand::NumPat => {
             let n = state.tenant.as_ref().map_or(0, |t| t.patterns.count());

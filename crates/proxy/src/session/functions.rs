@@ -34,7 +34,7 @@ impl Session {
             // On a cluster or ring, every node runs FCALLs, so every node
             // gets the libraries; the owners' hash is where its key lives.
             everywhere: tenant.backend.nodes(),
-            owners: tenant.backend.node_of_own_key(OWNERS),
+            owners: tenant.shared.node_of_own_key(OWNERS),
             proto: self.state.proto,
             owner: Bytes::copy_from_slice(tenant.namespace.as_bytes()),
             args: req.args.to_vec(),

@@ -37,7 +37,7 @@ impl ReplyMode {
 impl Session {
     /// Handles a request whose reply is muted or not.
     pub(super) fn handle_muted(&mut self, req: Request, deadline: Option<Instant>, muted: bool) -> After {
-        if !muted {
+        if !muted || self.answered_by_pushes(&req) {
             return self.handle(req, deadline);
         }
         self.batcher.flush(&mut self.replies);
@@ -46,6 +46,17 @@ impl Session {
         self.batcher.flush(&mut self.replies);
         self.replies.muting = false;
         after
+    }
+
+    /// (Un)subscriptions are confirmed as Pub/Sub messages are sent, not as
+    /// replies: Redis sends them whatever CLIENT REPLY says (RESP2 and 3).
+    fn answered_by_pushes(&self, req: &Request) -> bool {
+        tenantry_protocol::command::resolve(&req.args).is_some_and(|spec| {
+            matches!(
+                tenantry_protocol::command::profile(spec).role,
+                tenantry_protocol::command::Role::Subscription { .. }
+            )
+        })
     }
 
     /// `CLIENT REPLY ON|OFF|SKIP`: ON answers OK; OFF and SKIP answer

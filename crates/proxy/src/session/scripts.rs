@@ -137,7 +137,7 @@ impl Session {
 /// The node holding the tenant's set of SHAs, and its key there.
 fn set_of(tenant: &TenantRt) -> (Arc<NodePool>, Vec<u8>) {
     let key = scripts_key(&tenant.namespace);
-    (tenant.backend.node_of_own_key(&key), key)
+    (tenant.shared.node_of_own_key(&key), key)
 }
 
 fn error(e: &Error) -> Bytes {

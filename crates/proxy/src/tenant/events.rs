@@ -80,7 +80,7 @@ impl TenantRt {
     /// Reads the tenant's flags from the backend now (CONFIG GET).
     pub async fn read_event_flags(&self) -> Flags {
         let key = events_key(&self.namespace);
-        let node = self.backend.node_of_own_key(&key);
+        let node = self.shared.node_of_own_key(&key);
         let reply = node.call(&[b"GET", &key]).await.map_err(crate::error::Error::from);
         match reply.and_then(|r| answer::text(&r).map_err(crate::error::Error::from)) {
             Ok(value) => self.events.set(value.as_deref().and_then(Flags::parse).unwrap_or_default()),
@@ -93,7 +93,7 @@ impl TenantRt {
     /// Writes the tenant's flags where its other proxies read them.
     pub async fn write_event_flags(&self, flags: Flags) -> Result<(), crate::error::Error> {
         let key = events_key(&self.namespace);
-        let node = self.backend.node_of_own_key(&key);
+        let node = self.shared.node_of_own_key(&key);
         let reply = node.call(&[b"SET", &key, flags.to_config().as_bytes()]).await?;
         answer::text(&reply).map_err(|e| crate::error::Error::from(e).context("storing notify-keyspace-events"))?;
         self.events.set(flags);

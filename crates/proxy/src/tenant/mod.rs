@@ -47,6 +47,10 @@ pub struct TenantRt {
     pub id: TenantId,
     pub namespace: Namespace,
     pub backend: Arc<Router>,
+    /// The backend's own router (logged in as tenantry's user), for
+    /// tenantry's keys about the tenant (`own_key`): a tenant's backend user
+    /// may reach only its namespace. The same as `backend` for most tenants.
+    pub shared: Arc<Router>,
     /// The tenant's settings as configured (rules, limits, TTLs).
     pub config: Tenant,
     pub limiter: Option<Arc<TenantLimiter>>,
