@@ -111,8 +111,16 @@ async fn client_unblock_releases_a_tenants_own_blocked_connection() {
         lines.push(text(&cmd(&mut unblocker, &format!("CLIENT UNBLOCK {id}")).await));
         for how in ["", " TIMEOUT", " ERROR"] {
             blocked.send(&encode(&[b"BLPOP", b"list", b"0"])).await;
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            lines.push(text(&cmd(&mut unblocker, &format!("CLIENT UNBLOCK {id}{how}")).await));
+            // Until the BLPOP is blocked (on a busy machine it may take a while to get there).
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            let answer = loop {
+                let r = text(&cmd(&mut unblocker, &format!("CLIENT UNBLOCK {id}{how}")).await);
+                if r != ":0\r\n" || std::time::Instant::now() > deadline {
+                    break r;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            };
+            lines.push(answer);
             lines.push(text(&blocked.reply().await));
         }
         lines.push(text(&cmd(&mut unblocker, &format!("CLIENT UNBLOCK {id} SOMETIMES")).await));

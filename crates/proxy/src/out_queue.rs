@@ -20,6 +20,8 @@ pub struct OutQueue {
     chunks: VecDeque<Bytes>,
     tail: BytesMut,
     len: usize,
+    /// Every byte written so far.
+    taken: u64,
 }
 
 impl OutQueue {
@@ -29,6 +31,11 @@ impl OutQueue {
 
     pub fn len(&self) -> usize {
         self.len
+    }
+
+    /// Every byte written so far: whether the client reads.
+    pub fn taken(&self) -> u64 {
+        self.taken
     }
 
     /// The buffer small writes are gathered in; call `commit` after writing to it.
@@ -117,6 +124,7 @@ impl OutQueue {
 
     fn advance(&mut self, mut n: usize) {
         self.len -= n;
+        self.taken += n as u64;
         while n > 0 {
             match self.chunks.front_mut() {
                 Some(front) => {

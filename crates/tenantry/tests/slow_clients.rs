@@ -216,3 +216,76 @@ fn a_client_that_reads_slowly_is_served_slowly_and_delays_no_one() {
     assert_not_delayed(controls.finish());
     assert_eq!(disconnects(&proxy, "soft") + disconnects(&proxy, "hard"), 0.0);
 }
+
+/// Reads one reply whole (a bulk string or a simple reply) and returns its payload length.
+fn read_bulk(s: &mut TcpStream, buf: &mut Vec<u8>) -> usize {
+    let mut chunk = vec![0u8; 1 << 20];
+    loop {
+        if let Some(end) = buf.windows(2).position(|w| w == b"\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+            if let Some(len) = head.strip_prefix('$') {
+                let len: usize = len.parse().unwrap();
+                if buf.len() >= end + 2 + len + 2 {
+                    buf.drain(..end + 2 + len + 2);
+                    return len;
+                }
+            } else {
+                buf.drain(..end + 2);
+                return 0;
+            }
+        }
+        let n = s.read(&mut chunk).expect("the reading client keeps its connection");
+        assert!(n > 0, "closed with {} bytes unread", buf.len());
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Redis sets no output limit for normal clients: one that reads as fast as
+/// it can gets a reply bigger than the hard limit, and a pipeline of big
+/// replies whose in-flight budget was judged from small ones, with the
+/// default limits (8 MiB soft, 64 MiB hard).
+#[test]
+fn a_client_that_reads_is_never_cut_for_the_size_of_its_replies() {
+    let (_redis, proxy) = start("max_clients: 100");
+    let base = proxy.rss_kib();
+    let mut c = connect(proxy.port);
+    c.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut buf = Vec::new();
+    let send = |c: &mut TcpStream, args: &[&[u8]]| {
+        let mut out = format!("*{}\r\n", args.len()).into_bytes();
+        for a in args {
+            out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+            out.extend_from_slice(a);
+            out.extend_from_slice(b"\r\n");
+        }
+        c.write_all(&out).unwrap();
+    };
+    // A 70 MiB value, written the way the user did.
+    send(&mut c, &[b"SET", b"huge", b"x"]);
+    send(&mut c, &[b"SETRANGE", b"huge", b"73400320", b"y"]);
+    send(&mut c, &[b"GET", b"huge"]);
+    assert_eq!(read_bulk(&mut c, &mut buf), 0);
+    assert_eq!(read_bulk(&mut c, &mut buf), 0);
+    assert_eq!(read_bulk(&mut c, &mut buf), 73_400_321);
+    // Small replies first, then a hundred 1 MiB values in one pipeline.
+    send(&mut c, &[b"SET", b"mib", &vec![b'm'; 1 << 20]]);
+    assert_eq!(read_bulk(&mut c, &mut buf), 0);
+    for _ in 0..20 {
+        send(&mut c, &[b"PING"]);
+    }
+    for _ in 0..20 {
+        assert_eq!(read_bulk(&mut c, &mut buf), 0);
+    }
+    for _ in 0..100 {
+        send(&mut c, &[b"GET", b"mib"]);
+    }
+    for i in 0..100 {
+        assert_eq!(read_bulk(&mut c, &mut buf), 1 << 20, "reply {i}");
+    }
+    let grew = proxy.rss_kib().saturating_sub(base);
+    eprintln!("RSS growth after the big replies: {grew} KiB");
+    // At most the 70 MiB reply, or the hundred replies in flight at once
+    // (the README's bound: the soft limit plus the replies in flight).
+    assert!(grew < 256 * 1024, "RSS grew by {grew} KiB");
+    assert_eq!(disconnects(&proxy, "soft") + disconnects(&proxy, "hard"), 0.0);
+}

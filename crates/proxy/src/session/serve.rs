@@ -172,7 +172,7 @@ fn turn(s: &mut Session, d: &mut Driver, wr: &mut WritePart<'_>) -> Option<Optio
     s.note_answered();
     wr.try_send(&mut s.out).ok()?;
     let limits = s.state.output_limits();
-    match s.guard.check(s.out.len(), &limits, Instant::now) {
+    match s.guard.check(s.out.len(), s.out.taken(), &limits, Instant::now) {
         Verdict::Disconnect(which) => {
             s.over_limit(which, &limits);
             return None;
