@@ -232,3 +232,31 @@ async fn the_server_publishes_what_tenants_may_enable_and_a_tenant_never_changes
     std::fs::write(&path, yaml("")).unwrap();
     wait_for("xeE").await;
 }
+
+/// Two backends that name one server (another connection setting, another
+/// user, a migration's target): it publishes the union of both backends'
+/// tenants' classes, not one then the other.
+#[tokio::test]
+async fn a_server_named_by_two_backends_publishes_both_backends_classes() {
+    let redis = RedisServer::start();
+    let _proxy = TestProxy::start(&format!(
+        "backends:\n  one: {{ kind: standalone, nodes: [\"{0}\"] }}\n  \
+         two: {{ kind: standalone, nodes: [\"{0}\"], connections: 2 }}\n\
+         tenants:\n  a: {{ backend: one, namespace: \"a:\", keyspace_events: K$ }}\n  \
+         b: {{ backend: two, namespace: \"b:\", keyspace_events: Eg }}\n\
+         default_tenant: a\n",
+        redis.addr()
+    ))
+    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut seen = Vec::new();
+    while std::time::Instant::now() < deadline {
+        seen.push(redis.cli(&["CONFIG", "GET", "notify-keyspace-events"]).lines().nth(1).unwrap_or("").to_string());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Settled, and stays so for 3 s (30 reads): no flapping between the two.
+        if seen.len() >= 30 && seen[seen.len() - 30..].iter().all(|s| s == "g$xeKE") {
+            return;
+        }
+    }
+    panic!("the server's setting never settled on both backends' classes: {seen:?}");
+}

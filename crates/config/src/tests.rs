@@ -399,3 +399,20 @@ fn near_cache_settings_defaults_and_refusals() {
     let e = errors(&ring);
     assert!(e.iter().any(|e| e.contains("tenants.app.near_cache: only on a standalone or cluster backend")), "{e:?}");
 }
+
+#[test]
+fn keyspace_events_are_none_by_default_and_checked_as_redis_letters() {
+    let c = parse(GOOD, &PathBuf::from("t.yaml"), &env).unwrap();
+    assert_eq!(c.tenants[&TenantId::new("app")].keyspace_events, tenantry_protocol::events::Flags::default());
+    let text = GOOD.replace("    namespace: \"app:\"\n", "    namespace: \"app:\"\n    keyspace_events: K$x\n");
+    let c = parse(&text, &PathBuf::from("t.yaml"), &env).unwrap();
+    assert_eq!(c.tenants[&TenantId::new("app")].keyspace_events.to_config(), "$xK");
+    let bad = GOOD.replace("    namespace: \"app:\"\n", "    namespace: \"app:\"\n    keyspace_events: KQ\n");
+    let e = errors(&bad);
+    assert!(
+        e.len() == 1
+            && e[0].starts_with("t.yaml:13:22:")
+            && e[0].contains("tenants.app.keyspace_events: not a notify-keyspace-events value"),
+        "{e:?}"
+    );
+}

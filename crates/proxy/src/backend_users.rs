@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tenantry_config::{BackendUser, CommandRule, ConfigDiff, TenantId};
+use tenantry_config::{BackendUser, CommandRule, TenantId};
 use tenantry_protocol::{answer, Namespace};
 use tokio_util::sync::CancellationToken;
 
@@ -82,10 +82,10 @@ pub async fn supervise(runtime: Arc<ArcSwap<Runtime>>, families: Arc<Families>, 
                         Err(_) => {}
                     }
                 }
-                if provision {
-                    let refused = set.get(&key) != Some(&fingerprint) && refusals.get(&key) == Some(&fingerprint);
-                    *outcome.entry(tenant.id.clone()).or_default() |= refused;
-                }
+                // (Without provision_acl the user is the operator's: never held back.)
+                let refused =
+                    provision && set.get(&key) != Some(&fingerprint) && refusals.get(&key) == Some(&fingerprint);
+                *outcome.entry(tenant.id.clone()).or_default() |= refused;
                 if checked.get(&key) == Some(&fingerprint) || (provision && set.get(&key) != Some(&fingerprint)) {
                     continue;
                 }
@@ -110,9 +110,7 @@ pub async fn supervise(runtime: Arc<ArcSwap<Runtime>>, families: Arc<Families>, 
         }
         if changed {
             // Served with or without its user from now on.
-            let same = ConfigDiff::between(&rt.config, &rt.config);
-            let next = Runtime::new(rt.config.clone(), rt.version.clone(), Some((&rt, &same)), &families);
-            runtime.store(Arc::new(next));
+            Runtime::rebuild(&runtime, &families);
         }
     }
 }

@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tenantry_config::BackendName;
 use tenantry_protocol::answer;
+use tenantry_protocol::events::Flags;
 use tenantry_protocol::reply::reply_len;
 use tokio::io::AsyncReadExt;
 use tokio_util::sync::CancellationToken;
@@ -184,17 +185,12 @@ impl NodeWatcher {
         let reply = self.node.call(&[b"CONFIG", b"GET", b"notify-keyspace-events"]).await?;
         // [name, value]
         let pair = answer::strings(&reply)?;
-        let current = pair.get(1).map(|v| String::from_utf8_lossy(v).into_owned()).unwrap_or_default();
-        let has = |c: char| current.contains(c) || (current.contains('A') && matches!(c, 'e' | 'x'));
-        if has('E') && has('e') && has('x') {
+        let current = pair.get(1).and_then(|v| Flags::parse(v)).unwrap_or_default();
+        let needs = crate::server_events::tenantry_needs();
+        if current.contains(needs) {
             return Ok(());
         }
-        let mut wanted = current.clone();
-        for c in ['E', 'e', 'x'] {
-            if !has(c) {
-                wanted.push(c);
-            }
-        }
+        let wanted = current.union(needs).to_config();
         let reply = self.node.call(&[b"CONFIG", b"SET", b"notify-keyspace-events", wanted.as_bytes()]).await?;
         answer::text(&reply)?;
         tracing::info!(backend = %self.backend, node = %self.labels.node, flags = %wanted, "enabled keyspace events");

@@ -6,6 +6,7 @@ use crate::near_cache::NearCache;
 use crate::policy::TenantLimiter;
 use crate::telemetry::{Families, TenantMetrics};
 use crate::tenant::TenantRt;
+use arc_swap::ArcSwap;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -204,6 +205,17 @@ impl Runtime {
             }
             _ => AuthOutcome::WrongPass,
         }
+    }
+
+    /// Builds the running config again, in place: for a change that is not
+    /// the config's (a tenant's backend user could not be made). Built from
+    /// the runtime current now, with no await before the store, so a reload
+    /// applied meanwhile is never undone.
+    pub fn rebuild(runtime: &ArcSwap<Runtime>, families: &Arc<Families>) {
+        let now = runtime.load_full();
+        let same = ConfigDiff::between(&now.config, &now.config);
+        let next = Runtime::new(now.config.clone(), now.version.clone(), Some((&now, &same)), families);
+        runtime.store(Arc::new(next));
     }
 
     pub fn all_backends_up(&self) -> bool {

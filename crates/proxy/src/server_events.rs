@@ -24,17 +24,25 @@ const RECHECK: Duration = Duration::from_secs(10);
 const NOTIFY: &[u8] = b"notify-keyspace-events";
 
 /// What tenantry reads itself: keyevent messages of evictions and expirations.
-pub fn tenantry_needs() -> Flags {
+pub(crate) fn tenantry_needs() -> Flags {
     Flags::parse(b"Exe").expect("valid flags")
 }
 
-/// What each backend is to publish: the union of its tenants' classes.
-pub fn wanted(rt: &Runtime) -> HashMap<BackendName, Flags> {
-    let mut out: HashMap<BackendName, Flags> =
-        rt.config.backends.keys().map(|name| (name.clone(), tenantry_needs())).collect();
+/// What each node is to publish, by address: the union of the classes of
+/// the tenants of every backend it is a node of (two backends may name one
+/// server, with another user or as a migration's target).
+fn wanted(rt: &Runtime) -> HashMap<String, (Flags, Arc<NodePool>)> {
+    let mut by_backend: HashMap<&BackendName, Flags> = HashMap::new();
     for t in rt.config.tenants.values() {
-        if let Some(f) = out.get_mut(&t.backend) {
-            *f = f.union(t.keyspace_events);
+        let f = by_backend.entry(&t.backend).or_default();
+        *f = f.union(t.keyspace_events);
+    }
+    let mut out: HashMap<String, (Flags, Arc<NodePool>)> = HashMap::new();
+    for (name, router) in &rt.backends {
+        let flags = by_backend.get(name).copied().unwrap_or_default().union(tenantry_needs());
+        for node in router.all_nodes() {
+            let entry = out.entry(node.addr().to_string()).or_insert((Flags::default(), node));
+            entry.0 = entry.0.union(flags);
         }
     }
     out
@@ -51,28 +59,24 @@ pub async fn supervise(runtime: Arc<ArcSwap<Runtime>>, shutdown: CancellationTok
             _ = shutdown.cancelled() => return,
         }
         let rt = runtime.load_full();
-        for (name, flags) in wanted(&rt) {
-            let Some(router) = rt.backends.get(&name) else { continue };
-            for node in router.all_nodes() {
-                let addr = node.addr().to_string();
-                if set.get(&addr).is_some_and(|(f, at)| *f == flags && at.elapsed() < RECHECK) {
-                    continue;
-                }
-                match apply(&node, flags).await {
-                    Ok(changed) => {
-                        if let Some(from) = changed {
-                            tracing::info!(backend = %name, node = %addr, from = %from.to_config(), to = %flags.to_config(),
-                                "notify-keyspace-events set to what the backend's tenants may enable");
-                        }
-                        set.insert(addr.clone(), (flags, Instant::now()));
-                        failed.remove(&addr);
+        for (addr, (flags, node)) in wanted(&rt) {
+            if set.get(&addr).is_some_and(|(f, at)| *f == flags && at.elapsed() < RECHECK) {
+                continue;
+            }
+            match apply(&node, flags).await {
+                Ok(changed) => {
+                    if let Some(from) = changed {
+                        tracing::info!(node = %addr, from = %from.to_config(), to = %flags.to_config(),
+                            "notify-keyspace-events set to what the node's tenants may enable");
                     }
-                    Err(e) => {
-                        set.remove(&addr);
-                        if failed.insert(addr.clone(), flags) != Some(flags) {
-                            tracing::warn!(backend = %name, node = %addr, error = %e, flags = %flags.to_config(),
-                                "cannot set notify-keyspace-events on the backend (CONFIG SET); set it there by hand");
-                        }
+                    set.insert(addr.clone(), (flags, Instant::now()));
+                    failed.remove(&addr);
+                }
+                Err(e) => {
+                    set.remove(&addr);
+                    if failed.insert(addr.clone(), flags) != Some(flags) {
+                        tracing::warn!(node = %addr, error = %e, flags = %flags.to_config(),
+                            "cannot set notify-keyspace-events on the backend (CONFIG SET); set it there by hand");
                     }
                 }
             }
