@@ -28,4 +28,4 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 echo "Redis Cluster on 127.0.0.1:7000-7005; tenantry on 127.0.0.1:6379 — try: redis-cli -p 6379" >&2
-target/release/tenantry run --config "$config"
+${TENANTRY:-target/release/tenantry} run --config "$config"

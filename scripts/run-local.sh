@@ -13,4 +13,4 @@ cleanup() {
 trap cleanup EXIT
 for _ in $(seq 50); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
 echo "redis-server on 127.0.0.1:$port; tenantry on 127.0.0.1:6379 — try: redis-cli -p 6379" >&2
-target/release/tenantry run --config "$config"
+${TENANTRY:-target/release/tenantry} run --config "$config"

@@ -193,3 +193,47 @@ async fn pubsub_pushes_are_delivered_with_replies_off() {
         assert_eq!(transcripts[0].len(), 6, "{:?}", transcripts[0]);
     }
 }
+
+/// INFO and CONFIG GET inside MULTI are queued and answered in EXEC's
+/// reply, in their places: CONFIG GET with Redis's bytes, INFO with the
+/// tenant's view, taken after the transaction's writes.
+#[tokio::test]
+async fn info_and_config_get_are_answered_inside_exec() {
+    let sides = Sides::start().await;
+    for proto in ["2", "3"] {
+        let mut c = sides.clients().await;
+        for side in c.iter_mut() {
+            cmd(side, &format!("HELLO {proto}")).await;
+        }
+        same(&mut c, &["MULTI", "SET k v", "CONFIG GET maxmemory-policy", "INFO keyspace", "GET k"]).await;
+        let mut execs = Vec::new();
+        for side in c.iter_mut() {
+            let reply = cmd(side, "EXEC").await;
+            let redis::Value::Array(items) = redis::parse_redis_value(&reply).expect("EXEC's reply parses") else {
+                panic!("EXEC: {}", text(&reply));
+            };
+            execs.push(items);
+        }
+        let [direct, proxied] = [&execs[0], &execs[1]];
+        assert_eq!(proxied.len(), 4, "proto {proto}: {proxied:?}");
+        assert_eq!(proxied[0], direct[0], "proto {proto}");
+        assert_eq!(proxied[1], direct[1], "proto {proto}: CONFIG GET");
+        assert_eq!(proxied[3], direct[3], "proto {proto}: GET");
+        let info = match &proxied[2] {
+            redis::Value::BulkString(b) => text(b),
+            redis::Value::VerbatimString { text, .. } => text.clone(),
+            other => panic!("proto {proto}: INFO's place holds {other:?}"),
+        };
+        assert!(info.contains("# Keyspace") && info.contains("db0:keys=1,"), "proto {proto}: {info}");
+        same(&mut c, &["DEL k"]).await;
+    }
+    // CONFIG SET stays refused inside MULTI (outside it too, but for a no-op).
+    let [_, mut proxied] = sides.clients().await;
+    cmd(&mut proxied, "MULTI").await;
+    let refused = text(&cmd(&mut proxied, "CONFIG SET maxmemory-policy noeviction").await);
+    assert!(refused.starts_with("-ERR CONFIG inside MULTI"), "{refused}");
+    assert_eq!(
+        text(&cmd(&mut proxied, "EXEC").await),
+        "-EXECABORT Transaction discarded because of previous errors.\r\n"
+    );
+}

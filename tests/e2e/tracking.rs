@@ -139,3 +139,126 @@ async fn resp2_redirect_delivers_invalidations_to_the_subscriber() {
     let mut resp2 = proxy.raw().await;
     assert_eq!(cmd(&mut resp2, "CLIENT TRACKING ON").await, b"+OK\r\n");
 }
+
+/// Every frame a RESP2 subscriber received before the reply to a PING sent now.
+async fn subscriber_frames(c: &mut RawClient) -> Vec<Vec<u8>> {
+    c.send(&encode(&[b"PING", b"probe"])).await;
+    let mut out = Vec::new();
+    loop {
+        let f = c.reply().await;
+        if f == b"*2\r\n$4\r\npong\r\n$5\r\nprobe\r\n" {
+            return out;
+        }
+        out.push(f);
+    }
+}
+
+/// A tracker (RESP2 at first), a subscriber to `__redis__:invalidate` and
+/// a writer, against Redis directly and through tenantry. `{sub}` in a step
+/// is the subscriber's client id on that side (and is written so in what
+/// is compared). A step by `tracker~` has its reply left out of the
+/// comparison (HELLO's names the server's version and the connection's id).
+async fn redirect_differential(steps: &[(&str, &str)]) {
+    let direct_redis = RedisServer::start();
+    let proxied_redis = RedisServer::start();
+    let proxy = TestProxy::two_tenants(&proxied_redis).await;
+    let direct = direct_redis.addr();
+    let mut transcripts = [Vec::new(), Vec::new()];
+    for (side, transcript) in transcripts.iter_mut().enumerate() {
+        let connect = || async {
+            if side == 0 {
+                RawClient::connect(&direct).await
+            } else {
+                proxy.raw().await
+            }
+        };
+        let (mut tracker, mut subscriber, mut writer) = (connect().await, connect().await, connect().await);
+        let id = cmd(&mut subscriber, "CLIENT ID").await;
+        let id = String::from_utf8_lossy(&id[1..id.len() - 2]).into_owned();
+        subscriber.send(&encode(&[b"SUBSCRIBE", b"__redis__:invalidate"])).await;
+        subscriber.reply().await;
+        let own = format!(":{id}\r\n");
+        let norm = |b: &[u8]| {
+            if b == own.as_bytes() {
+                ":{sub}\r\n".to_string()
+            } else {
+                String::from_utf8_lossy(b).into_owned()
+            }
+        };
+        for &(who, line) in steps {
+            let sent = line.replace("{sub}", &id);
+            let reply = match who {
+                "writer" => cmd(&mut writer, &sent).await,
+                _ => cmd(&mut tracker, &sent).await,
+            };
+            let reply = if who == "tracker~" { String::new() } else { norm(&reply) };
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let pushed: Vec<String> = frames(&mut tracker).await.iter().map(|f| norm(f)).collect();
+            let redirected: Vec<String> = subscriber_frames(&mut subscriber).await.iter().map(|f| norm(f)).collect();
+            transcript.push((who, line, reply, pushed, redirected));
+        }
+    }
+    assert_eq!(transcripts[0].len(), transcripts[1].len());
+    for (want, got) in transcripts[0].iter().zip(&transcripts[1]) {
+        assert_eq!(got, want);
+    }
+}
+
+/// Every transition of tracking's options: REDIRECT added, removed and
+/// back, RESP2 <-> RESP3 in between, BCAST prefixes added, modes switched
+/// (and the switches Redis refuses), each checked against Redis by what the
+/// tracker and the subscriber receive.
+#[tokio::test]
+async fn tracking_transitions_match_redis() {
+    redirect_differential(&[
+        ("tracker", "CLIENT TRACKING on REDIRECT {sub}"),
+        ("tracker", "GET k"),
+        ("writer", "SET k v1"),
+        ("tracker", "CLIENT GETREDIR"),
+        // To RESP3, then tracking on again without REDIRECT: pushes to the tracker itself.
+        ("tracker~", "HELLO 3"),
+        ("tracker", "CLIENT TRACKING on"),
+        ("tracker", "CLIENT GETREDIR"),
+        ("tracker", "GET k"),
+        ("writer", "SET k v2"),
+        // REDIRECT back, while on.
+        ("tracker", "CLIENT TRACKING on REDIRECT {sub}"),
+        ("tracker", "GET k"),
+        ("writer", "SET k v3"),
+        // Back to RESP2: still redirected.
+        ("tracker~", "HELLO 2"),
+        ("tracker", "GET k"),
+        ("writer", "SET k v4"),
+        // Without REDIRECT in RESP2: nowhere to send invalidations.
+        ("tracker", "CLIENT TRACKING on"),
+        ("tracker", "GET k"),
+        ("writer", "SET k v5"),
+        // Switches Redis refuses while on, and the state they leave.
+        ("tracker", "CLIENT TRACKING on BCAST REDIRECT {sub}"),
+        ("tracker", "CLIENT TRACKING on OPTIN REDIRECT {sub}"),
+        ("tracker", "CLIENT TRACKING on OPTOUT"),
+        ("tracker", "CLIENT GETREDIR"),
+        ("tracker", "CLIENT CACHING yes"),
+        ("tracker", "GET k"),
+        ("writer", "SET k v6"),
+        ("tracker", "CLIENT TRACKING off"),
+        ("tracker", "CLIENT GETREDIR"),
+        // BCAST with prefixes added, and overlaps refused.
+        ("tracker", "CLIENT TRACKING on BCAST PREFIX a: REDIRECT {sub}"),
+        ("writer", "SET a:1 x"),
+        ("writer", "SET b:1 x"),
+        ("tracker", "CLIENT TRACKING on BCAST PREFIX b: REDIRECT {sub}"),
+        ("tracker", "CLIENT TRACKING on BCAST PREFIX a:x REDIRECT {sub}"),
+        ("tracker", "CLIENT TRACKING on BCAST PREFIX c PREFIX cd"),
+        ("writer", "SET b:2 x"),
+        ("writer", "SET c:1 x"),
+        ("tracker~", "HELLO 3"),
+        ("tracker", "CLIENT TRACKING on BCAST PREFIX c:"),
+        ("writer", "SET c:2 x"),
+        ("writer", "SET a:2 x"),
+        ("tracker", "CLIENT TRACKING off"),
+        ("writer", "SET a:3 x"),
+        ("tracker", "CLIENT TRACKING on OPTIN PREFIX a"),
+    ])
+    .await;
+}

@@ -58,6 +58,14 @@ struct OpenBatch {
     spans: Vec<tracing::Span>,
     /// Its reads that identical reads of others wait for.
     shares: Shares,
+    /// A transaction's answers of tenantry's own, spliced into EXEC's reply.
+    answers: Option<Answers>,
+}
+
+/// Answers to splice into EXEC's reply, and the replies before it.
+struct Answers {
+    skip: usize,
+    answers: Vec<(usize, super::transaction::Answer)>,
 }
 
 /// A read that may share an identical read's reply: the tenant's flights,
@@ -96,6 +104,9 @@ pub struct Queued {
     pub ttl: Option<TtlRewrite>,
     /// Key names in its reply, which comes back inside EXEC's.
     pub reply: ReplyKeys,
+    /// A command tenantry answers itself (INFO, CONFIG GET): queued as a
+    /// PING whose reply its answer replaces (`transaction.rs`).
+    pub answer: Option<(tenantry_protocol::ConnCommand, tenantry_protocol::Args)>,
 }
 
 /// A transaction being queued by a client.
@@ -137,6 +148,37 @@ impl OpenBatch {
             self.hidden += 1;
         }
     }
+}
+
+/// The batch's reply with tenantry's answers in EXEC's, once the
+/// transaction has run (its redirections followed first).
+fn splice_answers(
+    rx: oneshot::Receiver<BatchReply>,
+    follow: Option<Follow>,
+    a: Answers,
+) -> oneshot::Receiver<BatchReply> {
+    let (tx, spliced) = oneshot::channel();
+    tokio::spawn(async move {
+        let Ok(reply) = rx.await else { return };
+        let reply = match (reply, follow) {
+            (Ok(bytes), Some(f)) if tenantry_protocol::cluster::may_hold_redirect(&bytes) => {
+                crate::backend::follow_redirects(f, bytes).await
+            }
+            (reply, _) => reply,
+        };
+        let reply = match reply {
+            Ok(bytes) => {
+                let mut answers = Vec::with_capacity(a.answers.len());
+                for (i, answer) in a.answers {
+                    answers.push((i, answer.await));
+                }
+                Ok(super::transaction::splice_exec(&bytes, a.skip, &answers).unwrap_or(bytes))
+            }
+            Err(e) => Err(e),
+        };
+        let _ = tx.send(reply);
+    });
+    spliced
 }
 
 impl Batcher {
@@ -273,7 +315,12 @@ impl Batcher {
     /// whole on one connection, so no other client's command can land inside
     /// the transaction. The client already has its +OK and +QUEUED replies;
     /// only EXEC's reply is passed on. Default TTLs follow EXEC.
-    pub fn transaction(&mut self, replies: &mut ReplyQueue, tx: Transaction) {
+    pub fn transaction(
+        &mut self,
+        replies: &mut ReplyQueue,
+        tx: Transaction,
+        answers: Vec<(usize, super::transaction::Answer)>,
+    ) {
         self.flush(replies);
         // Followed as a whole: if its slot moved, it runs again where it went.
         let node = match tx.tenant.backend.node_at(tx.place, None) {
@@ -302,6 +349,9 @@ impl Batcher {
         }
         b.count += tx.queued.len() + 2;
         b.hidden += tx.queued.len() + 1;
+        if !answers.is_empty() {
+            b.answers = Some(Answers { skip: tx.queued.len() + 1, answers });
+        }
         for q in &tx.queued {
             if let Some(rw) = &q.ttl {
                 b.default_ttls(&q.args, rw, &ns);
@@ -372,6 +422,7 @@ impl Batcher {
                 fixes: Fixes::default(),
                 spans: Vec::new(),
                 shares: Shares::default(),
+                answers: None,
             });
         }
         self.batch.as_mut().expect("opened above")
@@ -424,6 +475,10 @@ impl Batcher {
                 Some(p) => p.conn.send(batch),
                 None => b.node.send(self.client, b.proto, batch),
             }
+            let (rx, follow) = match b.answers {
+                Some(answers) => (splice_answers(rx, follow, answers), None),
+                None => (rx, follow),
+            };
             replies.push(Pending::Backend(BackendReplies {
                 rx,
                 count: b.count,

@@ -13,6 +13,7 @@ use super::Session;
 use crate::error::Error;
 use crate::tenant::TenantRt;
 use bytes::Bytes;
+use std::sync::Arc;
 use tenantry_protocol::answer;
 use tenantry_protocol::events::Flags;
 use tenantry_protocol::{ConnCommand, Protocol, ReplyKeys, Request};
@@ -58,22 +59,44 @@ impl Session {
             return None;
         }
         let tenant = self.state.tenant.clone()?;
-        let node = tenant.backend.any_node().clone();
-        let proto = self.state.proto;
-        let args = req.args.clone();
-        let (tx, rx) = oneshot::channel();
+        if cmd == ConnCommand::ConfigGet && self.tx.is_some() {
+            self.queue_answer(cmd, req);
+            return Some(After::Continue);
+        }
         let owner = tenant.clone();
+        let answer = match cmd {
+            ConnCommand::ConfigGet => self.config_get_answer(&tenant, &req.args),
+            _ => {
+                let node = tenant.backend.any_node().clone();
+                let args = req.args.clone();
+                Box::pin(async move {
+                    config_set(&node, &args, &tenant)
+                        .await
+                        .unwrap_or_else(|e| Bytes::from(format!("-{}\r\n", e.context("CONFIG failed").resp())))
+                })
+            }
+        };
+        let (tx, rx) = oneshot::channel();
         tokio::spawn(async move {
-            let reply = if cmd == ConnCommand::ConfigGet {
-                config_get(&node, proto, &args, &tenant).await
-            } else {
-                config_set(&node, &args, &tenant).await
-            };
-            let reply = reply.unwrap_or_else(|e| Bytes::from(format!("-{}\r\n", e.context("CONFIG failed").resp())));
-            let _ = tx.send(Ok(reply));
+            let _ = tx.send(Ok(answer.await));
         });
         self.batcher.deferred(&mut self.replies, &owner, rx, ReplyKeys::None);
         Some(After::Continue)
+    }
+}
+
+impl Session {
+    /// CONFIG GET's reply, read from the backend when awaited.
+    pub(super) fn config_get_answer(&self, tenant: &Arc<TenantRt>, args: &[Bytes]) -> super::transaction::Answer {
+        let node = tenant.backend.any_node().clone();
+        let proto = self.state.proto;
+        let args = args.to_vec();
+        let tenant = tenant.clone();
+        Box::pin(async move {
+            config_get(&node, proto, &args, &tenant)
+                .await
+                .unwrap_or_else(|e| Bytes::from(format!("-{}\r\n", e.context("CONFIG failed").resp())))
+        })
     }
 }
 

@@ -202,8 +202,10 @@ impl Session {
             }
         }
         let state = &mut self.state;
+        let proto = state.proto;
         let mut after = After::Continue;
         self.batcher.local(&mut self.replies, |out| after = connection::handle(state, cmd, &req, out));
+        self.follow_protocol(proto);
         after
     }
 }

@@ -71,7 +71,7 @@ impl Session {
             return self.blocking(&tenant, node, &req, reply, &defaults, timed_out);
         }
         if let Some(tx) = &mut self.tx {
-            tx.queued.push(Queued { args: req.args, keys: self.keys.clone(), ttl, reply });
+            tx.queued.push(Queued { args: req.args, keys: self.keys.clone(), ttl, reply, answer: None });
             self.state.client.multi.store(tx.queued.len() as i64, std::sync::atomic::Ordering::Relaxed);
             let proto = self.state.proto;
             self.batcher.local(&mut self.replies, |out| Reply { out, proto }.simple("QUEUED"));

@@ -19,27 +19,45 @@ use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use tenantry_protocol::{answer, Namespace, Request};
+use tenantry_protocol::{answer, ConnCommand, Namespace, Request};
 use tokio::sync::oneshot;
 
 impl Session {
     /// `None` when there is no tenant (INFO is then answered locally).
     pub(super) fn info(&mut self, req: &Request) -> Option<After> {
         let tenant = self.state.tenant.clone()?;
-        let wanted = Wanted::parse(&req.args[1..]);
-        let exact_keyspace = wanted.names("keyspace");
-        // The walk reads the keyspace on other connections than the
-        // client's batches: its earlier writes must have landed.
-        if exact_keyspace && self.after_earlier_replies(req) {
+        if self.tx.is_some() {
+            // Answered in EXEC's reply, once the transaction has run.
+            self.queue_answer(ConnCommand::Info, req);
             return Some(After::Continue);
         }
-        let mut figures = tenant_info(&self.state, &tenant);
+        // The walk reads the keyspace on other connections than the
+        // client's batches: its earlier writes must have landed.
+        if Wanted::parse(&req.args[1..]).names("keyspace") && self.after_earlier_replies(req) {
+            return Some(After::Continue);
+        }
+        let answer = self.info_answer(&tenant, &req.args);
+        let (tx, rx) = oneshot::channel();
+        tokio::spawn(async move {
+            let _ = tx.send(Ok(answer.await));
+        });
+        self.batcher.deferred(&mut self.replies, &tenant, rx, tenantry_protocol::ReplyKeys::None);
+        Some(After::Continue)
+    }
+}
+
+impl Session {
+    /// INFO's reply: the tenant's figures are taken now, the nodes' own
+    /// when the answer is awaited.
+    pub(super) fn info_answer(&self, tenant: &Arc<TenantRt>, args: &[Bytes]) -> super::transaction::Answer {
+        let wanted = Wanted::parse(&args[1..]);
+        let exact_keyspace = wanted.names("keyspace");
+        let mut figures = tenant_info(&self.state, tenant);
         let nodes = tenant.backend.nodes();
         let ns = tenant.namespace.clone();
         let batch = self.state.runtime.load().config.cleanup.batch;
         let proto = self.state.proto;
-        let (tx, rx) = oneshot::channel();
-        tokio::spawn(async move {
+        Box::pin(async move {
             let result = async {
                 if exact_keyspace {
                     figures.keyspace = Some(walk_keyspace(&nodes, &ns, batch).await?);
@@ -50,18 +68,15 @@ impl Session {
                 }
                 Ok::<_, Error>(render(&texts, &wanted, &figures))
             };
-            let reply = match result.await {
+            match result.await {
                 Ok(text) => {
                     let mut out = bytes::BytesMut::new();
                     tenantry_protocol::encode::Reply { out: &mut out, proto }.text(&text);
                     out.freeze()
                 }
                 Err(e) => Bytes::from(format!("-{}\r\n", e.context("INFO failed").resp())),
-            };
-            let _ = tx.send(Ok(reply));
-        });
-        self.batcher.deferred(&mut self.replies, &tenant, rx, tenantry_protocol::ReplyKeys::None);
-        Some(After::Continue)
+            }
+        })
     }
 }
 

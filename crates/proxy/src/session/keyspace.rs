@@ -118,6 +118,7 @@ impl Session {
             keys: Vec::new(),
             ttl: None,
             reply: tenantry_protocol::ReplyKeys::None,
+            answer: None,
         });
         self.state.client.multi.store(tx.queued.len() as i64, std::sync::atomic::Ordering::Relaxed);
         if cmd == ConnCommand::Flush {

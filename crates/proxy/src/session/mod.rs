@@ -43,6 +43,7 @@ mod serve;
 mod sharded;
 mod state;
 mod tracking;
+mod tracking_opts;
 mod transaction;
 
 pub use serve::serve;

@@ -60,7 +60,9 @@ pub(super) fn check(modes: Modes, action: &Action, name: &[u8]) -> Verdict {
                 | ConnCommand::Reset
                 | ConnCommand::ClientTracking
                 | ConnCommand::Flush
-                | ConnCommand::DbSize,
+                | ConnCommand::DbSize
+                | ConnCommand::Info
+                | ConnCommand::ConfigGet,
             ) => {}
             Action::Connection(_) => {
                 let name = String::from_utf8_lossy(name).to_ascii_uppercase();

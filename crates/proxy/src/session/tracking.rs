@@ -13,6 +13,7 @@
 //! connection; CLIENT GETREDIR answers the tenantry id back.
 
 use super::batcher::{Forward, Pinned};
+use super::tracking_opts;
 use super::Session;
 use crate::tenant::TenantRt;
 use bytes::{Bytes, BytesMut};
@@ -32,10 +33,11 @@ pub(super) struct Pushes {
 }
 
 /// CLIENT TRACKING, while on.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(super) struct Tracking {
     /// The tenantry client id its invalidations are redirected to.
     pub redirect: Option<i64>,
+    pub mode: tracking_opts::Mode,
 }
 
 impl Session {
@@ -52,18 +54,14 @@ impl Session {
 
     /// `CLIENT TRACKING ON|OFF [REDIRECT id] [PREFIX p ...] [BCAST] [OPTIN] [OPTOUT] [NOLOOP]`
     pub(super) fn client_tracking(&mut self, tenant: Arc<TenantRt>, req: &Request) {
-        let on = match req.args[2].to_ascii_lowercase().as_slice() {
-            b"on" => true,
-            b"off" => false,
-            _ => return self.error("ERR syntax error"),
+        let parsed = match tracking_opts::parse(&req.args) {
+            Ok(p) => p,
+            Err(e) => return self.error(&e.0),
         };
-        let options = &req.args[3..];
-        let has = |name: &[u8]| options.iter().any(|a| a.eq_ignore_ascii_case(name));
         let mut args = req.args.clone();
         let mut redirect = None;
-        if let Some(i) = (3..args.len()).find(|&i| args[i].eq_ignore_ascii_case(b"redirect")) {
-            let Some(raw) = args.get(i + 1) else { return self.error("ERR syntax error") };
-            let Some(id) = tenantry_protocol::num::parse_i64(raw) else {
+        if let Some(i) = parsed.redirect {
+            let Some(id) = tenantry_protocol::num::parse_i64(&args[i]) else {
                 return self.error("ERR value is not an integer or out of range");
             };
             let target = tenant.clients.all().into_iter().find(|c| c.id as i64 == id);
@@ -76,24 +74,22 @@ impl Session {
                     "ERR tenantry redirects invalidations only to a connection subscribed to __redis__:invalidate",
                 );
             }
-            args[i + 1] = Bytes::from(backend_id.to_string());
+            args[i] = Bytes::from(backend_id.to_string());
             redirect = Some(id);
         }
-        if !on && self.batcher.pinned.is_none() {
-            // Never turned on here: nothing to turn off.
-            let proto = self.state.proto;
-            return self
-                .batcher
-                .local(&mut self.replies, |out| tenantry_protocol::encode::Reply { out, proto }.simple("OK"));
+        let proto = self.state.proto;
+        if !parsed.on {
+            self.tracking = None;
+            self.state.client.tracking.store(false, std::sync::atomic::Ordering::Relaxed);
+            if self.batcher.pinned.is_none() {
+                // Never turned on here: nothing to turn off.
+                return self
+                    .batcher
+                    .local(&mut self.replies, |out| tenantry_protocol::encode::Reply { out, proto }.simple("OK"));
+            }
+            return self.forward_tracking(&tenant, &args, Vec::new());
         }
-        // Each PREFIX value is namespaced; BCAST alone gets the namespace itself.
-        let mut keys: Vec<usize> = (4..args.len()).filter(|&i| args[i - 1].eq_ignore_ascii_case(b"prefix")).collect();
-        if on && has(b"bcast") && keys.is_empty() {
-            args.push(Bytes::from_static(b"PREFIX"));
-            args.push(Bytes::new());
-            keys.push(args.len() - 1);
-        }
-        if on && tenant.backend.is_sharded() {
+        if tenant.backend.is_sharded() {
             // Invalidations come from the node holding each key: one
             // connection of the client's own would hear of one node's keys.
             return self.error(&format!(
@@ -101,16 +97,39 @@ impl Session {
                 tenant.backend.name()
             ));
         }
-        if on {
-            self.pin(&tenant, tenant.backend.any_node());
+        let current = self.tracking.as_ref().map(|t| &t.mode);
+        let mode = match tracking_opts::apply(current, &parsed) {
+            Ok(m) => m,
+            Err(e) => return self.error(&e.0),
+        };
+        // Each PREFIX value is namespaced; BCAST alone gets the namespace itself.
+        let mut keys: Vec<usize> = (4..args.len()).filter(|&i| args[i - 1].eq_ignore_ascii_case(b"prefix")).collect();
+        if parsed.bcast && keys.is_empty() {
+            let had_narrower = current.is_some_and(|c| !c.prefixes.is_empty() && !c.prefixes.contains(&Bytes::new()));
+            args.push(Bytes::from_static(b"PREFIX"));
+            args.push(Bytes::new());
+            keys.push(args.len() - 1);
+            if had_narrower {
+                // Redis adds "every key" beside the prefixes it has; the
+                // backend would refuse the namespace as overlapping them,
+                // so it starts again from the namespace alone (BCAST keeps
+                // no per-key state to lose).
+                self.pin(&tenant, tenant.backend.any_node());
+                self.batcher.hidden(&mut self.replies, &tenant, proto, &[b"CLIENT", b"TRACKING", b"off"]);
+            }
         }
-        self.tracking = on.then_some(Tracking { redirect });
-        self.state.client.tracking.store(on, std::sync::atomic::Ordering::Relaxed);
+        self.pin(&tenant, tenant.backend.any_node());
+        self.tracking = Some(Tracking { redirect, mode });
+        self.state.client.tracking.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.forward_tracking(&tenant, &args, keys);
+    }
+
+    fn forward_tracking(&mut self, tenant: &Arc<TenantRt>, args: &[Bytes], keys: Vec<usize>) {
         let f = Forward {
-            tenant: &tenant,
+            tenant,
             node: tenant.backend.any_node(),
             proto: self.state.proto,
-            args: &args,
+            args,
             keys: &keys,
             reply: ReplyKeys::None,
             ttl: None,
@@ -125,7 +144,7 @@ impl Session {
 
     /// CLIENT GETREDIR: the tenantry id redirected to (the backend knows another).
     pub(super) fn getredir(&mut self) -> bool {
-        let Some(id) = self.tracking.and_then(|t| t.redirect) else { return false };
+        let Some(id) = self.tracking.as_ref().and_then(|t| t.redirect) else { return false };
         let proto = self.state.proto;
         self.batcher.local(&mut self.replies, |out| tenantry_protocol::encode::Reply { out, proto }.integer(id));
         true
@@ -151,5 +170,20 @@ impl Session {
                 self.tracking.is_none()
             }
         }
+    }
+}
+
+impl Session {
+    /// After HELLO (or RESET) changed the client's protocol: its own
+    /// connection follows, or Redis would go on answering there in the old
+    /// one and could not push invalidations to a client now on RESP3.
+    pub(super) fn follow_protocol(&mut self, before: tenantry_protocol::Protocol) {
+        let proto = self.state.proto;
+        if proto == before || self.batcher.pinned.is_none() {
+            return;
+        }
+        let Some(tenant) = self.state.tenant.clone() else { return };
+        let version: &[u8] = if proto == tenantry_protocol::Protocol::Resp3 { b"3" } else { b"2" };
+        self.batcher.hidden(&mut self.replies, &tenant, proto, &[b"HELLO", version]);
     }
 }

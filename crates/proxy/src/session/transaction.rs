@@ -50,7 +50,8 @@ impl Session {
                     self.error(EXECABORT);
                 }
                 Some(tx) => {
-                    self.batcher.transaction(&mut self.replies, *tx);
+                    let answers = self.answers(&tx);
+                    self.batcher.transaction(&mut self.replies, *tx, answers);
                     // EXEC unwatches on the backend itself.
                     self.watch = Watch::Ending;
                 }
@@ -75,6 +76,94 @@ impl Session {
             _ => return None,
         }
         Some(After::Continue)
+    }
+}
+
+/// The reply to a command tenantry answers itself (INFO, CONFIG GET),
+/// made when awaited.
+pub(super) type Answer = std::pin::Pin<Box<dyn std::future::Future<Output = bytes::Bytes> + Send>>;
+
+impl Session {
+    /// INFO or CONFIG GET inside MULTI: the backend's transaction runs a
+    /// PING in its place, whose reply inside EXEC's is replaced by tenantry's
+    /// answer, made once the transaction has run (so INFO sees its writes).
+    pub(super) fn queue_answer(&mut self, cmd: ConnCommand, req: &tenantry_protocol::Request) {
+        let Some(tx) = self.tx.as_mut() else { return };
+        tx.queued.push(super::batcher::Queued {
+            args: vec![bytes::Bytes::from_static(b"PING")],
+            keys: Vec::new(),
+            ttl: None,
+            reply: tenantry_protocol::ReplyKeys::None,
+            answer: Some((cmd, req.args.clone())),
+        });
+        self.state.client.multi.store(tx.queued.len() as i64, std::sync::atomic::Ordering::Relaxed);
+        let proto = self.state.proto;
+        self.batcher.local(&mut self.replies, |out| Reply { out, proto }.simple("QUEUED"));
+    }
+
+    /// The answers of a transaction's INFO and CONFIG GET, by their place in it.
+    fn answers(&self, tx: &Transaction) -> Vec<(usize, Answer)> {
+        let mut answers = Vec::new();
+        for (i, q) in tx.queued.iter().enumerate() {
+            match &q.answer {
+                Some((ConnCommand::Info, args)) => answers.push((i, self.info_answer(&tx.tenant, args))),
+                Some((_, args)) => answers.push((i, self.config_get_answer(&tx.tenant, args))),
+                None => {}
+            }
+        }
+        answers
+    }
+}
+
+/// EXEC's reply with the replies at `answers`' places replaced; `skip`: the
+/// replies before EXEC's in `batch` (MULTI's and the QUEUED ones). `None`
+/// when EXEC did not run the transaction (null or error), or the batch is
+/// not as sent.
+pub(super) fn splice_exec(batch: &[u8], skip: usize, answers: &[(usize, bytes::Bytes)]) -> Option<bytes::Bytes> {
+    use tenantry_protocol::reply::reply_len;
+    let mut pos = 0;
+    for _ in 0..skip {
+        pos += reply_len(batch.get(pos..)?).ok()??;
+    }
+    if batch.get(pos) != Some(&b'*') {
+        return None;
+    }
+    let header = pos + batch[pos..].windows(2).position(|w| w == b"\r\n")? + 2;
+    let n: usize = std::str::from_utf8(&batch[pos + 1..header - 2]).ok()?.parse().ok()?;
+    let mut out = bytes::BytesMut::with_capacity(batch.len());
+    out.extend_from_slice(&batch[..header]);
+    let mut at = header;
+    for i in 0..n {
+        let len = reply_len(batch.get(at..)?).ok()??;
+        match answers.iter().find(|(j, _)| *j == i) {
+            Some((_, answer)) => out.extend_from_slice(answer),
+            None => out.extend_from_slice(&batch[at..at + len]),
+        }
+        at += len;
+    }
+    out.extend_from_slice(&batch[at..]);
+    Some(out.freeze())
+}
+
+#[cfg(test)]
+mod splice_tests {
+    use super::splice_exec;
+    use bytes::Bytes;
+
+    #[test]
+    fn answers_take_their_places_in_execs_reply() {
+        let batch = b"+OK\r\n+QUEUED\r\n+QUEUED\r\n+QUEUED\r\n*3\r\n+OK\r\n+PONG\r\n$1\r\nv\r\n:1\r\n";
+        let got = splice_exec(batch, 4, &[(1, Bytes::from_static(b"$4\r\ninfo\r\n"))]).unwrap();
+        assert_eq!(&got[..], b"+OK\r\n+QUEUED\r\n+QUEUED\r\n+QUEUED\r\n*3\r\n+OK\r\n$4\r\ninfo\r\n$1\r\nv\r\n:1\r\n");
+    }
+
+    #[test]
+    fn a_transaction_that_did_not_run_is_left_as_it_is() {
+        let aborted = b"+OK\r\n+QUEUED\r\n*-1\r\n";
+        assert_eq!(splice_exec(aborted, 2, &[(0, Bytes::from_static(b"+x\r\n"))]), None);
+        let failed = b"+OK\r\n+QUEUED\r\n-EXECABORT no\r\n";
+        assert_eq!(splice_exec(failed, 2, &[(0, Bytes::from_static(b"+x\r\n"))]), None);
+        assert_eq!(splice_exec(b"+OK\r\n", 2, &[]), None);
     }
 }
 
