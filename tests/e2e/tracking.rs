@@ -140,13 +140,14 @@ async fn resp2_redirect_delivers_invalidations_to_the_subscriber() {
     assert_eq!(cmd(&mut resp2, "CLIENT TRACKING ON").await, b"+OK\r\n");
 }
 
-/// Every frame a RESP2 subscriber received before the reply to a PING sent now.
+/// Every frame a RESP2 connection received before the reply to a PING sent now.
 async fn subscriber_frames(c: &mut RawClient) -> Vec<Vec<u8>> {
     c.send(&encode(&[b"PING", b"probe"])).await;
     let mut out = Vec::new();
     loop {
         let f = c.reply().await;
-        if f == b"*2\r\n$4\r\npong\r\n$5\r\nprobe\r\n" {
+        // Subscribed (RESP2) or not.
+        if f == b"*2\r\n$4\r\npong\r\n$5\r\nprobe\r\n" || f == b"$5\r\nprobe\r\n" {
             return out;
         }
         out.push(f);
@@ -158,7 +159,9 @@ async fn subscriber_frames(c: &mut RawClient) -> Vec<Vec<u8>> {
 /// is the subscriber's client id on that side (and is written so in what
 /// is compared). A step by `tracker~` has its reply left out of the
 /// comparison (HELLO's names the server's version and the connection's id).
-async fn redirect_differential(steps: &[(&str, &str)]) {
+/// `subscribed`: the subscriber subscribes before the first step (else a
+/// `subscriber` step does).
+async fn redirect_differential(subscribed: bool, steps: &[(&str, &str)]) {
     let direct_redis = RedisServer::start();
     let proxied_redis = RedisServer::start();
     let proxy = TestProxy::two_tenants(&proxied_redis).await;
@@ -175,8 +178,10 @@ async fn redirect_differential(steps: &[(&str, &str)]) {
         let (mut tracker, mut subscriber, mut writer) = (connect().await, connect().await, connect().await);
         let id = cmd(&mut subscriber, "CLIENT ID").await;
         let id = String::from_utf8_lossy(&id[1..id.len() - 2]).into_owned();
-        subscriber.send(&encode(&[b"SUBSCRIBE", b"__redis__:invalidate"])).await;
-        subscriber.reply().await;
+        if subscribed {
+            subscriber.send(&encode(&[b"SUBSCRIBE", b"__redis__:invalidate"])).await;
+            subscriber.reply().await;
+        }
         let own = format!(":{id}\r\n");
         let norm = |b: &[u8]| {
             if b == own.as_bytes() {
@@ -189,6 +194,7 @@ async fn redirect_differential(steps: &[(&str, &str)]) {
             let sent = line.replace("{sub}", &id);
             let reply = match who {
                 "writer" => cmd(&mut writer, &sent).await,
+                "subscriber" => cmd(&mut subscriber, &sent).await,
                 _ => cmd(&mut tracker, &sent).await,
             };
             let reply = if who == "tracker~" { String::new() } else { norm(&reply) };
@@ -210,55 +216,95 @@ async fn redirect_differential(steps: &[(&str, &str)]) {
 /// tracker and the subscriber receive.
 #[tokio::test]
 async fn tracking_transitions_match_redis() {
-    redirect_differential(&[
-        ("tracker", "CLIENT TRACKING on REDIRECT {sub}"),
-        ("tracker", "GET k"),
-        ("writer", "SET k v1"),
-        ("tracker", "CLIENT GETREDIR"),
-        // To RESP3, then tracking on again without REDIRECT: pushes to the tracker itself.
-        ("tracker~", "HELLO 3"),
-        ("tracker", "CLIENT TRACKING on"),
-        ("tracker", "CLIENT GETREDIR"),
-        ("tracker", "GET k"),
-        ("writer", "SET k v2"),
-        // REDIRECT back, while on.
-        ("tracker", "CLIENT TRACKING on REDIRECT {sub}"),
-        ("tracker", "GET k"),
-        ("writer", "SET k v3"),
-        // Back to RESP2: still redirected.
-        ("tracker~", "HELLO 2"),
-        ("tracker", "GET k"),
-        ("writer", "SET k v4"),
-        // Without REDIRECT in RESP2: nowhere to send invalidations.
-        ("tracker", "CLIENT TRACKING on"),
-        ("tracker", "GET k"),
-        ("writer", "SET k v5"),
-        // Switches Redis refuses while on, and the state they leave.
-        ("tracker", "CLIENT TRACKING on BCAST REDIRECT {sub}"),
-        ("tracker", "CLIENT TRACKING on OPTIN REDIRECT {sub}"),
-        ("tracker", "CLIENT TRACKING on OPTOUT"),
-        ("tracker", "CLIENT GETREDIR"),
-        ("tracker", "CLIENT CACHING yes"),
-        ("tracker", "GET k"),
-        ("writer", "SET k v6"),
-        ("tracker", "CLIENT TRACKING off"),
-        ("tracker", "CLIENT GETREDIR"),
-        // BCAST with prefixes added, and overlaps refused.
-        ("tracker", "CLIENT TRACKING on BCAST PREFIX a: REDIRECT {sub}"),
-        ("writer", "SET a:1 x"),
-        ("writer", "SET b:1 x"),
-        ("tracker", "CLIENT TRACKING on BCAST PREFIX b: REDIRECT {sub}"),
-        ("tracker", "CLIENT TRACKING on BCAST PREFIX a:x REDIRECT {sub}"),
-        ("tracker", "CLIENT TRACKING on BCAST PREFIX c PREFIX cd"),
-        ("writer", "SET b:2 x"),
-        ("writer", "SET c:1 x"),
-        ("tracker~", "HELLO 3"),
-        ("tracker", "CLIENT TRACKING on BCAST PREFIX c:"),
-        ("writer", "SET c:2 x"),
-        ("writer", "SET a:2 x"),
-        ("tracker", "CLIENT TRACKING off"),
-        ("writer", "SET a:3 x"),
-        ("tracker", "CLIENT TRACKING on OPTIN PREFIX a"),
-    ])
+    redirect_differential(
+        true,
+        &[
+            ("tracker", "CLIENT TRACKING on REDIRECT {sub}"),
+            ("tracker", "GET k"),
+            ("writer", "SET k v1"),
+            ("tracker", "CLIENT GETREDIR"),
+            // To RESP3, then tracking on again without REDIRECT: pushes to the tracker itself.
+            ("tracker~", "HELLO 3"),
+            ("tracker", "CLIENT TRACKING on"),
+            ("tracker", "CLIENT GETREDIR"),
+            ("tracker", "GET k"),
+            ("writer", "SET k v2"),
+            // REDIRECT back, while on.
+            ("tracker", "CLIENT TRACKING on REDIRECT {sub}"),
+            ("tracker", "GET k"),
+            ("writer", "SET k v3"),
+            // Back to RESP2: still redirected.
+            ("tracker~", "HELLO 2"),
+            ("tracker", "GET k"),
+            ("writer", "SET k v4"),
+            // Without REDIRECT in RESP2: nowhere to send invalidations.
+            ("tracker", "CLIENT TRACKING on"),
+            ("tracker", "GET k"),
+            ("writer", "SET k v5"),
+            // Switches Redis refuses while on, and the state they leave.
+            ("tracker", "CLIENT TRACKING on BCAST REDIRECT {sub}"),
+            ("tracker", "CLIENT TRACKING on OPTIN REDIRECT {sub}"),
+            ("tracker", "CLIENT TRACKING on OPTOUT"),
+            ("tracker", "CLIENT GETREDIR"),
+            ("tracker", "CLIENT CACHING yes"),
+            ("tracker", "GET k"),
+            ("writer", "SET k v6"),
+            ("tracker", "CLIENT TRACKING off"),
+            ("tracker", "CLIENT GETREDIR"),
+            // BCAST with prefixes added, and overlaps refused.
+            ("tracker", "CLIENT TRACKING on BCAST PREFIX a: REDIRECT {sub}"),
+            ("writer", "SET a:1 x"),
+            ("writer", "SET b:1 x"),
+            ("tracker", "CLIENT TRACKING on BCAST PREFIX b: REDIRECT {sub}"),
+            ("tracker", "CLIENT TRACKING on BCAST PREFIX a:x REDIRECT {sub}"),
+            ("tracker", "CLIENT TRACKING on BCAST PREFIX c PREFIX cd"),
+            ("writer", "SET b:2 x"),
+            ("writer", "SET c:1 x"),
+            ("tracker~", "HELLO 3"),
+            ("tracker", "CLIENT TRACKING on BCAST PREFIX c:"),
+            ("writer", "SET c:2 x"),
+            ("writer", "SET a:2 x"),
+            ("tracker", "CLIENT TRACKING off"),
+            ("writer", "SET a:3 x"),
+            ("tracker", "CLIENT TRACKING on OPTIN PREFIX a"),
+        ],
+    )
+    .await;
+}
+
+/// REDIRECT to a connection that subscribes only later: accepted, as Redis
+/// does; invalidations before it subscribes are lost (as Redis drops them),
+/// and come to it once it has, in the default mode and in BCAST.
+#[tokio::test]
+async fn redirect_to_a_connection_that_subscribes_later() {
+    redirect_differential(
+        false,
+        &[
+            ("tracker", "CLIENT TRACKING on REDIRECT {sub}"),
+            ("tracker", "CLIENT GETREDIR"),
+            ("tracker", "GET k"),
+            ("writer", "SET k v1"),
+            ("subscriber", "SUBSCRIBE __redis__:invalidate"),
+            ("tracker", "GET k"),
+            ("writer", "SET k v2"),
+            ("tracker", "CLIENT TRACKING off"),
+            ("subscriber", "UNSUBSCRIBE"),
+        ],
+    )
+    .await;
+    redirect_differential(
+        false,
+        &[
+            ("tracker", "CLIENT TRACKING on BCAST PREFIX a: PREFIX b: NOLOOP REDIRECT {sub}"),
+            ("writer", "SET a:1 x"),
+            ("subscriber", "SUBSCRIBE __redis__:invalidate"),
+            ("writer", "SET a:2 x"),
+            ("writer", "SET b:2 x"),
+            ("writer", "SET c:2 x"),
+            ("tracker", "SET a:3 x"),
+            ("tracker", "CLIENT TRACKING on BCAST PREFIX c: REDIRECT {sub}"),
+            ("writer", "SET c:3 x"),
+        ],
+    )
     .await;
 }

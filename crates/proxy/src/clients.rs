@@ -39,9 +39,9 @@ pub struct ClientHandle {
     /// CLIENT NO-EVICT ON: shown in its flags; tenantry evicts no client for
     /// memory, so it holds by itself (output limits still apply, as in Redis).
     pub no_evict: AtomicBool,
-    /// The backend's id of this client's subscriber connection (0: none),
-    /// for another connection's CLIENT TRACKING REDIRECT to this one.
-    pub subscriber_backend_id: Arc<AtomicU64>,
+    /// The backend's id of this client's subscriber connection, for
+    /// another connection's CLIENT TRACKING REDIRECT to this one.
+    pub subscriber_backend_id: Arc<SubscriberId>,
     /// While a blocking command waits: answers it now (CLIENT UNBLOCK;
     /// true: with the UNBLOCKED error, false: as if it timed out).
     pub unblocker: Mutex<Option<tokio::sync::oneshot::Sender<bool>>>,
@@ -160,5 +160,44 @@ impl TenantClients {
 
     pub fn all(&self) -> Vec<Arc<ClientHandle>> {
         self.0.lock().expect("not poisoned").values().cloned().collect()
+    }
+}
+
+/// The backend's id of a client's subscriber connection (0: none yet), and
+/// the trackers redirected to the client before it had one: each is told
+/// (an empty frame on its pushes channel, which no backend frame is) once
+/// it has, to redirect there.
+#[derive(Debug, Default)]
+pub struct SubscriberId {
+    id: AtomicU64,
+    waiting: Mutex<Vec<tokio::sync::mpsc::WeakSender<Bytes>>>,
+}
+
+impl SubscriberId {
+    pub fn get(&self) -> u64 {
+        self.id.load(Ordering::Relaxed)
+    }
+
+    pub fn set(&self, id: u64) {
+        self.id.store(id, Ordering::Relaxed);
+        if id != 0 {
+            let waiting = std::mem::take(&mut *self.waiting.lock().expect("not poisoned"));
+            for w in waiting.into_iter().filter_map(|w| w.upgrade()) {
+                let _ = w.try_send(Bytes::new());
+            }
+        }
+    }
+
+    /// `tracker` is told once there is an id (at once if there is one now).
+    pub fn wait(&self, tracker: tokio::sync::mpsc::WeakSender<Bytes>) {
+        let mut waiting = self.waiting.lock().expect("not poisoned");
+        if self.get() != 0 {
+            if let Some(t) = tracker.upgrade() {
+                let _ = t.try_send(Bytes::new());
+            }
+            return;
+        }
+        waiting.retain(|w| w.strong_count() > 0);
+        waiting.push(tracker);
     }
 }

@@ -112,6 +112,11 @@ pub struct ConnSettings {
     /// (a sentinel backend's master while no sentinel has named it).
     pub nowhere: Option<Arc<std::sync::Mutex<String>>>,
     tls: BackendTlsSetup,
+    /// The backend's id of a shared RESP2 connection to the node (0: none
+    /// up): it never subscribes, so invalidations redirected to it are
+    /// dropped by Redis, as for a client that is not subscribed
+    /// (`session/tracking.rs`).
+    pub quiet_id: std::sync::atomic::AtomicU64,
 }
 
 /// A backend's TLS: none, its connector, or why its files could not be
@@ -132,6 +137,7 @@ impl ConnSettings {
             must_be_master: false,
             on_broken: None,
             nowhere: None,
+            quiet_id: Default::default(),
         }
     }
 
@@ -212,13 +218,18 @@ async fn manage(
 ) {
     let mut backoff = Duration::from_millis(50);
     loop {
-        let reason = match connect(&settings, proto).await {
-            Ok(stream) => {
+        let reason = match connect_with_id(&settings, proto).await {
+            Ok((stream, id)) => {
                 backoff = Duration::from_millis(50);
                 up.store(true, Ordering::Relaxed);
+                let quiet = id.filter(|_| proto == Protocol::Resp2).unwrap_or(0);
+                if quiet != 0 {
+                    settings.quiet_id.store(quiet, Ordering::Relaxed);
+                }
                 tracing::info!(backend = %settings.backend, addr = %settings.addr, ?proto, "backend connected");
                 let result = serve(&settings, stream, &mut rx, None).await;
                 up.store(false, Ordering::Relaxed);
+                let _ = settings.quiet_id.compare_exchange(quiet, 0, Ordering::Relaxed, Ordering::Relaxed);
                 match result {
                     Ok(()) => return,
                     Err(e) => e,
@@ -251,6 +262,11 @@ async fn manage(
 }
 
 pub(crate) async fn connect(settings: &ConnSettings, proto: Protocol) -> Result<Stream, ConnError> {
+    Ok(connect_with_id(settings, proto).await?.0)
+}
+
+/// Connects, and the backend's id of the connection (from HELLO's reply).
+async fn connect_with_id(settings: &ConnSettings, proto: Protocol) -> Result<(Stream, Option<u64>), ConnError> {
     if let Some(why) = &settings.nowhere {
         return Err(ConnError::Nowhere(why.lock().expect("not poisoned").clone()));
     }
@@ -315,7 +331,7 @@ pub(crate) async fn connect(settings: &ConnSettings, proto: Protocol) -> Result<
     if let Some(v) = hello_field(&reply, b"version") {
         let _ = settings.version.set(v);
     }
-    Ok(stream)
+    Ok((stream, hello_field(&reply, b"id").and_then(|id| id.parse().ok())))
 }
 
 /// Reads one whole reply during the handshake.
@@ -340,7 +356,7 @@ fn hello_field(reply: &[u8], name: &[u8]) -> Option<String> {
     let rest = &reply[at..];
     let line_end = rest.windows(2).position(|w| w == b"\r\n")?;
     match rest.first()? {
-        b'+' => Some(String::from_utf8_lossy(&rest[1..line_end]).into_owned()),
+        b'+' | b':' => Some(String::from_utf8_lossy(&rest[1..line_end]).into_owned()),
         b'$' => {
             let body = &rest[line_end + 2..];
             let len: usize = std::str::from_utf8(&rest[1..line_end]).ok()?.parse().ok()?;

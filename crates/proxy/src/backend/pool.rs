@@ -114,6 +114,12 @@ impl NodePool {
         &self.settings.backend
     }
 
+    /// The backend's id of a connection to this node that never subscribes
+    /// (RESP2, tenantry's own): a REDIRECT there delivers nothing.
+    pub fn quiet_id(&self) -> Option<u64> {
+        Some(self.settings.quiet_id.load(std::sync::atomic::Ordering::Relaxed)).filter(|&id| id != 0)
+    }
+
     pub fn addr(&self) -> &BackendAddr {
         &self.settings.addr
     }

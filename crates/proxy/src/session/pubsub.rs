@@ -14,11 +14,11 @@
 use super::blocking::AbortOnDrop;
 use super::Session;
 use crate::backend::{BatchReply, NodePool};
+use crate::clients::SubscriberId;
 use crate::error::{Error, Kind};
 use crate::tenant::TenantRt;
 use bytes::{Bytes, BytesMut};
 use std::collections::{HashSet, VecDeque};
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use tenantry_protocol::classify::PubSubKind;
 use tenantry_protocol::command::CommandSpec;
@@ -73,7 +73,7 @@ fn index(kind: PubSubKind) -> usize {
 }
 
 impl PubSub {
-    fn open(tenant: Arc<TenantRt>, node: Arc<NodePool>, proto: Protocol, backend_id: Arc<AtomicU64>) -> Self {
+    fn open(tenant: Arc<TenantRt>, node: Arc<NodePool>, proto: Protocol, backend_id: Arc<SubscriberId>) -> Self {
         let (commands, rx) = mpsc::unbounded_channel();
         let (tx, messages) = mpsc::channel(MESSAGE_BUFFER);
         let task = tokio::spawn(subscriber(node.clone(), proto, tenant.clone(), rx, tx, backend_id));
@@ -134,7 +134,7 @@ impl Session {
     /// Closes the subscriber connection (RESET, or it broke).
     pub(super) fn drop_pubsub(&mut self) {
         self.pubsub = None;
-        self.state.client.subscriber_backend_id.store(0, std::sync::atomic::Ordering::Relaxed);
+        self.state.client.subscriber_backend_id.set(0);
         for count in &self.state.client.subscriptions {
             count.store(0, std::sync::atomic::Ordering::Relaxed);
         }
@@ -276,7 +276,7 @@ async fn subscriber(
     tenant: Arc<TenantRt>,
     mut commands: mpsc::UnboundedReceiver<Outgoing>,
     messages: mpsc::Sender<Bytes>,
-    backend_id: Arc<AtomicU64>,
+    backend_id: Arc<SubscriberId>,
 ) {
     let mut pending: VecDeque<(Outgoing, BytesMut)> = VecDeque::new();
     // The tenant's keyspace-event flags, set through any of its proxies,
@@ -298,7 +298,7 @@ async fn subscriber(
                 break tenantry_protocol::answer::integer(&reply).ok();
             }
         };
-        backend_id.store(id.unwrap_or(0) as u64, std::sync::atomic::Ordering::Relaxed);
+        backend_id.set(id.unwrap_or(0) as u64);
         loop {
             tokio::select! {
                 cmd = commands.recv() => {

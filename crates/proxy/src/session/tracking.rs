@@ -15,6 +15,7 @@
 use super::batcher::{Forward, Pinned};
 use super::tracking_opts;
 use super::Session;
+use crate::clients::SubscriberId;
 use crate::tenant::TenantRt;
 use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
@@ -29,6 +30,8 @@ const PUSH_BUFFER: usize = 4096;
 /// The pushes of the client's own connection, and the namespace to strip.
 pub(super) struct Pushes {
     pub rx: mpsc::Receiver<Bytes>,
+    /// Weak: the channel closes when the connection goes.
+    tx: mpsc::WeakSender<Bytes>,
     namespace: Namespace,
 }
 
@@ -38,6 +41,10 @@ pub(super) struct Tracking {
     /// The tenantry client id its invalidations are redirected to.
     pub redirect: Option<i64>,
     pub mode: tracking_opts::Mode,
+    /// REDIRECT to a connection not subscribed yet: the backend redirects
+    /// to a quiet connection meanwhile, and to the client's subscriber
+    /// connection once it has one (`redirect_ready`).
+    waiting: Option<Arc<SubscriberId>>,
 }
 
 impl Session {
@@ -47,9 +54,10 @@ impl Session {
             return;
         }
         let (tx, rx) = mpsc::channel(PUSH_BUFFER);
+        let weak = tx.downgrade();
         let conn = node.pinned(self.state.proto, tx);
         self.batcher.pinned = Some(Pinned { node, conn });
-        self.pushes = Some(Box::new(Pushes { rx, namespace: tenant.namespace.clone() }));
+        self.pushes = Some(Box::new(Pushes { rx, tx: weak, namespace: tenant.namespace.clone() }));
     }
 
     /// `CLIENT TRACKING ON|OFF [REDIRECT id] [PREFIX p ...] [BCAST] [OPTIN] [OPTOUT] [NOLOOP]`
@@ -60,6 +68,7 @@ impl Session {
         };
         let mut args = req.args.clone();
         let mut redirect = None;
+        let mut waiting = None;
         if let Some(i) = parsed.redirect {
             let Some(id) = tenantry_protocol::num::parse_i64(&args[i]) else {
                 return self.error("ERR value is not an integer or out of range");
@@ -68,11 +77,15 @@ impl Session {
             let Some(target) = target else {
                 return self.error("ERR The client ID you want redirect to does not exist");
             };
-            let backend_id = target.subscriber_backend_id.load(std::sync::atomic::Ordering::Relaxed);
+            let mut backend_id = target.subscriber_backend_id.get();
             if backend_id == 0 {
-                return self.error(
-                    "ERR tenantry redirects invalidations only to a connection subscribed to __redis__:invalidate",
-                );
+                // Not subscribed (yet): Redis would drop its invalidations
+                // until it is, as a quiet connection of tenantry's does.
+                let Some(quiet) = tenant.backend.any_node().quiet_id() else {
+                    return self.error("ERR tenantry cannot redirect invalidations now: retry in a moment");
+                };
+                backend_id = quiet;
+                waiting = Some(target.subscriber_backend_id.clone());
             }
             args[i] = Bytes::from(backend_id.to_string());
             redirect = Some(id);
@@ -119,7 +132,10 @@ impl Session {
             }
         }
         self.pin(&tenant, tenant.backend.any_node());
-        self.tracking = Some(Tracking { redirect, mode });
+        if let (Some(w), Some(p)) = (&waiting, &self.pushes) {
+            w.wait(p.tx.clone());
+        }
+        self.tracking = Some(Tracking { redirect, mode, waiting });
         self.state.client.tracking.store(true, std::sync::atomic::Ordering::Relaxed);
         self.forward_tracking(&tenant, &args, keys);
     }
@@ -156,6 +172,10 @@ impl Session {
     pub(super) fn tracking_push(&mut self, push: Option<Bytes>) -> bool {
         let Some(p) = &self.pushes else { return true };
         match push {
+            Some(frame) if frame.is_empty() => {
+                self.redirect_ready();
+                true
+            }
             Some(frame) => {
                 let mut out = BytesMut::with_capacity(frame.len());
                 if strip_reply(ReplyKeys::PubSub, &frame, &p.namespace, &mut out).is_err() {
@@ -185,5 +205,42 @@ impl Session {
         let Some(tenant) = self.state.tenant.clone() else { return };
         let version: &[u8] = if proto == tenantry_protocol::Protocol::Resp3 { b"3" } else { b"2" };
         self.batcher.hidden(&mut self.replies, &tenant, proto, &[b"HELLO", version]);
+    }
+}
+
+impl Session {
+    /// The connection invalidations are redirected to has subscribed: the
+    /// backend redirects to it from now on, with the options in force.
+    fn redirect_ready(&mut self) {
+        let Some(t) = self.tracking.as_mut() else { return };
+        let Some(waiting) = t.waiting.take() else { return };
+        let backend_id = waiting.get();
+        if backend_id == 0 {
+            // Told of a subscriber connection since gone: wait for the next.
+            if let Some(p) = &self.pushes {
+                waiting.wait(p.tx.clone());
+            }
+            t.waiting = Some(waiting);
+            return;
+        }
+        let Some(tenant) = self.state.tenant.clone() else { return };
+        let mode = t.mode.clone();
+        let id = backend_id.to_string();
+        let mut args: Vec<Vec<u8>> = ["CLIENT", "TRACKING", "on", "REDIRECT"].map(|a| a.as_bytes().to_vec()).to_vec();
+        args.push(id.into_bytes());
+        let flags = [(mode.bcast, "BCAST"), (mode.optin, "OPTIN"), (mode.optout, "OPTOUT"), (mode.noloop, "NOLOOP")];
+        args.extend(flags.iter().filter(|(on, _)| *on).map(|(_, name)| name.as_bytes().to_vec()));
+        let proto = self.state.proto;
+        if mode.bcast {
+            // Prefixes cannot be given again while on (they would overlap
+            // themselves): tracking starts again with all of them.
+            for p in &mode.prefixes {
+                args.push(b"PREFIX".to_vec());
+                args.push(tenant.namespace.prefixed(p));
+            }
+            self.batcher.hidden(&mut self.replies, &tenant, proto, &[b"CLIENT", b"TRACKING", b"off"]);
+        }
+        let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+        self.batcher.hidden(&mut self.replies, &tenant, proto, &refs);
     }
 }

@@ -13,6 +13,7 @@ pub(super) struct Mode {
     pub bcast: bool,
     pub optin: bool,
     pub optout: bool,
+    pub noloop: bool,
     /// BCAST prefixes, under the client's names; once added, kept until OFF.
     pub prefixes: Vec<Bytes>,
 }
@@ -26,6 +27,7 @@ pub(super) struct Request {
     pub bcast: bool,
     pub optin: bool,
     pub optout: bool,
+    pub noloop: bool,
     pub prefixes: Vec<Bytes>,
 }
 
@@ -49,8 +51,15 @@ const SYNTAX: &str = "ERR syntax error";
 
 /// `args`: the whole command (`CLIENT TRACKING on ...`).
 pub(super) fn parse(args: &[Bytes]) -> Result<Request, Refused> {
-    let mut req =
-        Request { on: false, redirect: None, bcast: false, optin: false, optout: false, prefixes: Vec::new() };
+    let mut req = Request {
+        on: false,
+        redirect: None,
+        bcast: false,
+        optin: false,
+        optout: false,
+        noloop: false,
+        prefixes: Vec::new(),
+    };
     let mut i = 3;
     while i < args.len() {
         let more = i + 1 < args.len();
@@ -70,7 +79,7 @@ pub(super) fn parse(args: &[Bytes]) -> Result<Request, Refused> {
             b"bcast" => req.bcast = true,
             b"optin" => req.optin = true,
             b"optout" => req.optout = true,
-            b"noloop" => {}
+            b"noloop" => req.noloop = true,
             _ => return Err(SYNTAX.into()),
         }
         i += 1;
@@ -142,7 +151,7 @@ pub(super) fn apply(current: Option<&Mode>, req: &Request) -> Result<Mode, Refus
             }
         }
     }
-    Ok(Mode { bcast: req.bcast, optin: req.optin, optout: req.optout, prefixes })
+    Ok(Mode { bcast: req.bcast, optin: req.optin, optout: req.optout, noloop: req.noloop, prefixes })
 }
 
 #[cfg(test)]
