@@ -16,6 +16,7 @@ mod info;
 mod isolation;
 mod keyspace;
 mod load;
+mod migrate;
 mod near_cache;
 mod notifications;
 mod pipeline;

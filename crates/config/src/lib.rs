@@ -4,6 +4,7 @@
 
 mod diff;
 mod error;
+mod migrate;
 mod model;
 mod policy;
 mod raw;

@@ -365,6 +365,36 @@ pub struct Tenant {
     pub coalesce: Coalesce,
     /// Hot keys' values kept in this proxy, invalidated by the backend.
     pub near_cache: Option<NearCache>,
+    /// A move of its keys to another backend (or namespace) under way.
+    pub migrate: Option<Migrate>,
+}
+
+/// `migrate:` of a tenant: its keys are copied to `to` while it is served
+/// from its backend, then it is served from `to`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Migrate {
+    pub to: BackendName,
+    /// The namespace on `to`; `None`: the one it has.
+    pub namespace: Option<Namespace>,
+    /// How fast the backfill copies keys.
+    pub keys_per_sec: u32,
+    /// Keys compared on both sides before the cut-over.
+    pub verify_sample: usize,
+    /// Keep the old backend's copies after the cut-over.
+    pub keep_old: bool,
+}
+
+impl Migrate {
+    pub const DEFAULT_KEYS_PER_SEC: u32 = 10_000;
+    pub const DEFAULT_VERIFY_SAMPLE: usize = 2_000;
+}
+
+impl Tenant {
+    /// Where its keys are once a migration has cut over: the target backend
+    /// and namespace.
+    pub fn migration_target(&self) -> Option<(&BackendName, &Namespace)> {
+        self.migrate.as_ref().map(|m| (&m.to, m.namespace.as_ref().unwrap_or(&self.namespace)))
+    }
 }
 
 /// `near_cache:` of a tenant: tenantry keeps the replies of reads of the

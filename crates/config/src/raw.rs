@@ -230,6 +230,22 @@ pub struct RawTenant {
     pub coalesce: Option<Spanned<RawCoalesce>>,
     #[serde(default)]
     pub near_cache: Option<Spanned<RawNearCache>>,
+    #[serde(default)]
+    pub migrate: Option<Spanned<RawMigrate>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMigrate {
+    pub to: Spanned<String>,
+    #[serde(default)]
+    pub namespace: Option<Spanned<String>>,
+    #[serde(default)]
+    pub keys_per_sec: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub verify_sample: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub keep_old: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -416,3 +416,48 @@ fn keyspace_events_are_none_by_default_and_checked_as_redis_letters() {
         "{e:?}"
     );
 }
+
+/// GOOD with a second backend and `migrate:` for app.
+fn migrating(migrate: &str) -> String {
+    GOOD.replace("tenants:\n", "  big:\n    kind: cluster\n    nodes: [\"127.0.0.1:7100\"]\ntenants:\n")
+        .replace("    namespace: \"app:\"\n", &format!("    namespace: \"app:\"\n    migrate: {migrate}\n"))
+}
+
+#[test]
+fn a_migration_is_parsed_with_its_defaults() {
+    let c = parse(&migrating("{ to: big, namespace: \"app:v2:\", keep_old: true }"), &PathBuf::from("t.yaml"), &env)
+        .unwrap();
+    let m = c.tenants[&TenantId::new("app")].migrate.clone().unwrap();
+    assert_eq!(m.to, BackendName::new("big"));
+    assert_eq!(m.namespace.as_ref().map(|n| n.to_string()), Some("app:v2:".into()));
+    assert_eq!((m.keys_per_sec, m.verify_sample, m.keep_old), (Migrate::DEFAULT_KEYS_PER_SEC, 2_000, true));
+    let app = &c.tenants[&TenantId::new("app")];
+    assert_eq!(
+        app.migration_target().map(|(b, n)| (b.to_string(), n.to_string())),
+        Some(("big".into(), "app:v2:".into()))
+    );
+}
+
+#[test]
+fn bad_migrations_are_check_errors_with_their_line() {
+    let errs = errors(&migrating("{ to: nowhere }"));
+    assert!(
+        errs.len() == 1 && errs[0].starts_with("t.yaml:16:20:") && errs[0].contains("tenants.app.migrate.to"),
+        "{errs:?}"
+    );
+    assert!(errs[0].contains("no backend named \"nowhere\""), "{errs:?}");
+    let errs = errors(&migrating("{ to: local, namespace: \"app:v2:\" }"));
+    assert!(errs.len() == 1 && errs[0].contains("the tenant's current backend"), "{errs:?}");
+    let errs = errors(&migrating("{ to: big, namespace: \"tenantry:x:\" }"));
+    assert!(errs.iter().any(|e| e.contains("tenants.app.migrate.namespace") && e.contains("tenantry")), "{errs:?}");
+    let errs = errors(&migrating("{ to: big, keys_per_sec: 0 }"));
+    assert!(errs.len() == 1 && errs[0].contains("migrate.keys_per_sec"), "{errs:?}");
+    // Landing on a namespace another tenant has (or will have) on the target.
+    let text = migrating("{ to: big, namespace: \"shared:\" }").replace(
+        "    namespace: \"demo:\"\n",
+        "    namespace: \"demo:\"\n    migrate: { to: big, namespace: \"shared:x:\" }\n",
+    );
+    let errs = errors(&text);
+    assert!(errs.iter().any(|e| e.contains("overlaps tenant demo's")), "{errs:?}");
+    assert!(errs.iter().any(|e| e.contains("overlaps tenant app's")), "{errs:?}");
+}

@@ -575,6 +575,7 @@ pub(crate) fn validate(
             let keyspaces = r.keyspaces.as_ref().map(|k| k.iter().map(|k| k.as_bytes().to_vec()).collect());
             NearCache { max_bytes, max_staleness, keyspaces }
         });
+        let migrate = crate::migrate::migrate(&mut c, &field, &raw, t);
         if let Some(namespace) = namespace {
             let id = TenantId::new(name);
             // A backend user limited to the namespace refuses any key a script
@@ -610,10 +611,12 @@ pub(crate) fn validate(
                     read_from,
                     coalesce,
                     near_cache,
+                    migrate,
                 },
             );
         }
     }
+    crate::migrate::check_targets(&mut c, &raw, &tenants);
     if raw.tenants.is_empty() {
         c.error(Location::UNKNOWN, "tenants", "at least one tenant is needed");
     }

@@ -137,6 +137,14 @@ impl Reply<'_> {
         }
     }
 
+    /// A null array: what EXEC answers when a watched key changed.
+    pub fn null_array(&mut self) {
+        match self.proto {
+            Protocol::Resp2 => self.out.extend_from_slice(b"*-1\r\n"),
+            Protocol::Resp3 => self.out.extend_from_slice(b"_\r\n"),
+        }
+    }
+
     pub fn array(&mut self, len: usize) {
         put_len(self.out, b'*', len);
     }

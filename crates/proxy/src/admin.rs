@@ -187,6 +187,7 @@ fn tenants_json(rt: &Runtime) -> String {
                     serde_json::json!({ "entries": entries, "bytes": bytes, "serving": c.is_serving() })
                 }),
                 "coalesced": t.metrics.coalesced.get(),
+                "migration": t.migration.as_ref().map(|m| m.json()),
             })
         })
         .collect();

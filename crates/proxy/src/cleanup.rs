@@ -119,6 +119,11 @@ impl<'a> NamespaceScan<'a> {
         NamespaceScan { node, pattern: match_pattern(None), count: batch.to_string(), cursor: Some(Bytes::from("0")) }
     }
 
+    /// Where a later scan resumes (`None`: the iteration is over).
+    pub(crate) fn cursor(&self) -> Option<&Bytes> {
+        self.cursor.as_ref()
+    }
+
     /// The next page's keys (often none: SCAN filters after reading), or
     /// `None` when the iteration is over.
     pub(crate) async fn next_page(&mut self) -> Result<Option<Vec<Bytes>>, Error> {

@@ -23,6 +23,10 @@ impl Holder {
     pub fn new() -> Self {
         Holder(Arc::from(format!("{}-{:016x}", std::process::id(), fastrand::u64(..))))
     }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 /// Takes or renews the lease `key` on `node`; true if `me` holds it.

@@ -10,6 +10,7 @@ mod clients;
 pub mod error;
 mod info;
 mod lease;
+mod migrate;
 mod near_cache;
 mod node_events;
 mod node_tasks;

@@ -5,6 +5,7 @@ use crate::backend::Router;
 use crate::near_cache::NearCache;
 use crate::policy::TenantLimiter;
 use crate::telemetry::{Families, TenantMetrics};
+use crate::tenant::migration::Migration;
 use crate::tenant::TenantRt;
 use arc_swap::ArcSwap;
 use sha2::{Digest, Sha256};
@@ -95,6 +96,18 @@ impl Runtime {
         let unprovisioned = previous.map(|p| p.unprovisioned.clone()).unwrap_or_default();
         for (id, configured) in &config.tenants {
             let old = previous.and_then(|p| p.tenants.get(id));
+            let migration = migration(configured, old, &backends, diff);
+            let moved = migration.as_ref().is_some_and(|m| m.is_cut());
+            // Once cut over, it is served as if the config put it on the target.
+            let placed;
+            let configured = match configured.migration_target().filter(|_| moved) {
+                Some((to, ns)) => {
+                    placed =
+                        tenantry_config::Tenant { backend: to.clone(), namespace: ns.clone(), ..configured.clone() };
+                    &placed
+                }
+                None => configured,
+            };
             // A backend user that could not be made: without it, scripts
             // could reach other tenants' keys, so they are off.
             let fallback;
@@ -105,6 +118,7 @@ impl Runtime {
                 }
                 false => configured,
             };
+            let keys_stay = diff.is_some_and(|d| d.keys_stay(id)) && old.is_some_and(|o| o.moved == moved);
             let limiter = t.rate_limit.map(|rl| match old.and_then(|o| o.limiter.clone()) {
                 Some(l) if l.config == rl => l,
                 _ => Arc::new(TenantLimiter::new(rl)),
@@ -139,17 +153,13 @@ impl Runtime {
                 // it was sent with, so one that outlives a reload matches no
                 // later request by mistake.
                 flights: (t.coalesce != tenantry_config::Coalesce::Off).then(Arc::default),
-                quota: old
-                    .filter(|_| diff.is_some_and(|d| d.keys_stay(id)))
-                    .map(|o| o.quota.clone())
-                    .unwrap_or_default(),
+                quota: old.filter(|_| keys_stay).map(|o| o.quota.clone()).unwrap_or_default(),
                 events: old.map(|o| o.events.clone()).unwrap_or_default(),
-                scripts: old
-                    .filter(|_| diff.is_some_and(|d| d.keys_stay(id)))
-                    .map(|o| o.scripts.clone())
-                    .unwrap_or_default(),
+                scripts: old.filter(|_| keys_stay).map(|o| o.scripts.clone()).unwrap_or_default(),
                 metrics,
                 near_cache,
+                migration,
+                moved,
             });
             if let Some(auth) = &t.auth {
                 by_username.insert(
@@ -221,6 +231,26 @@ impl Runtime {
     pub fn all_backends_up(&self) -> bool {
         self.backends.values().all(|b| b.is_up())
     }
+}
+
+/// The tenant's migration: the old value while it and the backends stay,
+/// else a new one that takes over the old one's barrier state if it is the
+/// same move (other settings changed).
+fn migration(
+    t: &tenantry_config::Tenant,
+    old: Option<&Arc<TenantRt>>,
+    backends: &HashMap<BackendName, Arc<Router>>,
+    diff: Option<&ConfigDiff>,
+) -> Option<Arc<Migration>> {
+    let spec = t.migrate.as_ref()?;
+    let prior = old.and_then(|o| o.migration.as_ref()).filter(|m| m.same_move(t, spec));
+    let routers_same =
+        diff.is_some_and(|d| d.backend(&t.backend) == Change::Same && d.backend(&spec.to) == Change::Same);
+    if let Some(m) = prior.filter(|m| routers_same && m.spec == *spec) {
+        return Some(m.clone());
+    }
+    let (source, target) = (backends[&t.backend].clone(), backends[&spec.to].clone());
+    Some(Arc::new(Migration::new(t, spec.clone(), source, target, prior.map(|m| m.sync().clone()))))
 }
 
 /// The tenant's near-cache: the old one while its settings, namespace and

@@ -120,6 +120,7 @@ impl Proxy {
         ));
         tasks.spawn(crate::server_events::supervise(runtime.clone(), shutdown.clone()));
         tasks.spawn(crate::backend_users::supervise(runtime.clone(), status.families.clone(), shutdown.clone()));
+        tasks.spawn(crate::migrate::supervise(runtime.clone(), status.families.clone(), me.clone(), shutdown.clone()));
         tasks.spawn(crate::quota::supervise(runtime.clone(), status.notes.clone(), me, shutdown.clone()));
         let shared = Arc::new(Shared { runtime, status, listen, admin, max_clients, shutdown });
         Ok(Proxy { addrs, admin_addr, shared, tasks, admin_stop })

@@ -73,11 +73,17 @@ pub struct Batch {
     pub reply: oneshot::Sender<BatchReply>,
     /// Its reads whose replies others wait for (request coalescing).
     pub shares: Shares,
+    /// Dropped once the batch's replies are read (a migrating tenant's
+    /// writes are marked dirty then).
+    pub mark: Option<AfterReplies>,
 }
+
+/// Something a batch carries until its replies are read, then drops.
+pub type AfterReplies = Box<dyn Send + Sync>;
 
 impl Batch {
     pub fn new(bytes: Bytes, count: usize, reply: oneshot::Sender<BatchReply>) -> Batch {
-        Batch { bytes, count, reply, shares: Shares::default() }
+        Batch { bytes, count, reply, shares: Shares::default(), mark: None }
     }
 }
 
@@ -370,6 +376,8 @@ struct InFlight {
     count: usize,
     reply: oneshot::Sender<BatchReply>,
     shares: Shares,
+    /// Dropped (marking its keys) with the batch, once its replies are read.
+    _mark: Option<AfterReplies>,
 }
 
 /// Replies read so far for the batch at the head of the queue.
@@ -432,7 +440,7 @@ async fn serve(
                 let mut next = Some(batch);
                 while let Some(b) = next.take() {
                     out.push(b.bytes);
-                    queue.push_back(InFlight { count: b.count, reply: b.reply, shares: b.shares });
+                    queue.push_back(InFlight { count: b.count, reply: b.reply, shares: b.shares, _mark: b.mark });
                     if out.len() < WRITE_GATHER {
                         next = rx.try_recv().ok();
                     }

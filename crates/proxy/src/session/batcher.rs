@@ -6,6 +6,7 @@ use super::replies::{BackendReplies, Fix, Fixes, Pending, ReplyQueue};
 use crate::backend::{Batch, BatchReply, Boarding, Cluster, ConnHandle, Flights, Follow, NodePool, Shares};
 use crate::bufpool;
 use crate::telemetry::KeyspaceCounters;
+use crate::tenant::migration::WriteMark;
 use crate::tenant::TenantRt;
 use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
@@ -60,6 +61,8 @@ struct OpenBatch {
     shares: Shares,
     /// A transaction's answers of tenantry's own, spliced into EXEC's reply.
     answers: Option<Answers>,
+    /// Its writes of a migrating tenant.
+    mark: Option<WriteMark>,
 }
 
 /// Answers to splice into EXEC's reply, and the replies before it.
@@ -95,6 +98,8 @@ pub struct Forward<'a> {
     pub share: Option<Share<'a>>,
     /// A read of a hot key whose reply is to fill the near-cache.
     pub fill: Option<crate::near_cache::Fill>,
+    /// A write of a migrating tenant, to mark once its reply is read.
+    pub mark: Option<WriteMark>,
 }
 
 /// A command queued between MULTI and EXEC, checked and rewritten.
@@ -138,6 +143,13 @@ fn encode_rewritten(out: &mut BytesMut, args: &[Bytes], keys: &[usize], ns: &Nam
 }
 
 impl OpenBatch {
+    fn take_mark(&mut self, mark: WriteMark) {
+        match &mut self.mark {
+            Some(m) => m.absorb(mark),
+            None => self.mark = Some(mark),
+        }
+    }
+
     /// Default TTLs: `PEXPIRE key ms NX` after the write; the client never sees its reply.
     fn default_ttls(&mut self, args: &[Bytes], rw: &TtlRewrite, ns: &Namespace) {
         for (i, ms) in &rw.default_for {
@@ -234,6 +246,9 @@ impl Batcher {
         if let Some(fill) = f.fill {
             b.fixes.push(b.count, Fix::Fill(Box::new(fill)));
         }
+        if let Some(mark) = f.mark {
+            b.take_mark(mark);
+        }
         if f.reply != ReplyKeys::None {
             b.fixes.push(b.count, Fix::Strip(f.reply));
         }
@@ -315,11 +330,13 @@ impl Batcher {
     /// whole on one connection, so no other client's command can land inside
     /// the transaction. The client already has its +OK and +QUEUED replies;
     /// only EXEC's reply is passed on. Default TTLs follow EXEC.
+    /// `mark`: its writes, if the tenant is migrating.
     pub fn transaction(
         &mut self,
         replies: &mut ReplyQueue,
         tx: Transaction,
         answers: Vec<(usize, super::transaction::Answer)>,
+        mark: Option<WriteMark>,
     ) {
         self.flush(replies);
         // Followed as a whole: if its slot moved, it runs again where it went.
@@ -335,6 +352,7 @@ impl Batcher {
         b.follow = tx.tenant.backend.cluster().cloned();
         // The batch is new (flushed above): the transaction opens it.
         b.transaction = true;
+        b.mark = mark;
         encode::command(&mut b.bytes, &[&b"MULTI"[..]], &[], &ns);
         for q in &tx.queued {
             encode_rewritten(&mut b.bytes, &q.args, &q.keys, &ns, q.ttl.as_ref());
@@ -423,6 +441,7 @@ impl Batcher {
                 spans: Vec::new(),
                 shares: Shares::default(),
                 answers: None,
+                mark: None,
             });
         }
         self.batch.as_mut().expect("opened above")
@@ -470,7 +489,8 @@ impl Batcher {
                 transaction: b.transaction,
             });
             let sent_bytes = bytes.len();
-            let batch = Batch { bytes, count: b.count, reply: tx, shares: b.shares };
+            let batch =
+                Batch { bytes, count: b.count, reply: tx, shares: b.shares, mark: b.mark.map(|m| Box::new(m) as _) };
             match pinned {
                 Some(p) => p.conn.send(batch),
                 None => b.node.send(self.client, b.proto, batch),

@@ -100,7 +100,10 @@ impl Session {
             }
             None => (None, None),
         };
+        // A migrating tenant's write, marked once answered (or given up).
+        let mark = self.write_mark.take();
         let task = tokio::spawn(async move {
+            let _mark = mark;
             // INFO's blocked_clients counts it from here (tests wait on that).
             client.blocked.store(true, std::sync::atomic::Ordering::Relaxed);
             let mut running = tokio::task::JoinSet::new();

@@ -96,7 +96,7 @@ impl Session {
                 // itself out), and not when put off to run again later.
                 let spec = tenantry_protocol::command::resolve(&req.args);
                 let nothing_put_off = self.delayed.is_none();
-                let after = self.connection_command(cmd, req);
+                let after = self.connection_command(cmd, req, deadline);
                 if let (Some(tenant), Some(spec), false) =
                     (&self.state.tenant, spec, nothing_put_off && self.delayed.is_some())
                 {
@@ -156,7 +156,7 @@ impl Session {
 
     /// A command of the connection's own: answered here, or by the part of
     /// the session that keeps its state.
-    fn connection_command(&mut self, cmd: ConnCommand, req: Request) -> After {
+    fn connection_command(&mut self, cmd: ConnCommand, req: Request, deadline: Option<Instant>) -> After {
         if self.state.tenant.is_none() && !cmd.allowed_before_auth() {
             self.error(NOAUTH);
             return After::Continue;
@@ -182,7 +182,16 @@ impl Session {
             }
             return After::Continue;
         }
-        if let Some(handled) = self.transaction_command(cmd) {
+        let req = match cmd {
+            ConnCommand::Exec => match self.exec_through_migration(req, deadline) {
+                Some(req) => req,
+                None => return After::Continue,
+            },
+            _ => req,
+        };
+        let handled = self.transaction_command(cmd);
+        self.write_mark = None;
+        if let Some(handled) = handled {
             return handled;
         }
         if let Some(handled) = self.keyspace_command(cmd, &req) {

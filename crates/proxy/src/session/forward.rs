@@ -31,6 +31,21 @@ impl Session {
         deadline: Option<Instant>,
         blocking: bool,
     ) {
+        self.forward_checked(tenant, spec, profile, req, deadline, blocking);
+        // A write's mark went with its batch; one left (refused, put off) is
+        // let go, or the cut-over barrier would wait for it.
+        self.write_mark = None;
+    }
+
+    fn forward_checked(
+        &mut self,
+        tenant: Arc<TenantRt>,
+        spec: &'static CommandSpec,
+        profile: &'static Profile,
+        req: Request,
+        deadline: Option<Instant>,
+        blocking: bool,
+    ) {
         let metrics = &tenant.metrics;
         if deadline.is_none() {
             metrics.command_cached(spec.name, &mut self.command_cache);
@@ -48,6 +63,7 @@ impl Session {
             metrics.error(e.kind().into(), 1);
             return self.refuse(&e.resp());
         }
+        let Some(req) = self.through_migration(&tenant, spec, blocking, req, deadline) else { return };
         let Some(req) = self.admit(&tenant, spec, req, deadline) else { return };
         let ttl = ttl_rewrite(&tenant, spec, &req.args, &self.keys);
         let bytes: usize = req.args.iter().map(|a| a.len()).sum();
@@ -135,6 +151,7 @@ impl Session {
             span,
             share,
             fill,
+            mark: self.write_mark.take(),
         };
         self.batcher.forward(&mut self.replies, f);
     }

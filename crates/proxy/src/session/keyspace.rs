@@ -10,6 +10,9 @@
 //! own; like a FLUSHDB SYNC it holds the node for the whole walk). A
 //! tenant whose keys live on several nodes has no one transaction to put
 //! them in: refused, and the transaction is doomed.
+//!
+//! While the config migrates the tenant, FLUSHDB and FLUSHALL are refused:
+//! the keys already copied to the target would come back at the cut-over.
 
 use super::connection::After;
 use super::Session;
@@ -30,7 +33,13 @@ impl Session {
         if !matches!(cmd, ConnCommand::Flush | ConnCommand::DbSize | ConnCommand::RandomKey) {
             return None;
         }
-        self.state.tenant.as_ref()?;
+        let migrating = self.state.tenant.as_ref()?.migration.is_some();
+        if cmd == ConnCommand::Flush && migrating {
+            // Its copies on the target would outlive it: the target's keys
+            // would come back at the cut-over.
+            self.refuse("ERR FLUSHDB and FLUSHALL are refused while the tenant is being migrated");
+            return Some(After::Continue);
+        }
         if self.tx.is_some() {
             self.queue_keyspace_command(cmd, req);
             return Some(After::Continue);

@@ -31,6 +31,7 @@ mod function_dump;
 mod functions;
 mod info;
 mod keyspace;
+mod migrating;
 mod modes;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod order_check;
@@ -130,6 +131,8 @@ struct Session {
     own_writes: coalesce::OwnWrites,
     /// CLIENT REPLY: whether its replies are sent.
     reply_mode: reply_mode::ReplyMode,
+    /// The marks of the write being forwarded, while its tenant migrates.
+    write_mark: Option<crate::tenant::migration::WriteMark>,
     /// The read buffer ends in part of a request...
     incomplete: bool,
     /// ...which began to arrive then.
@@ -159,6 +162,7 @@ impl Session {
             guard: OutputGuard::default(),
             own_writes: coalesce::OwnWrites::default(),
             reply_mode: reply_mode::ReplyMode::On,
+            write_mark: None,
             incomplete: false,
             incomplete_since: None,
         }

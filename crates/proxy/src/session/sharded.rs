@@ -182,8 +182,12 @@ impl Session {
             sent.push((b.node, b.layout, follow, rx));
         }
         let (tx, rx) = oneshot::channel();
+        // A migrating tenant's write is marked once every part is answered.
+        let mark = self.write_mark.take();
         tokio::spawn(async move {
-            let _ = tx.send(gather(sent, how, n_parts).await);
+            let reply = gather(sent, how, n_parts).await;
+            drop(mark);
+            let _ = tx.send(reply);
         });
         self.batcher.deferred(&mut self.replies, tenant, rx, profile.reply);
     }

@@ -154,6 +154,7 @@ impl Session {
             span: None,
             share: None,
             fill: None,
+            mark: None,
         };
         self.batcher.forward(&mut self.replies, f);
     }

@@ -51,7 +51,8 @@ impl Session {
                 }
                 Some(tx) => {
                     let answers = self.answers(&tx);
-                    self.batcher.transaction(&mut self.replies, *tx, answers);
+                    let mark = self.write_mark.take();
+                    self.batcher.transaction(&mut self.replies, *tx, answers, mark);
                     // EXEC unwatches on the backend itself.
                     self.watch = Watch::Ending;
                 }

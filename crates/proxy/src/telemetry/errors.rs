@@ -47,6 +47,8 @@ error_kinds! {
     Syntax = "syntax",
     /// A command tenantry does not let tenants run.
     Refused = "refused",
+    /// Held at a migration's cut-over for longer than it may be.
+    Migrating = "migrating",
     // A backend's error replies, by the codes Redis itself uses.
     Err = "ERR",
     WrongType = "WRONGTYPE",

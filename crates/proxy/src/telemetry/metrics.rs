@@ -78,6 +78,12 @@ pub struct BackendLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MigrationPhaseLabels {
+    pub tenant: String,
+    pub phase: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct NodeLabels {
     pub backend: String,
     pub node: String,
@@ -125,6 +131,11 @@ pub struct Families {
     pub near_cache_evictions: Family<TenantLabel, Counter>,
     pub near_cache_invalidations: Family<TenantLabel, Counter>,
     pub near_cache_bytes: Family<TenantLabel, Gauge>,
+    pub migration_phase: Family<MigrationPhaseLabels, Gauge>,
+    pub migration_keys: Family<TenantLabel, Gauge>,
+    pub migration_bytes: Family<TenantLabel, Gauge>,
+    pub migration_recopied: Family<TenantLabel, Gauge>,
+    pub migration_left: Family<TenantLabel, Gauge>,
     /// TLS handshakes with clients that failed or timed out, by listener.
     pub tls_handshake_failures: Family<ListenerLabel, Counter>,
     pub backend_used_memory: Family<NodeLabels, Gauge>,
@@ -221,6 +232,31 @@ impl Families {
             self.near_cache_invalidations.clone(),
         );
         p.register("near_cache_bytes", "Bytes the near-cache holds", self.near_cache_bytes.clone());
+        p.register(
+            "migration_phase",
+            "1 for the phase a tenant's migration is in (copy, verify, switch, cut, done), 0 for the others",
+            self.migration_phase.clone(),
+        );
+        p.register(
+            "migration_copied_keys",
+            "Keys the tenant's migration has copied to the target in its backfill",
+            self.migration_keys.clone(),
+        );
+        p.register(
+            "migration_copied_bytes",
+            "DUMP payload bytes the tenant's migration has copied in its backfill",
+            self.migration_bytes.clone(),
+        );
+        p.register(
+            "migration_left_keys",
+            "Keys the tenant's migration has still to copy (not reached by the backfill, or written since their copy)",
+            self.migration_left.clone(),
+        );
+        p.register(
+            "migration_recopied_keys",
+            "Keys copied again because they were written during the migration",
+            self.migration_recopied.clone(),
+        );
         p.register(
             "tls_handshake_failures",
             "TLS handshakes with clients that failed (a certificate refused, a plain-text client, a timeout)",

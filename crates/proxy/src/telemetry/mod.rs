@@ -9,5 +9,6 @@ pub mod tracing_setup;
 
 pub use errors::ErrorKind;
 pub use metrics::{
-    keyspace_of, ClusterMetrics, CommandCache, Families, KeyspaceCache, KeyspaceCounters, TenantMetrics,
+    keyspace_of, ClusterMetrics, CommandCache, Families, KeyspaceCache, KeyspaceCounters, MigrationPhaseLabels,
+    TenantLabel, TenantMetrics,
 };

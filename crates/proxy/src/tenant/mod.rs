@@ -4,6 +4,8 @@
 //! module those parts meet in, so none of them imports another's.
 
 mod events;
+pub mod migration;
+mod migration_keys;
 mod patterns;
 mod quota;
 mod scripts;
@@ -72,4 +74,9 @@ pub struct TenantRt {
     pub scripts: Arc<Scripts>,
     /// Its `notify-keyspace-events`: which keyspace events its subscribers get.
     pub events: Arc<EventFlags>,
+    /// Its move to another backend, while the config asks for one.
+    pub migration: Option<Arc<migration::Migration>>,
+    /// Served from the migration's target (it has cut over): `backend`,
+    /// `namespace` and `config`'s are the target's.
+    pub moved: bool,
 }

@@ -1,0 +1,266 @@
+//! A tenant's move to another backend (`tenants.x.migrate`), as its
+//! sessions and the tasks that move it (`crate::migrate`) share it: where
+//! this proxy is with it, the fleet's phase, the writes not yet marked, and
+//! the progress `/tenants` shows.
+//!
+//! Writes are not sent to both backends: two proxies writing one key could
+//! apply their writes in one order on the old backend and the other on the
+//! new, and a second INCR or LPUSH is not the first. Instead every write
+//! runs on the old backend only and carries a `WriteMark`, which dirties its
+//! keys once its reply is back; the cut-over barrier waits until no write of
+//! this proxy is unmarked (`pending`).
+
+pub(crate) use super::migration_keys::Keys;
+use crate::backend::Router;
+use bytes::Bytes;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use tenantry_config::{BackendName, Migrate, TenantId};
+use tenantry_protocol::Namespace;
+use tokio::sync::mpsc;
+
+/// Written keys (namespaced) to mark dirty, and how many writes they are.
+pub(crate) type Marks = (Vec<Bytes>, usize);
+
+/// Where this proxy is with a migration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Local {
+    /// Not yet known from the backend (just started): requests wait.
+    Starting = 0,
+    /// Served from the old backend; writes are marked.
+    Copying = 1,
+    /// At the cut-over barrier: new requests wait.
+    Holding = 2,
+    /// Served from the new backend.
+    Cut = 3,
+}
+
+impl Local {
+    pub fn name(self) -> &'static str {
+        match self {
+            Local::Starting => "starting",
+            Local::Copying => "copying",
+            Local::Holding => "holding",
+            Local::Cut => "cut",
+        }
+    }
+
+    pub(crate) fn from_u8(v: u8) -> Local {
+        match v {
+            1 => Local::Copying,
+            2 => Local::Holding,
+            3 => Local::Cut,
+            _ => Local::Starting,
+        }
+    }
+}
+
+/// The fleet-wide phase, as kept in the state hash on the old backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Copy,
+    Verify,
+    Switch,
+    Cut,
+    Done,
+}
+
+impl Phase {
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Copy => "copy",
+            Phase::Verify => "verify",
+            Phase::Switch => "switch",
+            Phase::Cut => "cut",
+            Phase::Done => "done",
+        }
+    }
+
+    pub(crate) const ALL: [Phase; 5] = [Phase::Copy, Phase::Verify, Phase::Switch, Phase::Cut, Phase::Done];
+
+    pub(crate) fn parse(s: &[u8]) -> Option<Phase> {
+        Phase::ALL.into_iter().find(|p| p.name().as_bytes() == s)
+    }
+}
+
+/// What `/tenants` and the metrics show of a migration.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Progress {
+    pub phase: Option<&'static str>,
+    pub keys_copied: u64,
+    pub bytes_copied: u64,
+    pub keys_recopied: u64,
+    /// Keys still to copy: of those counted when it began, the ones the
+    /// backfill has not reached, and the keys written since their copy.
+    pub keys_left: u64,
+    pub verified: u64,
+    pub mismatched: u64,
+    /// Why it does not go on (an unreachable target, a copy that failed).
+    pub error: Option<String>,
+}
+
+/// One tenant's migration, shared by its sessions and the tasks that move it.
+#[derive(Debug)]
+pub struct Migration {
+    pub tenant: TenantId,
+    pub spec: Migrate,
+    pub from: BackendName,
+    pub from_ns: Namespace,
+    pub to_ns: Namespace,
+    /// The backends' shared routers (not a tenant's own user's: that user may
+    /// not reach tenantry's keys).
+    pub source: Arc<Router>,
+    pub target: Arc<Router>,
+    pub(crate) keys: Keys,
+    pub(crate) sync: Arc<Sync>,
+    marks: mpsc::UnboundedSender<Marks>,
+    /// Taken by the marker task when the supervisor starts it.
+    pub(crate) marks_rx: Mutex<Option<mpsc::UnboundedReceiver<Marks>>>,
+    pub(crate) started: AtomicBool,
+    pub progress: Mutex<Progress>,
+}
+
+/// What every `Migration` value of one migration shares, across reloads.
+#[derive(Debug, Default)]
+pub struct Sync {
+    local: AtomicU8,
+    /// Writes sent to the old backend whose keys are not yet in the dirty set.
+    pub(crate) pending: AtomicUsize,
+    /// Cancelled when the config no longer asks for this move: its driver
+    /// stops at once (sessions may hold the old value a while longer).
+    pub(crate) stop: tokio_util::sync::CancellationToken,
+}
+
+impl Migration {
+    /// `sync`: the previous value's, when this one replaces it (a reload).
+    pub fn new(
+        tenant: &tenantry_config::Tenant,
+        spec: Migrate,
+        source: Arc<Router>,
+        target: Arc<Router>,
+        sync: Option<Arc<Sync>>,
+    ) -> Self {
+        let (marks, marks_rx) = mpsc::unbounded_channel();
+        let to_ns = spec.namespace.clone().unwrap_or_else(|| tenant.namespace.clone());
+        Migration {
+            tenant: tenant.id.clone(),
+            keys: Keys::new(&tenant.namespace),
+            from: tenant.backend.clone(),
+            from_ns: tenant.namespace.clone(),
+            to_ns,
+            spec,
+            source,
+            target,
+            sync: sync.unwrap_or_default(),
+            marks,
+            marks_rx: Mutex::new(Some(marks_rx)),
+            started: AtomicBool::new(false),
+            progress: Mutex::default(),
+        }
+    }
+
+    /// Whether this is the move `tenant` asks for (from the same place to
+    /// the same place, whatever its pace), so a new value keeps its barrier
+    /// state.
+    pub fn same_move(&self, tenant: &tenantry_config::Tenant, spec: &Migrate) -> bool {
+        self.from == tenant.backend
+            && self.from_ns == tenant.namespace
+            && self.spec.to == spec.to
+            && self.to_ns == *spec.namespace.as_ref().unwrap_or(&tenant.namespace)
+    }
+
+    pub fn sync(&self) -> &Arc<Sync> {
+        &self.sync
+    }
+
+    pub fn local(&self) -> Local {
+        Local::from_u8(self.sync.local.load(Ordering::SeqCst))
+    }
+
+    pub(crate) fn set_local(&self, to: Local) {
+        self.sync.local.store(to as u8, Ordering::SeqCst);
+    }
+
+    pub fn is_cut(&self) -> bool {
+        self.local() == Local::Cut
+    }
+
+    /// Whether the old backend may take a read now.
+    pub fn may_read(&self) -> bool {
+        matches!(self.local(), Local::Copying | Local::Holding)
+    }
+
+    /// A write of `keys` (namespaced) about to go to the old backend: its
+    /// mark, or `None` if it must wait (the cut-over is under way). The
+    /// count is taken before the phase is read, and the follower sets the
+    /// phase before reading the count, so no write slips past the barrier.
+    pub fn begin_write(self: &Arc<Self>, keys: Vec<Bytes>) -> Option<WriteMark> {
+        self.sync.pending.fetch_add(1, Ordering::SeqCst);
+        if self.local() != Local::Copying {
+            self.sync.pending.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        Some(WriteMark { job: self.clone(), keys, writes: 1 })
+    }
+
+    pub(crate) fn pending(&self) -> usize {
+        self.sync.pending.load(Ordering::SeqCst)
+    }
+
+    fn marked(&self, keys: Vec<Bytes>, writes: usize) {
+        if keys.is_empty() || self.marks.send((keys, writes)).is_err() {
+            self.sync.pending.fetch_sub(writes, Ordering::SeqCst);
+        }
+    }
+
+    /// The migration as `/tenants` shows it.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "to": self.spec.to.as_str(),
+            "namespace": self.to_ns.to_string(),
+            "here": self.local().name(),
+            "progress": self.progress(),
+        })
+    }
+
+    pub fn progress(&self) -> Progress {
+        self.progress.lock().expect("not poisoned").clone()
+    }
+
+    pub(crate) fn update(&self, f: impl FnOnce(&mut Progress)) {
+        f(&mut self.progress.lock().expect("not poisoned"));
+    }
+}
+
+/// Writes sent to the old backend whose keys are to be marked dirty once
+/// their replies are back: carried with the batch to the connection that
+/// reads the replies, and marked when dropped there (or when the batch
+/// failed: a key marked needlessly is only copied once more).
+#[derive(Debug)]
+pub struct WriteMark {
+    job: Arc<Migration>,
+    keys: Vec<Bytes>,
+    writes: usize,
+}
+
+impl WriteMark {
+    /// One mark for both (writes of one batch).
+    pub fn absorb(&mut self, mut other: WriteMark) {
+        self.keys.append(&mut other.keys);
+        self.writes += std::mem::take(&mut other.writes);
+    }
+}
+
+impl Drop for WriteMark {
+    fn drop(&mut self) {
+        if self.writes > 0 {
+            self.job.marked(std::mem::take(&mut self.keys), self.writes);
+        }
+    }
+}
+
+/// The namespaced names of the keys at `keys` in `args`.
+pub fn namespaced(ns: &Namespace, args: &[Bytes], keys: &[usize]) -> Vec<Bytes> {
+    keys.iter().map(|&k| Bytes::from(ns.prefixed(&args[k]))).collect()
+}
