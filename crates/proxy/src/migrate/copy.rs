@@ -91,6 +91,30 @@ pub(super) fn renamed(job: &Migration, key: &[u8]) -> Vec<u8> {
     job.to_ns.prefixed(job.from_ns.strip(key).unwrap_or(key))
 }
 
+/// Redis's default `proto-max-bulk-len`, for a node that does not say.
+const DEFAULT_BULK_LIMIT: u64 = 512 * 1024 * 1024;
+/// How long a node's `proto-max-bulk-len` is taken as read.
+const BULK_LIMIT_FOR: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The biggest bulk string `node` takes: a RESTORE with a bigger payload is
+/// a protocol error there, which closes the connection it came on (shared
+/// with other tenants' requests), so it is never sent.
+async fn bulk_limit(job: &Migration, node: &NodePool) -> u64 {
+    let addr = node.addr().to_string();
+    if let Some((limit, at)) = job.bulk_limits.lock().expect("not poisoned").get(&addr) {
+        if at.elapsed() < BULK_LIMIT_FOR {
+            return *limit;
+        }
+    }
+    let read = node.call(&[b"CONFIG", b"GET", b"proto-max-bulk-len"]).await.ok();
+    let limit = read
+        .and_then(|r| answer::strings(&r).ok())
+        .and_then(|pair| pair.get(1).and_then(|v| std::str::from_utf8(v).ok()?.parse().ok()))
+        .unwrap_or(DEFAULT_BULK_LIMIT);
+    job.bulk_limits.lock().expect("not poisoned").insert(addr, (limit, std::time::Instant::now()));
+    limit
+}
+
 /// Writes what `dump` read to the new backend.
 pub(super) async fn restore(job: &Migration, dumped: &[Dumped]) -> Result<Copied, Error> {
     let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
@@ -102,6 +126,20 @@ pub(super) async fn restore(job: &Migration, dumped: &[Dumped]) -> Result<Copied
         let node = node_of(&job.target, &job.to_ns, &new_key)?;
         let entry = by_node.entry(Arc::as_ptr(&node) as usize).or_insert_with(|| (node.clone(), BytesMut::new(), 0));
         match &d.payload {
+            Some(payload) if payload.len() as u64 > bulk_limit(job, &node).await => {
+                let limit = bulk_limit(job, &node).await;
+                *job.too_big.lock().expect("not poisoned") = Some(d.key.clone());
+                return Err(Error::new(
+                    Kind::Limit,
+                    format!(
+                        "key {:?} is {} bytes as DUMP, more than the target's proto-max-bulk-len ({limit}) on {}: \
+                         stopped until the target takes it (raise its proto-max-bulk-len, or make the key smaller)",
+                        String::from_utf8_lossy(&d.key),
+                        payload.len(),
+                        node.addr()
+                    ),
+                ));
+            }
             Some(payload) => {
                 let at = if d.pttl >= 0 { (now_ms + d.pttl).max(1).to_string() } else { "0".to_string() };
                 let args: [&[u8]; 6] = [b"RESTORE", &new_key, at.as_bytes(), payload, b"ABSTTL", b"REPLACE"];

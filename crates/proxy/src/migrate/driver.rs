@@ -21,6 +21,12 @@ use tokio_util::sync::CancellationToken;
 const PAGE: u32 = 200;
 /// Dirty keys taken per SPOP.
 const DIRTY_BATCH: u64 = 500;
+/// Dirty keys left for the copy made while writes are held, at most (if
+/// copies outrun writes within `CATCH_UP_PASSES` passes).
+const CATCH_UP_LEFT: u64 = 64;
+const CATCH_UP_PASSES: usize = 20;
+/// How often a stopped migration tries its key again.
+const STOPPED_RETRY: Duration = Duration::from_secs(5);
 /// How long the barrier waits for every proxy before giving the cut-over up.
 const SWITCH_TIMEOUT: Duration = Duration::from_secs(10);
 /// A value's TTL on the two sides may differ by this much.
@@ -31,6 +37,7 @@ const RENEW: Duration = Duration::from_secs(2);
 /// `stop`: the config no longer asks for the migration.
 pub(super) async fn run(job: Weak<Migration>, me: Holder, shutdown: CancellationToken, stop: CancellationToken) {
     let mut pause = Duration::from_millis(100);
+    let mut failures: u32 = 0;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(pause) => {}
@@ -44,7 +51,13 @@ pub(super) async fn run(job: Weak<Migration>, me: Holder, shutdown: Cancellation
             continue;
         }
         drop(j);
-        let mut driver = Driver { job: job.clone(), me: me.clone(), renewed: Instant::now(), progressed: false };
+        let mut driver = Driver {
+            job: job.clone(),
+            me: me.clone(),
+            renewed: Instant::now(),
+            progressed: false,
+            progressed_steps: 0,
+        };
         let outcome = tokio::select! {
             r = driver.drive() => r,
             _ = shutdown.cancelled() => Err(Error::new(Kind::Shutdown, "stopped by shutdown")),
@@ -57,7 +70,10 @@ pub(super) async fn run(job: Weak<Migration>, me: Holder, shutdown: Cancellation
             Err(e) if e.kind() == Kind::Shutdown => {}
             Err(e) => {
                 let Some(j) = job.upgrade() else { return };
-                tracing::warn!(tenant = %j.tenant, error = %e, "migration step failed; retrying");
+                // Backoff: 1, 2, 4, 8 s between tries while it keeps failing.
+                failures = if driver.progressed_steps > 0 { 1 } else { failures + 1 };
+                pause = Duration::from_secs(1 << (failures - 1).min(3));
+                tracing::warn!(tenant = %j.tenant, error = %e, retry_in = ?pause, "migration step failed; retrying");
                 let _ = set(&j, &[(b"error", e.to_string().as_bytes())]).await;
                 continue;
             }
@@ -73,6 +89,8 @@ struct Driver {
     renewed: Instant,
     /// A step succeeded since the lease was taken: an earlier error is over.
     progressed: bool,
+    /// Pages and phases done since the lease was taken.
+    progressed_steps: u64,
 }
 
 /// Sets fields of the state hash.
@@ -116,32 +134,132 @@ impl Driver {
         loop {
             let job = self.renew().await?;
             let state = read_state(&job).await?;
-            if state.get("error").is_some() && self.progressed {
+            // An earlier step's error is over once one succeeded (a stopped
+            // move keeps its reason until it goes on).
+            if state.get("error").is_some() && self.progressed && state.phase != Some(Phase::Stopped) {
                 answer::integer(&job.keys.node(&job.source).call(&[b"HDEL", &job.keys.state, b"error"]).await?)?;
             }
             self.progressed = true;
-            match state.phase {
-                None => self.begin(&job, &state).await?,
+            if self.target_lost(&job, &state).await? {
+                continue;
+            }
+            let stepped = match state.phase {
+                None => self.begin(&job, &state).await,
                 Some(Phase::Copy) => {
                     drop(job);
-                    self.backfill(&state).await?;
-                    set(&*self.job()?, &[(b"phase", b"verify")]).await?;
+                    match self.backfill(&state).await {
+                        Ok(()) => set(&*self.job()?, &[(b"phase", b"verify")]).await,
+                        Err(e) => Err(e),
+                    }
                 }
                 Some(Phase::Verify) => {
                     drop(job);
-                    self.verify().await?;
-                    set(&*self.job()?, &[(b"phase", b"switch")]).await?;
+                    let verified = async {
+                        self.verify().await?;
+                        // Before the proxies hold the tenant's writes (they do
+                        // from the phase `switch` on).
+                        self.catch_up(&*self.job()?).await?;
+                        set(&*self.job()?, &[(b"phase", b"switch")]).await
+                    };
+                    verified.await
                 }
                 Some(Phase::Switch) => {
                     drop(job);
-                    self.switch().await?;
+                    let switched = self.switch().await;
+                    if switched.is_err() {
+                        // The proxies hold the tenant's writes while the
+                        // phase is `switch`: never while this is retried.
+                        let _ = set(&*self.job()?, &[(b"phase", b"verify")]).await;
+                    }
+                    switched
+                }
+                Some(Phase::Stopped) => {
+                    drop(job);
+                    self.stopped(&state).await
                 }
                 Some(Phase::Cut) => {
                     drop(job);
-                    self.delete_old().await?;
+                    self.delete_old().await
                 }
                 Some(Phase::Done) => return Ok(()),
+            };
+            match stepped {
+                Err(e) if e.kind() == Kind::Limit => {
+                    let resume = match state.phase {
+                        Some(Phase::Copy) => Phase::Copy,
+                        _ => Phase::Verify,
+                    };
+                    self.stop(resume, &e).await?;
+                }
+                other => {
+                    other?;
+                    self.progressed_steps += 1;
+                }
             }
+        }
+    }
+
+    /// Whether the target lost what was copied (a node restarted empty):
+    /// then the copy starts again from the beginning.
+    async fn target_lost(&self, job: &Migration, state: &State) -> Result<bool, Error> {
+        let copying = matches!(state.phase, Some(Phase::Copy | Phase::Verify | Phase::Switch | Phase::Stopped));
+        let Some(started) = state.get("started_ms").filter(|_| copying) else { return Ok(false) };
+        if super::target::intact(job, started).await? {
+            return Ok(false);
+        }
+        tracing::warn!(tenant = %job.tenant, to = %job.spec.to,
+            "the target lost the keys copied to it (a node restarted empty?): copying again from the start");
+        let node = job.keys.node(&job.source);
+        let mut args: Vec<&[u8]> = vec![b"HDEL", &job.keys.state, b"stopped_key", b"resume"];
+        args.extend(state.fields.iter().map(|(k, _)| k.as_slice()).filter(|k| k.starts_with(b"cursor:")));
+        answer::integer(&node.call(&args).await?)?;
+        set(job, &[(b"phase", b"copy"), (b"copied", b"0"), (b"bytes", b"0"), (b"recopied", b"0")]).await?;
+        super::target::plant(job, started).await?;
+        Ok(true)
+    }
+
+    /// A key the target cannot take: the phase is `stopped`, naming it, and
+    /// the tenant is served as during the copy (its writes marked).
+    async fn stop(&self, resume: Phase, e: &Error) -> Result<(), Error> {
+        let job = self.job()?;
+        let key = job.too_big.lock().expect("not poisoned").take().unwrap_or_default();
+        tracing::error!(tenant = %job.tenant, key = %String::from_utf8_lossy(&key), error = %e, "migration stopped");
+        let why = e.to_string();
+        set(
+            &job,
+            &[
+                (b"phase", b"stopped"),
+                (b"resume", resume.name().as_bytes()),
+                (b"stopped_key", &key),
+                (b"error", why.as_bytes()),
+            ],
+        )
+        .await
+    }
+
+    /// Stopped: every few seconds the key is tried again; once the target
+    /// takes it, the move goes on where it stopped.
+    async fn stopped(&mut self, state: &State) -> Result<(), Error> {
+        let key = Bytes::copy_from_slice(state.get("stopped_key").unwrap_or_default());
+        let resume = state.get("resume").and_then(Phase::parse).unwrap_or(Phase::Copy);
+        let deadline = Instant::now() + STOPPED_RETRY;
+        while Instant::now() < deadline {
+            self.renew().await?;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let job = self.renew().await?;
+        match copy::copy_keys(&job, std::slice::from_ref(&key)).await {
+            Ok(_) => {
+                tracing::info!(tenant = %job.tenant, key = %String::from_utf8_lossy(&key), "migration goes on");
+                let node = job.keys.node(&job.source);
+                answer::integer(&node.call(&[b"HDEL", &job.keys.state, b"stopped_key", b"resume", b"error"]).await?)?;
+                set(&job, &[(b"phase", resume.name().as_bytes())]).await
+            }
+            Err(e) if e.kind() == Kind::Limit => {
+                job.too_big.lock().expect("not poisoned").take();
+                Ok(())
+            }
+            Err(e) => Err(e),
         }
     }
 
@@ -183,13 +301,16 @@ impl Driver {
             ],
         )
         .await?;
+        super::target::plant(job, started.as_bytes()).await?;
         tracing::info!(tenant = %job.tenant, from = %job.from, to = %job.spec.to, namespace = %job.to_ns,
             "migration started: copying");
         Ok(())
     }
 
     /// Copies every key of the old namespace, node by node, from the cursor
-    /// each node's scan had reached.
+    /// each node's scan had reached. Keys written meanwhile are copied again
+    /// after it (`verify`, `catch_up`), not page by page: a hot key would be
+    /// copied again with every page, and a big one costs its whole size.
     async fn backfill(&mut self, state: &State) -> Result<(), Error> {
         let nodes = self.job()?.source.nodes();
         for (i, node) in nodes.iter().enumerate() {
@@ -206,9 +327,7 @@ impl Driver {
                 let copied = copy::copy_keys(&job, &keys).await?;
                 let next = scan.cursor().map_or(&b"done"[..], |c| c.as_ref()).to_vec();
                 self.progress(&job, copied, Some((&field, &next))).await?;
-                // As many re-copies as copies, at most: under steady writes
-                // the dirty set never empties, and the backfill must go on.
-                self.drain(&job, Some(keys.len() as u64)).await?;
+                self.progressed_steps += 1;
                 let pace = Duration::from_secs_f64(keys.len() as f64 / f64::from(job.spec.keys_per_sec));
                 drop(job);
                 tokio::time::sleep(pace.saturating_sub(began.elapsed())).await;
@@ -257,6 +376,21 @@ impl Driver {
             add(job, "recopied", keys.len() as u64).await?;
             total += keys.len() as u64;
         }
+    }
+
+    /// Copies dirty keys until few are left, so the copy made while the
+    /// tenant's writes are held is short: each pass copies what was written
+    /// during the one before, fewer each time while copies outrun writes.
+    async fn catch_up(&self, job: &Migration) -> Result<(), Error> {
+        let node = job.keys.node(&job.source);
+        for _ in 0..CATCH_UP_PASSES {
+            let dirty = answer::integer(&node.call(&[b"SCARD", &job.keys.dirty]).await?)?.max(0) as u64;
+            if dirty <= CATCH_UP_LEFT {
+                break;
+            }
+            self.drain(job, Some(dirty)).await?;
+        }
+        Ok(())
     }
 
     /// Compares a sample of keys on both sides; those that differ are
@@ -327,7 +461,7 @@ impl Driver {
             if began.elapsed() > SWITCH_TIMEOUT {
                 break Some(missing);
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            tokio::time::sleep(Duration::from_millis(2)).await;
         };
         if let Some(missing) = missing {
             set(&job, &[(b"phase", b"verify")]).await?;
@@ -356,6 +490,7 @@ impl Driver {
         }
         let node = job.keys.node(&job.source);
         answer::integer(&node.call(&[b"DEL", &job.keys.dirty]).await?)?;
+        super::target::remove(&job.target, &job.keys).await;
         set(&job, &[(b"phase", b"done")]).await?;
         tracing::info!(tenant = %job.tenant, kept = job.spec.keep_old, "migration done");
         Ok(())

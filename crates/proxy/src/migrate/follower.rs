@@ -16,8 +16,12 @@ use tenantry_protocol::answer;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-/// How often the phase is read: the most a proxy lags the fleet's phase.
-pub(super) const POLL: Duration = Duration::from_millis(50);
+/// How often the phase is read: the most a proxy lags the fleet's phase
+/// (so the most a proxy already holding waits for the last to hold).
+pub(super) const POLL: Duration = Duration::from_millis(20);
+/// ... while this proxy holds the tenant's requests: how soon it answers
+/// the barrier and sees the cut.
+const POLL_HOLDING: Duration = Duration::from_millis(2);
 /// A heartbeat lasts this long (ms): a proxy that stops is no longer waited
 /// for after it. The proxies' clocks must agree to well within it.
 pub(super) const MEMBER_MS: u64 = 3000;
@@ -75,8 +79,9 @@ pub(super) async fn run(job: Weak<Migration>, cx: Context) {
     let mut acked = 0;
     let mut failing = false;
     loop {
+        let holding = job.upgrade().is_some_and(|j| j.local() == Local::Holding);
         tokio::select! {
-            _ = tokio::time::sleep(POLL) => {}
+            _ = tokio::time::sleep(if holding { POLL_HOLDING } else { POLL }) => {}
             _ = shutdown.cancelled() => return,
         }
         let Some(job) = job.upgrade() else { return };
@@ -110,7 +115,7 @@ async fn step(
     let dirty = tenantry_protocol::answer::integer(&node.call(&[b"SCARD", &job.keys.dirty]).await?)?.max(0) as u64;
     job.update(|p| {
         p.keys_left = match state.phase {
-            Some(Phase::Copy) => state.number("total").saturating_sub(state.number("copied")) + dirty,
+            Some(Phase::Copy | Phase::Stopped) => state.number("total").saturating_sub(state.number("copied")) + dirty,
             Some(Phase::Verify | Phase::Switch) => dirty,
             _ => 0,
         };
@@ -121,10 +126,11 @@ async fn step(
         p.verified = state.number("verified");
         p.mismatched = state.number("mismatched");
         p.error = state.get("error").map(|e| String::from_utf8_lossy(e).into_owned());
+        p.stopped_key = state.get("stopped_key").map(|k| String::from_utf8_lossy(k).into_owned());
     });
     let local = job.local();
     match state.phase {
-        None | Some(Phase::Copy | Phase::Verify) if local != Local::Cut => {
+        None | Some(Phase::Copy | Phase::Verify | Phase::Stopped) if local != Local::Cut => {
             if local == Local::Holding {
                 tracing::warn!(tenant = %job.tenant, "cut-over given up by the driver: serving from the old backend again");
             }

@@ -19,6 +19,7 @@ mod driver;
 mod follower;
 mod marker;
 mod supervise;
+mod target;
 mod verify;
 
 pub(crate) use supervise::supervise;

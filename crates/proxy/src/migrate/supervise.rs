@@ -164,6 +164,7 @@ async fn abort(tenant: &TenantId, e: &Ended) {
             Err(err) => tracing::warn!(tenant = %tenant, error = %err, "cannot delete the aborted migration's copies"),
         }
     }
+    super::target::remove(&e.target, &e.keys).await;
     forget(e).await;
     tracing::info!(tenant = %tenant, deleted, "migration aborted: the target's copies are deleted");
 }

@@ -38,6 +38,28 @@ impl Session {
         req: Request,
         deadline: Option<Instant>,
     ) -> Option<Request> {
+        let goes = self.through_migration_now(tenant, spec, blocking, req, deadline);
+        if goes.is_some() {
+            self.hold_over(tenant);
+        }
+        goes
+    }
+
+    /// A request held at the cut-over goes on: how long it waited.
+    fn hold_over(&mut self, tenant: &TenantRt) {
+        if let (Some(since), Some(m)) = (self.held_since.take(), &tenant.migration) {
+            m.held(since.elapsed());
+        }
+    }
+
+    fn through_migration_now(
+        &mut self,
+        tenant: &TenantRt,
+        spec: &CommandSpec,
+        blocking: bool,
+        req: Request,
+        deadline: Option<Instant>,
+    ) -> Option<Request> {
         self.write_mark = None;
         let Some(m) = Self::migrating(tenant).filter(|_| self.tx.is_none()) else { return Some(req) };
         let goes = if spec.has_flag(flags::READONLY) && !blocking {
@@ -56,8 +78,10 @@ impl Session {
     /// Puts the request off until the cut-over is over, or refuses it.
     fn hold(&mut self, tenant: &TenantRt, req: Request, deadline: Option<Instant>) {
         let now = Instant::now();
+        self.held_since.get_or_insert(now);
         let deadline = deadline.unwrap_or(now + HOLD_MAX);
         if now >= deadline {
+            self.hold_over(tenant);
             tenant.metrics.error(crate::telemetry::ErrorKind::Migrating, 1);
             return self.refuse(&format!("TRYAGAIN tenant '{}' is being moved to another backend", tenant.id));
         }
@@ -69,6 +93,15 @@ impl Session {
     /// run as usual (with its mark in `write_mark`); `None` if it waits or
     /// was answered.
     pub(super) fn exec_through_migration(&mut self, req: Request, deadline: Option<Instant>) -> Option<Request> {
+        let tenant = self.tx.as_ref().map(|tx| tx.tenant.clone());
+        let goes = self.exec_through_migration_now(req, deadline);
+        if let (Some(tenant), true) = (tenant, goes.is_some()) {
+            self.hold_over(&tenant);
+        }
+        goes
+    }
+
+    fn exec_through_migration_now(&mut self, req: Request, deadline: Option<Instant>) -> Option<Request> {
         self.write_mark = None;
         let Some(tx) = &self.tx else { return Some(req) };
         let tenant = tx.tenant.clone();

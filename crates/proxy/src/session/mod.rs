@@ -133,6 +133,8 @@ struct Session {
     reply_mode: reply_mode::ReplyMode,
     /// The marks of the write being forwarded, while its tenant migrates.
     write_mark: Option<crate::tenant::migration::WriteMark>,
+    /// When the request now held at a migration's cut-over was first held.
+    held_since: Option<Instant>,
     /// The read buffer ends in part of a request...
     incomplete: bool,
     /// ...which began to arrive then.
@@ -163,6 +165,7 @@ impl Session {
             own_writes: coalesce::OwnWrites::default(),
             reply_mode: reply_mode::ReplyMode::On,
             write_mark: None,
+            held_since: None,
             incomplete: false,
             incomplete_since: None,
         }

@@ -64,6 +64,9 @@ pub enum Phase {
     Switch,
     Cut,
     Done,
+    /// A key cannot be copied to the target as it is (bigger than the
+    /// target's `proto-max-bulk-len`): nothing goes on until it can.
+    Stopped,
 }
 
 impl Phase {
@@ -74,10 +77,12 @@ impl Phase {
             Phase::Switch => "switch",
             Phase::Cut => "cut",
             Phase::Done => "done",
+            Phase::Stopped => "stopped",
         }
     }
 
-    pub(crate) const ALL: [Phase; 5] = [Phase::Copy, Phase::Verify, Phase::Switch, Phase::Cut, Phase::Done];
+    pub(crate) const ALL: [Phase; 6] =
+        [Phase::Copy, Phase::Verify, Phase::Switch, Phase::Cut, Phase::Done, Phase::Stopped];
 
     pub(crate) fn parse(s: &[u8]) -> Option<Phase> {
         Phase::ALL.into_iter().find(|p| p.name().as_bytes() == s)
@@ -98,7 +103,23 @@ pub struct Progress {
     pub mismatched: u64,
     /// Why it does not go on (an unreachable target, a copy that failed).
     pub error: Option<String>,
+    /// The key that stopped it (phase `stopped`).
+    pub stopped_key: Option<String>,
+    /// Requests of this proxy held at the cut-over, and how long the
+    /// longest and the 99th percentile waited (ms).
+    pub held: u64,
+    pub hold_max_ms: u64,
+    pub hold_p99_ms: u64,
 }
+
+/// How long requests were held at the cut-over (this proxy's).
+#[derive(Debug, Default)]
+struct Holds {
+    /// Waits in µs; bounded (a cut-over holds each client once or twice).
+    waits: Vec<u32>,
+}
+
+const HOLDS_KEPT: usize = 100_000;
 
 /// One tenant's migration, shared by its sessions and the tasks that move it.
 #[derive(Debug)]
@@ -119,6 +140,11 @@ pub struct Migration {
     pub(crate) marks_rx: Mutex<Option<mpsc::UnboundedReceiver<Marks>>>,
     pub(crate) started: AtomicBool,
     pub progress: Mutex<Progress>,
+    holds: Mutex<Holds>,
+    /// The key a copy found too big for the target (`Kind::Limit`).
+    pub(crate) too_big: Mutex<Option<Bytes>>,
+    /// Each target node's `proto-max-bulk-len`, and when it was read.
+    pub(crate) bulk_limits: Mutex<std::collections::HashMap<String, (u64, std::time::Instant)>>,
 }
 
 /// What every `Migration` value of one migration shares, across reloads.
@@ -157,6 +183,9 @@ impl Migration {
             marks_rx: Mutex::new(Some(marks_rx)),
             started: AtomicBool::new(false),
             progress: Mutex::default(),
+            holds: Mutex::default(),
+            too_big: Mutex::default(),
+            bulk_limits: Mutex::default(),
         }
     }
 
@@ -225,7 +254,23 @@ impl Migration {
     }
 
     pub fn progress(&self) -> Progress {
-        self.progress.lock().expect("not poisoned").clone()
+        let mut p = self.progress.lock().expect("not poisoned").clone();
+        let mut waits = self.holds.lock().expect("not poisoned").waits.clone();
+        if !waits.is_empty() {
+            waits.sort_unstable();
+            p.held = waits.len() as u64;
+            p.hold_max_ms = u64::from(waits[waits.len() - 1]) / 1000;
+            p.hold_p99_ms = u64::from(waits[(waits.len() * 99).div_ceil(100) - 1]) / 1000;
+        }
+        p
+    }
+
+    /// A request held at the cut-over went on (or was refused) after `waited`.
+    pub fn held(&self, waited: std::time::Duration) {
+        let mut h = self.holds.lock().expect("not poisoned");
+        if h.waits.len() < HOLDS_KEPT {
+            h.waits.push(waited.as_micros().min(u128::from(u32::MAX)) as u32);
+        }
     }
 
     pub(crate) fn update(&self, f: impl FnOnce(&mut Progress)) {

@@ -43,6 +43,13 @@ impl Keys {
         key
     }
 
+    /// The mark planted on each node of the target (`migrate/target.rs`):
+    /// without the old namespace's hash tag, as each node's own is added.
+    pub fn target_mark(&self) -> Vec<u8> {
+        let tag = self.base["tenantry:migrate:".len()..].trim_matches(|c| c == '{' || c == '}');
+        format!("tenantry:migrate:target:{tag}").into_bytes()
+    }
+
     /// A SCAN pattern matching every one of them (the acks too).
     pub fn pattern(&self) -> Vec<u8> {
         format!("{}:*", self.base).into_bytes()
