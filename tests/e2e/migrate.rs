@@ -554,3 +554,48 @@ async fn a_target_that_goes_down_mid_copy_and_comes_back_empty() {
     assert_eq!(count(&pair.new, "tenantry:migrate:*"), 0);
     proxy.stop().await;
 }
+
+/// A tenant with a backend user of its own: `provision_acl` lets that user
+/// write (only) its dirty sets, so each write's mark goes in the write's
+/// own batch; none is refused (the refusal would count as the tenant's
+/// NOPERM error), and every write is on the target after the move.
+#[tokio::test]
+async fn a_tenant_with_its_own_backend_user_marks_its_writes_in_their_batches() {
+    const KEYS: usize = 2_000;
+    let (old, new) = (RedisServer::start(), RedisServer::start());
+    populate(&old, KEYS, now_ms()).await;
+    let yaml = format!(
+        "backends:\n  shared: {{ kind: standalone, nodes: [\"{}\"], provision_acl: true }}\n  \
+         two: {{ kind: standalone, nodes: [\"{}\"], provision_acl: true }}\n\
+         tenants:\n  a: {{ backend: shared, namespace: \"a:\", backend_auth: {{ username: tenant-a, password: s }}, \
+         migrate: {{ to: two, keys_per_sec: 2000 }} }}\n\
+         default_tenant: a\n",
+        old.addr(),
+        new.addr()
+    );
+    let proxy = TestProxy::start_listening(&format!("listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\n{yaml}")).await;
+    let (stop, on) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(true)));
+    // The user is made a moment after start: the writer starts once it serves.
+    let mut c = RawClient::connect(proxy.addr).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while c.cmd(&[b"SET", b"ready", b"1"]).await != b"+OK\r\n" {
+        assert!(Instant::now() < deadline, "tenant a never served");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let user = old.cli(&["ACL", "GETUSER", "tenant-a"]);
+    assert!(user.contains("%W~tenantry:migrate:dirty:613a*"), "{user}");
+    let w = writer(proxy.addr, 0, stop.clone(), on);
+    wait_for(&[&proxy], Duration::from_secs(60), "the migration done", |m| m["progress"]["phase"] == "done").await;
+    stop.store(true, Ordering::Relaxed);
+    let rounds = w.await.expect("the writer saw an error").rounds;
+    assert!(rounds > 0);
+    assert_eq!(new.cli(&["GET", "a:n:0"]).trim(), rounds.to_string());
+    assert_eq!(new.cli(&["LLEN", "a:l:0"]).trim(), rounds.to_string());
+    assert_eq!(count(&new, "a:k:*"), KEYS as u64);
+    let metrics = proxy.metrics().await;
+    assert!(
+        !metrics.lines().any(|l| l.starts_with("tenantry_command_errors_total") && l.contains("NOPERM")),
+        "{metrics}"
+    );
+    proxy.stop().await;
+}

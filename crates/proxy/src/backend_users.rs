@@ -14,6 +14,7 @@ use crate::backend::NodePool;
 use crate::error::Kind;
 use crate::runtime::Runtime;
 use crate::telemetry::Families;
+use crate::tenant::migration::DIRTY_PREFIX;
 use crate::tenant::TenantRt;
 use arc_swap::ArcSwap;
 use sha2::{Digest, Sha256};
@@ -104,6 +105,9 @@ pub async fn supervise(runtime: Arc<ArcSwap<Runtime>>, families: Arc<Families>, 
                 }
             }
         }
+        for tenant in rt.tenants.values() {
+            provision_target(&rt, tenant, &mut set, &mut failed).await;
+        }
         let mut changed = false;
         for (id, refused) in outcome {
             changed |= rt.unprovisioned.set(&id, refused);
@@ -111,6 +115,46 @@ pub async fn supervise(runtime: Arc<ArcSwap<Runtime>>, families: Arc<Families>, 
         if changed {
             // Served with or without its user from now on.
             Runtime::rebuild(&runtime, &families);
+        }
+    }
+}
+
+/// A migrating tenant's user is made on the target too (where it has
+/// `provision_acl`), before the cut-over routes the tenant there.
+async fn provision_target(
+    rt: &Runtime,
+    tenant: &TenantRt,
+    set: &mut HashMap<(String, String), [u8; 32]>,
+    failed: &mut HashMap<(String, String), [u8; 32]>,
+) {
+    let Some(configured) = rt.config.tenants.get(&tenant.id) else { return };
+    let (Some(user), Some(m)) = (configured.backend_auth.as_ref(), configured.migrate.as_ref()) else { return };
+    let Some(target) =
+        rt.backends.get(&m.to).filter(|_| rt.config.backends.get(&m.to).is_some_and(|b| b.provision_acl))
+    else {
+        return;
+    };
+    let ns = m.namespace.as_ref().unwrap_or(&configured.namespace);
+    let rules = rules_for(tenant, ns);
+    let fingerprint = fingerprint(&rules, user);
+    for node in target.all_nodes() {
+        let key = (node.addr().to_string(), user.username.clone());
+        if set.get(&key) == Some(&fingerprint) {
+            continue;
+        }
+        match set_user(&node, user, &rules).await {
+            Ok(()) => {
+                tracing::info!(tenant = %tenant.id, user = %user.username, node = %node.addr(),
+                    "backend user provisioned on the migration's target");
+                set.insert(key.clone(), fingerprint);
+                failed.remove(&key);
+            }
+            Err(e) if failed.get(&key) != Some(&fingerprint) => {
+                failed.insert(key, fingerprint);
+                tracing::warn!(tenant = %tenant.id, user = %user.username, node = %node.addr(), error = %e,
+                    "cannot provision the tenant's backend user on the migration's target; retrying")
+            }
+            Err(_) => {}
         }
     }
 }
@@ -197,7 +241,13 @@ pub async fn check(config: &tenantry_config::Config) -> Vec<String> {
 /// `ACL SETUSER` rules after `reset on >password`: the namespace's keys and
 /// channels, and the commands the tenant's policy allows.
 pub fn setuser_rules(tenant: &TenantRt) -> Vec<Vec<u8>> {
-    let pattern = glob_escape(tenant.namespace.as_bytes());
+    rules_for(tenant, &tenant.namespace)
+}
+
+/// The rules for the tenant's keys under `ns` (its namespace on a
+/// migration's target may be another).
+fn rules_for(tenant: &TenantRt, ns: &Namespace) -> Vec<Vec<u8>> {
+    let pattern = glob_escape(ns.as_bytes());
     let mut rules = vec![[b"~".as_slice(), &pattern, b"*"].concat(), [b"&".as_slice(), &pattern, b"*"].concat()];
     let rule = |sign: &str, r: &CommandRule| match r {
         CommandRule::Command(name) => format!("{sign}{}", name.to_ascii_lowercase()),
@@ -212,6 +262,12 @@ pub fn setuser_rules(tenant: &TenantRt) -> Vec<Vec<u8>> {
     }
     rules.extend(commands.deny.iter().map(|r| rule("-", r).into_bytes()));
     rules.extend(TENANTRY_NEEDS.iter().map(|r| r.as_bytes().to_vec()));
+    if tenant.config.migrate.is_some() {
+        // Each write's mark goes in its batch, on its connection: the
+        // tenant's own dirty set, write-only (it reads no key there).
+        rules.push(crate::tenant::migration::Keys::dirty_acl_pattern(ns).into_bytes());
+        rules.push(b"+sadd".to_vec());
+    }
     rules
 }
 
@@ -241,6 +297,11 @@ pub fn reaches_outside(fields: &[answer::Field], ns: &Namespace) -> Vec<String> 
                 for w in words {
                     // `~p`, or `%R~p` / `%W~p` / `%RW~p` (read or write only).
                     let pattern = w.iter().position(|&b| b == b'~').map(|i| &w[i + 1..]);
+                    // A migration's dirty set, write-only: no key is read there.
+                    let marks = w.starts_with(b"%W~") && w[3..].starts_with(DIRTY_PREFIX.as_bytes());
+                    if marks {
+                        continue;
+                    }
                     if w == b"allkeys" || !pattern.is_some_and(within) {
                         problems.push(format!("key pattern {}", String::from_utf8_lossy(w)));
                     }

@@ -282,7 +282,8 @@ impl Driver {
             tracing::warn!(tenant = %job.tenant, "replacing the record of an earlier migration to another target");
         }
         let node = job.keys.node(&job.source);
-        answer::integer(&node.call(&[b"DEL", &job.keys.state, &job.keys.dirty]).await?)?;
+        answer::integer(&node.call(&[b"DEL", &job.keys.state]).await?)?;
+        super::dirty::clear(&job.source, &job.keys).await?;
         // For the keys left to copy, as `/tenants` and the metrics show them.
         let mut total = 0;
         for n in job.source.nodes() {
@@ -352,39 +353,31 @@ impl Driver {
     /// most, or until none is left (only while writes are held: under
     /// steady writes the set never empties).
     async fn drain(&self, job: &Migration, limit: Option<u64>) -> Result<u64, Error> {
-        let node = job.keys.node(&job.source);
         let mut total = 0;
-        loop {
-            let batch = match limit {
-                Some(l) if total >= l => return Ok(total),
-                Some(l) => (l - total).min(DIRTY_BATCH),
-                None => DIRTY_BATCH,
+        for node in job.source.nodes() {
+            loop {
+                let batch = match limit {
+                    Some(l) if total >= l => return Ok(total),
+                    Some(l) => (l - total).min(DIRTY_BATCH),
+                    None => DIRTY_BATCH,
+                };
+                let Some(keys) = super::dirty::take(job, &node, batch).await? else { break };
+                // On an error they stay taken, and are copied first next time.
+                copy::copy_keys(job, &keys).await?;
+                super::dirty::done(job, &node).await?;
+                add(job, "recopied", keys.len() as u64).await?;
+                total += keys.len() as u64;
             }
-            .to_string();
-            let reply = node.call(&[b"SPOP", &job.keys.dirty, batch.as_bytes()]).await?;
-            let keys: Vec<Bytes> = answer::strings(&reply)?.into_iter().map(Bytes::from).collect();
-            if keys.is_empty() {
-                return Ok(total);
-            }
-            if let Err(e) = copy::copy_keys(job, &keys).await {
-                // Back in the set, to be copied when the target takes them.
-                let mut args: Vec<&[u8]> = vec![b"SADD", &job.keys.dirty];
-                args.extend(keys.iter().map(|k| k.as_ref()));
-                let _ = node.call(&args).await;
-                return Err(e);
-            }
-            add(job, "recopied", keys.len() as u64).await?;
-            total += keys.len() as u64;
         }
+        Ok(total)
     }
 
     /// Copies dirty keys until few are left, so the copy made while the
     /// tenant's writes are held is short: each pass copies what was written
     /// during the one before, fewer each time while copies outrun writes.
     async fn catch_up(&self, job: &Migration) -> Result<(), Error> {
-        let node = job.keys.node(&job.source);
         for _ in 0..CATCH_UP_PASSES {
-            let dirty = answer::integer(&node.call(&[b"SCARD", &job.keys.dirty]).await?)?.max(0) as u64;
+            let dirty = super::dirty::count(job).await?;
             if dirty <= CATCH_UP_LEFT {
                 break;
             }
@@ -398,8 +391,8 @@ impl Driver {
     async fn verify(&mut self) -> Result<(), Error> {
         let job = self.renew().await?;
         // What is dirty now; later writes are copied at the cut-over.
-        let dirty = answer::integer(&job.keys.node(&job.source).call(&[b"SCARD", &job.keys.dirty]).await?)?;
-        self.drain(&job, Some(dirty.max(0) as u64)).await?;
+        let dirty = super::dirty::count(&job).await?;
+        self.drain(&job, Some(dirty)).await?;
         let sample = self.sample(&job).await?;
         let mut differ = Vec::new();
         for chunk in sample.chunks(PAGE as usize) {
@@ -415,7 +408,7 @@ impl Driver {
             // Written meanwhile (their marks land just after their replies):
             // copied again at the cut-over.
             tokio::time::sleep(Duration::from_millis(200)).await;
-            differ = super::verify::not_dirty(&job, still).await?;
+            differ = super::dirty::not_dirty(&job, still).await?;
         }
         let (n, bad) = (sample.len().to_string(), differ.len().to_string());
         set(&job, &[(b"verified", n.as_bytes()), (b"mismatched", bad.as_bytes())]).await?;
@@ -488,8 +481,7 @@ impl Driver {
                 add(&job, "deleted", deleted).await?;
             }
         }
-        let node = job.keys.node(&job.source);
-        answer::integer(&node.call(&[b"DEL", &job.keys.dirty]).await?)?;
+        super::dirty::clear(&job.source, &job.keys).await?;
         super::target::remove(&job.target, &job.keys).await;
         set(&job, &[(b"phase", b"done")]).await?;
         tracing::info!(tenant = %job.tenant, kept = job.spec.keep_old, "migration done");

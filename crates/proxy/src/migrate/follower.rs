@@ -26,6 +26,10 @@ const POLL_HOLDING: Duration = Duration::from_millis(2);
 /// for after it. The proxies' clocks must agree to well within it.
 pub(super) const MEMBER_MS: u64 = 3000;
 
+/// How much sooner than its heartbeat lapses a proxy stops using the old
+/// backend: room for the proxies' clocks to differ.
+const FENCE_MARGIN_MS: u64 = 1000;
+
 pub(super) fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
@@ -108,11 +112,15 @@ async fn step(
 ) -> Result<(), crate::error::Error> {
     let node = job.keys.node(&job.source);
     if job.local() != Local::Cut {
-        let until = (now_ms() + MEMBER_MS).to_string();
+        let sent = now_ms();
+        let until = (sent + MEMBER_MS).to_string();
         node.call(&[b"ZADD", &job.keys.members(), until.as_bytes(), me.as_str().as_bytes()]).await?;
+        // The barrier waits for this proxy until `until` by the driver's
+        // clock: it stops sending to the old backend well before.
+        job.sync.fenced_until.store(sent + MEMBER_MS - FENCE_MARGIN_MS, std::sync::atomic::Ordering::SeqCst);
     }
     let state = read_state(job).await?;
-    let dirty = tenantry_protocol::answer::integer(&node.call(&[b"SCARD", &job.keys.dirty]).await?)?.max(0) as u64;
+    let dirty = super::dirty::count(job).await?;
     job.update(|p| {
         p.keys_left = match state.phase {
             Some(Phase::Copy | Phase::Stopped) => state.number("total").saturating_sub(state.number("copied")) + dirty,

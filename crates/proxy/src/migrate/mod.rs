@@ -15,6 +15,7 @@
 //! the fleet is.
 
 mod copy;
+mod dirty;
 mod driver;
 mod follower;
 mod marker;
@@ -23,3 +24,16 @@ mod target;
 mod verify;
 
 pub(crate) use supervise::supervise;
+
+/// Marks a write's keys dirty now, for the paths whose write is not in a
+/// batch of the client's (split over nodes, blocking): awaited before the
+/// client's reply, so no write is acknowledged without its mark.
+pub(crate) async fn mark_now(mark: &crate::tenant::migration::WriteMark) {
+    if mark.keys().is_empty() {
+        return;
+    }
+    if let Err(e) = dirty::add(mark.job(), mark.keys().to_vec()).await {
+        tracing::warn!(tenant = %mark.job().tenant, error = %e, "cannot mark written keys; marking again");
+        mark.job().remark(mark.keys().to_vec());
+    }
+}

@@ -106,7 +106,7 @@ pub(crate) async fn supervise(
 
 fn start(m: &Arc<Migration>, cx: follower::Context) {
     if let Some(rx) = m.marks_rx.lock().expect("not poisoned").take() {
-        tokio::spawn(marker::run(rx, m.sync.clone(), m.source.clone(), m.keys.clone()));
+        tokio::spawn(marker::run(rx, m.sync.clone(), Arc::downgrade(m)));
     }
     let weak = Arc::downgrade(m);
     tokio::spawn(driver::run(weak.clone(), cx.me.clone(), cx.shutdown.clone(), m.sync.stop.clone()));
@@ -172,6 +172,9 @@ async fn abort(tenant: &TenantId, e: &Ended) {
 /// Deletes the migration's record: every key of it but the lease, which
 /// the caller holds and releases.
 async fn forget(e: &Ended) {
+    if let Err(err) = super::dirty::clear(&e.source, &e.keys).await {
+        tracing::warn!(error = %err, "cannot delete the migration's dirty sets");
+    }
     let node = e.keys.node(&e.source);
     let pattern = e.keys.pattern();
     let mut cursor = b"0".to_vec();

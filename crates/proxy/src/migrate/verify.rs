@@ -102,20 +102,6 @@ pub(super) async fn differing(job: &Migration, keys: &[Bytes], ttl_tolerance_ms:
     Ok(out)
 }
 
-/// Of `keys`, those not in the dirty set: a key written since it was
-/// compared differs until the cut-over copies it again, and is no mismatch.
-pub(super) async fn not_dirty(job: &Migration, keys: Vec<Bytes>) -> Result<Vec<Bytes>, Error> {
-    if keys.is_empty() {
-        return Ok(keys);
-    }
-    let node = job.keys.node(&job.source);
-    let mut args: Vec<&[u8]> = vec![b"SMISMEMBER", &job.keys.dirty];
-    args.extend(keys.iter().map(|k| k.as_ref()));
-    let reply = node.call(&args).await?;
-    let flags = answer::integers(&reply)?;
-    Ok(keys.into_iter().zip(flags).filter(|(_, dirty)| *dirty == 0).map(|(k, _)| k).collect())
-}
-
 /// The proxies serving the tenant (a live heartbeat) that have not answered
 /// switch number `n`.
 pub(super) async fn unacked(job: &Migration, n: u64) -> Result<Vec<Vec<u8>>, Error> {

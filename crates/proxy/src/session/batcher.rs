@@ -143,7 +143,17 @@ fn encode_rewritten(out: &mut BytesMut, args: &[Bytes], keys: &[usize], ns: &Nam
 }
 
 impl OpenBatch {
+    /// A migrating tenant's write just encoded: its mark goes right after
+    /// it (the client never sees the SADD's reply), and the batch carries it.
     fn take_mark(&mut self, mark: WriteMark) {
+        if !mark.keys().is_empty() {
+            let args = mark.sadd(&self.node);
+            encode::command(&mut self.bytes, &args, &[], &self.tenant.namespace);
+            let fix = Fix::Mark(Box::new((mark.job().clone(), mark.keys().to_vec())));
+            self.fixes.push(self.count, fix);
+            self.count += 1;
+            self.hidden += 1;
+        }
         match &mut self.mark {
             Some(m) => m.absorb(mark),
             None => self.mark = Some(mark),
@@ -246,9 +256,6 @@ impl Batcher {
         if let Some(fill) = f.fill {
             b.fixes.push(b.count, Fix::Fill(Box::new(fill)));
         }
-        if let Some(mark) = f.mark {
-            b.take_mark(mark);
-        }
         if f.reply != ReplyKeys::None {
             b.fixes.push(b.count, Fix::Strip(f.reply));
         }
@@ -262,6 +269,9 @@ impl Batcher {
         b.count += 1;
         if let Some(rw) = &f.ttl {
             b.default_ttls(f.args, rw, ns);
+        }
+        if let Some(mark) = f.mark {
+            b.take_mark(mark);
         }
         if b.count >= MAX_BATCH {
             self.flush_batch(replies);
@@ -352,7 +362,6 @@ impl Batcher {
         b.follow = tx.tenant.backend.cluster().cloned();
         // The batch is new (flushed above): the transaction opens it.
         b.transaction = true;
-        b.mark = mark;
         encode::command(&mut b.bytes, &[&b"MULTI"[..]], &[], &ns);
         for q in &tx.queued {
             encode_rewritten(&mut b.bytes, &q.args, &q.keys, &ns, q.ttl.as_ref());
@@ -374,6 +383,9 @@ impl Batcher {
             if let Some(rw) = &q.ttl {
                 b.default_ttls(&q.args, rw, &ns);
             }
+        }
+        if let Some(mark) = mark {
+            b.take_mark(mark);
         }
         self.flush_batch(replies);
     }

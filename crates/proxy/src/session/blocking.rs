@@ -103,7 +103,6 @@ impl Session {
         // A migrating tenant's write, marked once answered (or given up).
         let mark = self.write_mark.take();
         let task = tokio::spawn(async move {
-            let _mark = mark;
             // INFO's blocked_clients counts it from here (tests wait on that).
             client.blocked.store(true, std::sync::atomic::Ordering::Relaxed);
             let mut running = tokio::task::JoinSet::new();
@@ -140,6 +139,10 @@ impl Session {
             };
             client.unblocker.lock().expect("not poisoned").take();
             client.blocked.store(false, std::sync::atomic::Ordering::Relaxed);
+            if let Some(mark) = &mark {
+                crate::migrate::mark_now(mark).await;
+            }
+            drop(mark);
             let _ = tx.send(result);
             let _ = done_tx.send(());
         });

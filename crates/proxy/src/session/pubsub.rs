@@ -268,6 +268,26 @@ fn client_view(frame: &[u8], tenant: &Arc<TenantRt>) -> Option<BytesMut> {
     Some(out)
 }
 
+/// The backend's id of the subscriber connection (0 if it does not say):
+/// what CLIENT TRACKING REDIRECT from another of the tenant's connections
+/// names.
+async fn connection_id(
+    conn: &mut crate::stream::Stream,
+    buf: &mut BytesMut,
+    scanner: &mut ReplyScanner,
+) -> Result<u64, Error> {
+    conn.send_all(b"*2\r\n$6\r\nCLIENT\r\n$2\r\nID\r\n").await.map_err(Error::io)?;
+    loop {
+        if conn.read_buf(buf).await.map_err(Error::io)? == 0 {
+            return Err(Error::new(Kind::Backend, "connection closed by the backend"));
+        }
+        if let Some(len) = scanner.scan(buf).map_err(Error::bad_reply)? {
+            let reply = buf.split_to(len);
+            return Ok(tenantry_protocol::answer::integer(&reply).map_or(0, |id| id as u64));
+        }
+    }
+}
+
 /// Serves the subscriber connection: writes commands, reads frames, strips
 /// the namespace, and sends each frame where it belongs.
 async fn subscriber(
@@ -286,19 +306,7 @@ async fn subscriber(
         let mut conn = node.dedicated(proto).await?;
         let mut buf = BytesMut::with_capacity(16 * 1024);
         let mut scanner = ReplyScanner::new();
-        // The backend's id of this connection: what CLIENT TRACKING REDIRECT
-        // from another of the tenant's connections names.
-        conn.send_all(b"*2\r\n$6\r\nCLIENT\r\n$2\r\nID\r\n").await.map_err(Error::io)?;
-        let id = loop {
-            if conn.read_buf(&mut buf).await.map_err(Error::io)? == 0 {
-                return Err(Error::new(Kind::Backend, "connection closed by the backend"));
-            }
-            if let Some(len) = scanner.scan(&buf).map_err(Error::bad_reply)? {
-                let reply = buf.split_to(len);
-                break tenantry_protocol::answer::integer(&reply).ok();
-            }
-        };
-        backend_id.set(id.unwrap_or(0) as u64);
+        backend_id.set(connection_id(&mut conn, &mut buf, &mut scanner).await?);
         loop {
             tokio::select! {
                 cmd = commands.recv() => {
@@ -309,6 +317,14 @@ async fn subscriber(
                 read = conn.read_buf(&mut buf) => {
                     if read.map_err(Error::io)? == 0 {
                         return Err(Error::new(Kind::Backend, "connection closed by the backend"));
+                    }
+                    // Commands the session sent already have their replies
+                    // waiting in its queue: a message read now goes out
+                    // with the first of them, ahead of it (as from Redis),
+                    // not after it through the message channel.
+                    while let Ok(cmd) = commands.try_recv() {
+                        conn.send_all(&cmd.bytes).await.map_err(Error::io)?;
+                        pending.push_back((cmd, BytesMut::new()));
                     }
                     while let Some(len) = scanner.scan(&buf).map_err(Error::bad_reply)? {
                         let frame = buf.split_to(len);

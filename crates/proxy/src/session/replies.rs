@@ -41,6 +41,9 @@ pub enum Fix {
     /// about `n` times the mean key size, counted at once rather than at the
     /// next measurement (so a full `noeviction` tenant gets its room back).
     Freed(Arc<crate::tenant::QuotaState>),
+    /// The SADD marking a migrating tenant's write (the client never sees
+    /// it); if it failed, the keys are marked again.
+    Mark(Box<(Arc<crate::tenant::migration::Migration>, Vec<bytes::Bytes>)>),
 }
 
 /// A batch's fixes as (index in the batch, fix), in index order. Most
@@ -259,6 +262,12 @@ fn fix_batch(bytes: &[u8], b: &BackendReplies, out: &mut OutQueue) {
         }
         match fixes.peek() {
             Some((at, Fix::Drop)) if *at == i => {
+                fixes.next();
+            }
+            Some((at, Fix::Mark(mark))) if *at == i => {
+                if reply.first() != Some(&b':') {
+                    mark.0.remark(mark.1.clone());
+                }
                 fixes.next();
             }
             Some((at, Fix::Tally(t, counters))) if *at == i => {

@@ -186,6 +186,9 @@ impl Session {
         let mark = self.write_mark.take();
         tokio::spawn(async move {
             let reply = gather(sent, how, n_parts).await;
+            if let Some(mark) = &mark {
+                crate::migrate::mark_now(mark).await;
+            }
             drop(mark);
             let _ = tx.send(reply);
         });

@@ -10,7 +10,7 @@
 //! keys once its reply is back; the cut-over barrier waits until no write of
 //! this proxy is unmarked (`pending`).
 
-pub(crate) use super::migration_keys::Keys;
+pub(crate) use super::migration_keys::{Keys, DIRTY_PREFIX};
 use crate::backend::Router;
 use bytes::Bytes;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
@@ -19,7 +19,8 @@ use tenantry_config::{BackendName, Migrate, TenantId};
 use tenantry_protocol::Namespace;
 use tokio::sync::mpsc;
 
-/// Written keys (namespaced) to mark dirty, and how many writes they are.
+/// Written keys (namespaced) whose mark failed in the write's batch, to
+/// mark again (`migrate/marker.rs`), and how many writes they are.
 pub(crate) type Marks = (Vec<Bytes>, usize);
 
 /// Where this proxy is with a migration.
@@ -153,6 +154,12 @@ pub struct Sync {
     local: AtomicU8,
     /// Writes sent to the old backend whose keys are not yet in the dirty set.
     pub(crate) pending: AtomicUsize,
+    /// Until when (ms since the epoch) this proxy may send the tenant's
+    /// requests to the old backend: a while less than its heartbeat lasts.
+    /// A proxy whose follower stalls (its heartbeat lapses, and the barrier
+    /// stops waiting for it) holds requests instead of writing to the old
+    /// backend after the cut-over.
+    pub(crate) fenced_until: std::sync::atomic::AtomicU64,
     /// Cancelled when the config no longer asks for this move: its driver
     /// stops at once (sessions may hold the old value a while longer).
     pub(crate) stop: tokio_util::sync::CancellationToken,
@@ -217,7 +224,13 @@ impl Migration {
 
     /// Whether the old backend may take a read now.
     pub fn may_read(&self) -> bool {
-        matches!(self.local(), Local::Copying | Local::Holding)
+        matches!(self.local(), Local::Copying | Local::Holding) && self.heartbeat_fresh()
+    }
+
+    fn heartbeat_fresh(&self) -> bool {
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        now < self.sync.fenced_until.load(Ordering::SeqCst)
     }
 
     /// A write of `keys` (namespaced) about to go to the old backend: its
@@ -226,7 +239,7 @@ impl Migration {
     /// phase before reading the count, so no write slips past the barrier.
     pub fn begin_write(self: &Arc<Self>, keys: Vec<Bytes>) -> Option<WriteMark> {
         self.sync.pending.fetch_add(1, Ordering::SeqCst);
-        if self.local() != Local::Copying {
+        if self.local() != Local::Copying || !self.heartbeat_fresh() {
             self.sync.pending.fetch_sub(1, Ordering::SeqCst);
             return None;
         }
@@ -237,9 +250,15 @@ impl Migration {
         self.sync.pending.load(Ordering::SeqCst)
     }
 
-    fn marked(&self, keys: Vec<Bytes>, writes: usize) {
-        if keys.is_empty() || self.marks.send((keys, writes)).is_err() {
-            self.sync.pending.fetch_sub(writes, Ordering::SeqCst);
+    /// Keys whose mark did not land with their write (the SADD failed):
+    /// marked again until it does; the barrier waits for it.
+    pub fn remark(&self, keys: Vec<Bytes>) {
+        if keys.is_empty() {
+            return;
+        }
+        self.sync.pending.fetch_add(1, Ordering::SeqCst);
+        if self.marks.send((keys, 1)).is_err() {
+            self.sync.pending.fetch_sub(1, Ordering::SeqCst);
         }
     }
 
@@ -278,10 +297,12 @@ impl Migration {
     }
 }
 
-/// Writes sent to the old backend whose keys are to be marked dirty once
-/// their replies are back: carried with the batch to the connection that
-/// reads the replies, and marked when dropped there (or when the batch
-/// failed: a key marked needlessly is only copied once more).
+/// A write of a migrating tenant sent to the old backend: its keys are
+/// marked dirty by a SADD sent right after it, on the same connection, in
+/// the same batch (`session/batcher.rs`), so no write is acknowledged before
+/// its mark is stored (a proxy killed in between loses neither). Carried
+/// with the batch to the connection that reads its replies; dropped there,
+/// it counts the write done for the cut-over barrier.
 #[derive(Debug)]
 pub struct WriteMark {
     job: Arc<Migration>,
@@ -290,17 +311,32 @@ pub struct WriteMark {
 }
 
 impl WriteMark {
-    /// One mark for both (writes of one batch).
+    /// One mark for both (writes of one batch), once their SADDs are encoded.
     pub fn absorb(&mut self, mut other: WriteMark) {
-        self.keys.append(&mut other.keys);
         self.writes += std::mem::take(&mut other.writes);
+    }
+
+    pub fn job(&self) -> &Arc<Migration> {
+        &self.job
+    }
+
+    /// The written keys (namespaced).
+    pub fn keys(&self) -> &[Bytes] {
+        &self.keys
+    }
+
+    /// `SADD <dirty set of node> keys...`: the mark of this write on `node`.
+    pub fn sadd(&self, node: &crate::backend::NodePool) -> Vec<Bytes> {
+        let mut args = vec![Bytes::from_static(b"SADD"), Bytes::from(self.job.keys.dirty_on(node))];
+        args.extend(self.keys.iter().cloned());
+        args
     }
 }
 
 impl Drop for WriteMark {
     fn drop(&mut self) {
         if self.writes > 0 {
-            self.job.marked(std::mem::take(&mut self.keys), self.writes);
+            self.job.sync.pending.fetch_sub(self.writes, Ordering::SeqCst);
         }
     }
 }

@@ -10,20 +10,34 @@ use tenantry_protocol::Namespace;
 pub struct Keys {
     /// A hash: target, phase, switch number, progress, backfill cursors.
     pub state: Vec<u8>,
-    /// A set: keys written since the copy began, to copy again.
-    pub dirty: Vec<u8>,
+    /// Each source node's set of the keys written on it since the copy
+    /// began, to copy again (`dirty_on`): written in the same batch as the
+    /// write, on the same connection, so a write is never acknowledged
+    /// without its mark.
+    dirty_base: String,
     /// Who drives the migration.
     pub lease: Vec<u8>,
     base: String,
 }
 
+/// The start of every dirty set's name: a tenant's own backend user may
+/// write there (write-only, `%W~`), or its writes' marks could not go in
+/// their batches (`backend_users.rs`).
+pub const DIRTY_PREFIX: &str = "tenantry:migrate:dirty:";
+
 impl Keys {
+    /// The ACL key pattern of the dirty sets of a move from `from`.
+    pub fn dirty_acl_pattern(from: &Namespace) -> String {
+        let tag: String = from.as_bytes().iter().map(|b| format!("{b:02x}")).collect();
+        format!("%W~{DIRTY_PREFIX}{tag}*")
+    }
+
     pub fn new(from: &Namespace) -> Self {
         let tag: String = from.as_bytes().iter().map(|b| format!("{b:02x}")).collect();
         let base = format!("tenantry:migrate:{{{tag}}}");
         Keys {
             state: format!("{base}:state").into_bytes(),
-            dirty: format!("{base}:dirty").into_bytes(),
+            dirty_base: format!("{DIRTY_PREFIX}{tag}"),
             lease: format!("{base}:lease").into_bytes(),
             base,
         }
@@ -48,6 +62,19 @@ impl Keys {
     pub fn target_mark(&self) -> Vec<u8> {
         let tag = self.base["tenantry:migrate:".len()..].trim_matches(|c| c == '{' || c == '}');
         format!("tenantry:migrate:target:{tag}").into_bytes()
+    }
+
+    /// The dirty set on `node` of the source (with the node's own hash tag
+    /// on a cluster, so it lives there).
+    pub fn dirty_on(&self, node: &NodePool) -> Vec<u8> {
+        node.local_key(self.dirty_base.as_bytes())
+    }
+
+    /// On `node`, the keys the driver has taken from the dirty set and is
+    /// copying (same hash tag): a driver that dies copying them leaves them
+    /// there, and the next copies them first.
+    pub fn copying_on(&self, node: &NodePool) -> Vec<u8> {
+        node.local_key(format!("{}:copying", self.dirty_base).as_bytes())
     }
 
     /// A SCAN pattern matching every one of them (the acks too).
