@@ -599,3 +599,95 @@ async fn a_tenant_with_its_own_backend_user_marks_its_writes_in_their_batches() 
     );
     proxy.stop().await;
 }
+
+/// Keys written through the proxy, read back through it: `k:<i>` = `v<i>`
+/// for every i below `n`, each either a string or a hash.
+async fn fill_through(proxy: &TestProxy, n: usize) {
+    let mut c = proxy.client().await;
+    for chunk in (0..n).collect::<Vec<_>>().chunks(500) {
+        let mut p = redis::pipe();
+        for &i in chunk {
+            match i % 2 {
+                0 => p.cmd("SET").arg(format!("k:{i}")).arg(format!("v{i}")).ignore(),
+                _ => p.cmd("HSET").arg(format!("k:{i}")).arg("f").arg(format!("v{i}")).ignore(),
+            };
+        }
+        let () = p.query_async(&mut c).await.unwrap();
+    }
+}
+
+async fn check_through(proxy: &TestProxy, n: usize) {
+    let mut c = proxy.client().await;
+    for i in (0..n).step_by(7) {
+        let v: String = if i % 2 == 0 {
+            redis::cmd("GET").arg(format!("k:{i}")).query_async(&mut c).await.unwrap()
+        } else {
+            redis::cmd("HGET").arg(format!("k:{i}")).arg("f").query_async(&mut c).await.unwrap()
+        };
+        assert_eq!(v, format!("v{i}"), "k:{i}");
+    }
+}
+
+/// Ring -> cluster, then cluster -> standalone, under a writer: every key
+/// where the target's placement puts it, counters exact.
+#[tokio::test]
+async fn a_tenant_moves_from_a_ring_to_a_cluster_and_on_to_a_standalone_server() {
+    let _heavy = heavy().await;
+    const KEYS: usize = 3_000;
+    let ring: Vec<RedisServer> = (0..3).map(|_| RedisServer::start()).collect();
+    let cluster = RedisCluster::start(3, 0);
+    let single = RedisServer::start();
+    let ring_nodes: Vec<String> = ring.iter().map(|r| format!("\"{}\"", r.addr())).collect();
+    let seeds: Vec<String> = cluster.seeds().iter().map(|s| format!("\"{s}\"")).collect();
+    let config = |a: &str| {
+        format!(
+            "listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\n\
+             backends:\n  ring: {{ kind: ring, nodes: [{}] }}\n  big: {{ kind: cluster, nodes: [{}] }}\n  \
+             single: {{ kind: standalone, nodes: [\"{}\"] }}\n\
+             tenants:\n  a: {{ namespace: \"a:\", {a} }}\n\
+             default_tenant: a\n",
+            ring_nodes.join(", "),
+            seeds.join(", "),
+            single.addr()
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tenants.yaml");
+    write_atomic(&path, &config("backend: ring"));
+    let proxy = TestProxy::start_file(&path).await;
+    fill_through(&proxy, KEYS).await;
+    let spread = ring.iter().filter(|r| count(r, "a:k:*") > 0).count();
+    assert_eq!(spread, 3, "the ring spreads the keys");
+
+    let mut rounds = 0;
+    for (step, (from, to)) in [("ring", "big"), ("big", "single")].into_iter().enumerate() {
+        let (stop, on) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(true)));
+        let w = writer(proxy.addr, step, stop.clone(), on);
+        let version =
+            write_atomic(&path, &config(&format!("backend: {from}, migrate: {{ to: {to}, keys_per_sec: 100000 }}")));
+        proxy.wait_for_version(&version).await;
+        wait_for(&[&proxy], Duration::from_secs(60), "the move done", |m| m["progress"]["phase"] == "done").await;
+        stop.store(true, Ordering::Relaxed);
+        rounds = w.await.expect("the writer saw an error").rounds;
+        // Finished: the tenant on its new backend.
+        let version = write_atomic(&path, &config(&format!("backend: {to}")));
+        proxy.wait_for_version(&version).await;
+        check_through(&proxy, KEYS).await;
+        let mut c = RawClient::connect(proxy.addr).await;
+        let n = format!("n:{step}");
+        assert_eq!(
+            c.cmd(&[b"GET", n.as_bytes()]).await,
+            format!("${}\r\n{rounds}\r\n", rounds.to_string().len()).into_bytes(),
+            "step {step}"
+        );
+    }
+    // On the standalone server at the end, and nowhere else.
+    assert_eq!(count(&single, "a:k:*"), KEYS as u64);
+    assert_eq!(single.cli(&["GET", "a:n:1"]).trim(), rounds.to_string());
+    for r in &ring {
+        assert_eq!(count(r, "a:*"), 0);
+    }
+    let on_cluster: u64 = cluster.masters().iter().map(|(m, _)| count(&cluster.nodes[*m], "a:*")).sum();
+    assert_eq!(on_cluster, 0);
+    proxy.stop().await;
+}

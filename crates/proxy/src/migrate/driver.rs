@@ -353,23 +353,30 @@ impl Driver {
     /// most, or until none is left (only while writes are held: under
     /// steady writes the set never empties).
     async fn drain(&self, job: &Migration, limit: Option<u64>) -> Result<u64, Error> {
+        let nodes = job.source.nodes();
         let mut total = 0;
-        for node in job.source.nodes() {
-            loop {
+        // Node by node in turns, a batch each: under writes a node's set
+        // never empties, and one node must not keep the others waiting.
+        loop {
+            let mut took = false;
+            for node in &nodes {
                 let batch = match limit {
                     Some(l) if total >= l => return Ok(total),
                     Some(l) => (l - total).min(DIRTY_BATCH),
                     None => DIRTY_BATCH,
                 };
-                let Some(keys) = super::dirty::take(job, &node, batch).await? else { break };
+                let Some(keys) = super::dirty::take(job, node, batch).await? else { continue };
+                took = true;
                 // On an error they stay taken, and are copied first next time.
                 copy::copy_keys(job, &keys).await?;
-                super::dirty::done(job, &node).await?;
+                super::dirty::done(job, node).await?;
                 add(job, "recopied", keys.len() as u64).await?;
                 total += keys.len() as u64;
             }
+            if !took {
+                return Ok(total);
+            }
         }
-        Ok(total)
     }
 
     /// Copies dirty keys until few are left, so the copy made while the
