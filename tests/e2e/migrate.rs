@@ -64,7 +64,7 @@ async fn wait_for(proxies: &[&TestProxy], limit: Duration, what: &str, done: imp
     }
 }
 
-/// Tenant a's keys: `n` of five types, a third with a TTL of an hour and
+/// Tenant a's keys: `n` of six types (streams too), a third with a TTL of an hour and
 /// `i` ms (so each key's deadline is known), and one 4 MB string.
 async fn populate(redis: &RedisServer, n: usize, t0: u64) {
     let mut c = direct(redis).await;
@@ -72,12 +72,13 @@ async fn populate(redis: &RedisServer, n: usize, t0: u64) {
         let mut p = redis::pipe();
         for &i in chunk {
             let key = format!("a:k:{i}");
-            match i % 5 {
+            match i % 6 {
                 0 => p.cmd("SET").arg(&key).arg(format!("value-{i}")),
                 1 => p.cmd("HSET").arg(&key).arg("f1").arg(i).arg("f2").arg("x"),
                 2 => p.cmd("RPUSH").arg(&key).arg(i).arg("y").arg("z"),
                 3 => p.cmd("SADD").arg(&key).arg(i).arg("m"),
-                _ => p.cmd("ZADD").arg(&key).arg(i).arg("m"),
+                4 => p.cmd("ZADD").arg(&key).arg(i).arg("m"),
+                _ => p.cmd("XADD").arg(&key).arg("*").arg("f").arg(i),
             }
             .ignore();
             if i % 3 == 0 {
@@ -279,7 +280,7 @@ async fn a_tenant_moves_to_a_cluster_under_writes_through_two_proxies_losing_not
             assert_eq!(pttl, -1, "{key}");
         }
         let kind = c.cmd(&[b"TYPE", key.as_bytes()]).await;
-        let want = ["+string\r\n", "+hash\r\n", "+list\r\n", "+set\r\n", "+zset\r\n"][i % 5];
+        let want = ["+string\r\n", "+hash\r\n", "+list\r\n", "+set\r\n", "+zset\r\n", "+stream\r\n"][i % 6];
         assert_eq!(String::from_utf8_lossy(&kind), want, "{key}");
     }
     assert_eq!(c.cmd(&[b"STRLEN", b"big"]).await, format!(":{}\r\n", 4 << 20).into_bytes());
@@ -456,7 +457,11 @@ async fn an_idle_tenant_moves_to_another_standalone_backend() {
     for i in (0..KEYS).step_by(37) {
         let key = format!("k:{i}");
         let kind = String::from_utf8(c.cmd(&[b"TYPE", key.as_bytes()]).await).unwrap();
-        assert_eq!(kind, ["+string\r\n", "+hash\r\n", "+list\r\n", "+set\r\n", "+zset\r\n"][i % 5], "{key}");
+        assert_eq!(
+            kind,
+            ["+string\r\n", "+hash\r\n", "+list\r\n", "+set\r\n", "+zset\r\n", "+stream\r\n"][i % 6],
+            "{key}"
+        );
         let pttl: i64 =
             String::from_utf8(c.cmd(&[b"PTTL", key.as_bytes()]).await).unwrap()[1..].trim().parse().unwrap();
         if i % 3 == 0 {
@@ -466,8 +471,9 @@ async fn an_idle_tenant_moves_to_another_standalone_backend() {
             assert_eq!(pttl, -1, "{key}");
         }
     }
-    assert_eq!(c.cmd(&[b"GET", b"k:5"]).await, b"$7\r\nvalue-5\r\n");
-    assert_eq!(c.cmd(&[b"SISMEMBER", b"k:8", b"m"]).await, b":1\r\n");
+    assert_eq!(c.cmd(&[b"GET", b"k:6"]).await, b"$7\r\nvalue-6\r\n");
+    assert_eq!(c.cmd(&[b"XLEN", b"k:5"]).await, b":1\r\n");
+    assert_eq!(c.cmd(&[b"SISMEMBER", b"k:9", b"m"]).await, b":1\r\n");
     assert_eq!(c.cmd(&[b"STRLEN", b"big"]).await, format!(":{}\r\n", 4 << 20).into_bytes());
     // Served from the new backend: a write lands there.
     assert_eq!(c.cmd(&[b"SET", b"after", b"1"]).await, b"+OK\r\n");
