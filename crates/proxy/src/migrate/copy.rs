@@ -119,15 +119,20 @@ async fn bulk_limit(job: &Migration, node: &NodePool) -> u64 {
 pub(super) async fn restore(job: &Migration, dumped: &[Dumped]) -> Result<Copied, Error> {
     let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
     let ns = no_namespace();
-    let mut by_node: HashMap<usize, (Arc<NodePool>, BytesMut, usize)> = HashMap::new();
+    // Per target node: the commands, their count, and its bulk limit.
+    let mut by_node: HashMap<usize, (Arc<NodePool>, BytesMut, usize, u64)> = HashMap::new();
     let mut copied = Copied::default();
     for d in dumped {
         let new_key = renamed(job, &d.key);
         let node = node_of(&job.target, &job.to_ns, &new_key)?;
-        let entry = by_node.entry(Arc::as_ptr(&node) as usize).or_insert_with(|| (node.clone(), BytesMut::new(), 0));
+        let at_node = Arc::as_ptr(&node) as usize;
+        if let std::collections::hash_map::Entry::Vacant(e) = by_node.entry(at_node) {
+            e.insert((node.clone(), BytesMut::new(), 0, bulk_limit(job, &node).await));
+        }
+        let entry = by_node.get_mut(&at_node).expect("inserted above");
+        let limit = entry.3;
         match &d.payload {
-            Some(payload) if payload.len() as u64 > bulk_limit(job, &node).await => {
-                let limit = bulk_limit(job, &node).await;
+            Some(payload) if payload.len() as u64 > limit => {
                 *job.too_big.lock().expect("not poisoned") = Some(d.key.clone());
                 return Err(Error::new(
                     Kind::Limit,
@@ -153,7 +158,7 @@ pub(super) async fn restore(job: &Migration, dumped: &[Dumped]) -> Result<Copied
     }
     // Sent to every node before any reply is awaited.
     let sent: Vec<_> =
-        by_node.into_values().map(|(node, bytes, count)| (send(&node, bytes, count), node, count)).collect();
+        by_node.into_values().map(|(node, bytes, count, _)| (send(&node, bytes, count), node, count)).collect();
     for (rx, node, count) in sent {
         for r in replies_of(&node, rx, count).await? {
             if r.first() == Some(&b'-') {

@@ -145,11 +145,11 @@ fn encode_rewritten(out: &mut BytesMut, args: &[Bytes], keys: &[usize], ns: &Nam
 impl OpenBatch {
     /// A migrating tenant's write just encoded: its mark goes right after
     /// it (the client never sees the SADD's reply), and the batch carries it.
-    fn take_mark(&mut self, mark: WriteMark) {
+    fn take_mark(&mut self, mut mark: WriteMark) {
         if !mark.keys().is_empty() {
             let args = mark.sadd(&self.node);
             encode::command(&mut self.bytes, &args, &[], &self.tenant.namespace);
-            let fix = Fix::Mark(Box::new((mark.job().clone(), mark.keys().to_vec())));
+            let fix = Fix::Mark(Box::new((mark.job().clone(), mark.take_keys())));
             self.fixes.push(self.count, fix);
             self.count += 1;
             self.hidden += 1;

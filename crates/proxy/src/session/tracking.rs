@@ -117,7 +117,7 @@ impl Session {
         };
         // Each PREFIX value is namespaced; BCAST alone gets the namespace itself.
         let mut keys: Vec<usize> = (4..args.len()).filter(|&i| args[i - 1].eq_ignore_ascii_case(b"prefix")).collect();
-        if parsed.bcast && keys.is_empty() {
+        if parsed.mode.bcast && keys.is_empty() {
             let had_narrower = current.is_some_and(|c| !c.prefixes.is_empty() && !c.prefixes.contains(&Bytes::new()));
             args.push(Bytes::from_static(b"PREFIX"));
             args.push(Bytes::new());

@@ -24,11 +24,8 @@ pub(super) struct Request {
     pub on: bool,
     /// Where the REDIRECT argument is in the command (not yet read as a number).
     pub redirect: Option<usize>,
-    pub bcast: bool,
-    pub optin: bool,
-    pub optout: bool,
-    pub noloop: bool,
-    pub prefixes: Vec<Bytes>,
+    /// The options as given (`prefixes`: this command's only).
+    pub mode: Mode,
 }
 
 /// Redis's error reply for a tracking request it would refuse.
@@ -51,15 +48,7 @@ const SYNTAX: &str = "ERR syntax error";
 
 /// `args`: the whole command (`CLIENT TRACKING on ...`).
 pub(super) fn parse(args: &[Bytes]) -> Result<Request, Refused> {
-    let mut req = Request {
-        on: false,
-        redirect: None,
-        bcast: false,
-        optin: false,
-        optout: false,
-        noloop: false,
-        prefixes: Vec::new(),
-    };
+    let mut req = Request { on: false, redirect: None, mode: Mode::default() };
     let mut i = 3;
     while i < args.len() {
         let more = i + 1 < args.len();
@@ -74,12 +63,12 @@ pub(super) fn parse(args: &[Bytes]) -> Result<Request, Refused> {
             }
             b"prefix" if more => {
                 i += 1;
-                req.prefixes.push(args[i].clone());
+                req.mode.prefixes.push(args[i].clone());
             }
-            b"bcast" => req.bcast = true,
-            b"optin" => req.optin = true,
-            b"optout" => req.optout = true,
-            b"noloop" => req.noloop = true,
+            b"bcast" => req.mode.bcast = true,
+            b"optin" => req.mode.optin = true,
+            b"optout" => req.mode.optout = true,
+            b"noloop" => req.mode.noloop = true,
             _ => return Err(SYNTAX.into()),
         }
         i += 1;
@@ -99,6 +88,7 @@ fn overlap(a: &[u8], b: &[u8]) -> bool {
 
 /// The mode after `req` (ON) given the current one, or Redis's refusal.
 pub(super) fn apply(current: Option<&Mode>, req: &Request) -> Result<Mode, Refused> {
+    let req = &req.mode;
     if !req.bcast && !req.prefixes.is_empty() {
         return Err("ERR PREFIX option requires BCAST mode to be enabled".into());
     }
@@ -151,7 +141,7 @@ pub(super) fn apply(current: Option<&Mode>, req: &Request) -> Result<Mode, Refus
             }
         }
     }
-    Ok(Mode { bcast: req.bcast, optin: req.optin, optout: req.optout, noloop: req.noloop, prefixes })
+    Ok(Mode { prefixes, ..req.clone() })
 }
 
 #[cfg(test)]
@@ -175,8 +165,8 @@ mod tests {
     fn parses_options_as_redis_does() {
         let r = req("CLIENT TRACKING on REDIRECT 7 BCAST PREFIX a PREFIX b NOLOOP").unwrap();
         assert_eq!(r.redirect, Some(4));
-        assert!(r.on && r.bcast && !r.optin);
-        assert_eq!(r.prefixes, vec![Bytes::from("a"), Bytes::from("b")]);
+        assert!(r.on && r.mode.bcast && !r.mode.optin);
+        assert_eq!(r.mode.prefixes, vec![Bytes::from("a"), Bytes::from("b")]);
         assert_eq!(refusal(req("CLIENT TRACKING on REDIRECT")), SYNTAX);
         assert_eq!(refusal(req("CLIENT TRACKING maybe")), SYNTAX);
         assert_eq!(refusal(req("CLIENT TRACKING on FOO")), SYNTAX);

@@ -325,6 +325,11 @@ impl WriteMark {
         &self.keys
     }
 
+    /// The written keys, taken (once their mark is encoded).
+    pub fn take_keys(&mut self) -> Vec<Bytes> {
+        std::mem::take(&mut self.keys)
+    }
+
     /// `SADD <dirty set of node> keys...`: the mark of this write on `node`.
     pub fn sadd(&self, node: &crate::backend::NodePool) -> Vec<Bytes> {
         let mut args = vec![Bytes::from_static(b"SADD"), Bytes::from(self.job.keys.dirty_on(node))];

@@ -28,12 +28,11 @@ pub const DIRTY_PREFIX: &str = "tenantry:migrate:dirty:";
 impl Keys {
     /// The ACL key pattern of the dirty sets of a move from `from`.
     pub fn dirty_acl_pattern(from: &Namespace) -> String {
-        let tag: String = from.as_bytes().iter().map(|b| format!("{b:02x}")).collect();
-        format!("%W~{DIRTY_PREFIX}{tag}*")
+        format!("%W~{DIRTY_PREFIX}{}*", hex(from))
     }
 
     pub fn new(from: &Namespace) -> Self {
-        let tag: String = from.as_bytes().iter().map(|b| format!("{b:02x}")).collect();
+        let tag = hex(from);
         let base = format!("tenantry:migrate:{{{tag}}}");
         Keys {
             state: format!("{base}:state").into_bytes(),
@@ -86,4 +85,10 @@ impl Keys {
     pub fn node(&self, source: &Router) -> Arc<NodePool> {
         source.node_of_own_key(&self.state)
     }
+}
+
+/// The namespace in hex: one name for the move's keys whatever characters
+/// the namespace holds.
+fn hex(ns: &Namespace) -> String {
+    ns.as_bytes().iter().map(|b| format!("{b:02x}")).collect()
 }
